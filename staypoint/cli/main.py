@@ -1,0 +1,421 @@
+"""``staypoint``: one console script, one subcommand per job.
+
+Errors are one clear line on stderr and a non-zero exit; nothing is half-written,
+because every change goes through one transaction of the node service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from staypoint.cli import demo as demo_cmd
+from staypoint.edge.keys import KeyError_
+from staypoint.edge.replica import ReplicaError
+from staypoint.edge.service import NodeError, NodeService, StaffProof
+from staypoint.loyalty.events import parse_iso
+from staypoint.loyalty.program import Outlet, ProgramError, default_program_text, load_program
+
+
+class CliError(Exception):
+    """A usage problem found after parsing (bad date, missing file)."""
+
+
+def _now(args: argparse.Namespace) -> datetime:
+    if getattr(args, "now", None):
+        try:
+            return parse_iso(args.now)
+        except ValueError:
+            raise CliError(f"--now {args.now!r} is not an ISO timestamp") from None
+    return datetime.now(UTC)
+
+
+def _open(args: argparse.Namespace) -> NodeService:
+    return NodeService.open(Path(args.db))
+
+
+def _staff(args: argparse.Namespace) -> StaffProof:
+    # A shell on the node is already technician-level access; the id still travels in
+    # every event so head office sees who did what.
+    staff_id = args.staff or f"cli:{getpass.getuser()}"
+    return StaffProof(staff_id, staff_id, "supervisor")
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(text)
+
+
+def _date(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+# -- node ------------------------------------------------------------------------------
+
+
+def cmd_node_init(args: argparse.Namespace) -> None:
+    if args.program:
+        text = Path(args.program).read_text(encoding="utf-8") if Path(args.program).exists() else None
+        if text is None:
+            raise CliError(f"{args.program}: no such programme file")
+        load_program(Path(args.program))  # validates with the file's name in the error
+    else:
+        text = default_program_text()
+    blocks = [int(b) for b in args.member_block] if args.member_block else []
+    svc = NodeService.init_node(
+        Path(args.db), args.node, args.property, text, _now(args), member_blocks=blocks
+    )
+    st = svc.status(_now(args))
+    _emit(
+        args,
+        st,
+        f"node {st['node']} at {st['property']} ready: {args.db} "
+        f"(programme v{st['program_version']}, keys in {NodeService.keys_dir_for(Path(args.db))})",
+    )
+
+
+def cmd_node_seed(args: argparse.Namespace) -> None:
+    from staypoint.edge.seed import seed_members
+
+    svc = _open(args)
+    total = seed_members(svc, args.members, _now(args))
+    _emit(
+        args,
+        {"seeded": args.members, "seeded_total": total},
+        f"seeded {args.members:,} members ({total:,} seeded in all; their PIN is 1234)",
+    )
+
+
+def cmd_node_status(args: argparse.Namespace) -> None:
+    st = _open(args).status(_now(args))
+    _emit(args, st, "\n".join(f"{k:>18}: {v}" for k, v in st.items()))
+
+
+def cmd_staff_add(args: argparse.Namespace) -> None:
+    _open(args).add_staff(args.staff_id, args.name, args.role, args.pin, args.card_uid)
+    _emit(args, {"staff": args.staff_id, "role": args.role}, f"staff {args.staff_id} ({args.role}) added")
+
+
+# -- members ---------------------------------------------------------------------------
+
+
+def cmd_member_enrol(args: argparse.Namespace) -> None:
+    svc = _open(args)
+    row = svc.enrol(args.name, args.pin, _now(args), card_uid=args.card_uid)
+    _emit(
+        args,
+        {"member": row.number, "name": row.name, "tier": row.tier},
+        f"enrolled {row.name}: member number {row.number}",
+    )
+
+
+def _summary_text(s: Any) -> str:
+    lines = [
+        f"{s.name} · {s.member} · {s.tier_name}",
+        f"  points        {s.points:,}",
+        f"  stored value  {s.stored_value} {s.currency}",
+        f"  this year     {s.qualifying_nights} nights · {s.next_tier_message}",
+    ]
+    if s.expiring_points:
+        lines.append(f"  expiring      {s.expiring_points:,} points on {s.expiring_on}")
+    if s.locked:
+        lines.append("  LOCKED        too many wrong PINs")
+    lines.append("  can redeem    " + (", ".join(s.redeemable) or "nothing yet"))
+    for a in s.recent[:5]:
+        pts = f"{a.points:+,}" if a.points else ""
+        lines.append(f"  {a.at[:10]}  {pts:>8}  {a.description}")
+    return "\n".join(lines)
+
+
+def cmd_member_show(args: argparse.Namespace) -> None:
+    svc = _open(args)
+    s = svc.summary(args.member, _now(args))
+    _emit(args, s.to_json(), _summary_text(s))
+
+
+def cmd_member_adjust(args: argparse.Namespace) -> None:
+    svc = _open(args)
+    bal = svc.adjust(args.member, args.points, args.reason, _now(args), _staff(args))
+    _emit(args, {"member": args.member, "points": bal}, f"adjusted: balance {bal:,} points")
+
+
+def cmd_member_unlock(args: argparse.Namespace) -> None:
+    _open(args).unlock(args.member, _now(args), _staff(args))
+    _emit(args, {"member": args.member, "unlocked": True}, "unlocked")
+
+
+def cmd_member_claim(args: argparse.Namespace) -> None:
+    arrival, departure = _date(args.arrival), _date(args.departure)
+    assert arrival is not None and departure is not None
+    ev = _open(args).record_claim(args.member, args.folio, arrival, departure, _now(args), note=args.note)
+    _emit(args, {"claim": ev.id, "seq": ev.seq}, f"claim recorded ({ev.id}); head office will review it")
+
+
+# -- stays, stored value -----------------------------------------------------------------
+
+
+def cmd_stay_post(args: argparse.Namespace) -> None:
+    svc = _open(args)
+    revenue = {Outlet.ROOM: args.room, Outlet.FNB: args.fnb, Outlet.SPA: args.spa, Outlet.OTHER: args.other}
+    res = svc.post_stay(
+        args.member,
+        args.folio,
+        _now(args),
+        nights=args.nights,
+        revenue={k: v for k, v in revenue.items() if v is not None},
+        arrival=_date(args.arrival),
+        staff=_staff(args),
+    )
+    payload = {
+        "member": res.member,
+        "folio": res.folio,
+        "points": res.points,
+        "balance": res.balance,
+        "tier": res.tier_after,
+        "upgraded": res.tier_after != res.tier_before,
+        "seq": res.event.seq,
+    }
+    text = f"posted {res.folio}: +{res.points:,} points, balance {res.balance:,}"
+    if res.tier_after != res.tier_before:
+        text += f" — upgraded to {svc.program.tier(res.tier_after).name}"
+    _emit(args, payload, text)
+
+
+def cmd_stay_void(args: argparse.Namespace) -> None:
+    ev = _open(args).void_stay(args.folio, _now(args), _staff(args), args.reason)
+    _emit(
+        args,
+        {"voided": args.folio, "points": ev.data["points"], "seq": ev.seq},
+        f"voided {args.folio}: -{ev.data['points']:,} points",
+    )
+
+
+def cmd_value_topup(args: argparse.Namespace) -> None:
+    svc = _open(args)
+    bal = svc.top_up(args.member, args.amount, _now(args), _staff(args))
+    _emit(
+        args,
+        {"member": args.member, "stored_value": str(bal)},
+        f"stored value now {bal} {svc.program.currency}",
+    )
+
+
+def cmd_value_spend(args: argparse.Namespace) -> None:
+    svc = _open(args)
+    now = _now(args)
+    proof = svc.verify_pin(args.member, args.pin, now)
+    bal = svc.spend(proof, args.amount, now)
+    _emit(
+        args,
+        {"member": args.member, "stored_value": str(bal)},
+        f"stored value now {bal} {svc.program.currency}",
+    )
+
+
+# -- redemption and vouchers ---------------------------------------------------------------
+
+
+def cmd_redeem(args: argparse.Namespace) -> None:
+    svc = _open(args)
+    now = _now(args)
+    proof = svc.verify_pin(args.member, args.pin, now)
+    r = svc.redeem(proof, args.reward, now)
+    from staypoint.loyalty.vouchers import format_code
+
+    payload = {
+        "member": r.member,
+        "reward": r.reward,
+        "points": r.points,
+        "balance": r.balance,
+        "voucher": format_code(r.voucher),
+        "token": r.token,
+        "expires": r.expires.isoformat(),
+        "auth": r.auth,
+        "limits": r.limits_profile,
+        "seq": r.event.seq,
+    }
+    _emit(
+        args,
+        payload,
+        f"{r.reward_name}: voucher {format_code(r.voucher)} (valid to {r.expires}); "
+        f"balance {r.balance:,} points",
+    )
+
+
+def cmd_voucher_verify(args: argparse.Namespace) -> None:
+    info = _open(args).verify_voucher(args.code, _now(args))
+    _emit(args, info.to_json(), f"{info.code} {info.reward_name} for {info.member}: {info.message}")
+    if not info.valid:
+        raise SystemExit(1)
+
+
+def cmd_voucher_use(args: argparse.Namespace) -> None:
+    info = _open(args).use_voucher(args.code, _now(args), _staff(args))
+    _emit(args, info.to_json(), f"{info.code} {info.reward_name}: marked used")
+
+
+def cmd_voucher_void(args: argparse.Namespace) -> None:
+    info = _open(args).void_voucher(args.code, _now(args), _staff(args), args.reason)
+    _emit(args, info.to_json(), f"{info.code} voided; points returned to {info.member}")
+
+
+def cmd_outbox(args: argparse.Namespace) -> None:
+    rows = _open(args).outbox(pending_only=args.pending)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for e in rows:
+        mark = "acked" if e["acked"] else "pending"
+        print(f"{e['epoch']}:{e['seq']:>6}  {e['at']}  {e['type']:<18} {e.get('member') or '':<11} {mark}")
+    print(f"{len(rows)} events")
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, *, db: bool = True) -> None:
+    if db:
+        p.add_argument("--db", required=True, help="the node's replica file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--now", help=argparse.SUPPRESS)  # replay/tests: the time to act at
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="staypoint", description="Staypoint hotel loyalty: node, kiosk and head office."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        group: Any, name: str, fn: Callable[[argparse.Namespace], None], help_: str, **kw: Any
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = group.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        _common(p, **kw)
+        return p
+
+    node = sub.add_parser("node", help="create and inspect a node's replica").add_subparsers(
+        dest="node_cmd", required=True
+    )
+    p = add(node, "init", cmd_node_init, "create a node replica with its keys")
+    p.add_argument("--node", required=True, help="node id, e.g. sha-lobby-01")
+    p.add_argument("--property", required=True, help="property code, e.g. SHA")
+    p.add_argument("--program", help="programme TOML (default: Staypoint Rewards)")
+    p.add_argument("--member-block", action="append", help="issuer block(s) for member numbers")
+    p = add(node, "seed", cmd_node_seed, "add fake members for demos and benchmarks (PIN 1234)")
+    p.add_argument("--members", type=int, required=True)
+    add(node, "status", cmd_node_status, "outbox depth, last contact, offline exposure")
+
+    staff = sub.add_parser("staff", help="staff accounts on a node").add_subparsers(
+        dest="staff_cmd", required=True
+    )
+    p = add(staff, "add", cmd_staff_add, "register a staff member (card + PIN)")
+    p.add_argument("staff_id")
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", required=True, choices=["staff", "supervisor", "technician"])
+    p.add_argument("--pin", required=True)
+    p.add_argument("--card-uid")
+
+    member = sub.add_parser("member", help="enrol, show, adjust members").add_subparsers(
+        dest="member_cmd", required=True
+    )
+    p = add(member, "enrol", cmd_member_enrol, "enrol a new member")
+    p.add_argument("--name", required=True)
+    p.add_argument("--pin", required=True)
+    p.add_argument("--card-uid", help="hex UID of the member's card")
+    p = add(member, "show", cmd_member_show, "a member's balance, tier, progress and activity")
+    p.add_argument("member")
+    p = add(member, "adjust", cmd_member_adjust, "staff points adjustment with a reason")
+    p.add_argument("member")
+    p.add_argument("--points", type=int, required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--staff")
+    p = add(member, "unlock", cmd_member_unlock, "lift a PIN lock-out")
+    p.add_argument("member")
+    p.add_argument("--staff")
+    p = add(member, "claim", cmd_member_claim, "record a missing-stay claim")
+    p.add_argument("member")
+    p.add_argument("--folio", required=True)
+    p.add_argument("--arrival", required=True)
+    p.add_argument("--departure", required=True)
+    p.add_argument("--note", default="")
+
+    stay = sub.add_parser("stay", help="post and void stays").add_subparsers(dest="stay_cmd", required=True)
+    p = add(stay, "post", cmd_stay_post, "post a stay and earn points")
+    p.add_argument("member")
+    p.add_argument("--folio", required=True)
+    p.add_argument("--nights", type=int, required=True)
+    p.add_argument("--room", required=True, help="room revenue, e.g. 480.00")
+    p.add_argument("--fnb", help="food & beverage revenue")
+    p.add_argument("--spa", help="spa revenue")
+    p.add_argument("--other", help="other revenue")
+    p.add_argument("--arrival", help="arrival date (default: nights before today)")
+    p.add_argument("--staff")
+    p = add(stay, "void", cmd_stay_void, "void a posted stay (points clawed back)")
+    p.add_argument("folio")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--staff")
+
+    value = sub.add_parser("value", help="stored value").add_subparsers(dest="value_cmd", required=True)
+    p = add(value, "topup", cmd_value_topup, "top up a member's stored value")
+    p.add_argument("member")
+    p.add_argument("amount")
+    p.add_argument("--staff")
+    p = add(value, "spend", cmd_value_spend, "pay from stored value")
+    p.add_argument("member")
+    p.add_argument("amount")
+    p.add_argument("--pin", required=True)
+
+    p = add(sub, "redeem", cmd_redeem, "redeem a reward (PIN checked) and issue a voucher")
+    p.add_argument("member")
+    p.add_argument("reward")
+    p.add_argument("--pin", required=True)
+
+    voucher = sub.add_parser("voucher", help="verify, use and void vouchers").add_subparsers(
+        dest="voucher_cmd", required=True
+    )
+    p = add(voucher, "verify", cmd_voucher_verify, "check a typed code or scanned token")
+    p.add_argument("code")
+    p = add(voucher, "use", cmd_voucher_use, "mark a voucher used")
+    p.add_argument("code")
+    p.add_argument("--staff")
+    p = add(voucher, "void", cmd_voucher_void, "void an unused voucher (points returned)")
+    p.add_argument("code")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--staff")
+
+    p = add(sub, "outbox", cmd_outbox, "events waiting for (or acknowledged by) head office")
+    p.add_argument("--pending", action="store_true", help="only events head office has not acknowledged")
+
+    demo_cmd.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.fn(args)
+    except (NodeError, CliError, ProgramError, ReplicaError, KeyError_) as exc:
+        print(f"staypoint: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The event contract between node and head office: envelope, types and their effect on points."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+ENVELOPE_VERSION = 1
+
+
+class EventType(StrEnum):
+    MEMBER_ENROLLED = "member.enrolled"
+    CARD_BOUND = "card.bound"
+    MEMBER_UNLOCKED = "member.unlocked"
+    STAY_POSTED = "stay.posted"
+    STAY_VOIDED = "stay.voided"
+    POINTS_REDEEMED = "points.redeemed"
+    POINTS_ADJUSTED = "points.adjusted"
+    POINTS_EXPIRED = "points.expired"
+    VOUCHER_USED = "voucher.used"
+    VOUCHER_VOIDED = "voucher.voided"
+    VALUE_TOPPED_UP = "value.topped_up"
+    VALUE_SPENT = "value.spent"
+    CLAIM_RECORDED = "claim.recorded"
+    FEEDBACK_RECORDED = "feedback.recorded"
+
+
+# The sign each event type gives to ``data["points"]``: one table on both sides, so a
+# node and head office can never disagree about which way an event moves a balance.
+POINTS_SIGN: Mapping[EventType, int] = {
+    EventType.STAY_POSTED: +1,
+    EventType.STAY_VOIDED: -1,
+    EventType.POINTS_REDEEMED: -1,
+    EventType.POINTS_ADJUSTED: +1,  # adjustments carry their own sign
+    EventType.POINTS_EXPIRED: -1,
+    EventType.VOUCHER_VOIDED: +1,  # voiding an unused voucher gives the points back
+}
+
+
+def points_delta(kind: str, data: Mapping[str, Any]) -> int:
+    """How an event of ``kind`` changes its member's points balance."""
+    sign = POINTS_SIGN.get(EventType(kind), 0)
+    return sign * int(data.get("points", 0)) if sign else 0
+
+
+def uuid7(now: datetime, rand: bytes | None = None) -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits; sorts by time."""
+    ms = int(now.timestamp() * 1000) & ((1 << 48) - 1)
+    r = int.from_bytes(rand if rand is not None else os.urandom(10), "big") & ((1 << 74) - 1)
+    rand_a, rand_b = r >> 62, r & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    return str(uuid.UUID(int=value))
+
+
+def iso(ts: datetime) -> str:
+    """UTC timestamp as ``2026-11-23T10:00:00.123Z``."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware UTC")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an ISO timestamp; naive input is taken as UTC."""
+    ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event in the outbox and on the wire (see design.md, Events)."""
+
+    node: str
+    epoch: int
+    seq: int
+    id: str
+    at: str
+    type: str
+    member: str | None
+    program: int
+    data: Mapping[str, Any]
+    auth: str | None = None
+    v: int = field(default=ENVELOPE_VERSION)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "v": self.v,
+            "node": self.node,
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "id": self.id,
+            "at": self.at,
+            "type": self.type,
+            "member": self.member,
+            "program": self.program,
+            "data": dict(self.data),
+        }
+        if self.auth is not None:
+            body["auth"] = self.auth
+        return body
+
+    def to_json(self) -> str:
+        """Canonical JSON: the same event always has the same bytes (for body comparison)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+    @property
+    def points_delta(self) -> int:
+        return points_delta(self.type, self.data)
+
+
+class EventFormatError(ValueError):
+    """An event that does not match the contract."""
+
+
+def event_from_dict(body: Mapping[str, Any]) -> Event:
+    """Validate an event received from the wire; raise EventFormatError naming the field."""
+
+    def need(key: str, kind: type | tuple[type, ...]) -> Any:
+        if key not in body:
+            raise EventFormatError(f"event: missing {key!r}")
+        value = body[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise EventFormatError(f"event: {key!r} has the wrong type")
+        return value
+
+    if need("v", int) != ENVELOPE_VERSION:
+        raise EventFormatError(f"event: unsupported envelope version {body['v']!r}")
+    kind = need("type", str)
+    try:
+        EventType(kind)
+    except ValueError:
+        raise EventFormatError(f"event: unknown type {kind!r}") from None
+    seq, epoch = need("seq", int), need("epoch", int)
+    if seq < 1 or epoch < 1:
+        raise EventFormatError("event: seq and epoch start at 1")
+    member = body.get("member")
+    if member is not None and not isinstance(member, str):
+        raise EventFormatError("event: 'member' has the wrong type")
+    data = need("data", dict)
+    if "points" in data and (isinstance(data["points"], bool) or not isinstance(data["points"], int)):
+        raise EventFormatError("event: data.points must be a whole number")
+    auth = body.get("auth")
+    if auth is not None and auth not in ("online", "offline"):
+        raise EventFormatError("event: auth is 'online' or 'offline'")
+    try:
+        uuid.UUID(need("id", str))
+        parse_iso(need("at", str))
+    except ValueError:
+        raise EventFormatError("event: malformed 'id' or 'at'") from None
+    return Event(
+        node=need("node", str),
+        epoch=epoch,
+        seq=seq,
+        id=body["id"],
+        at=body["at"],
+        type=kind,
+        member=member,
+        program=need("program", int),
+        data=data,
+        auth=auth,
+    )

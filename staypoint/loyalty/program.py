@@ -1,0 +1,436 @@
+"""The programme document: a versioned TOML file, validated on load.
+
+Every error names the file, the field and what is wrong, because the people who
+edit a programme are head-office staff, not the engineers who wrote this parser.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class ProgramError(ValueError):
+    """A programme document is malformed: names the source, the field and the problem."""
+
+    def __init__(self, source: str, fld: str, problem: str) -> None:
+        super().__init__(f"{source}: {fld}: {problem}")
+        self.source = source
+        self.field = fld
+        self.problem = problem
+
+
+class Outlet(StrEnum):
+    ROOM = "room"
+    FNB = "fnb"
+    SPA = "spa"
+    OTHER = "other"
+
+
+class Window(StrEnum):
+    CALENDAR_YEAR = "calendar_year"
+    ROLLING_12_MONTHS = "rolling_12_months"
+
+
+class RewardCategory(StrEnum):
+    UPGRADE = "upgrade"
+    LATE_CHECKOUT = "late_checkout"
+    MEAL = "meal"
+    SPA = "spa"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Tier:
+    code: str
+    name: str
+    rank: int
+    nights: int
+    points: int | None
+    multiplier: Decimal
+    benefits: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    code: str
+    name: str
+    starts: date
+    ends: date
+    outlet: Outlet
+    tiers: frozenset[str]
+    multiplier: Decimal | None
+    bonus: int | None
+
+    def applies(self, day: date, outlet: Outlet, tier: str) -> bool:
+        """True when this promotion covers a charge on ``day`` at ``outlet`` for ``tier``."""
+        return self.starts <= day <= self.ends and outlet == self.outlet and tier in self.tiers
+
+
+@dataclass(frozen=True)
+class Reward:
+    code: str
+    name: str
+    category: RewardCategory
+    points: int
+    min_tier: str | None
+    stock: int | None
+    voucher_days: int
+
+
+@dataclass(frozen=True)
+class StoredValueRules:
+    max_balance: Decimal
+    min_top_up: Decimal
+    max_top_up: Decimal
+
+
+@dataclass(frozen=True)
+class ExpiryRules:
+    months_without_activity: int
+    warn_days: int
+
+
+@dataclass(frozen=True)
+class PinPolicy:
+    length: int
+    max_tries: int
+    lockout_minutes: int
+
+
+@dataclass(frozen=True)
+class OfflineLimits:
+    profile: str
+    per_redemption_points: int
+    per_member_points_since_contact: int
+    consecutive_redemptions_per_member: int
+    node_exposure_points: int
+    max_staleness_hours: int
+
+
+@dataclass(frozen=True)
+class Offer:
+    code: str
+    name: str
+    tiers: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    version: int
+    currency: str
+    point_value: Decimal
+    window: Window
+    tiers: tuple[Tier, ...]
+    earn: Mapping[Outlet, Decimal]
+    promotions: tuple[Promotion, ...]
+    rewards: tuple[Reward, ...]
+    stored_value: StoredValueRules
+    expiry: ExpiryRules
+    pin: PinPolicy
+    offline: OfflineLimits
+    offers: tuple[Offer, ...] = ()
+    source_text: str = field(default="", compare=False, repr=False)
+
+    def tier(self, code: str) -> Tier:
+        """The tier with ``code``; KeyError if the programme has none."""
+        for t in self.tiers:
+            if t.code == code:
+                return t
+        raise KeyError(code)
+
+    def reward(self, code: str) -> Reward | None:
+        """The reward with ``code`` (case-insensitive), or None."""
+        wanted = code.upper()
+        for r in self.rewards:
+            if r.code == wanted:
+                return r
+        return None
+
+    @property
+    def base_tier(self) -> Tier:
+        return self.tiers[0]
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+
+class _Reader:
+    """Typed access to a TOML table that reports errors with the full field path."""
+
+    def __init__(self, source: str, data: Mapping[str, Any], path: str) -> None:
+        self.source = source
+        self.data = data
+        self.path = path
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str, problem: str) -> ProgramError:
+        return ProgramError(self.source, self._name(key), problem)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def table(self, key: str) -> _Reader:
+        value = self.data.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, "missing table" if value is None else "must be a table")
+        return _Reader(self.source, value, self._name(key))
+
+    def tables(self, key: str, *, required: bool = True) -> list[_Reader]:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise self.fail(key, "missing: at least one entry is required")
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(key, "must be an array of tables ([[...]])")
+        return [_Reader(self.source, v, f"{self._name(key)}[{i}]") for i, v in enumerate(value)]
+
+    def str_(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.fail(key, "missing")
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def int_(self, key: str, default: int | None = None, *, minimum: int = 0) -> int:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.fail(key, "missing")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"must be a whole number, got {value!r}")
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def opt_int(self, key: str, *, minimum: int = 0) -> int | None:
+        return self.int_(key, minimum=minimum) if key in self.data else None
+
+    def decimal(self, key: str, default: str | None = None, *, positive: bool = False) -> Decimal:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.fail(key, "missing")
+        if isinstance(value, float):
+            # A TOML float has already lost precision; money and rates must be exact.
+            raise self.fail(key, f'write decimals as strings ("{value}"), not floats')
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self.fail(key, f"must be a decimal string, got {value!r}")
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            raise self.fail(key, f"not a decimal number: {value!r}") from None
+        if not d.is_finite() or d < 0 or (positive and d == 0):
+            raise self.fail(key, f"must be {'positive' if positive else 'zero or more'}, got {value}")
+        return d
+
+    def date_(self, key: str) -> date:
+        value = self.data.get(key)
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        raise self.fail(key, f"must be a date YYYY-MM-DD, got {value!r}")
+
+    def str_list(self, key: str, default: Sequence[str] | None = None) -> tuple[str, ...]:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.fail(key, "missing")
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, "must be a list of strings")
+        return tuple(value)
+
+    def enum(self, key: str, kind: type[StrEnum], default: str | None = None) -> Any:
+        raw = self.str_(key, default)
+        try:
+            return kind(raw)
+        except ValueError:
+            allowed = ", ".join(m.value for m in kind)
+            raise self.fail(key, f"unknown value {raw!r}; one of: {allowed}") from None
+
+
+def _code(r: _Reader, key: str = "code") -> str:
+    code = r.str_(key)
+    if code != code.upper() or not all(c.isalnum() or c in "-_" for c in code):
+        raise r.fail(key, f"codes are upper-case letters, digits, '-' or '_', got {code!r}")
+    return code
+
+
+def parse_program(text: str, source: str = "<programme>") -> Program:
+    """Parse and validate a programme document; raise ProgramError naming the bad field."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProgramError(source, "(document)", f"not valid TOML: {exc}") from None
+    root = _Reader(source, raw, "")
+    head = root.table("program")
+    qual = root.table("qualification") if root.has("qualification") else None
+    window = qual.enum("window", Window, "calendar_year") if qual else Window.CALENDAR_YEAR
+
+    tiers: list[Tier] = []
+    for rank, t in enumerate(root.tables("tiers")):
+        code = _code(t)
+        if any(x.code == code for x in tiers):
+            raise t.fail("code", f"duplicate tier {code!r}")
+        nights = t.int_("nights")
+        points = t.opt_int("points")
+        if tiers and nights <= tiers[-1].nights:
+            raise t.fail("nights", "tiers must be in rank order with rising night thresholds")
+        tiers.append(
+            Tier(
+                code=code,
+                name=t.str_("name"),
+                rank=rank,
+                nights=nights,
+                points=points,
+                multiplier=t.decimal("multiplier", "1", positive=True),
+                benefits=t.str_list("benefits", ()),
+            )
+        )
+    if tiers[0].nights != 0:
+        raise ProgramError(source, "tiers[0].nights", "the first tier is where members start: 0")
+    tier_codes = {t.code for t in tiers}
+
+    def tier_set(r: _Reader, key: str) -> frozenset[str]:
+        codes = r.str_list(key, sorted(tier_codes))
+        for c in codes:
+            if c not in tier_codes:
+                raise r.fail(key, f"unknown tier {c!r}")
+        return frozenset(codes)
+
+    earn_r = root.table("earn")
+    earn = {o: earn_r.decimal(o.value, "0") for o in Outlet}
+    for key in earn_r.data:
+        if key not in {o.value for o in Outlet}:
+            raise earn_r.fail(key, f"unknown outlet; one of: {', '.join(o.value for o in Outlet)}")
+
+    promotions: list[Promotion] = []
+    for p in root.tables("promotions", required=False):
+        has_mult, has_bonus = p.has("multiplier"), p.has("bonus")
+        if has_mult == has_bonus:
+            raise p.fail("multiplier", "give exactly one of 'multiplier' or 'bonus'")
+        starts, ends = p.date_("starts"), p.date_("ends")
+        if ends < starts:
+            raise p.fail("ends", "ends before it starts")
+        promotions.append(
+            Promotion(
+                code=_code(p),
+                name=p.str_("name"),
+                starts=starts,
+                ends=ends,
+                outlet=p.enum("outlet", Outlet),
+                tiers=tier_set(p, "tiers"),
+                multiplier=p.decimal("multiplier", positive=True) if has_mult else None,
+                bonus=p.int_("bonus", minimum=1) if has_bonus else None,
+            )
+        )
+
+    rewards: list[Reward] = []
+    for rw in root.tables("rewards"):
+        code = _code(rw)
+        if any(x.code == code for x in rewards):
+            raise rw.fail("code", f"duplicate reward {code!r}")
+        min_tier = rw.str_("min_tier") if rw.has("min_tier") else None
+        if min_tier is not None and min_tier not in tier_codes:
+            raise rw.fail("min_tier", f"unknown tier {min_tier!r}")
+        rewards.append(
+            Reward(
+                code=code,
+                name=rw.str_("name"),
+                category=rw.enum("category", RewardCategory),
+                points=rw.int_("points", minimum=1),
+                min_tier=min_tier,
+                stock=rw.opt_int("stock"),
+                voucher_days=rw.int_("voucher_days", minimum=1),
+            )
+        )
+
+    sv = root.table("stored_value")
+    stored = StoredValueRules(
+        max_balance=sv.decimal("max_balance", positive=True),
+        min_top_up=sv.decimal("min_top_up", positive=True),
+        max_top_up=sv.decimal("max_top_up", positive=True),
+    )
+    if stored.min_top_up > stored.max_top_up:
+        raise sv.fail("min_top_up", "is above max_top_up")
+
+    ex = root.table("expiry")
+    pin_r = root.table("pin")
+    pin = PinPolicy(
+        length=pin_r.int_("length", minimum=4),
+        max_tries=pin_r.int_("max_tries", minimum=1),
+        lockout_minutes=pin_r.int_("lockout_minutes", minimum=1),
+    )
+    if pin.length > 12:
+        raise pin_r.fail("length", "PIN pads take at most 12 digits")
+    ol = root.table("offline_limits")
+    offline = OfflineLimits(
+        profile=ol.str_("profile"),
+        per_redemption_points=ol.int_("per_redemption_points"),
+        per_member_points_since_contact=ol.int_("per_member_points_since_contact"),
+        consecutive_redemptions_per_member=ol.int_("consecutive_redemptions_per_member"),
+        node_exposure_points=ol.int_("node_exposure_points"),
+        max_staleness_hours=ol.int_("max_staleness_hours"),
+    )
+    offers = tuple(
+        Offer(code=_code(o), name=o.str_("name"), tiers=tier_set(o, "tiers"))
+        for o in root.tables("offers", required=False)
+    )
+    currency = head.str_("currency")
+    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        raise head.fail("currency", f"an ISO 4217 code such as EUR, got {currency!r}")
+    return Program(
+        name=head.str_("name"),
+        version=head.int_("version", minimum=1),
+        currency=currency,
+        point_value=head.decimal("point_value"),
+        window=window,
+        tiers=tuple(tiers),
+        earn=earn,
+        promotions=tuple(promotions),
+        rewards=tuple(rewards),
+        stored_value=stored,
+        expiry=ExpiryRules(
+            months_without_activity=ex.int_("months_without_activity", minimum=1),
+            warn_days=ex.int_("warn_days", 90, minimum=1),
+        ),
+        pin=pin,
+        offline=offline,
+        offers=offers,
+        source_text=text,
+    )
+
+
+def load_program(path: Path) -> Program:
+    """Read and validate a programme file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProgramError(str(path), "(file)", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProgramError(str(path), "(file)", "not UTF-8 text") from None
+    return parse_program(text, str(path))
+
+
+def default_program_text() -> str:
+    """The text of the shipped default programme, Staypoint Rewards."""
+    pkg = resources.files("staypoint.loyalty") / "programs" / "staypoint-rewards.toml"
+    return pkg.read_text(encoding="utf-8")
+
+
+def default_program() -> Program:
+    """The shipped default programme, Staypoint Rewards."""
+    return parse_program(default_program_text(), "staypoint-rewards.toml")
