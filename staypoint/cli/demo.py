@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from staypoint.loyalty.events import parse_iso
+
 DEMO_NODE = "demo-lobby-01"
 DEMO_PROPERTY = "Staypoint Harbour Hotel"
 
@@ -94,7 +96,7 @@ def run_script(directory: Path, now: datetime, out: Any = print) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    now = datetime.now(UTC)
+    now = parse_iso(args.now) if args.now else datetime.now(UTC)
     directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="staypoint-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
     if args.script or not _interactive():
@@ -122,4 +124,5 @@ def register(sub: Any) -> None:
         "--script", action="store_true", help="print the guest's journey instead of opening the kiosk"
     )
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--now", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_demo)

@@ -231,6 +231,8 @@ def cmd_value_spend(args: argparse.Namespace) -> None:
 def cmd_redeem(args: argparse.Namespace) -> None:
     svc = _open(args)
     now = _now(args)
+    # The rules first: a refusal for tier or points must not touch the PIN counters.
+    svc.check_redeemable(args.member, args.reward)
     proof = svc.verify_pin(args.member, args.pin, now)
     r = svc.redeem(proof, args.reward, now)
     from staypoint.loyalty.vouchers import format_code

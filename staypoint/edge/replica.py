@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +63,11 @@ def _member(row: Sequence[Any] | None) -> MemberRow | None:
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     """Open ``path`` with the replica's settings (WAL, busy timeout, foreign keys off)."""
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        # check_same_thread off: the kiosk runs service calls in worker threads; the
+        # Replica's lock keeps one transaction at a time on the connection.
+        conn = sqlite3.connect(
+            path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     except sqlite3.DatabaseError as exc:
@@ -100,6 +105,7 @@ class Replica:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self.conn = connect(path, synchronous=synchronous)
+        self._lock = threading.RLock()
         migrate(self.conn)
 
     def close(self) -> None:
@@ -108,22 +114,24 @@ class Replica:
     @contextmanager
     def write(self) -> Iterator[None]:
         """One atomic operation: take the write lock now, commit on success, roll back on error."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[None]:
         """A consistent snapshot across several reads."""
-        self.conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self.conn.execute("COMMIT")
+        with self._lock:
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
 
     # -- node meta -------------------------------------------------------------------
 

@@ -897,6 +897,10 @@ class NodeService:
             assert check.refusal is not None
             raise RedemptionRefused(check.refusal, check.detail)
 
+    def check_redeemable(self, member: str, reward_code: str) -> None:
+        """Raise RedemptionRefused when the rules alone refuse (before asking for a PIN)."""
+        self._check_rules(self.resolve_member(member), reward_code)
+
     def can_redeem(self, member: MemberRow, reward_code: str) -> bool:
         """Tier and points allow the reward (for greying out on screens)."""
         reward = self.program.reward(reward_code)

@@ -1,11 +1,12 @@
 """Vouchers: a short typed code and a signed token for the QR code.
 
-The **code** is 12 characters from a 27-character alphabet with no look-alikes
-(0/O, 1/I/L, 2/Z, 5/S, 8/B are left out), the last one a Luhn mod-N check
-character, so any single mistyped character and any swap of neighbours is caught
-before a lookup. It carries 52 random bits: unique across the fleet without
-coordination, and unguessable, but it proves nothing by itself — it resolves
-through the replica (or head office) to the voucher record.
+The **code** is 12 characters from a 24-character alphabet with no look-alikes
+(0/O, 1/I/L, 2/Z, 5/S, 8/B and V, next to U, are left out), the last one a Luhn
+mod-N check character, so any single mistyped character and every swap of
+neighbours (but 'A' with '9', Luhn's one blind spot) is caught before a lookup.
+It carries 50 random bits: unique across the fleet without coordination, and
+unguessable, but it proves nothing by itself — it resolves through the replica
+(or head office) to the voucher record.
 
 The **token** is what the QR code holds: the voucher's claims (reward, member,
 issuing node, serial, expiry, code) signed with the issuing node's Ed25519 key,
@@ -23,7 +24,8 @@ from datetime import date
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-ALPHABET = "ACDEFGHJKMNPQRTUVWXY3456789"  # look-alikes (0O 1IL 2Z 5S 8B) left out
+# Look-alikes (0O 1IL 2Z 5S 8B, and V beside U) left out; an even size keeps Luhn mod N a permutation.
+ALPHABET = "ACDEFGHJKMNPQRTUWXY34679"
 CODE_LENGTH = 12
 TOKEN_PREFIX = "SPV1"
 

@@ -1,0 +1,33 @@
+"""Shared fixtures: a fixed clock and a freshly initialised node replica."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from staypoint.edge.service import NodeService, StaffProof
+from staypoint.loyalty.program import default_program_text
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return NOW
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NodeService]:
+    svc = NodeService.init_node(
+        tmp_path / "node.db", "sha-lobby-01", "SHA", default_program_text(), NOW, member_blocks=[42]
+    )
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def desk() -> StaffProof:
+    return StaffProof("desk-7", "Desk Seven", "staff")

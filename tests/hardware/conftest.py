@@ -1,0 +1,160 @@
+"""Shared fixtures: a private pcscd with virtual readers, socat pty pairs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+PCSCD_PID_FILE = Path("/run/pcscd/pcscd.pid")
+
+
+def _free_port_pair() -> int:
+    """A port P with P and P+1 free: vpcd opens one reader per port from P."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port >= 65535:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("0.0.0.0", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for vpcd")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Pcscd:
+    """A pcscd we start and stop by PID, with our own reader.conf.d.
+
+    Debian's pcscd 1.9.9 ignores PCSCLITE_CSOCK_NAME (only the client library
+    reads it), so the socket is the system one; isolation comes from a private
+    reader.conf.d (``-c``) putting the virtual readers on free TCP ports.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = _free_port_pair()
+        conf = workdir / "reader.conf.d"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "vpcd").write_text(
+            'FRIENDLYNAME "Virtual PCD"\n'
+            f"DEVICENAME   /dev/null:{self.port}\n"
+            f"LIBPATH      {VPCD_DRIVER}\n"
+            f"CHANNELID    {self.port}\n"
+        )
+        self.conf = conf
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader_name = "Virtual PCD 00 00"
+
+    def start(self) -> None:
+        """Start pcscd and wait until it lists the virtual readers."""
+        log = (self.workdir / "pcscd.log").open("ab")
+        self.proc = subprocess.Popen(
+            ["pcscd", "-f", "-a", "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
+        )
+        from smartcard import scard
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pcscd exited {self.proc.returncode}; see {log.name}")
+            hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if hr == scard.SCARD_S_SUCCESS:
+                hr, names = scard.SCardListReaders(ctx, [])
+                scard.SCardReleaseContext(ctx)
+                if hr == scard.SCARD_S_SUCCESS and any(self.reader_name in n for n in names):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("pcscd did not list the virtual readers in 10 s")
+
+    def stop(self) -> None:
+        """SIGTERM our pcscd (by PID) and wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
+    """A running pcscd offering vpcd virtual readers (skips if pcscd is truly absent)."""
+    if shutil.which("pcscd") is None:
+        pytest.skip("pcscd binary not installed")
+    if not VPCD_DRIVER.exists():
+        pytest.skip(f"vsmartcard-vpcd driver not installed ({VPCD_DRIVER})")
+    pytest.importorskip("smartcard", reason="pyscard not installed")
+    if PCSCD_PID_FILE.exists():
+        try:
+            pid = int(PCSCD_PID_FILE.read_text().strip() or 0)
+        except ValueError:
+            pid = 0
+        if pid and _pid_alive(pid):
+            pytest.skip(f"another pcscd (pid {pid}) is running; pcscd allows one per host")
+    daemon = Pcscd(tmp_path_factory.mktemp("pcscd"))
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+class PtyPair:
+    """Two linked pseudo-terminals from ``socat``: bytes written to ``a`` come out of ``b``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.a = str(workdir / "ptyA")
+        self.b = str(workdir / "ptyB")
+        self.proc = subprocess.Popen(
+            ["socat", "-d", "-d", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while not (os.path.exists(self.a) and os.path.exists(self.b)):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise RuntimeError("socat did not create the pty pair")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        """Stop socat by PID."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
+    """A fresh socat pty pair (skips if socat is truly absent)."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat binary not installed")
+    pair = PtyPair(tmp_path)
+    try:
+        yield pair
+    finally:
+        pair.close()

@@ -1,0 +1,186 @@
+"""The staypoint command line, run as a user runs it: one process per command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+NOW = "2026-11-23T10:00:00Z"
+
+
+def sp(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        [sys.executable, "-m", "staypoint.cli.main", *args, "--now", NOW],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if ok:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def digest(db: Path) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    h = hashlib.sha256()
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+        for row in conn.execute(f"SELECT * FROM {name} ORDER BY 1"):
+            h.update(repr(row).encode())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    db = tmp_path_factory.mktemp("cli") / "node.db"
+    sp("node", "init", "--db", str(db), "--node", "sha-lobby-01", "--property", "SHA")
+    out = json.loads(
+        sp(
+            "member",
+            "enrol",
+            "--db",
+            str(db),
+            "--name",
+            "Mei Lin",
+            "--pin",
+            "2580",
+            "--card-uid",
+            "04A1B2C3",
+            "--json",
+        ).stdout
+    )
+    poor = json.loads(
+        sp("member", "enrol", "--db", str(db), "--name", "Noor Poor", "--pin", "1357", "--json").stdout
+    )
+    (db.parent / "poor").write_text(poor["member"])
+    return db, out["member"]
+
+
+def test_a_desk_journey(desk: tuple[Path, str]) -> None:
+    db, m = desk
+    stay = json.loads(
+        sp(
+            "stay",
+            "post",
+            "--db",
+            str(db),
+            m,
+            "--folio",
+            "F100",
+            "--nights",
+            "11",
+            "--room",
+            "1100.00",
+            "--fnb",
+            "80.00",
+            "--json",
+        ).stdout
+    )
+    assert stay["points"] == 11400 and stay["tier"] == "SILVER" and stay["upgraded"]
+    show = json.loads(sp("member", "show", "--db", str(db), m, "--json").stdout)
+    assert {k: show[k] for k in ("member", "name", "tier", "points", "qualifying_nights")} == {
+        "member": m,
+        "name": "Mei L.",
+        "tier": "SILVER",
+        "points": 11400,
+        "qualifying_nights": 11,
+    }
+    red = json.loads(sp("redeem", "--db", str(db), m, "LATE-CO", "--pin", "2580", "--json").stdout)
+    assert len(red["voucher"].replace("-", "")) == 12 and red["balance"] == 8900
+    ver = json.loads(sp("voucher", "verify", "--db", str(db), red["voucher"], "--json").stdout)
+    assert ver["valid"] and ver["reward"] == "LATE-CO"
+    assert json.loads(sp("voucher", "verify", "--db", str(db), red["token"], "--json").stdout)["valid"]
+    events = json.loads(sp("outbox", "--db", str(db), "--json").stdout)
+    assert [(e["seq"], e["type"]) for e in events] == [
+        (1, "member.enrolled"),
+        (2, "member.enrolled"),
+        (3, "stay.posted"),
+        (4, "points.redeemed"),
+    ]
+    assert all(set(e) >= {"seq", "id", "type"} for e in events)
+    text = sp("member", "show", "--db", str(db), m).stdout
+    assert "Silver" in text and "8,900" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["redeem", "{m}", "LATE-CO", "--pin", "9999"], "wrong PIN: 4 tries left"),
+        (["member", "show", "0000000000"], "no member 0000000000"),
+        (["member", "show", "{typo}"], "wrong check digit"),
+        (["redeem", "{poor}", "BREAKFAST", "--pin", "1357"], "needs 3,000 more points"),
+        (["redeem", "{m}", "UPGRADE", "--pin", "2580"], "needs Gold or above"),
+        (["voucher", "verify", "SPV1.eyJjb2RlIjoiWCJ9.AAAA"], "voucher"),
+        (["voucher", "verify", "ACDE-FGHJ-KMNA"], "check character"),
+        (["stay", "post", "{m}", "--folio", "F1", "--nights", "1", "--room", "abc"], "not an amount"),
+    ],
+)
+def test_refusals_are_one_line_nonzero_and_change_nothing(
+    desk: tuple[Path, str], args: list[str], message: str
+) -> None:
+    db, m = desk
+    typo = m[:-1] + str((int(m[-1]) + 1) % 10)
+    before = digest(db)
+    poor = (db.parent / "poor").read_text()
+    argv = [a.format(m=m, typo=typo, poor=poor) for a in args]
+    res = sp(
+        argv[0],
+        *([argv[1]] if argv[0] in ("member", "voucher", "stay") else []),
+        "--db",
+        str(db),
+        *argv[2 if argv[0] in ("member", "voucher", "stay") else 1 :],
+        ok=False,
+    )
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    if "wrong PIN" not in message:  # a wrong PIN is counted, as it must be
+        assert digest(db) == before
+
+
+def test_init_with_a_broken_programme_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "p.toml"
+    from staypoint.loyalty.program import default_program_text
+
+    bad.write_text(default_program_text().replace('multiplier = "1.25"', 'multiplier = "lots"'))
+    res = sp(
+        "node",
+        "init",
+        "--db",
+        str(tmp_path / "n.db"),
+        "--node",
+        "n",
+        "--property",
+        "P",
+        "--program",
+        str(bad),
+        ok=False,
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"staypoint: {bad}: tiers[2].multiplier: not a decimal number: 'lots'"
+    assert not (tmp_path / "n.db").exists()
+
+
+def test_seed_and_demo_script(tmp_path: Path) -> None:
+    db = tmp_path / "n.db"
+    sp("node", "init", "--db", str(db), "--node", "n", "--property", "P")
+    assert (
+        json.loads(sp("node", "seed", "--db", str(db), "--members", "500", "--json").stdout)["seeded"] == 500
+    )
+    out = sp("demo", "--script", "--dir", str(tmp_path / "demo")).stdout
+    assert "voucher" in out and "tampered token: refused" in out
+
+
+def test_every_command_has_help() -> None:
+    from staypoint.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():  # type: ignore[attr-defined]
+        assert p.format_help(), name
