@@ -184,3 +184,13 @@ def test_every_command_has_help() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, p in sub.choices.items():  # type: ignore[attr-defined]
         assert p.format_help(), name
+
+
+def test_cli_reference_is_current() -> None:
+    import os
+
+    from staypoint.cli.reference import render
+
+    os.environ["COLUMNS"] = "100"
+    page = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert page == render(), "docs/cli.md is stale: python -m staypoint.cli.reference > docs/cli.md"

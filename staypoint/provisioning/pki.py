@@ -1,0 +1,591 @@
+"""The fleet's certificate authority: one CA at head office, one certificate per identity.
+
+Every MQTT client of the fleet authenticates to Mosquitto with a client certificate issued
+here. The broker runs with ``use_identity_as_username true``, so the certificate's common
+name *is* the MQTT username that the ACL's ``%u`` patterns substitute: a node's CN is its
+node id (``sha-lobby-01``), head office's is ``head-office``, and the shared, restricted
+bootstrap identity that a new board uses to ask for its own certificate is ``enrol``.
+
+Layout of a CA directory (everything the CA needs to survive a restart of head office)::
+
+    ca.key        EC P-256 private key, PKCS#8 PEM, mode 0600
+    ca.crt        self-signed CA certificate (CA:true, pathlen 0)
+    revoked.json  revoked serials with the time of revocation (the CRL's source of truth)
+    crl.pem       the current CRL, re-signed on every revocation
+
+Everything that does not touch the CA directory is a pure function of its arguments; the
+current time is an argument (``now``) wherever it matters, defaulting to the clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "ENROL_IDENTITY",
+    "HEAD_OFFICE_IDENTITY",
+    "RESERVED_IDENTITIES",
+    "CSRRejected",
+    "FleetCA",
+    "IssuedCert",
+    "TLSFiles",
+    "cert_pem",
+    "common_name",
+    "generate_key",
+    "is_node_id",
+    "key_pem",
+    "load_certificate",
+    "make_csr",
+    "validate_identity",
+    "write_cert",
+    "write_key",
+    "write_key_pair",
+]
+
+HEAD_OFFICE_IDENTITY = "head-office"
+"""CN of head office's certificate; the ACL grants it ``sp/v1/#``."""
+
+ENROL_IDENTITY = "enrol"
+"""CN of the shared bootstrap certificate; the ACL lets it only ask for enrolment."""
+
+RESERVED_IDENTITIES = frozenset({HEAD_OFFICE_IDENTITY, ENROL_IDENTITY})
+"""Identities that are never node ids (head office must ignore events "from" them)."""
+
+# An identity becomes an MQTT username and, through the ACL's %u, a topic level: it must
+# never contain "/", "+" or "#" (which would widen an ACL pattern), nor upper case (one
+# spelling per node), and it has to fit in a CN (64 characters).
+_IDENTITY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+CA_KEY_FILE = "ca.key"
+CA_CERT_FILE = "ca.crt"
+REVOKED_FILE = "revoked.json"
+CRL_FILE = "crl.pem"
+
+_CURVE = ec.SECP256R1()
+_HASH = hashes.SHA256()
+# Certificates are back-dated a little so a node whose clock is slightly behind head
+# office's does not reject a certificate that is "not yet valid".
+_BACKDATE = dt.timedelta(minutes=5)
+
+
+class CSRRejected(ValueError):
+    """A certificate signing request that the CA refuses to sign, with the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    """Paths a TLS client (or the broker) needs: the CA to trust, its cert and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def validate_identity(identity: str) -> str:
+    """Return ``identity`` if it is a well-formed fleet identity, else raise ``ValueError``.
+
+    Lower-case letters, digits and inner hyphens, 1-64 characters: safe as a CN, an MQTT
+    username, an MQTT client id and a single topic level.
+    """
+    if not _IDENTITY_RE.fullmatch(identity):
+        raise ValueError(
+            f"invalid identity {identity!r}: use 1-64 of a-z, 0-9 and inner '-' "
+            "(it becomes an MQTT username and a topic level)"
+        )
+    return identity
+
+
+def is_node_id(identity: str) -> bool:
+    """True when ``identity`` is well formed and not one of the reserved identities."""
+    return bool(_IDENTITY_RE.fullmatch(identity)) and identity not in RESERVED_IDENTITIES
+
+
+def generate_key() -> ec.EllipticCurvePrivateKey:
+    """A fresh EC P-256 private key."""
+    return ec.generate_private_key(_CURVE)
+
+
+def make_csr(key: ec.EllipticCurvePrivateKey, identity: str) -> bytes:
+    """A PEM CSR with CN = ``identity``, signed by ``key`` (what a node sends to enrol)."""
+    validate_identity(identity)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity)]))
+        .sign(key, _HASH)
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def load_certificate(pem: bytes) -> x509.Certificate:
+    """Parse one PEM certificate."""
+    return x509.load_pem_x509_certificate(pem)
+
+
+def common_name(name: x509.Name) -> str:
+    """The single CN of ``name``; ``ValueError`` if there is none or more than one."""
+    cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(cns) != 1:
+        raise ValueError(f"expected exactly one CN, found {len(cns)}")
+    value = cns[0].value
+    return value if isinstance(value, str) else value.decode()
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Unencrypted PKCS#8 PEM of ``key`` (files holding it must be mode 0600)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    """PEM of ``cert``."""
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` with ``mode`` via a temp file + rename.
+
+    The temp file is created with ``mode`` from the start (``mkstemp`` makes it 0600, then
+    we chmod before writing), so a private key is never readable by others, not even for
+    an instant; the rename means a reader sees the old file or the new one, never half.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
+    """Write ``key`` as PEM to ``path`` with mode 0600; return ``path``."""
+    _atomic_write(path, key_pem(key), 0o600)
+    return path
+
+
+def write_cert(path: Path, cert: x509.Certificate) -> Path:
+    """Write ``cert`` as PEM to ``path`` with mode 0644; return ``path``."""
+    _atomic_write(path, cert_pem(cert), 0o644)
+    return path
+
+
+def write_key_pair(
+    key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    key_path: Path,
+    cert_path: Path,
+) -> tuple[Path, Path]:
+    """Write a key (0600) and its certificate (0644); return ``(key_path, cert_path)``."""
+    if key.public_key().public_numbers() != _ec_public(cert).public_numbers():
+        raise ValueError("the certificate does not belong to this key")
+    write_key(key_path, key)
+    write_cert(cert_path, cert)
+    return key_path, cert_path
+
+
+def _ec_public(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise ValueError("expected an EC public key")
+    return public
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCert:
+    """A certificate the CA issued, with its private key when the CA generated it.
+
+    ``key`` is ``None`` for a certificate signed from a CSR: the key never left the board.
+    """
+
+    identity: str
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey | None
+
+    @property
+    def serial(self) -> int:
+        """The certificate's serial number (what ``FleetCA.revoke`` takes)."""
+        return self.cert.serial_number
+
+    def cert_pem(self) -> bytes:
+        """PEM of the certificate."""
+        return cert_pem(self.cert)
+
+    def write(self, directory: Path, ca_cert: Path | None = None) -> TLSFiles:
+        """Write ``<identity>.crt`` and ``<identity>.key`` (0600) into ``directory``.
+
+        ``ca_cert`` is the CA certificate's path to record in the result (defaults to
+        ``directory / "ca.crt"``, which the caller is expected to provide).
+        """
+        if self.key is None:
+            raise ValueError(f"no private key for {self.identity!r}: it was signed from a CSR")
+        key_path, crt_path = write_key_pair(
+            self.key,
+            self.cert,
+            directory / f"{self.identity}.key",
+            directory / f"{self.identity}.crt",
+        )
+        return TLSFiles(ca=ca_cert or directory / CA_CERT_FILE, cert=crt_path, key=key_path)
+
+
+def _utcnow(now: dt.datetime | None) -> dt.datetime:
+    if now is None:
+        return dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now
+
+
+class FleetCA:
+    """The head-office CA: issues node, head-office, enrol and broker certificates.
+
+    Create once with :meth:`create`, then :meth:`load` it from its directory. Issuing does
+    not write anything to the CA directory (the caller stores what it issued, e.g. with
+    :meth:`IssuedCert.write`); :meth:`revoke` does, since the CRL must outlive the process.
+    """
+
+    def __init__(self, directory: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate):
+        self.directory = directory
+        self.key = key
+        self.cert = cert
+
+    # -- creation and storage -------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        *,
+        name: str = "Staypoint Fleet CA",
+        valid_days: int = 3650,
+        now: dt.datetime | None = None,
+    ) -> FleetCA:
+        """Make a new CA in ``directory`` (which must not already hold one) and save it.
+
+        The CA is CA:true with pathlen 0 (it signs leaf certificates only, no
+        intermediates) and key usage keyCertSign + cRLSign. An empty CRL is written too,
+        so a broker can point ``crlfile`` at it from day one.
+        """
+        directory = Path(directory)
+        if (directory / CA_KEY_FILE).exists():
+            raise FileExistsError(f"{directory / CA_KEY_FILE} exists: load it instead")
+        now = _utcnow(now)
+        key = generate_key()
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Staypoint"),
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+            ]
+        )
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _BACKDATE)
+            .not_valid_after(now + dt.timedelta(days=valid_days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(key, _HASH)
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        write_key(directory / CA_KEY_FILE, key)
+        write_cert(directory / CA_CERT_FILE, cert)
+        ca = cls(directory, key, cert)
+        ca._save_revoked({})
+        ca.write_crl(now=now)
+        return ca
+
+    @classmethod
+    def load(cls, directory: Path) -> FleetCA:
+        """Load a CA saved by :meth:`create`; refuses a key file readable by others."""
+        directory = Path(directory)
+        key_path = directory / CA_KEY_FILE
+        if key_path.stat().st_mode & 0o077:
+            raise PermissionError(f"{key_path} is readable by group/others: chmod 600 it")
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} is not an EC private key")
+        cert = load_certificate((directory / CA_CERT_FILE).read_bytes())
+        if key.public_key().public_numbers() != _ec_public(cert).public_numbers():
+            raise ValueError(f"{key_path} does not match {directory / CA_CERT_FILE}")
+        return cls(directory, key, cert)
+
+    @property
+    def cert_path(self) -> Path:
+        """Path of the CA certificate (the ``cafile`` of the broker and of every client)."""
+        return self.directory / CA_CERT_FILE
+
+    @property
+    def crl_path(self) -> Path:
+        """Path of the current CRL (the broker's ``crlfile``)."""
+        return self.directory / CRL_FILE
+
+    def cert_pem(self) -> bytes:
+        """PEM of the CA certificate."""
+        return cert_pem(self.cert)
+
+    # -- issuing --------------------------------------------------------------------------
+
+    def _leaf(
+        self,
+        subject_cn: str,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        usage: x509.ObjectIdentifier,
+        sans: Sequence[x509.GeneralName],
+        valid_days: int,
+        now: dt.datetime | None,
+    ) -> x509.Certificate:
+        now = _utcnow(now)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Staypoint"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, subject_cn),
+                    ]
+                )
+            )
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _BACKDATE)
+            .not_valid_after(now + dt.timedelta(days=valid_days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+        return builder.sign(self.key, _HASH)
+
+    def issue_server(
+        self,
+        hostnames: Iterable[str] = (),
+        *,
+        ips: Iterable[str] = (),
+        name: str = "mqtt-broker",
+        valid_days: int = 825,
+        now: dt.datetime | None = None,
+    ) -> IssuedCert:
+        """A broker (TLS server) certificate with a new key.
+
+        SANs always include IP 127.0.0.1 and DNS ``localhost`` (tests and an on-box
+        bridge) plus the given ``hostnames`` and ``ips``; clients verify the host against
+        the SANs, never the CN.
+        """
+        dns = ["localhost", *(h for h in hostnames if h != "localhost")]
+        addrs = ["127.0.0.1", *(i for i in ips if i != "127.0.0.1")]
+        sans: list[x509.GeneralName] = [x509.DNSName(h) for h in dns]
+        sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in addrs]
+        key = generate_key()
+        cert = self._leaf(
+            name,
+            key.public_key(),
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+            sans=sans,
+            valid_days=valid_days,
+            now=now,
+        )
+        return IssuedCert(identity=name, cert=cert, key=key)
+
+    def issue_client(
+        self,
+        identity: str,
+        *,
+        valid_days: int = 825,
+        now: dt.datetime | None = None,
+    ) -> IssuedCert:
+        """A client certificate with a new key; CN = ``identity`` (the MQTT username).
+
+        Use this for head office, the ``enrol`` bootstrap identity, tests, and boards
+        provisioned on the bench; a board in the field should send a CSR instead
+        (:meth:`sign_csr`), so its key never travels.
+        """
+        validate_identity(identity)
+        key = generate_key()
+        cert = self._leaf(
+            identity,
+            key.public_key(),
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            sans=(),
+            valid_days=valid_days,
+            now=now,
+        )
+        return IssuedCert(identity=identity, cert=cert, key=key)
+
+    def sign_csr(
+        self,
+        csr_pem: bytes,
+        expected_identity: str,
+        *,
+        valid_days: int = 825,
+        now: dt.datetime | None = None,
+    ) -> IssuedCert:
+        """Sign a node's CSR as a client certificate, after checking it.
+
+        Refused (:class:`CSRRejected`) unless the CSR parses, its self-signature is valid
+        (the requester holds the key), it carries exactly one CN equal to
+        ``expected_identity`` (the node id head office assigned, never one the board
+        picked), that identity is a node id (not ``head-office`` or ``enrol``), and the
+        key is EC P-256. Extensions the CSR asks for are ignored: the CA decides them.
+        """
+        try:
+            validate_identity(expected_identity)
+        except ValueError as err:
+            raise CSRRejected(str(err)) from err
+        if not is_node_id(expected_identity):
+            raise CSRRejected(f"{expected_identity!r} is reserved, not a node id")
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as err:
+            raise CSRRejected(f"not a PEM CSR: {err}") from err
+        if not csr.is_signature_valid:
+            raise CSRRejected("the CSR's signature does not verify")
+        try:
+            cn = common_name(csr.subject)
+        except ValueError as err:
+            raise CSRRejected(str(err)) from err
+        if cn != expected_identity:
+            raise CSRRejected(f"CN {cn!r} does not match the expected node id {expected_identity!r}")
+        public = csr.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != _CURVE.name:
+            raise CSRRejected("the key must be EC P-256")
+        cert = self._leaf(
+            cn,
+            public,
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            sans=(),
+            valid_days=valid_days,
+            now=now,
+        )
+        return IssuedCert(identity=cn, cert=cert, key=None)
+
+    # -- revocation -----------------------------------------------------------------------
+
+    def _load_revoked(self) -> dict[int, str]:
+        path = self.directory / REVOKED_FILE
+        if not path.exists():
+            return {}
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {int(entry["serial"], 16): str(entry["at"]) for entry in raw["revoked"]}
+
+    def _save_revoked(self, revoked: dict[int, str]) -> None:
+        # Serials are hex strings: they are 159-bit integers, beyond what many JSON readers
+        # (and jq) hold exactly.
+        body = {
+            "revoked": [{"serial": format(serial, "x"), "at": at} for serial, at in sorted(revoked.items())]
+        }
+        _atomic_write(
+            self.directory / REVOKED_FILE,
+            (json.dumps(body, indent=2) + "\n").encode(),
+            0o644,
+        )
+
+    def revoked_serials(self) -> frozenset[int]:
+        """Serials revoked so far."""
+        return frozenset(self._load_revoked())
+
+    def revoke(self, serial: int, *, now: dt.datetime | None = None) -> None:
+        """Revoke a certificate by serial, persist it, and re-sign ``crl.pem``.
+
+        Idempotent. The broker only reads the CRL when it (re)starts or reloads, and a
+        revoked client that is *already connected* stays connected until it reconnects:
+        after revoking, reload the broker and kick the client (or restart the broker).
+        """
+        now = _utcnow(now)
+        revoked = self._load_revoked()
+        revoked.setdefault(serial, now.isoformat())
+        self._save_revoked(revoked)
+        self.write_crl(now=now)
+
+    def crl_pem(self, *, now: dt.datetime | None = None, valid_days: int = 365) -> bytes:
+        """A freshly signed PEM CRL listing every revoked serial.
+
+        Mind ``next_update``: OpenSSL (so Mosquitto) refuses *every* client once the CRL
+        it loaded has expired, so head office must re-issue it (call :meth:`write_crl`)
+        and reload the broker well before ``valid_days`` run out.
+        """
+        now = _utcnow(now)
+        revoked = self._load_revoked()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now - _BACKDATE)
+            .next_update(now + dt.timedelta(days=valid_days))
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            # Monotonic enough for a CRL number: seconds since the epoch of this signing.
+            .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+        )
+        for serial, at in sorted(revoked.items()):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(dt.datetime.fromisoformat(at))
+                .build()
+            )
+        return builder.sign(self.key, _HASH).public_bytes(serialization.Encoding.PEM)
+
+    def write_crl(self, *, now: dt.datetime | None = None, valid_days: int = 365) -> Path:
+        """Write :meth:`crl_pem` to ``crl.pem`` in the CA directory; return its path."""
+        _atomic_write(self.crl_path, self.crl_pem(now=now, valid_days=valid_days), 0o644)
+        return self.crl_path
