@@ -194,3 +194,16 @@ def test_cli_reference_is_current() -> None:
     os.environ["COLUMNS"] = "100"
     page = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
     assert page == render(), "docs/cli.md is stale: python -m staypoint.cli.reference > docs/cli.md"
+
+
+def test_commands_read_the_replica_from_the_node_config(tmp_path: Path) -> None:
+    (tmp_path / "node.toml").write_text('[node]\ndb = "var/node.db"\nkeys_dir = "etc/keys"\n')
+    (tmp_path / "var").mkdir()
+    sp("node", "init", "--config", str(tmp_path / "node.toml"), "--node", "n", "--property", "P")
+    assert (tmp_path / "etc" / "keys" / "voucher_ed25519.pem").stat().st_mode & 0o777 == 0o600
+    out = json.loads(sp("member", "enrol", "--config", str(tmp_path / "node.toml"), "--name", "Ada",
+                        "--pin", "1234", "--json").stdout)
+    assert out["name"] == "Ada"
+    (tmp_path / "bad.toml").write_text("[node\n")
+    res = sp("outbox", "--config", str(tmp_path / "bad.toml"), ok=False)
+    assert res.returncode == 1 and "not valid TOML" in res.stderr and len(res.stderr.splitlines()) == 1

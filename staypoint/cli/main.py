@@ -36,8 +36,31 @@ def _now(args: argparse.Namespace) -> datetime:
     return datetime.now(UTC)
 
 
+def _node_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The replica (and keys folder) from --db, or from the [node] table of --config."""
+    if args.db:
+        return Path(args.db), None
+    if not args.config:
+        raise CliError("give --db PATH or --config node.toml")
+    import tomllib
+
+    cfg = Path(args.config)
+    try:
+        node = tomllib.loads(cfg.read_text(encoding="utf-8")).get("node", {})
+    except OSError as exc:
+        raise CliError(f"{cfg}: cannot read the config ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{cfg}: not valid TOML ({exc})") from None
+    db = node.get("db") if isinstance(node, dict) else None
+    if not isinstance(db, str) or not db:
+        raise CliError(f"{cfg}: [node] db (the replica's path) is required")
+    keys = node.get("keys_dir")
+    return cfg.parent / db, (cfg.parent / keys if isinstance(keys, str) and keys else None)
+
+
 def _open(args: argparse.Namespace) -> NodeService:
-    return NodeService.open(Path(args.db))
+    db, keys = _node_paths(args)
+    return NodeService.open(db, keys_dir=keys)
 
 
 def _staff(args: argparse.Namespace) -> StaffProof:
@@ -75,15 +98,16 @@ def cmd_node_init(args: argparse.Namespace) -> None:
     else:
         text = default_program_text()
     blocks = [int(b) for b in args.member_block] if args.member_block else []
+    db, keys = _node_paths(args)
     svc = NodeService.init_node(
-        Path(args.db), args.node, args.property, text, _now(args), member_blocks=blocks
+        db, args.node, args.property, text, _now(args), member_blocks=blocks, keys_dir=keys
     )
     st = svc.status(_now(args))
     _emit(
         args,
         st,
-        f"node {st['node']} at {st['property']} ready: {args.db} "
-        f"(programme v{st['program_version']}, keys in {NodeService.keys_dir_for(Path(args.db))})",
+        f"node {st['node']} at {st['property']} ready: {db} "
+        f"(programme v{st['program_version']}, keys in {keys or NodeService.keys_dir_for(db)})",
     )
 
 
@@ -290,7 +314,9 @@ def cmd_outbox(args: argparse.Namespace) -> None:
 
 def _common(p: argparse.ArgumentParser, *, db: bool = True) -> None:
     if db:
-        p.add_argument("--db", required=True, help="the node's replica file")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--db", help="the node's replica file")
+        where.add_argument("--config", help="the node config (node.toml); its [node] db is used")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--now", help=argparse.SUPPRESS)  # replay/tests: the time to act at
 

@@ -1,6 +1,6 @@
 """Renders docs/cli.md from the argument parser, so the reference cannot drift.
 
-    .venv/bin/python -m staypoint.cli.reference > docs/cli.md
+.venv/bin/python -m staypoint.cli.reference > docs/cli.md
 """
 
 from __future__ import annotations

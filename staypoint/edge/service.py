@@ -1222,6 +1222,10 @@ class NodeService:
             self.replica.set_meta("offline_exposure", 0)
             self.replica.clear_offline()
 
+    def maintenance(self) -> None:
+        """Idle-time housekeeping (the kiosk and the sync agent call it when nothing happens)."""
+        self.replica.checkpoint()
+
     def outbox(self, *, pending_only: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
         return self.replica.outbox(pending_only=pending_only, limit=limit)
 
