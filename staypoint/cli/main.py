@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pending", action="store_true", help="only events head office has not acknowledged")
 
     demo_cmd.register(sub)
+    from staypoint.kiosk import cli as kiosk_cli
+
+    kiosk_cli.register(sub)
     return parser
 
 

@@ -24,6 +24,23 @@ BUSY_TIMEOUT_MS = 10_000
 AUTOCHECKPOINT_PAGES = 4_000
 
 
+class _Rows:
+    """Rows already fetched from a cursor, with the cursor's small reading API."""
+
+    def __init__(self, rows: list[Any], description: Any) -> None:
+        self._rows = rows
+        self.description = description
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
 class ReplicaError(RuntimeError):
     """The replica file cannot be opened or is not a Staypoint replica."""
 
@@ -138,6 +155,20 @@ class Replica:
             finally:
                 self.conn.execute("COMMIT")
 
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> _Rows:
+        """Run one statement under the connection's lock and fetch its rows at once.
+
+        The kiosk calls the service from worker threads; holding the lock while the rows
+        are read keeps a reader from seeing another thread's half-done transaction.
+        """
+        with self._lock:
+            cur = self.conn.execute(sql, args)
+            return _Rows(cur.fetchall(), cur.description)
+
+    def _qmany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._lock:
+            self.conn.executemany(sql, rows)
+
     def checkpoint(self) -> tuple[int, int]:
         """A passive WAL checkpoint (never blocks writers); returns (wal pages, checkpointed)."""
         with self._lock:
@@ -147,11 +178,11 @@ class Replica:
     # -- node meta -------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM node_meta WHERE key = ?", (key,)).fetchone()
+        row = self._q("SELECT value FROM node_meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str | int) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO node_meta (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, str(value)),
@@ -159,7 +190,7 @@ class Replica:
 
     def bump_meta(self, key: str, by: int = 1) -> int:
         """Add ``by`` to an integer meta value and return the new value (inside write())."""
-        row = self.conn.execute(
+        row = self._q(
             "UPDATE node_meta SET value = CAST(value AS INTEGER) + ? WHERE key = ? RETURNING value",
             (by, key),
         ).fetchone()
@@ -171,29 +202,29 @@ class Replica:
     # -- programme -------------------------------------------------------------------
 
     def store_program(self, version: int, document: str, at: str) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT OR REPLACE INTO programs (version, document, received_at) VALUES (?, ?, ?)",
             (version, document, at),
         )
 
     def program_document(self, version: int) -> str | None:
-        row = self.conn.execute("SELECT document FROM programs WHERE version = ?", (version,)).fetchone()
+        row = self._q("SELECT document FROM programs WHERE version = ?", (version,)).fetchone()
         return None if row is None else str(row[0])
 
     # -- members ---------------------------------------------------------------------
 
     def member(self, number: str) -> MemberRow | None:
-        row = self.conn.execute(
+        row = self._q(
             f"SELECT {_MEMBER_COLUMNS} FROM members WHERE number = ?", (number,)
         ).fetchone()
         return _member(row)
 
     def member_by_card(self, uid_hash: str) -> str | None:
-        row = self.conn.execute("SELECT member FROM cards WHERE uid_hash = ?", (uid_hash,)).fetchone()
+        row = self._q("SELECT member FROM cards WHERE uid_hash = ?", (uid_hash,)).fetchone()
         return None if row is None else str(row[0])
 
     def insert_member(self, m: MemberRow) -> None:
-        self.conn.execute(
+        self._q(
             f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({', '.join('?' * 15)})",
             (
                 m.number,
@@ -216,13 +247,13 @@ class Replica:
 
     def insert_members(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Bulk insert (seeding / snapshots): rows in ``_MEMBER_COLUMNS`` order."""
-        self.conn.executemany(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({', '.join('?' * 15)})", rows)
+        self._qmany(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({', '.join('?' * 15)})", rows)
 
     def insert_cards(self, rows: Iterable[tuple[str, str, str]]) -> None:
-        self.conn.executemany("INSERT INTO cards (uid_hash, member, bound_at) VALUES (?, ?, ?)", rows)
+        self._qmany("INSERT INTO cards (uid_hash, member, bound_at) VALUES (?, ?, ?)", rows)
 
     def bind_card(self, uid_hash: str, member: str, at: str) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO cards (uid_hash, member, bound_at) VALUES (?, ?, ?)",
             (uid_hash, member, at),
         )
@@ -233,13 +264,13 @@ class Replica:
         if bad:
             raise ValueError(f"unknown member fields {sorted(bad)}")
         assignments = ", ".join(f"{k} = ?" for k in fields)
-        self.conn.execute(f"UPDATE members SET {assignments} WHERE number = ?", (*fields.values(), number))
+        self._q(f"UPDATE members SET {assignments} WHERE number = ?", (*fields.values(), number))
 
     def member_count(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM members").fetchone()[0])
+        return int(self._q("SELECT count(*) FROM members").fetchone()[0])
 
     def points_from_ledger(self, number: str) -> int:
-        row = self.conn.execute(
+        row = self._q(
             "SELECT coalesce(sum(points), 0) FROM ledger WHERE member = ?", (number,)
         ).fetchone()
         return int(row[0])
@@ -256,21 +287,21 @@ class Replica:
         description: str,
         amount: str | None = None,
     ) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO ledger (event_id, member, at, type, points, amount, description) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (event_id, member, at, kind, points, amount, description),
         )
 
     def insert_ledger_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        self.conn.executemany(
+        self._qmany(
             "INSERT INTO ledger (event_id, member, at, type, points, amount, description) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
     def recent_activity(self, member: str, limit: int) -> list[tuple[str, str, int, str | None, str]]:
-        rows = self.conn.execute(
+        rows = self._q(
             "SELECT at, type, points, amount, description FROM ledger WHERE member = ? "
             "ORDER BY id DESC LIMIT ?",
             (member, limit),
@@ -280,7 +311,7 @@ class Replica:
     # -- outbox ----------------------------------------------------------------------
 
     def append_outbox(self, event: Event) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO outbox (epoch, seq, id, type, member, at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (event.epoch, event.seq, event.id, event.type, event.member, event.at, event.to_json()),
         )
@@ -293,20 +324,20 @@ class Replica:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         out = []
-        for body, acked in self.conn.execute(sql):
+        for body, acked in self._q(sql):
             event = json.loads(body)
             event["acked"] = acked is not None
             out.append(event)
         return out
 
     def outbox_depth(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0])
+        return int(self._q("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0])
 
     # -- stays -----------------------------------------------------------------------
 
     def live_stay(self, property_: str, folio: str) -> tuple[str, str, int, int] | None:
         """(event_id, member, points, nights) of the live stay for a folio."""
-        row = self.conn.execute(
+        row = self._q(
             "SELECT event_id, member, points, nights FROM stays "
             "WHERE property = ? AND folio = ? AND voided_at IS NULL",
             (property_, folio),
@@ -326,18 +357,18 @@ class Replica:
         points: int,
         at: str,
     ) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO stays (event_id, member, property, folio, arrival, departure, nights, "
             "revenue, points, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (event_id, member, property_, folio, arrival, departure, nights, revenue, points, at),
         )
 
     def void_stay(self, event_id: str, at: str) -> None:
-        self.conn.execute("UPDATE stays SET voided_at = ? WHERE event_id = ?", (at, event_id))
+        self._q("UPDATE stays SET voided_at = ? WHERE event_id = ?", (at, event_id))
 
     def stay_count(self, member: str) -> int:
         return int(
-            self.conn.execute(
+            self._q(
                 "SELECT count(*) FROM stays WHERE member = ? AND voided_at IS NULL", (member,)
             ).fetchone()[0]
         )
@@ -356,21 +387,21 @@ class Replica:
         issued_at: str,
         expires: str,
     ) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO vouchers (code, token, reward, member, node, serial, points, issued_at, "
             "expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (code, token, reward, member, node, serial, points, issued_at, expires),
         )
 
     def voucher(self, code: str) -> dict[str, Any] | None:
-        cur = self.conn.execute("SELECT * FROM vouchers WHERE code = ?", (code,))
+        cur = self._q("SELECT * FROM vouchers WHERE code = ?", (code,))
         row = cur.fetchone()
         if row is None:
             return None
         return dict(zip([d[0] for d in cur.description], row, strict=True))
 
     def set_voucher_status(self, code: str, status: str, at: str) -> None:
-        self.conn.execute("UPDATE vouchers SET status = ?, changed_at = ? WHERE code = ?", (status, at, code))
+        self._q("UPDATE vouchers SET status = ?, changed_at = ? WHERE code = ?", (status, at, code))
 
     def last_voucher(self, member: str | None = None) -> dict[str, Any] | None:
         sql = "SELECT code FROM vouchers"
@@ -378,35 +409,35 @@ class Replica:
         if member is not None:
             sql += " WHERE member = ?"
             args = (member,)
-        row = self.conn.execute(sql + " ORDER BY issued_at DESC, serial DESC LIMIT 1", args).fetchone()
+        row = self._q(sql + " ORDER BY issued_at DESC, serial DESC LIMIT 1", args).fetchone()
         return None if row is None else self.voucher(str(row[0]))
 
     def member_vouchers(self, member: str, limit: int = 10) -> list[dict[str, Any]]:
-        codes = self.conn.execute(
+        codes = self._q(
             "SELECT code FROM vouchers WHERE member = ? ORDER BY issued_at DESC LIMIT ?",
             (member, limit),
         ).fetchall()
         return [v for (c,) in codes if (v := self.voucher(str(c))) is not None]
 
     def stock(self, reward: str) -> int | None:
-        row = self.conn.execute("SELECT remaining FROM reward_stock WHERE reward = ?", (reward,)).fetchone()
+        row = self._q("SELECT remaining FROM reward_stock WHERE reward = ?", (reward,)).fetchone()
         return None if row is None else int(row[0])
 
     def set_stock(self, reward: str, remaining: int) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO reward_stock (reward, remaining) VALUES (?, ?) "
             "ON CONFLICT (reward) DO UPDATE SET remaining = excluded.remaining",
             (reward, remaining),
         )
 
     def add_stock(self, reward: str, by: int) -> None:
-        self.conn.execute("UPDATE reward_stock SET remaining = remaining + ? WHERE reward = ?", (by, reward))
+        self._q("UPDATE reward_stock SET remaining = remaining + ? WHERE reward = ?", (by, reward))
 
     def node_public_keys(self) -> dict[str, str]:
-        return {str(n): str(k) for n, k in self.conn.execute("SELECT node, public_key FROM node_keys")}
+        return {str(n): str(k) for n, k in self._q("SELECT node, public_key FROM node_keys")}
 
     def set_node_key(self, node: str, public_key_hex: str) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)", (node, public_key_hex)
         )
 
@@ -423,7 +454,7 @@ class Replica:
         note: str,
         at: str,
     ) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO claims (event_id, member, property, folio, arrival, departure, note, "
             "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (event_id, member, property_, folio, arrival, departure, note, at),
@@ -432,7 +463,7 @@ class Replica:
     def insert_feedback(
         self, event_id: str, member: str, at: str, stars: int, tags: str, context: str
     ) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO feedback (event_id, member, at, stars, tags, context) VALUES (?, ?, ?, ?, ?, ?)",
             (event_id, member, at, stars, tags, context),
         )
@@ -440,7 +471,7 @@ class Replica:
     def feedback_for(self, member: str) -> list[tuple[int, str, str]]:
         return [
             (int(s), str(t), str(c))
-            for s, t, c in self.conn.execute(
+            for s, t, c in self._q(
                 "SELECT stars, tags, context FROM feedback WHERE member = ? ORDER BY at", (member,)
             )
         ]
@@ -448,14 +479,14 @@ class Replica:
     # -- offline counters -----------------------------------------------------------------
 
     def offline_counters(self, member: str) -> tuple[int, int]:
-        row = self.conn.execute(
+        row = self._q(
             "SELECT points_since_contact, consecutive FROM member_offline WHERE member = ?",
             (member,),
         ).fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     def add_offline(self, member: str, points: int) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO member_offline (member, points_since_contact, consecutive) VALUES (?, ?, 1) "
             "ON CONFLICT (member) DO UPDATE SET points_since_contact = points_since_contact + ?, "
             "consecutive = consecutive + 1",
@@ -464,28 +495,28 @@ class Replica:
 
     def clear_offline(self, member: str | None = None) -> None:
         if member is None:
-            self.conn.execute("DELETE FROM member_offline")
+            self._q("DELETE FROM member_offline")
         else:
-            self.conn.execute("DELETE FROM member_offline WHERE member = ?", (member,))
+            self._q("DELETE FROM member_offline WHERE member = ?", (member,))
 
     # -- staff ----------------------------------------------------------------------------
 
     def insert_staff(self, staff_id: str, name: str, role: str, card_hash: str | None, pin_hash: str) -> None:
-        self.conn.execute(
+        self._q(
             "INSERT INTO staff (staff_id, name, role, card_hash, pin_hash) VALUES (?, ?, ?, ?, ?)",
             (staff_id, name, role, card_hash, pin_hash),
         )
 
     def staff(self, *, staff_id: str | None = None, card_hash: str | None = None) -> dict[str, Any] | None:
         if staff_id is not None:
-            cur = self.conn.execute("SELECT * FROM staff WHERE staff_id = ?", (staff_id,))
+            cur = self._q("SELECT * FROM staff WHERE staff_id = ?", (staff_id,))
         else:
-            cur = self.conn.execute("SELECT * FROM staff WHERE card_hash = ?", (card_hash,))
+            cur = self._q("SELECT * FROM staff WHERE card_hash = ?", (card_hash,))
         row = cur.fetchone()
         return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
 
     def update_staff_pin_state(self, staff_id: str, failures: int, locked_until: str | None) -> None:
-        self.conn.execute(
+        self._q(
             "UPDATE staff SET pin_failures = ?, locked_until = ? WHERE staff_id = ?",
             (failures, locked_until, staff_id),
         )

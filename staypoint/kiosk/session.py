@@ -1,0 +1,118 @@
+"""What the kiosk remembers between screens, and the node's health as the status bar shows it.
+
+A :class:`Session` lives from a good PIN to the end of the guest's visit; the app drops it
+(and every screen that showed its data) on "Done" or after the idle timeout, so nothing
+of one guest is left for the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from staypoint.edge.service import MemberSummary, NodeService, PinProof
+from staypoint.kiosk.hardware.printer.base import VoucherSlip
+from staypoint.kiosk.hardware.status import DeviceState, DeviceStatus
+from staypoint.loyalty.vouchers import format_code
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class Session:
+    """One guest's visit: the PIN proof and the last summary read for them."""
+
+    proof: PinProof
+    summary: MemberSummary
+
+    @property
+    def member(self) -> str:
+        """The member's number."""
+        return self.proof.member
+
+
+@dataclass(frozen=True)
+class Health:
+    """Head-office link and device health, as of ``checked_at``."""
+
+    online: bool
+    staleness_s: int | None
+    outbox_depth: int
+    devices: tuple[DeviceStatus, ...] = ()
+
+    @property
+    def trouble(self) -> list[str]:
+        """One short phrase per device that is not OK ("printer out of paper")."""
+        words = {
+            DeviceState.PAPER_OUT: "out of paper",
+            DeviceState.MISSING: "missing",
+            DeviceState.OFFLINE: "offline",
+        }
+        return [f"{d.kind} {words.get(d.state, d.state.value)}" for d in self.devices if not d.ok]
+
+    def printer_trouble(self) -> bool:
+        """True when the printer is known to be unable to print."""
+        return any(d.kind == "printer" and not d.ok for d in self.devices)
+
+
+def describe_age(seconds: int | None) -> str:
+    """A staleness in words a guest understands ("3 h", "5 min")."""
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def read_health(
+    service: NodeService, statuses: Sequence[Any], now: datetime, offline_after_s: float
+) -> Health:
+    """Blocking (SQLite): call from a worker thread, or once before the first paint."""
+    status = service.status(now)
+    staleness = status["staleness_s"]
+    online = staleness is not None and staleness <= offline_after_s
+    devices = tuple(s.status() for s in statuses if s is not None)
+    return Health(online, staleness, int(status["outbox_depth"]), devices)
+
+
+@dataclass(frozen=True)
+class PrintOutcome:
+    """A voucher slip and whether it came out of the printer; the slip is kept for a reprint."""
+
+    slip: VoucherSlip
+    printed: bool
+    problem: str = ""
+
+
+def slip_for(
+    property_name: str,
+    reward_name: str,
+    member_name: str,
+    member_number: str,
+    code: str,
+    token: str,
+    expires: date,
+    issued_at: datetime,
+) -> VoucherSlip:
+    """The printed slip's fields, formatted once for screen and paper alike."""
+    return VoucherSlip(
+        property_name=property_name,
+        reward_name=reward_name,
+        member_name=member_name,
+        member_number=member_number,
+        code=format_code(code),
+        qr_payload=token,
+        expires=f"{expires:%d %b %Y}",
+        issued_at=f"{issued_at:%d %b %Y %H:%M} UTC",
+    )
+
+
+def sentence(text: str) -> str:
+    """First letter up, the rest untouched (``str.capitalize`` would turn "UTC" into "utc")."""
+    return text[:1].upper() + text[1:]
