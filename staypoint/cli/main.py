@@ -429,10 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pending", action="store_true", help="only events head office has not acknowledged")
 
     demo_cmd.register(sub)
+    from staypoint.central import cli as central_cli
+    from staypoint.edge.sync import cli as sync_cli
     from staypoint.kiosk import cli as kiosk_cli
 
     kiosk_cli.register(sub)
+    central_cli.register(sub)
+    sync_cli.register(sub)
     return parser
+
+
+def _plugin_errors() -> tuple[type[Exception], ...]:
+    """Errors of the other subcommands that are one line for the user, not a traceback."""
+    from staypoint.edge.sync.config import ConfigError as SyncConfigError
+    from staypoint.kiosk.config import ConfigError as KioskConfigError
+
+    return (SyncConfigError, KioskConfigError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -440,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.fn(args)
-    except (NodeError, CliError, ProgramError, ReplicaError, KeyError_) as exc:
+    except (NodeError, CliError, ProgramError, ReplicaError, KeyError_, *_plugin_errors()) as exc:
         print(f"staypoint: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -147,6 +147,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX cards_member ON cards (member)",
         ),
     ),
+    Migration(
+        4,
+        "sync: per-member folded marks of this node's events and the outbox-by-member index",
+        (
+            # The last seq of this node's events (per epoch) that head office has folded into
+            # the member record we hold: a shown balance is the central balance plus our own
+            # events past these marks (design.md, Events).
+            """CREATE TABLE sync_folded (
+                member TEXT NOT NULL,
+                epoch INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
+                PRIMARY KEY (member, epoch)) WITHOUT ROWID""",
+            "CREATE INDEX outbox_member ON outbox (member, epoch, seq)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -1,0 +1,254 @@
+"""``staypoint fleet``: head office's Textual dashboard of the fleet.
+
+Every node with its property, state colour, last heartbeat, outbox, versions and device
+states; filter by property (type in the box) and by trouble (``t``); ``enter`` opens a
+node's detail: its recent heartbeats and alerts. The app only reads a :class:`FleetState`
+and an :class:`AlertManager` (attributes down); the MQTT monitor that fills them runs
+beside it, so the dashboard is tested with a state filled by hand and a fixed clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label, Static, Switch
+
+from staypoint.central.fleet.alerts import AlertManager, MemorySink
+from staypoint.central.fleet.state import FleetState, NodeView, utcnow
+
+__all__ = ["FleetDashboard", "NodeDetail"]
+
+STATE_STYLE = {"online": "bold green", "stale": "bold yellow", "offline": "bold red", "unknown": "dim"}
+DEVICE_STYLE = {"ok": "green", "paper_out": "bold red", "missing": "red", "offline": "red"}
+COLUMNS = (
+    "Node", "Property", "State", "Heartbeat", "Outbox", "Oldest", "Version", "Prog",
+    "Reader", "PIN pad", "Printer", "Disk", "Alerts",
+)  # fmt: skip
+
+
+def age(then: datetime | None, now: datetime) -> str:
+    """``12 s ago`` / ``4 min ago`` / ``3 h ago`` / ``never``."""
+    if then is None:
+        return "never"
+    s = max(0.0, (now - then).total_seconds())
+    if s < 120:
+        return f"{s:.0f} s ago"
+    if s < 7200:
+        return f"{s / 60:.0f} min ago"
+    return f"{s / 3600:.0f} h ago"
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
+
+
+class NodeDetail(Screen[None]):
+    """One node: its recent heartbeats and its alerts."""
+
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("escape", "app.pop_screen", "Back")
+    ]
+
+    def __init__(self, view: NodeView, alerts: AlertManager | None, memory: MemorySink | None, now: datetime):
+        super().__init__()
+        self.view = view
+        self.alerts = alerts
+        self.memory = memory
+        self.now = now
+
+    def compose(self) -> ComposeResult:
+        v, now = self.view, self.now
+        state = v.state(now, self.app.state.config) if isinstance(self.app, FleetDashboard) else v.status
+        head = Text.assemble(
+            (v.node, "bold"), f"  {v.property}  ", (state, STATE_STYLE.get(state, "")),
+            f"  last heartbeat {age(v.last_seen, now)}  session {v.session}  heartbeats {v.heartbeats}",
+        )  # fmt: skip
+        yield Static(head, id="detail-head")
+        yield DataTable(id="history", zebra_stripes=True)
+        lines = []
+        for alert in self.alerts.active_for(v.node) if self.alerts else []:
+            lines.append(Text.assemble(("ACTIVE  ", "bold red"), f"{alert.rule}: {alert.message}"))
+        for event in reversed(self.memory.recent(v.node) if self.memory else []):
+            style = "red" if event.kind == "fired" else "green"
+            lines.append(
+                Text.assemble(
+                    (f"{event.kind:8}", style),
+                    f"{age(event.at, now):>12}  {event.alert.rule}: {event.alert.message}",
+                )
+            )
+        yield Static(Text("\n").join(lines) if lines else Text("no alerts", style="dim"), id="alerts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#history", DataTable)
+        table.add_columns(
+            "Received", "Outbox", "Oldest", "Replica age", "Backup lag", "Disk", "Printer", "Skew"
+        )
+        for s in reversed(self.view.history):
+            printer = s.devices.get("printer", {}).get("state", "-")
+            table.add_row(
+                age(s.received, self.now),
+                "-" if s.outbox_depth is None else str(s.outbox_depth),
+                _secs(s.oldest_pending_s),
+                _secs(s.staleness_s),
+                _secs(s.litestream_lag_s),
+                "-" if s.disk_free_pct is None else f"{s.disk_free_pct:.0f} %",
+                Text(printer, style=DEVICE_STYLE.get(printer, "")),
+                "-" if s.skew_s is None else f"{s.skew_s:+.0f} s",
+            )
+
+
+class FleetDashboard(App[None]):
+    """The fleet at a glance."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "Staypoint fleet"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("t", "toggle_trouble", "Trouble only"),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        state: FleetState,
+        alerts: AlertManager | None = None,
+        memory: MemorySink | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        refresh_s: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.state = state
+        self.alerts = alerts
+        self.memory = memory
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.property_filter = ""
+        self.trouble_only = False
+        self.shown: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="filters"):
+            yield Input(placeholder="property (e.g. SHA)", id="property")
+            yield Label("trouble only")
+            yield Switch(value=False, id="trouble")
+        yield Static(id="summary")
+        yield DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#nodes", DataTable)
+        table.add_columns(*COLUMNS)
+        self.refresh_table()
+        table.focus()
+        if self.refresh_s > 0:
+            self.set_interval(self.refresh_s, self.refresh_table)
+
+    # -- what is shown --------------------------------------------------------------------------
+
+    def in_trouble(self, view: NodeView, now: datetime) -> bool:
+        """Not online, a device not ok, or an active alert."""
+        if view.state(now, self.state.config) != "online":
+            return True
+        if view.last is not None and any(d["state"] != "ok" for d in view.last.devices.values()):
+            return True
+        return bool(self.alerts and self.alerts.active_for(view.node))
+
+    def visible(self, now: datetime) -> list[NodeView]:
+        """The nodes passing the filters, by property then node."""
+        wanted = self.property_filter.strip().lower()
+        views = self.state.snapshot()
+        if wanted:
+            views = [v for v in views if wanted in v.property.lower()]
+        if self.trouble_only:
+            views = [v for v in views if self.in_trouble(v, now)]
+        return views
+
+    def _row(self, v: NodeView, now: datetime) -> list[str | Text]:
+        state = v.state(now, self.state.config)
+        last = v.last
+        devices = last.devices if last else {}
+
+        def dev(kind: str) -> Text:
+            st = devices.get(kind, {}).get("state", "-")
+            return Text(st, style=DEVICE_STYLE.get(st, "dim"))
+
+        n_alerts = len(self.alerts.active_for(v.node)) if self.alerts else 0
+        return [
+            v.node,
+            v.property,
+            Text(state, style=STATE_STYLE.get(state, "")),
+            age(v.last_seen, now),
+            "-" if last is None or last.outbox_depth is None else str(last.outbox_depth),
+            _secs(last.oldest_pending_s) if last else "-",
+            last.version if last else "-",
+            "-" if last is None or last.program_version is None else str(last.program_version),
+            dev("reader"),
+            dev("pinpad"),
+            dev("printer"),
+            "-" if last is None or last.disk_free_pct is None else f"{last.disk_free_pct:.0f} %",
+            Text(str(n_alerts), style="bold red") if n_alerts else Text("0", style="dim"),
+        ]
+
+    def refresh_table(self) -> None:
+        """Redraw the table from the state (keeps the cursor on the same node)."""
+        now = self.clock()
+        table = self.query_one("#nodes", DataTable)
+        current = (
+            self.shown[table.cursor_row] if self.shown and 0 <= table.cursor_row < len(self.shown) else None
+        )
+        views = self.visible(now)
+        table.clear()
+        for v in views:
+            table.add_row(*self._row(v, now), key=v.node)
+        self.shown = [v.node for v in views]
+        if current in self.shown:
+            table.move_cursor(row=self.shown.index(current))
+        counts = self.state.counts(now)
+        n_alerts = len(self.alerts.active_for()) if self.alerts else 0
+        self.query_one("#summary", Static).update(
+            f"{sum(counts.values())} nodes: {counts['online']} online, {counts['stale']} stale, "
+            f"{counts['offline']} offline, {counts['unknown']} unknown; "
+            f"{n_alerts} alerts; showing {len(views)}"
+        )
+
+    # -- interaction ------------------------------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "property":
+            self.property_filter = event.value
+            self.refresh_table()
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        self.trouble_only = event.value
+        self.refresh_table()
+
+    def action_toggle_trouble(self) -> None:
+        switch = self.query_one("#trouble", Switch)
+        switch.value = not switch.value
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#property", Input).focus()
+
+    def action_refresh(self) -> None:
+        self.refresh_table()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "nodes" or event.row_key.value is None:
+            return
+        node = str(event.row_key.value)
+        views = {v.node: v for v in self.state.snapshot()}
+        if node in views:
+            self.push_screen(NodeDetail(views[node], self.alerts, self.memory, self.clock()))

@@ -1,0 +1,317 @@
+"""The fleet as head office sees it: one :class:`NodeView` per node, fed by MQTT messages.
+
+Inputs (design.md, Health):
+    sp/v1/node/{node}/status   retained ``{"state": "online"|"offline", "session": n}``;
+                               ``offline`` is also the node's Last Will. A status whose
+                               session is older than the newest seen is a late Will of an
+                               earlier connection and is ignored.
+    sp/v1/node/{node}/health   the heartbeat document, every ``period_s`` (30 s).
+
+A node is ``online`` (birth seen or heartbeats arriving), ``offline`` (its Will or its
+own goodbye), ``stale`` (online but silent for ``missed_beats`` heartbeat periods), or
+``unknown`` (heard of, never heard from). Time comes from a clock argument, so the state
+machine is tested without sleeping.
+
+Everything from the broker is validated here: a malformed message is counted in
+``dropped`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["DEVICE_KINDS", "FleetConfig", "FleetState", "HealthSample", "NodeView", "parse_topic"]
+
+DEVICE_KINDS = ("reader", "pinpad", "printer")
+STATES = ("online", "stale", "offline", "unknown")
+MAX_PAYLOAD = 64 * 1024  # a health document is ~1 KiB; anything huge is not one
+HISTORY = 40  # recent heartbeats kept per node, for the detail view
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Periods and alert thresholds (seconds unless named otherwise)."""
+
+    period_s: float = 30.0
+    missed_beats: int = 3
+    offline_alert_s: float = 300.0
+    outbox_alert_s: float = 900.0
+    staleness_fraction: float = 0.8  # of the node's own offline limit (max_staleness_s)
+    default_max_staleness_s: float = 24 * 3600.0
+    litestream_alert_s: float = 300.0
+    disk_min_pct: float = 10.0
+    skew_max_s: float = 120.0
+
+    @property
+    def stale_after_s(self) -> float:
+        """Silence after which an online node is stale: three missed heartbeats."""
+        return self.period_s * self.missed_beats
+
+
+def _num(doc: Mapping[str, Any], key: str) -> float | None:
+    value = doc.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _parse_at(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+@dataclass(frozen=True)
+class HealthSample:
+    """One heartbeat, reduced to what the fleet view, alerts and metrics use."""
+
+    received: datetime
+    sent: datetime | None
+    outbox_depth: int | None
+    oldest_pending_s: float | None
+    applied_version: int | None
+    staleness_s: float | None
+    max_staleness_s: float | None
+    litestream_lag_s: float | None
+    disk_free_pct: float | None
+    devices: dict[str, dict[str, str]]
+    version: str
+    program_version: int | None
+    uptime_s: float | None
+    property: str | None
+
+    @property
+    def skew_s(self) -> float | None:
+        """Node clock minus head office clock at receipt (transit time is negligible)."""
+        return None if self.sent is None else (self.sent - self.received).total_seconds()
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], received: datetime) -> HealthSample:
+        """Validate a health document; unknown or wrong-typed fields become None."""
+        devices: dict[str, dict[str, str]] = {}
+        raw_devices = doc.get("devices")
+        if isinstance(raw_devices, Mapping):
+            for kind, dev in raw_devices.items():
+                if isinstance(kind, str) and isinstance(dev, Mapping):
+                    devices[kind[:16]] = {
+                        "driver": str(dev.get("driver", ""))[:16],
+                        "state": str(dev.get("state", "unknown"))[:16],
+                        "detail": str(dev.get("detail", ""))[:80],
+                    }
+        depth = _num(doc, "outbox_depth")
+        applied = _num(doc, "applied_version")
+        program = _num(doc, "program_version")
+        prop = doc.get("property")
+        return cls(
+            received=received,
+            sent=_parse_at(doc.get("at")),
+            outbox_depth=int(depth) if depth is not None else None,
+            oldest_pending_s=_num(doc, "oldest_pending_s"),
+            applied_version=int(applied) if applied is not None else None,
+            staleness_s=_num(doc, "staleness_s"),
+            max_staleness_s=_num(doc, "max_staleness_s"),
+            litestream_lag_s=_num(doc, "litestream_lag_s"),
+            disk_free_pct=_num(doc, "disk_free_pct"),
+            devices=devices,
+            version=str(doc.get("version", ""))[:32],
+            program_version=int(program) if program is not None else None,
+            uptime_s=_num(doc, "uptime_s"),
+            property=str(prop)[:32] if isinstance(prop, str) else None,
+        )
+
+
+@dataclass
+class NodeView:
+    """Everything head office knows about one node."""
+
+    node: str
+    property: str = ""
+    status: str = "unknown"  # from the status topic: online / offline / unknown
+    session: int = -1
+    status_at: datetime | None = None
+    last_seen: datetime | None = None
+    last: HealthSample | None = None
+    heartbeats: int = 0
+    history: deque[HealthSample] = field(default_factory=lambda: deque(maxlen=HISTORY))
+
+    def state(self, now: datetime, config: FleetConfig) -> str:
+        """online / stale / offline / unknown at ``now``."""
+        if self.status == "offline":
+            return "offline"
+        heard = self.heard_at()
+        if heard is None:
+            return "unknown"
+        if (now - heard).total_seconds() > config.stale_after_s:
+            return "stale"
+        return "online"
+
+    def heard_at(self) -> datetime | None:
+        """The last sign of life: a heartbeat, or a birth message (``online`` status)."""
+        birth = self.status_at if self.status == "online" else None
+        times = [t for t in (self.last_seen, birth) if t is not None]
+        return max(times) if times else None
+
+    def dark_since(self, now: datetime, config: FleetConfig) -> datetime | None:
+        """Since when head office has not heard from a node that is offline or stale."""
+        state = self.state(now, config)
+        if state == "offline":
+            return self.status_at
+        if state == "stale":
+            return self.heard_at()
+        return None
+
+
+def parse_topic(topic: str) -> tuple[str, str] | None:
+    """``sp/v1/node/{node}/{leaf}`` → ``(node, leaf)`` for status and health; else None."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[:3] != ["sp", "v1", "node"] or parts[4] not in ("status", "health"):
+        return None
+    node = parts[3]
+    if not node or len(node) > 64:
+        return None
+    return node, parts[4]
+
+
+class FleetState:
+    """Thread-safe map of node → :class:`NodeView` (paho thread writes, others read)."""
+
+    def __init__(
+        self, config: FleetConfig | None = None, *, properties: Mapping[str, str] | None = None
+    ) -> None:
+        self.config = config or FleetConfig()
+        self.nodes: dict[str, NodeView] = {}
+        self.dropped: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        for node, prop in (properties or {}).items():
+            self.nodes[node] = NodeView(node, prop)
+
+    def _view(self, node: str) -> NodeView:
+        view = self.nodes.get(node)
+        if view is None:
+            view = self.nodes[node] = NodeView(node)
+        return view
+
+    def ingest(self, topic: str, payload: bytes, now: datetime) -> bool:
+        """Apply one message; False (and counted in ``dropped``) when it is not valid."""
+        where = parse_topic(topic)
+        if where is None:
+            self.dropped["topic"] += 1
+            return False
+        if len(payload) > MAX_PAYLOAD:
+            self.dropped["size"] += 1
+            return False
+        if not payload:
+            return False  # a retained message being cleared
+        try:
+            doc = json.loads(payload)
+        except ValueError:
+            self.dropped["json"] += 1
+            return False
+        if not isinstance(doc, dict):
+            self.dropped["json"] += 1
+            return False
+        node, leaf = where
+        with self.lock:
+            if leaf == "status":
+                return self._status(node, doc, now)
+            return self._health(node, doc, now)
+
+    def _status(self, node: str, doc: Mapping[str, Any], now: datetime) -> bool:
+        state, session = doc.get("state"), doc.get("session")
+        if state not in ("online", "offline") or isinstance(session, bool) or not isinstance(session, int):
+            self.dropped["status"] += 1
+            return False
+        view = self._view(node)
+        if session < view.session:
+            self.dropped["late_status"] += 1  # a late Will of an older connection
+            return False
+        if session == view.session and state == view.status:
+            return True  # a retained repeat (e.g. after our own reconnect)
+        view.session, view.status, view.status_at = session, state, now
+        self.received["status"] += 1
+        return True
+
+    def _health(self, node: str, doc: Mapping[str, Any], now: datetime) -> bool:
+        view = self._view(node)
+        sample = HealthSample.from_doc(doc, now)
+        session = doc.get("session")
+        if isinstance(session, int) and not isinstance(session, bool):
+            if session < view.session:
+                self.dropped["late_health"] += 1
+                return False
+            if session > view.session or view.status != "online":
+                # A heartbeat from a newer connection is as good as its birth message.
+                view.session, view.status, view.status_at = session, "online", now
+        elif view.status != "online":
+            view.status, view.status_at = "online", now
+        if sample.property:
+            view.property = sample.property
+        view.last, view.last_seen = sample, now
+        view.history.append(sample)
+        view.heartbeats += 1
+        self.received["health"] += 1
+        return True
+
+    def snapshot(self) -> list[NodeView]:
+        """A copy of every node's view, sorted by property then node."""
+        with self.lock:
+            views = [
+                NodeView(
+                    v.node,
+                    v.property,
+                    v.status,
+                    v.session,
+                    v.status_at,
+                    v.last_seen,
+                    v.last,
+                    v.heartbeats,
+                    deque(v.history, maxlen=HISTORY),
+                )
+                for v in self.nodes.values()
+            ]
+        return sorted(views, key=lambda v: (v.property, v.node))
+
+    def counts(self, now: datetime) -> dict[str, int]:
+        """How many nodes are in each state."""
+        out = dict.fromkeys(STATES, 0)
+        with self.lock:
+            for view in self.nodes.values():
+                out[view.state(now, self.config)] += 1
+        return out
+
+
+def utcnow() -> datetime:
+    """The wall clock, UTC (the default clock everywhere in the fleet package)."""
+    return datetime.now(UTC)
+
+
+def summarise(views: Iterable[NodeView], now: datetime, config: FleetConfig) -> list[dict[str, Any]]:
+    """JSON rows for ``staypoint fleet status --json``."""
+    rows = []
+    for v in views:
+        last = v.last
+        rows.append(
+            {
+                "node": v.node,
+                "property": v.property,
+                "state": v.state(now, config),
+                "last_heartbeat": v.last_seen.isoformat() if v.last_seen else None,
+                "outbox_depth": last.outbox_depth if last else None,
+                "oldest_pending_s": last.oldest_pending_s if last else None,
+                "version": last.version if last else None,
+                "program_version": last.program_version if last else None,
+                "devices": {k: d["state"] for k, d in last.devices.items()} if last else {},
+            }
+        )
+    return rows

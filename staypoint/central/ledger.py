@@ -1,0 +1,511 @@
+"""Head office's ledger logic: ingest, authorisation with holds, overdrafts, tiers and jobs.
+
+No MQTT and no SQL here: the transport is ``central/server.py`` and the data lives behind
+``store.LedgerStore``. Every method that changes state runs one store transaction and
+returns what must be published *after* it commits (ack, resend request, changes).
+
+Points are re-checked with the very ``loyalty`` code the node ran, under the programme
+version the event names, so node and head office agree by construction; a figure that
+does not match is alarmed and head office's figure is the one booked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from staypoint.central.store import Change, HoldRecord, LedgerStore, StoredEvent
+from staypoint.loyalty import tiers
+from staypoint.loyalty.earning import stay_points
+from staypoint.loyalty.events import Event, EventFormatError, event_from_dict, iso, parse_iso, uuid7
+from staypoint.loyalty.expiry import expiry_date
+from staypoint.loyalty.program import Outlet, Program, ProgramError, Window, parse_program
+
+DEFAULT_HOLD_TTL = timedelta(minutes=10)
+DELTA_LIMIT = 5000  # past this many changed keys a resync gets a snapshot instead
+
+
+@dataclass
+class IngestResult:
+    """What one node batch did, and what to publish once it has committed."""
+
+    node: str
+    ack: tuple[int, int] | None = None  # (epoch, hw) for the retained cumulative ack
+    applied: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    resend_from: tuple[int, int] | None = None  # (epoch, seq) the node must send again from
+    changes: list[Change] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AuthDecision:
+    ok: bool
+    hold: str | None = None
+    expires: str | None = None
+    reason: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"ok": self.ok, "hold": self.hold, "expires": self.expires, "reason": self.reason}
+
+
+class Ledger:
+    """The central ledger over one ``LedgerStore``."""
+
+    def __init__(self, store: LedgerStore, *, hold_ttl: timedelta = DEFAULT_HOLD_TTL) -> None:
+        self.store = store
+        self.hold_ttl = hold_ttl
+        self._programs: dict[int, Program] = {}
+
+    # -- programmes, nodes, members ----------------------------------------------------------
+
+    def program(self, version: int | None = None) -> Program | None:
+        """The programme of ``version`` (latest when None), parsed once."""
+        if version is None:
+            version = self.store.latest_program_version()
+            if version is None:
+                return None
+        if version not in self._programs:
+            text = self.store.program(version)
+            if text is None:
+                return None
+            self._programs[version] = parse_program(text, f"programme v{version}")
+        return self._programs[version]
+
+    def publish_program(self, text: str, now: datetime) -> list[Change]:
+        """Store a programme document and send it to the fleet (versioned)."""
+        program = parse_program(text, "programme")
+        with self.store.transaction():
+            self.store.put_program(program.version, text)
+            v = self.store.append_change(
+                "program",
+                str(program.version),
+                {"version": program.version, "document": text, "at": iso(now)},
+            )
+        return [Change(v, "program", str(program.version), {"version": program.version, "document": text})]
+
+    def register_node(self, node: str, public_key_hex: str) -> list[Change]:
+        """A provisioned node's voucher-signing key, so every node can verify its vouchers."""
+        body = {"node": node, "public_key": public_key_hex}
+        with self.store.transaction():
+            self.store.put_node_key(node, public_key_hex)
+            v = self.store.append_change("node_key", node, body)
+        return [Change(v, "node_key", node, body)]
+
+    def import_members(self, docs: Sequence[dict[str, Any]]) -> None:
+        """Bulk load member records (a migration from an older system, tests, benchmarks)."""
+        with self.store.transaction():
+            for doc in docs:
+                doc.setdefault("folded", {})
+                doc.setdefault("cards", [])
+                doc.setdefault("blocked", False)
+            self.store.put_members(list(docs))
+            for doc in docs:
+                self.store.append_change("member", doc["number"], doc)
+
+    def member(self, number: str) -> dict[str, Any] | None:
+        return self.store.member(number)
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    def ingest(self, node: str, raw_events: Sequence[Any], now: datetime) -> IngestResult:
+        """Apply one batch from ``node`` in one transaction (design.md, Events).
+
+        Per ``(node, epoch)`` stream: ``seq <= high-water`` is skipped (a known key with
+        another body is rejected and alarmed); the next seq is applied; a gap stops the
+        batch and asks the node to send again from the high-water. The caller publishes
+        the ack only after this returns, i.e. after the commit.
+        """
+        result = IngestResult(node)
+        at = iso(now)
+        events: list[Event] = []
+        for raw in raw_events:
+            try:
+                if not isinstance(raw, Mapping):
+                    raise EventFormatError("event: not an object")
+                ev = event_from_dict(raw)
+                if ev.node != node:
+                    raise EventFormatError(f"event: node {ev.node!r} published under {node!r}")
+                events.append(ev)
+            except EventFormatError as exc:
+                result.rejected += 1
+                with self.store.transaction():
+                    self.store.bump_counter("events_malformed")
+                    self.store.add_alarm("malformed_event", node, str(exc)[:300], at)
+        events.sort(key=lambda e: (e.epoch, e.seq))
+        dirty: dict[str, dict[str, Any]] = {}
+        extra: list[tuple[str, str, dict[str, Any]]] = []
+        hws: dict[int, int] = {}
+        with self.store.transaction():
+            for ev in events:
+                hw = hws.get(ev.epoch)
+                if hw is None:
+                    hw = hws[ev.epoch] = self.store.high_water(node, ev.epoch)
+                result.ack = (ev.epoch, hw)
+                if ev.seq <= hw:
+                    known = self.store.event_at(node, ev.epoch, ev.seq)
+                    if known is not None and known.body != ev.to_json():
+                        result.rejected += 1
+                        self.store.bump_counter("events_conflicting")
+                        self.store.add_alarm(
+                            "conflicting_body",
+                            node,
+                            f"({node}, {ev.epoch}, {ev.seq}) seen with another body",
+                            at,
+                        )
+                    else:
+                        result.skipped += 1
+                    continue
+                if ev.seq != hw + 1:
+                    result.resend_from = (ev.epoch, hw + 1)
+                    break
+                body = ev.to_json()
+                if self.store.event_by_id(ev.id) is not None:
+                    # The idempotency key is used by another (node, epoch, seq): never apply
+                    # it twice; move the stream on so one bad event does not stall it.
+                    result.rejected += 1
+                    self.store.bump_counter("events_duplicate_id")
+                    self.store.add_alarm("duplicate_id", node, f"id {ev.id} at seq {ev.seq}", at)
+                else:
+                    self._apply(ev, dirty, extra, at)
+                    self.store.insert_event(
+                        StoredEvent(ev.id, node, ev.epoch, ev.seq, body), ev.type, ev.member, at
+                    )
+                    result.applied += 1
+                hws[ev.epoch] = ev.seq
+                result.ack = (ev.epoch, ev.seq)
+                self.store.set_high_water(node, ev.epoch, ev.seq)
+            for kind, key, body_ in extra:
+                if kind == "voucher":
+                    result.changes.append(
+                        Change(self.store.append_change(kind, key, body_), kind, key, body_)
+                    )
+            for number, doc in dirty.items():
+                self.store.put_member(doc)
+                result.changes.append(
+                    Change(self.store.append_change("member", number, doc), "member", number, doc)
+                )
+            for kind, key, body_ in extra:
+                if kind == "deny":
+                    result.changes.append(
+                        Change(self.store.append_change(kind, key, body_), kind, key, body_)
+                    )
+        return result
+
+    def _alarm(self, kind: str, node: str, detail: str, at: str) -> None:
+        self.store.bump_counter(kind)
+        self.store.add_alarm(kind, node, detail[:300], at)
+
+    def _apply(
+        self,
+        ev: Event,
+        dirty: dict[str, dict[str, Any]],
+        extra: list[tuple[str, str, dict[str, Any]]],
+        at: str,
+    ) -> None:
+        """Fold one event into the member's record (``dirty`` collects the records touched)."""
+        if ev.member is None:
+            return
+        data = ev.data
+        day = parse_iso(ev.at).date()
+        program = self.program(ev.program)
+        m = dirty.get(ev.member) or self.store.member(ev.member)
+        if ev.type == "member.enrolled":
+            if m is not None:
+                self._alarm("duplicate_member", ev.node, f"member {ev.member} enrolled twice", at)
+            else:
+                m = self._new_member(ev, program, day)
+                self.store.set_personal(ev.member, str(data.get("name", "")), at)
+        if m is None:
+            self._alarm("unknown_member", ev.node, f"{ev.type} for unknown member {ev.member}", at)
+            return
+        try:
+            self._effect(ev, m, program, day, extra, at)
+        except (KeyError, ValueError, TypeError, InvalidOperation, ProgramError) as exc:
+            # The envelope was valid but its data does not make sense here: booked as a
+            # no-op with an alarm (a person looks at it), the stream goes on.
+            self._alarm("bad_event_data", ev.node, f"{ev.type} seq {ev.seq}: {exc!r}", at)
+        m["folded"][f"{ev.node}:{ev.epoch}"] = ev.seq
+        if m.get("overdrawn") and m["points"] >= 0:
+            # Positive again (a stay, an adjustment): redemptions are allowed again.
+            m["overdrawn"] = False
+            m["blocked"] = False
+            self.store.resolve_overdrafts(m["number"], at)
+            extra.append(("deny", m["number"], {"member": m["number"], "blocked": False}))
+        dirty[ev.member] = m
+
+    def _new_member(self, ev: Event, program: Program | None, day: date) -> dict[str, Any]:
+        data = ev.data
+        window = program.window if program else Window.CALENDAR_YEAR
+        card = data.get("card_hash")
+        return {
+            "number": ev.member,
+            "name": str(data.get("display_name", "")),
+            "tier": str(data.get("tier") or (program.base_tier.code if program else "MEMBER")),
+            "points": 0,
+            "stored_value": "0.00",
+            "window_start": tiers.window_start(window, day).isoformat(),
+            "qual_nights": 0,
+            "qual_points": 0,
+            "last_activity": day.isoformat(),
+            "pin_hash": str(data.get("pin_hash", "")),
+            "blocked": False,
+            "overdrawn": False,
+            "enrolled_at": ev.at,
+            "home_property": str(data.get("home_property", "")),
+            "cards": [card] if isinstance(card, str) else [],
+            "folded": {},
+        }
+
+    def _effect(
+        self,
+        ev: Event,
+        m: dict[str, Any],
+        program: Program | None,
+        day: date,
+        extra: list[tuple[str, str, dict[str, Any]]],
+        at: str,
+    ) -> None:
+        data = ev.data
+        kind = ev.type
+        if kind == "card.bound":
+            if data["card_hash"] not in m["cards"]:
+                m["cards"].append(str(data["card_hash"]))
+        elif kind == "stay.posted":
+            self._stay(ev, m, program, day, at)
+        elif kind == "stay.voided":
+            stay = self.store.stay(str(data.get("stay", "")))
+            points, nights = (stay[1], stay[2]) if stay else (int(data["points"]), int(data.get("nights", 0)))
+            m["points"] -= points
+            m["qual_nights"] = max(0, m["qual_nights"] - nights)
+            m["qual_points"] = max(0, m["qual_points"] - points)
+        elif kind == "points.redeemed":
+            self._redeemed(ev, m, program, day, extra, at)
+        elif kind == "points.adjusted":
+            m["points"] += int(data["points"])
+            m["last_activity"] = day.isoformat()
+        elif kind == "points.expired":
+            m["points"] -= int(data["points"])
+        elif kind in ("voucher.used", "voucher.voided"):
+            code = str(data["voucher"])
+            voucher = self.store.voucher(code)
+            if voucher is not None and voucher["status"] == "issued":
+                voucher["status"] = "used" if kind == "voucher.used" else "voided"
+                voucher["changed_at"] = ev.at
+                self.store.put_voucher(voucher)
+                extra.append(("voucher", code, voucher))
+            if kind == "voucher.voided":
+                m["points"] += int(voucher["points"]) if voucher is not None else int(data["points"])
+        elif kind == "value.topped_up":
+            m["stored_value"] = f"{Decimal(m['stored_value']) + Decimal(str(data['amount'])):.2f}"
+        elif kind == "value.spent":
+            m["stored_value"] = f"{Decimal(m['stored_value']) - Decimal(str(data['amount'])):.2f}"
+
+    def _stay(self, ev: Event, m: dict[str, Any], program: Program | None, day: date, at: str) -> None:
+        data = ev.data
+        nights = int(data.get("nights", 0))
+        claimed = int(data.get("points", 0))
+        points, qualifying = claimed, int(data.get("qualifying_points", claimed))
+        if program is None:
+            self._alarm("unknown_program", ev.node, f"stay seq {ev.seq} names programme v{ev.program}", at)
+        else:
+            revenue = {Outlet(k): Decimal(str(v)) for k, v in dict(data.get("revenue", {})).items()}
+            departure = date.fromisoformat(str(data["departure"]))
+            # The tier the node earned at is trusted up to head office's own view of the
+            # member (another node's stay may have upgraded it already, never the reverse).
+            tier = str(data.get("tier", m["tier"]))
+            try:
+                if program.tier(tier).rank > program.tier(m["tier"]).rank:
+                    tier = m["tier"]
+            except KeyError:
+                tier = m["tier"]
+            earned = stay_points(program, tier, revenue, departure)
+            if earned.points != claimed:
+                self._alarm(
+                    "points_mismatch",
+                    ev.node,
+                    f"stay seq {ev.seq}: node {claimed}, head office {earned.points}",
+                    at,
+                )
+            points, qualifying = earned.points, earned.points - earned.bonus
+            start = tiers.window_start(program.window, day).isoformat()
+            if program.window is Window.CALENDAR_YEAR and m["window_start"] < start:
+                m["qual_nights"], m["qual_points"] = 0, 0
+            m["window_start"] = start
+        m["points"] += points
+        m["qual_nights"] += nights
+        m["qual_points"] += qualifying
+        if program is not None:
+            # Upgrades take effect at once, as the stays arrive; downgrades wait for the job.
+            m["tier"] = tiers.after_activity(program, m["tier"], m["qual_nights"], m["qual_points"]).code
+        m["last_activity"] = day.isoformat()
+        self.store.put_stay(ev.id, m["number"], points, nights)
+
+    def _redeemed(
+        self,
+        ev: Event,
+        m: dict[str, Any],
+        program: Program | None,
+        day: date,
+        extra: list[tuple[str, str, dict[str, Any]]],
+        at: str,
+    ) -> None:
+        data = ev.data
+        points = int(data["points"])
+        reward = program.reward(str(data["reward"])) if program else None
+        if reward is not None and reward.points != points:
+            self._alarm(
+                "points_mismatch", ev.node, f"redemption seq {ev.seq}: {points} vs {reward.points}", at
+            )
+            points = reward.points
+        m["points"] -= points
+        m["last_activity"] = day.isoformat()
+        hold_id = data.get("hold")
+        if isinstance(hold_id, str):
+            hold = self.store.hold(hold_id)
+            if hold is None:
+                self._alarm("unknown_hold", ev.node, f"redemption seq {ev.seq} names hold {hold_id}", at)
+            elif hold.status != "settled":
+                self.store.set_hold_status(hold_id, "settled")
+        voucher = {
+            "code": str(data["voucher"]),
+            "token": str(data.get("token", "")),
+            "reward": str(data["reward"]),
+            "member": m["number"],
+            "node": ev.node,
+            "serial": int(data.get("serial", 0)),
+            "points": points,
+            "issued_at": ev.at,
+            "expires": str(data.get("expires", "")),
+            "status": "issued",
+            "changed_at": None,
+        }
+        self.store.put_voucher(voucher)
+        extra.append(("voucher", voucher["code"], voucher))
+        if m["points"] < 0:
+            # Offline redemptions at several nodes overdrew the member: written down, the
+            # member blocked for redemptions fleet-wide until the balance is positive again.
+            self.store.add_overdraft(m["number"], ev.node, ev.id, m["points"], at)
+            self.store.bump_counter("overdrafts")
+            if not m.get("overdrawn"):
+                m["overdrawn"] = True
+                m["blocked"] = True
+                extra.append(("deny", m["number"], {"member": m["number"], "blocked": True}))
+
+    # -- online authorisation ---------------------------------------------------------------------
+
+    def authorise(self, node: str, member: str, points: int, reward: str, now: datetime) -> AuthDecision:
+        """Place a hold for an online redemption, or say why not (the guest reads ``reason``)."""
+        with self.store.transaction():
+            m = self.store.member(member)
+            if m is None:
+                return AuthDecision(False, reason="this account is not known to head office yet")
+            if m.get("blocked"):
+                return AuthDecision(
+                    False, reason="redemptions are paused on this account: please see the front desk"
+                )
+            program = self.program()
+            found = program.reward(reward) if program else None
+            if found is not None and found.points != points:
+                return AuthDecision(False, reason="the reward's price has changed: please try again")
+            available = int(m["points"]) - self.store.held_points(member)
+            if available < points:
+                return AuthDecision(False, reason="not enough points")
+            hold = HoldRecord(
+                id=uuid7(now),
+                member=member,
+                node=node,
+                reward=reward,
+                points=points,
+                created=iso(now),
+                expires=iso(now + self.hold_ttl),
+                status="held",
+            )
+            self.store.put_hold(hold)
+            self.store.bump_counter("holds_placed")
+        return AuthDecision(True, hold=hold.id, expires=hold.expires)
+
+    def expire_holds(self, now: datetime) -> int:
+        """Release holds whose redemption never arrived."""
+        with self.store.transaction():
+            expired = self.store.holds_expiring(iso(now))
+            for hold in expired:
+                self.store.set_hold_status(hold.id, "expired")
+            if expired:
+                self.store.bump_counter("holds_expired", len(expired))
+        return len(expired)
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def run_jobs(self, now: datetime) -> dict[str, int]:
+        """Window-end downgrade (one tier at most) and points expiry, as of ``now``."""
+        program = self.program()
+        counts = {
+            "downgraded": 0,
+            "requalified": 0,
+            "expired_members": 0,
+            "expired_points": 0,
+            "holds_expired": 0,
+        }
+        if program is None:
+            return counts
+        counts["holds_expired"] = self.expire_holds(now)
+        today = now.date()
+        start = tiers.window_start(program.window, today).isoformat()
+        with self.store.transaction():
+            for number in self.store.member_numbers():
+                m = self.store.member(number)
+                if m is None:
+                    continue
+                changed = False
+                if program.window is Window.CALENDAR_YEAR and m["window_start"] < start:
+                    new = tiers.at_window_end(program, m["tier"], m["qual_nights"], m["qual_points"])
+                    counts["downgraded" if new.rank < program.tier(m["tier"]).rank else "requalified"] += 1
+                    m.update(tier=new.code, qual_nights=0, qual_points=0, window_start=start)
+                    changed = True
+                last = m.get("last_activity")
+                if (
+                    last
+                    and m["points"] > 0
+                    and expiry_date(program.expiry, date.fromisoformat(last)) <= today
+                ):
+                    counts["expired_members"] += 1
+                    counts["expired_points"] += int(m["points"])
+                    m["points"] = 0
+                    changed = True
+                if changed:
+                    self.store.put_member(m)
+                    self.store.append_change("member", number, m)
+        return counts
+
+    # -- resync ---------------------------------------------------------------------------------
+
+    def resync(self, from_version: int) -> tuple[str, int, list[Change] | Iterator[Change]]:
+        """("delta", to, changes) for a node a little behind, else ("snapshot", to, iterator)."""
+        latest = self.store.latest_version()
+        if from_version > 0:
+            if from_version >= latest:
+                return "delta", latest, []
+            changes = self.store.changes_since(from_version, DELTA_LIMIT)
+            if changes is not None:
+                return "delta", latest, changes
+        version, rows = self.store.snapshot()
+        return "snapshot", version, rows
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "events": self.store.event_count(),
+            "version": self.store.latest_version(),
+            "counters": self.store.counters(),
+            "overdrafts": self.store.open_overdrafts(),
+            "streams": self.store.streams(),
+        }
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes for the wire."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,359 @@
+"""Head office on the broker: ingest, acks, fan-out, resync answers, authorisation responder.
+
+Topics (design.md, docs/sync.md):
+    in   sp/v1/node/{node}/events         batches of events (QoS 1)
+    out  sp/v1/node/{node}/ack            {"epoch", "hw"}, retained, after the commit
+    out  sp/v1/node/{node}/resend         {"epoch", "from"}: a gap, send again from here
+    out  sp/v1/fleet/changes              {"from", "to", "changes"}: fan-out
+    in   sp/v1/node/{node}/resync         {"from", "session"}
+    out  sp/v1/node/{node}/changes        resync parts (delta or snapshot, checksummed)
+    in   sp/v1/node/{node}/auth/request   MQTT 5 request (response topic + correlation data)
+    out  sp/v1/node/{node}/auth/response  {"ok", "hold", "expires", "reason"}
+
+Messages are handled in paho's network thread, one at a time: the broker's PUBACK for a
+batch leaves only after the callback returns, i.e. after the ledger committed, so a head
+office killed mid-apply gets the batch again. Snapshots go out from a worker thread with
+a bounded publish window so the network thread keeps serving everyone else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from staypoint.central.ledger import Ledger, dumps
+from staypoint.central.store import Change
+
+log = logging.getLogger("staypoint.central")
+
+MAX_PAYLOAD = 256 * 1024  # the broker's message_size_limit; anything larger is dropped
+CHUNK_BYTES = 96 * 1024  # resync / fan-out parts: well under any broker's packet limit
+SNAPSHOT_WINDOW = 16  # snapshot parts in flight before waiting for PUBACKs
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """How head office reaches the broker (TLS with its own client certificate)."""
+
+    host: str
+    port: int
+    ca: Path
+    cert: Path
+    key: Path
+    client_id: str = "head-office"
+    session_expiry: int = 7 * 24 * 3600
+    keepalive: int = 30
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def chunk_changes(changes: Iterable[Change], limit: int = CHUNK_BYTES) -> Iterator[list[dict[str, Any]]]:
+    """Group changes into lists whose JSON stays under ``limit`` bytes."""
+    part: list[dict[str, Any]] = []
+    size = 0
+    for change in changes:
+        wire = change.to_wire()
+        n = len(dumps(wire)) + 1
+        if part and size + n > limit:
+            yield part
+            part, size = [], 0
+        part.append(wire)
+        size += n
+    if part:
+        yield part
+
+
+class HeadOffice:
+    """The head-office MQTT service around one ``Ledger``."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        settings: MqttSettings,
+        *,
+        clock: Callable[[], datetime] = now_utc,
+        tick_seconds: float = 2.0,
+    ) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self.dropped: Counter[str] = Counter()
+        self.handled: Counter[str] = Counter()
+        self._published_version = ledger.store.latest_version()
+        self._lock = threading.Lock()  # one ledger operation at a time (network thread vs ticker)
+        self._work: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.connected = threading.Event()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
+        client.tls_set(
+            ca_certs=str(settings.ca),
+            certfile=str(settings.cert),
+            keyfile=str(settings.key),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        client.reconnect_delay_set(1, 10)
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.settings.session_expiry
+        # clean_start=False: paho would otherwise start clean on every process start and
+        # the batches queued for us while we were down would be thrown away.
+        self.client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            keepalive=self.settings.keepalive,
+            clean_start=False,
+            properties=props,
+        )
+        self.client.loop_start()
+        for target in (self._worker, self._ticker):
+            t = threading.Thread(target=target, name=f"head-office-{target.__name__}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if not self.connected.wait(timeout):
+            raise TimeoutError("head office could not connect to the broker")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._work.put(None)
+        for t in self._threads:
+            t.join(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if rc.is_failure:
+            log.warning("broker refused head office: %s", rc)
+            return
+        # Subscribe here, not once at start: a session lost by the broker comes back whole.
+        client.subscribe(
+            [
+                ("sp/v1/node/+/events", 1),
+                ("sp/v1/node/+/resync", 1),
+                ("sp/v1/node/+/auth/request", 1),
+            ]
+        )
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        self.connected.clear()
+
+    # -- incoming --------------------------------------------------------------------------------
+
+    def _drop(self, reason: str, topic: str) -> None:
+        self.dropped[reason] += 1
+        log.warning("dropped a message on %s: %s", topic, reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # Nothing that arrives may stop the service: every path ends in handled or dropped.
+        try:
+            parts = msg.topic.split("/")
+            if len(parts) < 5 or parts[:3] != ["sp", "v1", "node"]:
+                self._drop("topic", msg.topic)
+                return
+            node, kind = parts[3], "/".join(parts[4:])
+            if len(msg.payload) > MAX_PAYLOAD:
+                self._drop("oversized", msg.topic)
+                return
+            try:
+                body = json.loads(msg.payload)
+            except (UnicodeDecodeError, ValueError):
+                self._drop("malformed", msg.topic)
+                return
+            if not isinstance(body, dict):
+                self._drop("wrong_type", msg.topic)
+                return
+            with self._lock:
+                if kind == "events":
+                    self._events(node, body)
+                elif kind == "resync":
+                    self._resync(node, body)
+                elif kind == "auth/request":
+                    self._auth(node, body, msg)
+                else:
+                    self._drop("topic", msg.topic)
+                    return
+            self.handled[kind] += 1
+        except Exception:  # a bug must not take head office down: log, count, go on
+            log.exception("failed on a message on %s", msg.topic)
+            self.dropped["error"] += 1
+
+    def _events(self, node: str, body: dict[str, Any]) -> None:
+        events = body.get("events")
+        if not isinstance(events, list):
+            self._drop("wrong_type", f"sp/v1/node/{node}/events")
+            return
+        result = self.ledger.ingest(node, events, self.clock())
+        if result.rejected:
+            self.dropped["events_rejected"] += result.rejected
+        # Only now, after the commit, may the node learn that these rows are safe.
+        if result.ack is not None:
+            epoch, hw = result.ack
+            self.client.publish(
+                f"sp/v1/node/{node}/ack", dumps({"epoch": epoch, "hw": hw}), qos=1, retain=True
+            )
+        if result.resend_from is not None:
+            epoch, seq = result.resend_from
+            self.client.publish(f"sp/v1/node/{node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1)
+        self._fan_out(result.changes)
+
+    def _fan_out(self, changes: list[Change]) -> None:
+        """Publish contiguous changes as ``{"from", "to", "changes"}`` parts."""
+        if not changes:
+            return
+        for part in chunk_changes(changes):
+            first, last = part[0]["version"], part[-1]["version"]
+            payload = {"v": 1, "from": first - 1, "to": last, "changes": part}
+            self.client.publish("sp/v1/fleet/changes", dumps(payload), qos=1)
+        self._published_version = max(self._published_version, changes[-1].version)
+
+    def _resync(self, node: str, body: dict[str, Any]) -> None:
+        from_version, session = body.get("from"), body.get("session")
+        if (
+            isinstance(from_version, bool)
+            or not isinstance(from_version, int)
+            or not isinstance(session, str)
+        ):
+            self._drop("wrong_type", f"sp/v1/node/{node}/resync")
+            return
+        if len(session) > 64:
+            self._drop("wrong_type", f"sp/v1/node/{node}/resync")
+            return
+        self._work.put((node, session, from_version))
+
+    def _auth(self, node: str, body: dict[str, Any], msg: mqtt.MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        response_topic = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+        # Answer only on the asking node's own topic: a request must not make head office
+        # publish anywhere else.
+        if response_topic != f"sp/v1/node/{node}/auth/response" or correlation is None:
+            self._drop("auth_no_response_topic", msg.topic)
+            return
+        member, points, reward = body.get("member"), body.get("points"), body.get("reward")
+        if (
+            not isinstance(member, str)
+            or not isinstance(reward, str)
+            or isinstance(points, bool)
+            or not isinstance(points, int)
+            or points <= 0
+        ):
+            self._drop("wrong_type", msg.topic)
+            return
+        decision = self.ledger.authorise(node, member, points, reward, self.clock())
+        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        out.CorrelationData = correlation
+        self.client.publish(response_topic, dumps(decision.to_wire()), qos=1, properties=out)
+
+    # -- background ------------------------------------------------------------------------------
+
+    def _ticker(self) -> None:
+        """Expire holds; publish changes written by other processes (``central jobs``)."""
+        while not self._stop.wait(self.tick_seconds):
+            try:
+                with self._lock:
+                    self.ledger.expire_holds(self.clock())
+                    latest = self.ledger.store.latest_version()
+                    if latest > self._published_version and self.connected.is_set():
+                        changes = self.ledger.store.changes_since(self._published_version, 2000)
+                        if changes:
+                            # A collapsed delta from -> to is a valid step for any node at ``from``.
+                            for part in chunk_changes(changes):
+                                payload = {
+                                    "v": 1,
+                                    "from": self._published_version,
+                                    "to": latest,
+                                    "changes": part,
+                                }
+                                self.client.publish("sp/v1/fleet/changes", dumps(payload), qos=1)
+                        self._published_version = latest
+            except Exception:
+                log.exception("tick failed")
+
+    def _worker(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None or self._stop.is_set():
+                return
+            node, session, from_version = item
+            try:
+                self._answer_resync(node, session, from_version)
+            except Exception:
+                log.exception("resync for %s failed", node)
+
+    def _answer_resync(self, node: str, session: str, from_version: int) -> None:
+        with self._lock:
+            mode, to, changes = self.ledger.resync(from_version)
+            if mode == "delta":
+                changes = list(changes)  # read now, under the lock, from the writer's view
+        topic = f"sp/v1/node/{node}/changes"
+        pending: list[mqtt.MQTTMessageInfo] = []
+        index = -1
+        parts = chunk_changes(changes)
+        current = next(parts, [])
+        while True:
+            following = next(parts, None)
+            index += 1
+            data = json.dumps(current, separators=(",", ":"), ensure_ascii=False)
+            payload = {
+                "v": 1,
+                "session": session,
+                "mode": mode,
+                "from": from_version if mode == "delta" else 0,
+                "to": to,
+                "part": index,
+                "last": following is None,
+                "sha256": hashlib.sha256(data.encode()).hexdigest(),
+                "data": data,
+            }
+            info = self.client.publish(topic, dumps(payload), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                log.warning("resync for %s aborted: %s", node, mqtt.error_string(info.rc))
+                return
+            pending.append(info)
+            if len(pending) >= SNAPSHOT_WINDOW:
+                oldest = pending.pop(0)
+                deadline = time.monotonic() + 30
+                while not oldest.is_published() and time.monotonic() < deadline and not self._stop.is_set():
+                    time.sleep(0.002)
+                if not oldest.is_published():
+                    log.warning("resync for %s stalled; the node will ask again", node)
+                    return
+            if following is None:
+                break
+            current = following
+        self.handled["resync_parts"] += index + 1

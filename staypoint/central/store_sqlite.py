@@ -1,0 +1,326 @@
+"""The embedded ledger store: one SQLite file in WAL mode (see ``store.LedgerStore``)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from staypoint.central.store import Change, HoldRecord, StoredEvent
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS streams (node TEXT NOT NULL, epoch INTEGER NOT NULL, "
+    "hw INTEGER NOT NULL, PRIMARY KEY (node, epoch)) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS events (
+        id TEXT PRIMARY KEY, node TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+        type TEXT NOT NULL, member TEXT, body TEXT NOT NULL, applied_at TEXT NOT NULL,
+        UNIQUE (node, epoch, seq))""",
+    """CREATE TABLE IF NOT EXISTS members (number TEXT PRIMARY KEY, doc TEXT NOT NULL,
+        points INTEGER NOT NULL, blocked INTEGER NOT NULL) WITHOUT ROWID""",
+    # Personal data stays at head office; it never travels to a node.
+    "CREATE TABLE IF NOT EXISTS personal (number TEXT PRIMARY KEY, name TEXT NOT NULL, "
+    "changed_at TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS stays (event_id TEXT PRIMARY KEY, member TEXT NOT NULL, "
+    "points INTEGER NOT NULL, nights INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS vouchers (code TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS holds (id TEXT PRIMARY KEY, member TEXT NOT NULL, node TEXT NOT NULL,
+        reward TEXT NOT NULL, points INTEGER NOT NULL, created TEXT NOT NULL, expires TEXT NOT NULL,
+        status TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS holds_member ON holds (member) WHERE status = 'held'",
+    """CREATE TABLE IF NOT EXISTS overdrafts (id INTEGER PRIMARY KEY, member TEXT NOT NULL,
+        node TEXT NOT NULL, event_id TEXT NOT NULL, balance INTEGER NOT NULL, at TEXT NOT NULL,
+        resolved_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, node TEXT,
+        detail TEXT NOT NULL, at TEXT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS changes (version INTEGER PRIMARY KEY, kind TEXT NOT NULL,
+        key TEXT NOT NULL, body TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS changes_key ON changes (kind, key, version)",
+    "CREATE TABLE IF NOT EXISTS programs (version INTEGER PRIMARY KEY, document TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS node_keys (node TEXT PRIMARY KEY, public_key TEXT NOT NULL) WITHOUT ROWID",
+)
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+
+class SqliteLedgerStore:
+    """``LedgerStore`` on SQLite (WAL). One writer connection; snapshots open their own."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self.conn = self._connect()
+        self._lock = threading.RLock()
+        for stmt in SCHEMA:
+            self.conn.execute(stmt)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL by default: an ack promises durability, so the commit must reach the disk first.
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        row = self.conn.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    # -- streams and events ------------------------------------------------------------------
+    def high_water(self, node: str, epoch: int) -> int:
+        value = self._one("SELECT hw FROM streams WHERE node = ? AND epoch = ?", (node, epoch))
+        return 0 if value is None else int(value)
+
+    def set_high_water(self, node: str, epoch: int, hw: int) -> None:
+        self.conn.execute(
+            "INSERT INTO streams (node, epoch, hw) VALUES (?, ?, ?) "
+            "ON CONFLICT (node, epoch) DO UPDATE SET hw = excluded.hw",
+            (node, epoch, hw),
+        )
+
+    def streams(self) -> list[tuple[str, int, int]]:
+        return [
+            (str(n), int(e), int(h)) for n, e, h in self.conn.execute("SELECT node, epoch, hw FROM streams")
+        ]
+
+    def event_at(self, node: str, epoch: int, seq: int) -> StoredEvent | None:
+        row = self.conn.execute(
+            "SELECT id, body FROM events WHERE node = ? AND epoch = ? AND seq = ?", (node, epoch, seq)
+        ).fetchone()
+        return None if row is None else StoredEvent(str(row[0]), node, epoch, seq, str(row[1]))
+
+    def event_by_id(self, event_id: str) -> StoredEvent | None:
+        row = self.conn.execute(
+            "SELECT node, epoch, seq, body FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
+        return (
+            None if row is None else StoredEvent(event_id, str(row[0]), int(row[1]), int(row[2]), str(row[3]))
+        )
+
+    def insert_event(self, event: StoredEvent, kind: str, member: str | None, applied_at: str) -> None:
+        self.conn.execute(
+            "INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.id, event.node, event.epoch, event.seq, kind, member, event.body, applied_at),
+        )
+
+    def event_count(self) -> int:
+        return int(self._one("SELECT count(*) FROM events"))
+
+    # -- members -------------------------------------------------------------------------------
+    def member(self, number: str) -> dict[str, Any] | None:
+        doc = self._one("SELECT doc FROM members WHERE number = ?", (number,))
+        return None if doc is None else dict(json.loads(doc))
+
+    def put_member(self, doc: dict[str, Any]) -> None:
+        self.put_members([doc])
+
+    def put_members(self, docs: list[dict[str, Any]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO members (number, doc, points, blocked) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (number) DO UPDATE SET doc = excluded.doc, points = excluded.points, "
+            "blocked = excluded.blocked",
+            [(d["number"], _dumps(d), int(d["points"]), int(bool(d.get("blocked")))) for d in docs],
+        )
+
+    def member_numbers(self) -> list[str]:
+        return [str(n) for (n,) in self.conn.execute("SELECT number FROM members ORDER BY number")]
+
+    def set_personal(self, number: str, name: str, at: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO personal (number, name, changed_at) VALUES (?, ?, ?)", (number, name, at)
+        )
+
+    # -- stays and vouchers ----------------------------------------------------------------------
+    def stay(self, event_id: str) -> tuple[str, int, int] | None:
+        row = self.conn.execute(
+            "SELECT member, points, nights FROM stays WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
+
+    def put_stay(self, event_id: str, member: str, points: int, nights: int) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO stays (event_id, member, points, nights) VALUES (?, ?, ?, ?)",
+            (event_id, member, points, nights),
+        )
+
+    def voucher(self, code: str) -> dict[str, Any] | None:
+        doc = self._one("SELECT doc FROM vouchers WHERE code = ?", (code,))
+        return None if doc is None else dict(json.loads(doc))
+
+    def put_voucher(self, doc: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO vouchers (code, doc) VALUES (?, ?)", (doc["code"], _dumps(doc))
+        )
+
+    # -- holds -------------------------------------------------------------------------------------
+    def put_hold(self, hold: HoldRecord) -> None:
+        self.conn.execute(
+            "INSERT INTO holds (id, member, node, reward, points, created, expires, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                hold.id,
+                hold.member,
+                hold.node,
+                hold.reward,
+                hold.points,
+                hold.created,
+                hold.expires,
+                hold.status,
+            ),
+        )
+
+    def hold(self, hold_id: str) -> HoldRecord | None:
+        row = self.conn.execute(
+            "SELECT id, member, node, reward, points, created, expires, status FROM holds WHERE id = ?",
+            (hold_id,),
+        ).fetchone()
+        return None if row is None else HoldRecord(*row)
+
+    def set_hold_status(self, hold_id: str, status: str) -> None:
+        self.conn.execute("UPDATE holds SET status = ? WHERE id = ?", (status, hold_id))
+
+    def held_points(self, member: str) -> int:
+        return int(
+            self._one(
+                "SELECT coalesce(sum(points), 0) FROM holds WHERE member = ? AND status = 'held'", (member,)
+            )
+        )
+
+    def holds_expiring(self, now: str) -> list[HoldRecord]:
+        return [
+            HoldRecord(*row)
+            for row in self.conn.execute(
+                "SELECT id, member, node, reward, points, created, expires, status FROM holds "
+                "WHERE status = 'held' AND expires <= ?",
+                (now,),
+            )
+        ]
+
+    # -- overdrafts, alarms, counters ----------------------------------------------------------------
+    def add_overdraft(self, member: str, node: str, event_id: str, balance: int, at: str) -> None:
+        self.conn.execute(
+            "INSERT INTO overdrafts (member, node, event_id, balance, at) VALUES (?, ?, ?, ?, ?)",
+            (member, node, event_id, balance, at),
+        )
+
+    def resolve_overdrafts(self, member: str, at: str) -> None:
+        self.conn.execute(
+            "UPDATE overdrafts SET resolved_at = ? WHERE member = ? AND resolved_at IS NULL", (at, member)
+        )
+
+    def open_overdrafts(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT member, node, event_id, balance, at FROM overdrafts WHERE resolved_at IS NULL ORDER BY id"
+        )
+        return [dict(zip(("member", "node", "event_id", "balance", "at"), r, strict=True)) for r in cur]
+
+    def add_alarm(self, kind: str, node: str | None, detail: str, at: str) -> None:
+        self.conn.execute(
+            "INSERT INTO alarms (kind, node, detail, at) VALUES (?, ?, ?, ?)", (kind, node, detail, at)
+        )
+
+    def alarms(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT kind, node, detail, at FROM alarms ORDER BY id")
+        return [dict(zip(("kind", "node", "detail", "at"), r, strict=True)) for r in cur]
+
+    def bump_counter(self, name: str, by: int = 1) -> None:
+        self.conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    def counters(self) -> dict[str, int]:
+        return {str(n): int(v) for n, v in self.conn.execute("SELECT name, value FROM counters")}
+
+    # -- change log ----------------------------------------------------------------------------------
+    def append_change(self, kind: str, key: str, body: dict[str, Any]) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO changes (kind, key, body) VALUES (?, ?, ?) RETURNING version",
+            (kind, key, _dumps(body)),
+        )
+        return int(cur.fetchone()[0])
+
+    def latest_version(self) -> int:
+        return int(self._one("SELECT coalesce(max(version), 0) FROM changes"))
+
+    def changes_since(self, version: int, limit: int) -> list[Change] | None:
+        keys = self.conn.execute(
+            "SELECT max(version) FROM changes WHERE version > ? GROUP BY kind, key LIMIT ?",
+            (version, limit + 1),
+        ).fetchall()
+        if len(keys) > limit:
+            return None
+        versions = sorted(int(v) for (v,) in keys)
+        out: list[Change] = []
+        for i in range(0, len(versions), 500):
+            part = versions[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for v, kind, key, body in self.conn.execute(
+                f"SELECT version, kind, key, body FROM changes WHERE version IN ({marks}) ORDER BY version",
+                part,
+            ):
+                out.append(Change(int(v), str(kind), str(key), json.loads(body)))
+        return out
+
+    def snapshot(self) -> tuple[int, Iterator[Change]]:
+        # Its own connection and read transaction: a consistent view while the writer goes on.
+        conn = self._connect()
+        conn.execute("BEGIN")
+        version = int(conn.execute("SELECT coalesce(max(version), 0) FROM changes").fetchone()[0])
+
+        def rows() -> Iterator[Change]:
+            try:
+                for v, doc in conn.execute("SELECT version, document FROM programs ORDER BY version"):
+                    yield Change(0, "program", str(v), {"version": int(v), "document": str(doc)})
+                for node, key in conn.execute("SELECT node, public_key FROM node_keys"):
+                    yield Change(0, "node_key", str(node), {"node": str(node), "public_key": str(key)})
+                for number, doc in conn.execute("SELECT number, doc FROM members"):
+                    yield Change(0, "member", str(number), json.loads(doc))
+                for code, doc in conn.execute("SELECT code, doc FROM vouchers"):
+                    yield Change(0, "voucher", str(code), json.loads(doc))
+            finally:
+                conn.execute("COMMIT")
+                conn.close()
+
+        return version, rows()
+
+    # -- programmes and node keys ------------------------------------------------------------------------
+    def put_program(self, version: int, document: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO programs (version, document) VALUES (?, ?)", (version, document)
+        )
+
+    def program(self, version: int) -> str | None:
+        doc = self._one("SELECT document FROM programs WHERE version = ?", (version,))
+        return None if doc is None else str(doc)
+
+    def latest_program_version(self) -> int | None:
+        value = self._one("SELECT max(version) FROM programs")
+        return None if value is None else int(value)
+
+    def put_node_key(self, node: str, public_key: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)", (node, public_key)
+        )

@@ -1,0 +1,645 @@
+"""The node's sync agent: outbox upstream, changes downstream, online authorisation, status.
+
+One thread owns the MQTT connection and the agent's own replica connection; every MQTT
+callback runs on it (``client.loop()`` is called here, never ``loop_start``), so the
+agent's state needs no locks. Other threads (the kiosk asking for an authorisation) talk to
+it through a queue.
+
+Guarantees (design.md, Events; docs/sync.md):
+- An outbox row is marked done only by head office's cumulative ack ``{"epoch", "hw"}``,
+  which head office publishes after its commit; a PUBACK means nothing here.
+- Batches are ordered, QoS 1, within a bounded window of unacknowledged batches; a
+  reconnect, a resend request or an ack timeout rewinds to the first unacknowledged row.
+  Head office skips what it already has, so a resend is harmless.
+- Changes are applied in version order; a gap (or a new node) asks for a resync; a resync
+  answer (delta or snapshot) is checked part by part and only its last part moves the
+  applied version.
+- Anything malformed from the broker is dropped and counted; nothing stops the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import random
+import sqlite3
+import ssl
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from staypoint.edge import sync_store
+from staypoint.edge.replica import Replica
+from staypoint.edge.service import AuthorisationDenied, Hold, NodeService
+from staypoint.loyalty.events import iso, parse_iso
+from staypoint.loyalty.program import ProgramError, parse_program
+
+log = logging.getLogger("staypoint.sync")
+
+MAX_PAYLOAD = 256 * 1024  # the broker's message size limit: anything bigger is dropped
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Where the broker is, who this node is, and the agent's pacing."""
+
+    node_id: str
+    host: str
+    port: int
+    ca: Path
+    cert: Path
+    key: Path
+    batch_events: int = 500
+    batch_bytes: int = 96 * 1024  # well under the broker's 256 KiB message limit
+    window_batches: int = 8  # unacknowledged batches in flight
+    ack_timeout: float = 10.0  # no ack progress for this long: send again from the ack
+    auth_timeout: float = 2.0  # then the offline limits decide
+    resync_timeout: float = 15.0
+    session_expiry: int = 7 * 24 * 3600
+    keepalive: int = 30
+    backoff_min: float = 0.2
+    backoff_max: float = 30.0
+    health_interval: float = 30.0
+    contact_interval: float = 5.0
+
+    @property
+    def client_id(self) -> str:
+        return self.node_id
+
+
+@dataclass
+class _AuthCall:
+    correlation: bytes
+    member: str
+    points: int
+    reward: str
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict[str, Any] | None = None
+
+
+@dataclass
+class _Resync:
+    session: str
+    deadline: float
+    parts: set[int] = field(default_factory=set)
+    last: int | None = None
+
+
+class SyncAgent:
+    """The MQTT agent of one node. ``start()`` runs it in a thread; ``stop()`` ends it cleanly."""
+
+    def __init__(
+        self,
+        service: NodeService,
+        config: SyncConfig,
+        *,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.service = service
+        self.config = config
+        self.clock = clock
+        self.node = config.node_id
+        # The agent's own connection: its transactions never see the kiosk's half-done ones.
+        self.replica = Replica(service.replica.path)
+        self.dropped: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self.online = threading.Event()  # CONNACK received, subscriptions sent
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._calls: queue.Queue[_AuthCall] = queue.Queue()
+        self._waiting: dict[bytes, _AuthCall] = {}
+        self._sent: tuple[int, int] | None = None
+        self._inflight: list[tuple[int, int]] = []
+        self._progress_at = time.monotonic()
+        self._resync: _Resync | None = None
+        self._session = 0
+        self._last_contact = 0.0
+        self._last_health = 0.0
+        self._tier_ranks: tuple[int, dict[str, int]] = (-1, {})
+        self._idle = threading.Event()
+        self.client = self._make_client()
+
+    # -- topics -------------------------------------------------------------------------------
+
+    def topic(self, leaf: str) -> str:
+        return f"sp/v1/node/{self.node}/{leaf}"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=False,  # our own loop reconnects, with backoff and jitter
+        )
+        client.tls_set(
+            ca_certs=str(self.config.ca),
+            certfile=str(self.config.cert),
+            keyfile=str(self.config.key),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        client.max_inflight_messages_set(max(20, self.config.window_batches * 2))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"sync-{self.node}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.replica.close()
+
+    def run(self) -> None:
+        """The agent's loop: connect with backoff + jitter, then serve until stopped."""
+        backoff = self.config.backoff_min
+        connected = False
+        while not self._stop.is_set():
+            if not connected:
+                try:
+                    self._connect()
+                    connected = True
+                except (OSError, ssl.SSLError, ValueError) as exc:
+                    log.info("broker unreachable (%s): retrying in ~%.1fs", exc, backoff)
+                    self._fail_pending_calls()
+                    self._stop.wait(backoff * random.uniform(0.5, 1.5))
+                    backoff = min(backoff * 2, self.config.backoff_max)
+                    continue
+            rc = self.client.loop(timeout=0.01)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                connected = False
+                self.online.clear()
+                self._last_contact = 0.0
+                self._fail_pending_calls()
+                with_jitter = backoff * random.uniform(0.5, 1.5)
+                self._stop.wait(with_jitter)
+                backoff = min(backoff * 2, self.config.backoff_max)
+                continue
+            if self.online.is_set():
+                backoff = self.config.backoff_min
+            try:
+                self._tick()
+            except Exception:  # never let one bad step end the agent
+                log.exception("sync tick failed")
+                self.dropped["tick_error"] += 1
+        if connected:
+            self._say_offline()
+
+    def _connect(self) -> None:
+        with self.replica.write():
+            self._session = sync_store.next_session(self.replica.conn)
+        will = dumps({"state": "offline", "session": self._session, "node": self.node})
+        self.client.will_set(self.topic("status"), will, qos=1, retain=True)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.config.session_expiry
+        # clean_start=False + an explicit expiry: paho 2.x would otherwise start clean on the
+        # first connect of every process and the broker would forget what it queued for us.
+        self.client.connect(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive,
+            clean_start=False,
+            properties=props,
+        )
+
+    def _say_offline(self) -> None:
+        try:
+            info = self.client.publish(
+                self.topic("status"),
+                dumps({"state": "offline", "session": self._session, "node": self.node}),
+                qos=1,
+                retain=True,
+            )
+            deadline = time.monotonic() + 2
+            while not info.is_published() and time.monotonic() < deadline:
+                self.client.loop(timeout=0.05)
+            self.client.disconnect()
+            self.client.loop(timeout=0.1)
+        except (OSError, ValueError, RuntimeError):
+            pass
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if rc.is_failure:
+            log.warning("broker refused %s: %s", self.node, rc)
+            return
+        client.subscribe(
+            [
+                (self.topic("ack"), 1),
+                (self.topic("resend"), 1),
+                (self.topic("changes"), 1),
+                (self.topic("auth/response"), 1),
+                ("sp/v1/fleet/changes", 1),
+            ]
+        )
+        client.publish(
+            self.topic("status"),
+            dumps({"state": "online", "session": self._session, "node": self.node, "at": iso(self.clock())}),
+            qos=1,
+            retain=True,
+        )
+        # Whatever was in flight on the last connection may be gone: start from the ack.
+        self._rewind()
+        self._resync = None
+        self._request_resync()
+        self.online.set()
+        self.stats["connects"] += 1
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        self.online.clear()
+        self._last_contact = 0.0  # the first answer after a reconnect counts as contact at once
+
+    # -- the tick: authorisations, the outbox, timeouts, health --------------------------------
+
+    def _tick(self) -> None:
+        while True:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            self._send_auth(call)
+        if not self.online.is_set():
+            return
+        self._pump()
+        now = time.monotonic()
+        if self._inflight and now - self._progress_at > self.config.ack_timeout:
+            self.stats["ack_timeouts"] += 1
+            self._rewind()
+        if self._resync is not None and now > self._resync.deadline:
+            self.stats["resync_timeouts"] += 1
+            self._resync = None
+            self._request_resync()
+        if now - self._last_health > self.config.health_interval:
+            self._last_health = now
+            self._publish_health()
+        if not self._inflight and self._resync is None:
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    def _rewind(self) -> None:
+        self._sent = None
+        self._inflight.clear()
+        self._progress_at = time.monotonic()
+
+    def _pump(self) -> None:
+        """Send outbox batches until the window is full or the outbox is drained."""
+        conn = self.replica.conn
+        while len(self._inflight) < self.config.window_batches:
+            epoch = sync_store.oldest_pending_epoch(conn)
+            if epoch is None:
+                return
+            after = self._sent[1] if self._sent is not None and self._sent[0] == epoch else 0
+            batch = sync_store.pending_batch(
+                conn, epoch, after, limit=self.config.batch_events, max_bytes=self.config.batch_bytes
+            )
+            if not batch:
+                return
+            # The outbox bodies are canonical JSON already: splice, do not re-encode.
+            payload = (
+                '{"v":1,"node":' + json.dumps(self.node) + ',"events":[' + ",".join(e.body for e in batch)
+            )
+            info = self.client.publish(self.topic("events"), (payload + "]}").encode(), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return
+            if not self._inflight:
+                self._progress_at = time.monotonic()
+            self._sent = (epoch, batch[-1].seq)
+            self._inflight.append(self._sent)
+            self.stats["batches_sent"] += 1
+            self.stats["events_sent"] += len(batch)
+
+    # -- incoming ---------------------------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            if len(msg.payload) > MAX_PAYLOAD:
+                self._drop("oversized")
+                return
+            try:
+                body = json.loads(msg.payload)
+            except (UnicodeDecodeError, ValueError):
+                self._drop("malformed")
+                return
+            if not isinstance(body, dict):
+                self._drop("wrong_type")
+                return
+            topic = msg.topic
+            if topic == self.topic("ack"):
+                self._on_ack(body, bool(msg.retain))
+            elif topic == self.topic("resend"):
+                self._on_resend(body)
+            elif topic == self.topic("changes"):
+                self._contact()
+                self._on_resync_part(body)
+            elif topic == "sp/v1/fleet/changes":
+                self._on_fleet_changes(body)
+            elif topic == self.topic("auth/response"):
+                self._on_auth_response(body, msg)
+            else:
+                self._drop("topic")
+        except Exception:  # a bug must not stop the agent: count it, keep serving
+            log.exception("failed on a message on %s", msg.topic)
+            self._drop("error")
+
+    @staticmethod
+    def _int(body: Mapping[str, Any], key: str) -> int | None:
+        value = body.get(key)
+        return None if isinstance(value, bool) or not isinstance(value, int) else value
+
+    def _on_ack(self, body: dict[str, Any], retained: bool) -> None:
+        epoch, hw = self._int(body, "epoch"), self._int(body, "hw")
+        if epoch is None or hw is None or epoch < 1 or hw < 0:
+            self._drop("wrong_type")
+            return
+        if not retained:
+            self._contact()
+        with self.replica.write():
+            marked = sync_store.mark_acked(self.replica.conn, epoch, hw, iso(self.clock()))
+        self.stats["events_acked"] += marked
+        before = len(self._inflight)
+        self._inflight = [(e, s) for e, s in self._inflight if not (e == epoch and s <= hw)]
+        if marked or len(self._inflight) < before:
+            self._progress_at = time.monotonic()
+
+    def _on_resend(self, body: dict[str, Any]) -> None:
+        epoch, start = self._int(body, "epoch"), self._int(body, "from")
+        if epoch is None or start is None or start < 1:
+            self._drop("wrong_type")
+            return
+        self._contact()
+        self.stats["resend_requests"] += 1
+        self._inflight.clear()
+        self._sent = (epoch, start - 1)
+        self._progress_at = time.monotonic()
+
+    def _tier_ranks_now(self) -> dict[str, int]:
+        conn = self.replica.conn
+        row = conn.execute("SELECT value FROM node_meta WHERE key = 'program_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version != self._tier_ranks[0]:
+            doc = conn.execute("SELECT document FROM programs WHERE version = ?", (version,)).fetchone()
+            ranks: dict[str, int] = {}
+            if doc is not None:
+                try:
+                    ranks = {t.code: t.rank for t in parse_program(str(doc[0])).tiers}
+                except ProgramError:
+                    ranks = {}
+            self._tier_ranks = (version, ranks)
+        return self._tier_ranks[1]
+
+    def _apply(self, changes: list[Any]) -> None:
+        """Apply changes (caller's transaction); a malformed one is skipped and counted."""
+        conn = self.replica.conn
+        ranks = self._tier_ranks_now()
+        try:
+            conn.execute("SAVEPOINT changes")
+            sync_store.apply_changes(conn, changes, ranks)
+            conn.execute("RELEASE changes")
+            return
+        except (sync_store.ChangeError, KeyError, ValueError, TypeError):
+            conn.execute("ROLLBACK TO changes")
+            conn.execute("RELEASE changes")
+        for change in changes:  # the slow path: one by one, so one bad change costs only itself
+            try:
+                conn.execute("SAVEPOINT one")
+                sync_store.apply_changes(conn, [change], ranks)
+                conn.execute("RELEASE one")
+            except (sync_store.ChangeError, KeyError, ValueError, TypeError):
+                conn.execute("ROLLBACK TO one")
+                conn.execute("RELEASE one")
+                self._drop("bad_change")
+
+    def _on_fleet_changes(self, body: dict[str, Any]) -> None:
+        start, to, changes = self._int(body, "from"), self._int(body, "to"), body.get("changes")
+        if start is None or to is None or not isinstance(changes, list) or start > to:
+            self._drop("wrong_type")
+            return
+        if self._resync is not None:
+            return  # the resync answer covers it; applying now could go back in time
+        with self.replica.write():
+            applied = sync_store.applied_version(self.replica.conn)
+            if to <= applied:
+                return
+            if start > applied:
+                gap = True
+            else:
+                gap = False
+                fresh = [c for c in changes if isinstance(c, dict) and self._int(c, "version") is not None]
+                fresh = [c for c in fresh if c["version"] > applied]
+                fresh.sort(key=lambda c: int(c["version"]))
+                self._apply(fresh)
+                sync_store.set_applied_version(self.replica.conn, to)
+                self.stats["changes_applied"] += len(fresh)
+        if gap:
+            self.stats["gaps"] += 1
+            self._request_resync()
+
+    def _request_resync(self) -> None:
+        if self._resync is not None:
+            return
+        applied = sync_store.applied_version(self.replica.conn)
+        session = uuid.uuid4().hex
+        self._resync = _Resync(session, time.monotonic() + self.config.resync_timeout)
+        self.client.publish(self.topic("resync"), dumps({"from": applied, "session": session}), qos=1)
+        self.stats["resyncs"] += 1
+
+    def _on_resync_part(self, body: dict[str, Any]) -> None:
+        rs = self._resync
+        if rs is None or body.get("session") != rs.session:
+            self._drop("stale_resync")
+            return
+        part, to, data, digest = (
+            self._int(body, "part"),
+            self._int(body, "to"),
+            body.get("data"),
+            body.get("sha256"),
+        )
+        if part is None or to is None or not isinstance(data, str) or not isinstance(digest, str):
+            self._drop("wrong_type")
+            return
+        if hashlib.sha256(data.encode()).hexdigest() != digest:
+            self._drop("checksum")
+            return
+        try:
+            changes = json.loads(data)
+        except ValueError:
+            self._drop("malformed")
+            return
+        if not isinstance(changes, list):
+            self._drop("wrong_type")
+            return
+        rs.deadline = time.monotonic() + self.config.resync_timeout
+        with self.replica.write():
+            if part not in rs.parts:
+                self._apply(changes)
+                self.stats["resync_changes"] += len(changes)
+            rs.parts.add(part)
+            if body.get("last") is True:
+                rs.last = part
+            if rs.last is not None and rs.parts >= set(range(rs.last + 1)):
+                sync_store.set_applied_version(self.replica.conn, to)
+                self._resync = None
+                self.stats["resyncs_done"] += 1
+                if body.get("mode") == "snapshot":
+                    self.stats["snapshots"] += 1
+
+    # -- contact -------------------------------------------------------------------------------
+
+    def _contact(self) -> None:
+        """Head office answered: the offline counters start again (rate-limited)."""
+        now = time.monotonic()
+        if now - self._last_contact < self.config.contact_interval:
+            return
+        self._last_contact = now
+        self.service.record_contact(self.clock())
+
+    # -- online authorisation -------------------------------------------------------------------
+
+    def request_authorisation(self, member: str, points: int, reward: str, timeout: float) -> Hold | None:
+        """Ask head office (from any thread). None: no answer in time; raises when it says no."""
+        if not self.online.is_set():
+            return None
+        call = _AuthCall(uuid.uuid4().bytes, member, points, reward)
+        self._calls.put(call)
+        if not call.done.wait(timeout) or call.answer is None:
+            self._waiting.pop(call.correlation, None)
+            self.stats["auth_timeouts"] += 1
+            return None
+        answer = call.answer
+        if answer.get("ok") is True and isinstance(answer.get("hold"), str):
+            return Hold(str(answer["hold"]))
+        reason = answer.get("reason")
+        raise AuthorisationDenied(
+            reason if isinstance(reason, str) else "head office declined the redemption"
+        )
+
+    def _send_auth(self, call: _AuthCall) -> None:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = self.topic("auth/response")
+        props.CorrelationData = call.correlation
+        payload = {"member": call.member, "points": call.points, "reward": call.reward}
+        self._waiting[call.correlation] = call
+        info = self.client.publish(self.topic("auth/request"), dumps(payload), qos=1, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._waiting.pop(call.correlation, None)
+            call.done.set()
+
+    def _on_auth_response(self, body: dict[str, Any], msg: mqtt.MQTTMessage) -> None:
+        correlation = getattr(getattr(msg, "properties", None), "CorrelationData", None)
+        call = self._waiting.pop(bytes(correlation), None) if correlation is not None else None
+        if call is None:
+            self._drop("stale_auth")  # answered after the kiosk gave up: the hold just expires
+            return
+        self._contact()
+        call.answer = body
+        call.done.set()
+
+    def _fail_pending_calls(self) -> None:
+        for call in list(self._waiting.values()):
+            call.done.set()
+        self._waiting.clear()
+        while True:
+            try:
+                self._calls.get_nowait().done.set()
+            except queue.Empty:
+                return
+
+    # -- health -----------------------------------------------------------------------------------
+
+    def _publish_health(self) -> None:
+        conn = self.replica.conn
+        row = conn.execute("SELECT min(at) FROM outbox WHERE acked_at IS NULL").fetchone()
+        oldest = row[0] if row else None
+        last = conn.execute("SELECT value FROM node_meta WHERE key = 'last_contact'").fetchone()
+        now = self.clock()
+        health = {
+            "node": self.node,
+            "session": self._session,
+            "at": iso(now),
+            "outbox_depth": sync_store.outbox_depth(conn),
+            "oldest_pending_s": int((now - parse_iso(oldest)).total_seconds()) if oldest else 0,
+            "applied_version": sync_store.applied_version(conn),
+            "staleness_s": int((now - parse_iso(str(last[0]))).total_seconds()) if last else None,
+            "dropped": dict(self.dropped),
+        }
+        self.client.publish(self.topic("health"), dumps(health), qos=0)
+
+    # -- for tests and the CLI ----------------------------------------------------------------------
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once connected with nothing in flight, an empty outbox and no resync running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.online.is_set() and self._idle.is_set() and self.pending() == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _peek(self) -> sqlite3.Connection:
+        # Another thread's questions get a connection of their own: never the agent's, which
+        # may be half-way through a transaction.
+        return sqlite3.connect(self.replica.path, timeout=10)
+
+    def pending(self) -> int:
+        conn = self._peek()
+        try:
+            return sync_store.outbox_depth(conn)
+        finally:
+            conn.close()
+
+    def applied_version(self) -> int:
+        conn = self._peek()
+        try:
+            return sync_store.applied_version(conn)
+        finally:
+            conn.close()
+
+
+class MqttAuthoriser:
+    """The service's ``Authoriser`` over MQTT 5 request/response, with a short timeout.
+
+    None (head office unreachable, or silent past the timeout) lets the offline limits
+    decide; a refusal from head office raises ``AuthorisationDenied`` with its reason.
+    """
+
+    def __init__(self, agent: SyncAgent | None = None, timeout: float = 2.0) -> None:
+        self.agent = agent
+        self.timeout = timeout
+
+    def authorise(self, member: str, points: int, reward: str, now: datetime) -> Hold | None:
+        if self.agent is None:
+            return None
+        return self.agent.request_authorisation(member, points, reward, self.timeout)
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

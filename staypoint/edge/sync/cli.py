@@ -1,0 +1,75 @@
+"""``staypoint sync run --config node.toml`` (and the node's backup / restore commands)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from staypoint.edge import sync_store
+from staypoint.edge.replica import Replica
+from staypoint.edge.service import NodeService
+from staypoint.edge.sync.agent import MqttAuthoriser, SyncAgent
+from staypoint.edge.sync.config import load_node_config
+
+
+def cmd_sync_run(args: argparse.Namespace) -> None:
+    """Run the agent until SIGTERM / SIGINT; the kiosk keeps working without it."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = load_node_config(Path(args.config))
+    service = NodeService.open(cfg.db, keys_dir=cfg.keys)
+    sync = dataclasses.replace(cfg.sync, node_id=service.node_id)
+    agent = SyncAgent(service, sync)
+    service.authoriser = MqttAuthoriser(agent, timeout=sync.auth_timeout)
+    done = threading.Event()
+
+    def stop(signum: int, frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    agent.start()
+    print(f"sync agent for {service.node_id} running", file=sys.stderr, flush=True)
+    done.wait()
+    agent.stop()
+    service.close()
+
+
+def cmd_node_new_epoch(args: argparse.Namespace) -> None:
+    """Start a new epoch on a replica (what a restore does after copying the file back)."""
+    replica = Replica(Path(args.db))
+    try:
+        with replica.write():
+            epoch = sync_store.start_new_epoch(replica.conn)
+    finally:
+        replica.close()
+    print(epoch)
+
+
+def register(sub: Any) -> None:
+    """Add ``sync run`` to the top-level subparsers."""
+    sync = sub.add_parser("sync", help="the node's sync agent").add_subparsers(dest="sync_cmd", required=True)
+    p = sync.add_parser("run", help="run the sync agent (MQTT to head office)")
+    p.add_argument("--config", required=True, help="node.toml")
+    p.set_defaults(fn=cmd_sync_run)
+    p = sync.add_parser("new-epoch", help="start a new epoch (after restoring the replica from a backup)")
+    p.add_argument("--db", required=True)
+    p.set_defaults(fn=cmd_node_new_epoch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m staypoint.edge.sync.cli sync run --config ...``)."""
+    parser = argparse.ArgumentParser(prog="staypoint")
+    register(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(argv)
+    args.fn(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

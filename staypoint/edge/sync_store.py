@@ -1,0 +1,392 @@
+"""The node-side SQL of sync: the outbox cursor, acks, downstream changes and epochs.
+
+Every function takes the replica's connection and must run inside ``Replica.write()`` (or
+``read()`` for the read-only ones), so each step commits with its effect or not at all.
+
+The one rule that keeps a node's shown balance honest (design.md, Events): a member row on
+a node is ``central record + this node's own events not yet folded into it``. Head office's
+member record carries, per ``node:epoch``, the last seq it folded in; when a record arrives
+we replay only our own outbox events past those marks on top of it. Acks and changes may
+arrive in any order: the answer is the same, never a double count, never a dropped event.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from staypoint.loyalty.events import points_delta
+
+APPLIED_VERSION_KEY = "sync_applied_version"
+SESSION_KEY = "sync_session"
+
+# Member fields head office sends that the node stores as they are.
+_MEMBER_SQL = (
+    "INSERT INTO members (number, name, tier, points, stored_value, window_start, qual_nights, "
+    "qual_points, last_activity, pin_hash, pin_failures, locked_until, blocked, enrolled_at, "
+    "home_property) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?) "
+    # pin_failures / locked_until are this kiosk's own lock-out state: kept as they are.
+    "ON CONFLICT (number) DO UPDATE SET name = excluded.name, tier = excluded.tier, "
+    "points = excluded.points, stored_value = excluded.stored_value, "
+    "window_start = excluded.window_start, qual_nights = excluded.qual_nights, "
+    "qual_points = excluded.qual_points, last_activity = excluded.last_activity, "
+    "pin_hash = excluded.pin_hash, blocked = excluded.blocked, enrolled_at = excluded.enrolled_at, "
+    "home_property = excluded.home_property"
+)
+
+
+class ChangeError(ValueError):
+    """A downstream change that does not match the contract (dropped and counted by the agent)."""
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """One outbox row not yet acknowledged by head office."""
+
+    epoch: int
+    seq: int
+    body: str
+
+
+# -- meta ------------------------------------------------------------------------------------
+
+
+def _meta_int(conn: sqlite3.Connection, key: str, default: int = 0) -> int:
+    row = conn.execute("SELECT value FROM node_meta WHERE key = ?", (key,)).fetchone()
+    return default if row is None else int(row[0])
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: int | str) -> None:
+    conn.execute(
+        "INSERT INTO node_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, str(value)),
+    )
+
+
+def node_id(conn: sqlite3.Connection) -> str:
+    row = conn.execute("SELECT value FROM node_meta WHERE key = 'node_id'").fetchone()
+    if row is None:
+        raise ChangeError("replica has no node id")
+    return str(row[0])
+
+
+def current_epoch(conn: sqlite3.Connection) -> int:
+    return _meta_int(conn, "epoch", 1)
+
+
+def applied_version(conn: sqlite3.Connection) -> int:
+    """The change-log version this replica has applied everything up to."""
+    return _meta_int(conn, APPLIED_VERSION_KEY, 0)
+
+
+def set_applied_version(conn: sqlite3.Connection, version: int) -> None:
+    _set_meta(conn, APPLIED_VERSION_KEY, version)
+
+
+def next_session(conn: sqlite3.Connection) -> int:
+    """A fresh session counter for the retained status / Last Will pair (inside write())."""
+    value = _meta_int(conn, SESSION_KEY, 0) + 1
+    _set_meta(conn, SESSION_KEY, value)
+    return value
+
+
+def start_new_epoch(conn: sqlite3.Connection) -> int:
+    """After a restore: a new epoch with seq from 1, so no (node, epoch, seq) is issued twice.
+
+    A restored file may have lost its newest events, some of them already acknowledged;
+    their seqs must never be reused with other bodies. A new epoch needs no talk with head
+    office, so a restore works offline.
+    """
+    epoch = current_epoch(conn) + 1
+    _set_meta(conn, "epoch", epoch)
+    _set_meta(conn, "last_seq", 0)
+    return epoch
+
+
+# -- upstream: the outbox ----------------------------------------------------------------------
+
+
+def oldest_pending_epoch(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT min(epoch) FROM outbox WHERE acked_at IS NULL").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def pending_batch(
+    conn: sqlite3.Connection, epoch: int, after_seq: int, *, limit: int, max_bytes: int
+) -> list[PendingEvent]:
+    """Unacknowledged events of ``epoch`` past ``after_seq``, in seq order, within the limits.
+
+    Batches never mix epochs: a later epoch is sent only once the earlier one is fully
+    acknowledged, so the single cumulative ack ``{"epoch", "hw"}`` is always exact.
+    """
+    out: list[PendingEvent] = []
+    size = 0
+    for seq, body in conn.execute(
+        "SELECT seq, body FROM outbox WHERE acked_at IS NULL AND epoch = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (epoch, after_seq, limit),
+    ):
+        if out and size + len(body) + 1 > max_bytes:
+            break
+        out.append(PendingEvent(epoch, int(seq), str(body)))
+        size += len(body) + 1
+    return out
+
+
+def mark_acked(conn: sqlite3.Connection, epoch: int, hw: int, at: str) -> int:
+    """Mark rows done up to head office's cumulative ack; returns how many changed."""
+    # Through the pending-rows index: a range over the primary key would walk every row
+    # ever acknowledged, on every ack (quadratic over a long backlog).
+    cur = conn.execute(
+        "UPDATE outbox SET acked_at = ? WHERE rowid IN (SELECT rowid FROM outbox INDEXED BY outbox_pending "
+        "WHERE epoch = ? AND seq <= ? AND acked_at IS NULL)",
+        (at, epoch, hw),
+    )
+    return int(cur.rowcount)
+
+
+def outbox_depth(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0])
+
+
+# -- downstream: changes ---------------------------------------------------------------------
+
+
+def _int(body: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChangeError(f"change: {key!r} must be a whole number")
+    return value
+
+
+def _str(body: Mapping[str, Any], key: str, *, optional: bool = False) -> Any:
+    value = body.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ChangeError(f"change: {key!r} must be text")
+    return value
+
+
+def _own_marks(folded: Any, node: str) -> dict[int, int]:
+    if not isinstance(folded, dict):
+        raise ChangeError("change: 'folded' must be an object")
+    marks: dict[int, int] = {}
+    prefix = node + ":"
+    for key, seq in folded.items():
+        if isinstance(key, str) and key.startswith(prefix) and isinstance(seq, int):
+            try:
+                marks[int(key[len(prefix) :])] = seq
+            except ValueError:
+                raise ChangeError("change: malformed folded mark") from None
+    return marks
+
+
+def _overlay(
+    conn: sqlite3.Connection, doc: dict[str, Any], marks: Mapping[int, int], tier_ranks: Mapping[str, int]
+) -> None:
+    """Replay this node's events that head office has not folded in yet onto ``doc``."""
+    # Only rows past the marks, as index ranges: a member with a long history (or a long
+    # backlog) must not cost a scan of all their rows on every record that arrives.
+    # Epochs below the highest mark without a mark of their own hold no unfolded rows:
+    # head office folds epochs in order.
+    top = max(marks, default=0)
+    where = ["epoch > ?"] + ["(epoch = ? AND seq > ?)"] * len(marks)
+    args: list[Any] = [doc["number"], top]
+    for e, s in marks.items():
+        args += [e, s]
+    rows = conn.execute(
+        f"SELECT epoch, seq, type, body FROM outbox WHERE member = ? AND ({' OR '.join(where)}) "
+        "ORDER BY epoch, seq",
+        args,
+    ).fetchall()
+    value = Decimal(doc["stored_value"])
+    for epoch, seq, kind, body in rows:
+        if seq <= marks.get(int(epoch), 0):
+            continue
+        data = json.loads(body).get("data", {})
+        doc["points"] += points_delta(kind, data)
+        if kind == "stay.posted":
+            doc["qual_nights"] += int(data.get("nights", 0))
+            doc["qual_points"] += int(data.get("qualifying_points", 0))
+            after = data.get("tier_after")
+            if isinstance(after, str) and tier_ranks.get(after, -1) > tier_ranks.get(doc["tier"], -1):
+                doc["tier"] = after
+        elif kind == "stay.voided":
+            doc["qual_nights"] = max(0, doc["qual_nights"] - int(data.get("nights", 0)))
+            doc["qual_points"] = max(0, doc["qual_points"] - int(data.get("points", 0)))
+        elif kind == "value.topped_up":
+            value += Decimal(str(data.get("amount", "0")))
+        elif kind == "value.spent":
+            value -= Decimal(str(data.get("amount", "0")))
+    doc["stored_value"] = f"{value:.2f}"
+
+
+def apply_members(
+    conn: sqlite3.Connection, node: str, docs: Sequence[Mapping[str, Any]], tier_ranks: Mapping[str, int]
+) -> None:
+    """Store head office's member records, each with our unfolded events on top."""
+    checked: list[tuple[dict[str, Any], dict[int, int], list[str]]] = []
+    for raw in docs:
+        try:
+            doc = {
+                "number": _str(raw, "number"),
+                "name": _str(raw, "name"),
+                "tier": _str(raw, "tier"),
+                "points": _int(raw, "points"),
+                "stored_value": f"{Decimal(_str(raw, 'stored_value')):.2f}",
+                "window_start": _str(raw, "window_start"),
+                "qual_nights": _int(raw, "qual_nights", 0),
+                "qual_points": _int(raw, "qual_points", 0),
+                "last_activity": _str(raw, "last_activity", optional=True),
+                "pin_hash": _str(raw, "pin_hash"),
+                "blocked": bool(raw.get("blocked", False)),
+                "enrolled_at": _str(raw, "enrolled_at"),
+                "home_property": _str(raw, "home_property"),
+            }
+        except InvalidOperation:
+            raise ChangeError("change: malformed stored_value") from None
+        cards = raw.get("cards", [])
+        if not isinstance(cards, list) or not all(isinstance(c, str) for c in cards):
+            raise ChangeError("change: 'cards' must be a list of text")
+        checked.append((doc, _own_marks(raw.get("folded", {}), node), cards))
+    if not checked:
+        return
+    # Only members with events of ours need the replay: one indexed query per chunk.
+    numbers = [d["number"] for d, _, _ in checked]
+    with_events: set[str] = set()
+    for i in range(0, len(numbers), 900):
+        part = numbers[i : i + 900]
+        with_events.update(
+            str(m)
+            for (m,) in conn.execute(
+                f"SELECT DISTINCT member FROM outbox WHERE member IN ({','.join('?' * len(part))})", part
+            )
+        )
+    rows = []
+    marks_rows: list[tuple[str, int, int]] = []
+    card_rows: list[tuple[str, str, str]] = []
+    for doc, marks, cards in checked:
+        if doc["number"] in with_events:
+            _overlay(conn, doc, marks, tier_ranks)
+        rows.append(
+            (
+                doc["number"],
+                doc["name"],
+                doc["tier"],
+                doc["points"],
+                doc["stored_value"],
+                doc["window_start"],
+                doc["qual_nights"],
+                doc["qual_points"],
+                doc["last_activity"],
+                doc["pin_hash"],
+                int(doc["blocked"]),
+                doc["enrolled_at"],
+                doc["home_property"],
+            )
+        )
+        marks_rows.extend((doc["number"], e, s) for e, s in marks.items())
+        card_rows.extend((c, doc["number"], doc["enrolled_at"]) for c in cards)
+    conn.executemany(_MEMBER_SQL, rows)
+    if marks_rows:
+        conn.executemany(
+            "INSERT INTO sync_folded (member, epoch, seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (member, epoch) DO UPDATE SET seq = max(seq, excluded.seq)",
+            marks_rows,
+        )
+    if card_rows:
+        conn.executemany(
+            "INSERT OR IGNORE INTO cards (uid_hash, member, bound_at) VALUES (?, ?, ?)", card_rows
+        )
+
+
+def folded_marks(conn: sqlite3.Connection, member: str) -> dict[int, int]:
+    """This node's (epoch -> seq) marks head office has folded into ``member``'s record."""
+    return {
+        int(e): int(s)
+        for e, s in conn.execute("SELECT epoch, seq FROM sync_folded WHERE member = ?", (member,))
+    }
+
+
+def _apply_voucher(conn: sqlite3.Connection, body: Mapping[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO vouchers (code, token, reward, member, node, serial, points, issued_at, expires, "
+        "status, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        # A voucher only moves forward (issued -> used / voided): an older record never
+        # revives one this kiosk has already used or voided.
+        "ON CONFLICT (code) DO UPDATE SET status = CASE WHEN vouchers.status = 'issued' "
+        "THEN excluded.status ELSE vouchers.status END, changed_at = excluded.changed_at",
+        (
+            _str(body, "code"),
+            _str(body, "token"),
+            _str(body, "reward"),
+            _str(body, "member"),
+            _str(body, "node"),
+            _int(body, "serial"),
+            _int(body, "points"),
+            _str(body, "issued_at"),
+            _str(body, "expires"),
+            _str(body, "status"),
+            _str(body, "changed_at", optional=True),
+        ),
+    )
+
+
+def apply_changes(
+    conn: sqlite3.Connection, changes: Iterable[Mapping[str, Any]], tier_ranks: Mapping[str, int]
+) -> int:
+    """Apply downstream changes in the order given (callers sort by version); returns the count.
+
+    Kinds: ``member`` (a full record), ``deny`` (block / unblock redemptions), ``voucher``,
+    ``node_key`` (a node's voucher-signing public key), ``program`` (a versioned document).
+    Raises ChangeError on a malformed change; the caller's transaction then rolls back.
+    """
+    node = node_id(conn)
+    members: list[Mapping[str, Any]] = []
+    count = 0
+
+    def flush() -> None:
+        if members:
+            apply_members(conn, node, members, tier_ranks)
+            members.clear()
+
+    for change in changes:
+        if not isinstance(change, Mapping):
+            raise ChangeError("change: not an object")
+        kind, body = change.get("kind"), change.get("body")
+        if not isinstance(body, Mapping):
+            raise ChangeError("change: 'body' must be an object")
+        count += 1
+        if kind == "member":
+            members.append(body)
+            continue
+        flush()  # keep version order between a member record and the other kinds
+        if kind == "deny":
+            conn.execute(
+                "UPDATE members SET blocked = ? WHERE number = ?",
+                (int(bool(body.get("blocked"))), _str(body, "member")),
+            )
+        elif kind == "voucher":
+            _apply_voucher(conn, body)
+        elif kind == "node_key":
+            conn.execute(
+                "INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)",
+                (_str(body, "node"), _str(body, "public_key")),
+            )
+        elif kind == "program":
+            version = _int(body, "version")
+            conn.execute(
+                "INSERT OR REPLACE INTO programs (version, document, received_at) VALUES (?, ?, ?)",
+                (version, _str(body, "document"), _str(body, "at", optional=True) or ""),
+            )
+            if version > _meta_int(conn, "program_version", 0):
+                _set_meta(conn, "program_version", version)
+        else:
+            raise ChangeError(f"change: unknown kind {kind!r}")
+    flush()
+    return count

@@ -1,0 +1,133 @@
+"""Harness for sync tests: head office + nodes in-process against a real Mosquitto."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from staypoint.central.ledger import Ledger
+from staypoint.central.server import HeadOffice, MqttSettings
+from staypoint.central.store_sqlite import SqliteLedgerStore
+from staypoint.edge.service import NodeService, PinProof
+from staypoint.edge.sync.agent import MqttAuthoriser, SyncAgent, SyncConfig
+from staypoint.loyalty.program import default_program_text
+from tests.mqtt_fixtures import MosquittoBroker
+
+PIN = "2580"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Node:
+    service: NodeService
+    agent: SyncAgent | None
+    config: SyncConfig
+
+    def proof(self, member: str) -> PinProof:
+        return self.service.verify_pin(member, PIN, now())
+
+    def points(self, member: str) -> int:
+        row = self.service.replica.member(member)
+        assert row is not None, f"{member} not on {self.service.node_id}"
+        return row.points
+
+
+@dataclass
+class Fleet:
+    broker: MosquittoBroker
+    directory: Path
+    ledger: Ledger
+    office: HeadOffice | None = None
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    def start_office(self) -> HeadOffice:
+        tls = self.broker.client_tls("head-office")
+        office = HeadOffice(
+            self.ledger,
+            MqttSettings(self.broker.host, self.broker.port, tls.ca, tls.cert, tls.key),
+            tick_seconds=0.5,
+        )
+        office.start()
+        self.office = office
+        return office
+
+    def config(self, node_id: str, **kw: object) -> SyncConfig:
+        tls = self.broker.client_tls(node_id)
+        return SyncConfig(node_id, self.broker.host, self.broker.port, tls.ca, tls.cert, tls.key, **kw)  # type: ignore[arg-type]
+
+    def add_node(self, node_id: str, *, start: bool = True, **kw: object) -> Node:
+        db = self.directory / f"{node_id}.db"
+        service = NodeService.init_node(db, node_id, f"HOTEL-{node_id[-2:]}", default_program_text(), now())
+        self.ledger.register_node(node_id, service.keys.public_hex())
+        config = self.config(node_id, **kw)
+        node = Node(service, None, config)
+        if start:
+            self.start_agent(node)
+        self.nodes[node_id] = node
+        return node
+
+    def start_agent(self, node: Node) -> SyncAgent:
+        agent = SyncAgent(node.service, node.config)
+        node.service.authoriser = MqttAuthoriser(agent, timeout=node.config.auth_timeout)
+        agent.start()
+        node.agent = agent
+        return agent
+
+    def stop_agent(self, node: Node) -> None:
+        if node.agent is not None:
+            node.agent.stop()
+            node.agent = None
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every outbox is drained and every node has applied the latest version."""
+
+        def done() -> bool:
+            latest = self.ledger.store.latest_version()
+            return all(
+                n.agent is not None and n.agent.pending() == 0 and n.agent.applied_version() >= latest
+                for n in self.nodes.values()
+            )
+
+        wait_until(done, timeout, "the fleet to settle")
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            self.stop_agent(node)
+            node.service.close()
+        if self.office is not None:
+            self.office.stop()
+        self.ledger.store.close()
+
+
+@pytest.fixture
+def fleet_factory(tmp_path: Path) -> Iterator[Callable[[MosquittoBroker], Fleet]]:
+    made: list[Fleet] = []
+
+    def make(broker: MosquittoBroker) -> Fleet:
+        store = SqliteLedgerStore(tmp_path / "ledger.db", synchronous="NORMAL")
+        ledger = Ledger(store)
+        ledger.publish_program(default_program_text(), now())
+        fleet = Fleet(broker, tmp_path, ledger)
+        made.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in made:
+        fleet.close()

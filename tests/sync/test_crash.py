@@ -1,0 +1,80 @@
+"""SIGKILL of the agent mid-batch, and a broker restart with queued batches: nothing lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from staypoint.loyalty.program import Outlet
+from tests.mqtt_fixtures import MosquittoBroker
+from tests.sync.conftest import PIN, Fleet, now, wait_until
+
+pytest_plugins = ["tests.mqtt_fixtures"]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _agent_process(fleet: Fleet, node_id: str, tmp: Path) -> subprocess.Popen[bytes]:
+    tls = fleet.broker.client_tls(node_id)
+    conf = tmp / f"{node_id}.toml"
+    conf.write_text(
+        f'[node]\ndb = "{fleet.directory / (node_id + ".db")}"\n'
+        f'[mqtt]\nhost = "{fleet.broker.host}"\nport = {fleet.broker.port}\n'
+        f'ca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
+        "[sync]\nbatch_events = 25\nwindow_batches = 2\nbackoff_max = 1.0\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "staypoint.edge.sync.cli", "sync", "run", "--config", str(conf)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / f"{node_id}.log", "ab"),
+    )
+
+
+def test_agent_sigkill_mid_batch_and_broker_restart_lose_and_double_nothing(
+    fresh_mosquitto: MosquittoBroker, fleet_factory: Callable[[MosquittoBroker], Fleet], tmp_path: Path
+) -> None:
+    fleet = fleet_factory(fresh_mosquitto)
+    fleet.start_office()
+    node = fleet.add_node("sha-lobby-01", start=False)
+    member = node.service.enrol("Katherine Johnson", PIN, now()).number
+    total = 1 + 1500
+    for i in range(total - 1):
+        node.service.post_stay(member, f"K-{i}", now(), nights=0, revenue={Outlet.FNB: Decimal("2")})
+    store = fleet.ledger.store
+
+    proc = _agent_process(fleet, "sha-lobby-01", tmp_path)
+    try:
+        wait_until(lambda: store.event_count() >= 200, 30, "some batches applied")
+        os.kill(proc.pid, signal.SIGKILL)  # mid-stream: batches in flight, some acked, some not
+        proc.wait(5)
+        applied = store.event_count()
+        assert 0 < applied < total
+
+        # Head office goes away; the restarted agent's batches queue at the broker for it...
+        assert fleet.office is not None
+        fleet.office.stop()
+        proc = _agent_process(fleet, "sha-lobby-01", tmp_path)
+        time.sleep(1.5)
+        # ...and the broker restarts with them queued (SIGTERM: it saves its database).
+        fresh_mosquitto.restart()
+        fleet.start_office()
+        wait_until(lambda: store.event_count() == total, 60, "every event at head office")
+        wait_until(lambda: node.service.status(now())["outbox_depth"] == 0, 30, "every row acked")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    time.sleep(0.5)
+    assert store.event_count() == total  # nothing doubled by the resends
+    central = fleet.ledger.member(member)
+    assert central is not None and central["points"] == (total - 1) * 10
+    assert not [a for a in store.alarms() if a["kind"] == "conflicting_body"]

@@ -1,0 +1,98 @@
+"""The ledger without a broker: idempotence, gaps, conflicting bodies, jobs; the node's overlay rule."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from staypoint.central.ledger import Ledger
+from staypoint.central.store_sqlite import SqliteLedgerStore
+from staypoint.edge import sync_store
+from staypoint.edge.service import NodeService
+from staypoint.loyalty.program import Outlet, default_program_text
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def _setup(tmp_path: Path) -> tuple[Ledger, NodeService, list[dict[str, object]]]:
+    ledger = Ledger(SqliteLedgerStore(tmp_path / "ledger.db"))
+    ledger.publish_program(default_program_text(), NOW)
+    node = NodeService.init_node(tmp_path / "n.db", "sha-lobby-01", "H1", default_program_text(), NOW)
+    m = node.enrol("Ada L", "2580", NOW).number
+    for i in range(3):
+        node.post_stay(m, f"F{i}", NOW, nights=1, revenue={Outlet.ROOM: Decimal("100")})
+    return ledger, node, [json.loads(e["body"]) for e in _bodies(node)]
+
+
+def _bodies(node: NodeService) -> list[dict[str, str]]:
+    return [{"body": b} for (b,) in node.replica.conn.execute("SELECT body FROM outbox ORDER BY seq")]
+
+
+def test_ingest_is_idempotent_stops_at_gaps_and_rejects_conflicts(tmp_path: Path) -> None:
+    ledger, _, events = _setup(tmp_path)
+    r = ledger.ingest("sha-lobby-01", [events[0], events[2]], NOW)  # seq 3 arrives before 2
+    assert (r.applied, r.ack, r.resend_from) == (1, (1, 1), (1, 2))
+    r = ledger.ingest("sha-lobby-01", events, NOW)  # the resend: 1 skipped, 2..4 applied
+    assert (r.applied, r.skipped, r.ack) == (3, 1, (1, 4))
+    r = ledger.ingest("sha-lobby-01", events, NOW)  # a duplicate batch changes nothing
+    assert (r.applied, r.skipped, r.changes) == (0, 4, [])
+    forged = dict(events[1], data=dict(events[1]["data"], points=99_999))  # type: ignore[arg-type]
+    r = ledger.ingest("sha-lobby-01", [forged], NOW)
+    assert r.rejected == 1 and ledger.store.alarms()[-1]["kind"] == "conflicting_body"
+    member = ledger.member(str(events[0]["member"]))
+    assert member is not None and member["points"] == 3000 and member["folded"] == {"sha-lobby-01:1": 4}
+    # Garbage inside a valid batch is counted, never raised.
+    r = ledger.ingest("sha-lobby-01", ["x", {"v": 1}], NOW)
+    assert r.rejected == 2 and ledger.store.counters()["events_malformed"] == 2
+
+
+def test_stay_points_are_rechecked_with_the_loyalty_code(tmp_path: Path) -> None:
+    ledger, _, events = _setup(tmp_path)
+    inflated = dict(events[1], data=dict(events[1]["data"], points=5000))  # type: ignore[arg-type]
+    ledger.ingest("sha-lobby-01", [events[0], inflated], NOW)
+    member = ledger.member(str(events[0]["member"]))
+    assert member is not None and member["points"] == 1000  # head office's figure is booked
+    assert any(a["kind"] == "points_mismatch" for a in ledger.store.alarms())
+
+
+def test_shown_balance_never_double_counts_whatever_the_order(tmp_path: Path) -> None:
+    ledger, node, events = _setup(tmp_path)
+    number = str(events[0]["member"])
+    conn = node.replica.conn
+    ranks = {t.code: t.rank for t in node.program.tiers}
+    # Head office folded in only the first two events; the node has four.
+    r = ledger.ingest("sha-lobby-01", events[:2], NOW)
+    doc = next(c.body for c in r.changes if c.kind == "member")
+    with node.replica.write():
+        sync_store.apply_changes(conn, [{"kind": "member", "body": doc}], ranks)
+    assert node.replica.member(number).points == 3000  # type: ignore[union-attr]
+    # The ack arrives before the next record: still 3000, no double count.
+    with node.replica.write():
+        sync_store.mark_acked(conn, 1, 4, "now")
+    r = ledger.ingest("sha-lobby-01", events, NOW)
+    doc = next(c.body for c in r.changes if c.kind == "member")
+    with node.replica.write():
+        sync_store.apply_changes(conn, [{"kind": "member", "body": doc}], ranks)
+    assert node.replica.member(number).points == 3000  # type: ignore[union-attr]
+    assert sync_store.folded_marks(conn, number) == {1: 4}
+
+
+def test_restore_starts_a_new_epoch_and_jobs_downgrade_one_tier(tmp_path: Path) -> None:
+    ledger, node, events = _setup(tmp_path)
+    with node.replica.write():
+        assert sync_store.start_new_epoch(node.replica.conn) == 2
+    m = node.resolve_member(str(events[0]["member"])).number
+    event = node.post_stay(m, "E2", NOW, nights=1, revenue={Outlet.ROOM: Decimal("10")}).event
+    assert (event.epoch, event.seq) == (2, 1)
+    ledger.ingest("sha-lobby-01", events, NOW)
+    doc = ledger.member(m)
+    assert doc is not None
+    doc.update(tier="PLATINUM", qual_nights=3)
+    with ledger.store.transaction():
+        ledger.store.put_member(doc)
+    counts = ledger.run_jobs(NOW + timedelta(days=60))  # a new calendar year
+    assert counts["downgraded"] == 1 and ledger.member(m)["tier"] == "GOLD"  # type: ignore[index]
+    counts = ledger.run_jobs(NOW + timedelta(days=365 * 3))
+    assert counts["expired_points"] == 3000 and ledger.member(m)["points"] == 0  # type: ignore[index]
