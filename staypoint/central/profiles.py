@@ -1,0 +1,303 @@
+"""Members' personal data and consent: kept only at head office, never sent to a node.
+
+The node replica holds a display name and balances; e-mail, phone, birth date, language,
+time zone and marketing consent live here, in head office's own tables. Every change of
+consent is kept with its time and source (kiosk, web, console, import, unsubscribe link),
+because a chain must be able to show when and how a guest said yes or no.
+
+One SQLite file (head office's ledger file or a file of its own), WAL, its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+CHANNELS = ("email", "sms")
+LANGUAGES = ("en", "zh")
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS profiles (
+        member TEXT PRIMARY KEY,
+        full_name TEXT NOT NULL,
+        email TEXT,
+        phone TEXT,
+        birth_date TEXT,
+        language TEXT NOT NULL DEFAULT 'en',
+        time_zone TEXT NOT NULL DEFAULT 'UTC',
+        home_property TEXT,
+        joined TEXT NOT NULL,
+        consent_email INTEGER NOT NULL DEFAULT 0,
+        consent_sms INTEGER NOT NULL DEFAULT 0,
+        email_bounced INTEGER NOT NULL DEFAULT 0,
+        referral_code TEXT UNIQUE,
+        referred_by TEXT,
+        updated_at TEXT NOT NULL) WITHOUT ROWID""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS profiles_email ON profiles (lower(email)) WHERE email IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS profiles_phone ON profiles (phone) WHERE phone IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS consent_log (
+        id INTEGER PRIMARY KEY,
+        member TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        granted INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS consent_log_member ON consent_log (member, id)",
+)
+
+
+class ProfileError(ValueError):
+    """A profile change that cannot be right (bad e-mail, unknown language, ...)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    member: str
+    full_name: str
+    email: str | None
+    phone: str | None
+    birth_date: date | None
+    language: str
+    time_zone: str
+    home_property: str | None
+    joined: date
+    consent_email: bool
+    consent_sms: bool
+    email_bounced: bool
+    referral_code: str | None
+    referred_by: str | None
+    updated_at: str
+
+    def may_contact(self, channel: str) -> bool:
+        """Consent given for ``channel`` and the address is usable."""
+        if channel == "email":
+            return self.consent_email and bool(self.email) and not self.email_bounced
+        if channel == "sms":
+            return self.consent_sms and bool(self.phone)
+        raise ProfileError(f"unknown channel {channel!r}")
+
+
+_COLUMNS = [f.name for f in fields(Profile)]
+
+
+def _row_to_profile(row: tuple[Any, ...]) -> Profile:
+    d = dict(zip(_COLUMNS, row, strict=True))
+    d["birth_date"] = date.fromisoformat(d["birth_date"]) if d["birth_date"] else None
+    d["joined"] = date.fromisoformat(d["joined"])
+    for k in ("consent_email", "consent_sms", "email_bounced"):
+        d[k] = bool(d[k])
+    return Profile(**d)
+
+
+def _check_email(email: str) -> str:
+    email = email.strip()
+    local, _, domain = email.rpartition("@")
+    if not local or "." not in domain or " " in email or len(email) > 254:
+        raise ProfileError(f"{email!r} is not an e-mail address")
+    return email
+
+
+def _check_phone(phone: str) -> str:
+    cleaned = phone.replace(" ", "").replace("-", "")
+    if not cleaned.startswith("+") or not cleaned[1:].isdigit() or not 8 <= len(cleaned) <= 16:
+        raise ProfileError(f"{phone!r}: give the phone number in international form, +4930...")
+    return cleaned
+
+
+class ProfileStore:
+    """Personal data and consent on SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = FULL")
+        self._lock = threading.RLock()
+        with self._lock:
+            for stmt in _SCHEMA:
+                self.conn.execute(stmt)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _write(self, sql: str, args: tuple[Any, ...] | list[Any]) -> None:
+        with self._lock:
+            self.conn.execute(sql, args)
+
+    def upsert(
+        self,
+        member: str,
+        *,
+        at: str,
+        full_name: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        birth_date: date | None = None,
+        language: str | None = None,
+        time_zone: str | None = None,
+        home_property: str | None = None,
+        joined: date | None = None,
+        referral_code: str | None = None,
+        referred_by: str | None = None,
+    ) -> Profile:
+        """Create or change a profile; only the fields given change."""
+        changes: dict[str, Any] = {}
+        if full_name is not None:
+            if not full_name.strip() or len(full_name) > 120:
+                raise ProfileError("name must be 1-120 characters")
+            changes["full_name"] = full_name.strip()
+        if email is not None:
+            changes["email"] = _check_email(email) if email else None
+            changes["email_bounced"] = 0  # a new address gets a fresh chance
+        if phone is not None:
+            changes["phone"] = _check_phone(phone) if phone else None
+        if birth_date is not None:
+            changes["birth_date"] = birth_date.isoformat()
+        if language is not None:
+            if language not in LANGUAGES:
+                raise ProfileError(f"language is one of {', '.join(LANGUAGES)}")
+            changes["language"] = language
+        if time_zone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(time_zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ProfileError(f"unknown time zone {time_zone!r}") from None
+            changes["time_zone"] = time_zone
+        for key, value in (
+            ("home_property", home_property),
+            ("referral_code", referral_code),
+            ("referred_by", referred_by),
+        ):
+            if value is not None:
+                changes[key] = value
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                exists = self.conn.execute("SELECT 1 FROM profiles WHERE member = ?", (member,)).fetchone()
+                if exists is None:
+                    base = {
+                        "member": member,
+                        "full_name": changes.pop("full_name", member),
+                        "joined": (joined or date.fromisoformat(at[:10])).isoformat(),
+                        "updated_at": at,
+                    }
+                    row = base | changes
+                    cols = ", ".join(row)
+                    self.conn.execute(
+                        f"INSERT INTO profiles ({cols}) VALUES ({', '.join('?' * len(row))})",
+                        list(row.values()),
+                    )
+                elif changes:
+                    changes["updated_at"] = at
+                    sets = ", ".join(f"{k} = ?" for k in changes)
+                    self.conn.execute(
+                        f"UPDATE profiles SET {sets} WHERE member = ?", [*changes.values(), member]
+                    )
+                self.conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                self.conn.execute("ROLLBACK")
+                raise ProfileError(f"already used by another member ({exc})") from None
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        got = self.get(member)
+        assert got is not None
+        return got
+
+    def set_consent(self, member: str, channel: str, granted: bool, *, source: str, at: str) -> None:
+        """Record a yes or no for marketing on ``channel``; the history keeps every change."""
+        if channel not in CHANNELS:
+            raise ProfileError(f"channel is one of {', '.join(CHANNELS)}")
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self.conn.execute(
+                    f"UPDATE profiles SET consent_{channel} = ?, updated_at = ? WHERE member = ?",
+                    (int(granted), at, member),
+                )
+                if cur.rowcount == 0:
+                    raise ProfileError(f"no profile for member {member}")
+                self.conn.execute(
+                    "INSERT INTO consent_log (member, channel, granted, source, at) VALUES (?, ?, ?, ?, ?)",
+                    (member, channel, int(granted), source, at),
+                )
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    def mark_bounced(self, email: str, at: str) -> int:
+        """Stop mailing an address that bounced; returns how many profiles had it."""
+        with self._lock:
+            cur = self.conn.execute(
+                "UPDATE profiles SET email_bounced = 1, updated_at = ? WHERE lower(email) = lower(?)",
+                (at, email),
+            )
+            return int(cur.rowcount)
+
+    def get(self, member: str) -> Profile | None:
+        with self._lock:
+            row = self.conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE member = ?", (member,)
+            ).fetchone()
+        return None if row is None else _row_to_profile(row)
+
+    def by_email(self, email: str) -> Profile | None:
+        with self._lock:
+            row = self.conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE lower(email) = lower(?)", (email.strip(),)
+            ).fetchone()
+        return None if row is None else _row_to_profile(row)
+
+    def by_phone(self, phone: str) -> Profile | None:
+        with self._lock:
+            row = self.conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE phone = ?", (phone.replace(" ", ""),)
+            ).fetchone()
+        return None if row is None else _row_to_profile(row)
+
+    def by_referral_code(self, code: str) -> Profile | None:
+        with self._lock:
+            row = self.conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE referral_code = ?", (code.upper(),)
+            ).fetchone()
+        return None if row is None else _row_to_profile(row)
+
+    def search_name(self, text: str, limit: int = 50) -> list[Profile]:
+        with self._lock:
+            rows = self.conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE full_name LIKE ? LIMIT ?",
+                (f"%{text}%", limit),
+            ).fetchall()
+        return [_row_to_profile(r) for r in rows]
+
+    def all(self, batch: int = 10_000) -> Iterator[Profile]:
+        """Every profile, in member order, read in batches (for campaigns over a million members)."""
+        last = ""
+        while True:
+            with self._lock:
+                rows = self.conn.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE member > ? ORDER BY member LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield _row_to_profile(r)
+            last = rows[-1][0]
+
+    def consent_log(self, member: str) -> list[tuple[str, bool, str, str]]:
+        """(channel, granted, source, at) for every consent change, oldest first."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT channel, granted, source, at FROM consent_log WHERE member = ? ORDER BY id",
+                (member,),
+            ).fetchall()
+        return [(str(c), bool(g), str(s), str(a)) for c, g, s, a in rows]
