@@ -7,6 +7,7 @@ as its effect. Time is always passed in (``now``, timezone-aware UTC).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -342,7 +343,6 @@ class NodeService:
             raise BadInput("property must not be empty")
         program = parse_program(program_text, "programme")
         kdir = keys_dir or cls.keys_dir_for(db)
-        existing = db.exists()
         replica = Replica(db)
         have = replica.meta("node_id")
         if have is not None and have != node_id:
@@ -369,7 +369,6 @@ class NodeService:
                     if reward.stock is not None:
                         replica.set_stock(reward.code, reward.stock)
             replica.set_node_key(node_id, keys.public_hex())
-        del existing
         return cls(replica, keys)
 
     @classmethod
@@ -560,22 +559,20 @@ class NodeService:
             current = self.replica.member(row.number)
             assert current is not None
             until = parse_iso(current.locked_until) if current.locked_until else None
-            raise_locked = PinLocked(until) if until is not None and now < until else None
+            if until is not None and now < until:
+                raise PinLocked(until)  # locked meanwhile by another kiosk: nothing to write
             # A lock-out that has run its course starts the member with fresh tries.
-            failures = 0 if (until is not None and now >= until) else current.pin_failures
-            if raise_locked is None and ok:
+            failures = 0 if until is not None else current.pin_failures
+            if ok:
                 if failures or current.locked_until:
                     self.replica.update_member(row.number, pin_failures=0, locked_until=None)
                 return PinProof(row.number, now)
-            if raise_locked is None:
-                state = pins.after_failure(pins.PinState(failures, None), policy, now)
-                self.replica.update_member(
-                    row.number,
-                    pin_failures=state.failures,
-                    locked_until=iso(state.locked_until) if state.locked_until else None,
-                )
-        if raise_locked is not None:
-            raise raise_locked
+            state = pins.after_failure(pins.PinState(failures, None), policy, now)
+            self.replica.update_member(
+                row.number,
+                pin_failures=state.failures,
+                locked_until=iso(state.locked_until) if state.locked_until else None,
+            )
         raise WrongPin(pins.tries_left(state, policy))
 
     def unlock(self, member: str, now: datetime, staff: StaffProof) -> None:
@@ -1253,6 +1250,4 @@ def _default_block(node_id: str) -> int:
     Provisioned nodes get their blocks from head office; this keeps two dev nodes with
     different ids apart (1000-8999) without pretending to be a real allocation.
     """
-    import hashlib
-
     return 1000 + int(hashlib.sha256(node_id.encode()).hexdigest(), 16) % 8000
