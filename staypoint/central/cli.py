@@ -51,14 +51,26 @@ def cmd_jobs(args: argparse.Namespace) -> None:
     """Window-end downgrades, points expiry and hold expiry as of ``--now`` (testable)."""
     ledger = _ledger(args)
     try:
-        counts = ledger.run_jobs(parse_iso(args.now))
+        counts: dict[str, Any] = dict(ledger.run_jobs(parse_iso(args.now)))
     finally:
         ledger.store.close()
+    if args.profiles:
+        # The daily marketing pass (birthdays, anniversaries, win-back, referral bonuses) runs
+        # after the ledger's own jobs, so expiring-points messages see today's expiries.
+        from staypoint.central.campaigns.engine import run_daily
+
+        counts["campaigns"] = run_daily(
+            parse_iso(args.now),
+            ledger_db=Path(args.db),
+            profiles_db=Path(args.profiles),
+            config_path=Path(args.campaigns) if args.campaigns else None,
+            dry_run=args.dry_run,
+        )
     if args.json:
         print(json.dumps(counts))
     else:
         for key, value in counts.items():
-            print(f"{key}: {value}")
+            print(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
@@ -88,8 +100,14 @@ def register(sub: Any) -> None:
     p = central.add_parser("jobs", help="run the window-end and expiry jobs")
     p.add_argument("--db", required=True)
     p.add_argument("--now", required=True, help="ISO time the jobs run as of")
+    p.add_argument("--profiles", help="members' profiles file: also run the daily campaigns")
+    p.add_argument("--campaigns", help="campaigns config (TOML); default: the shipped campaigns")
+    p.add_argument("--dry-run", action="store_true", help="campaigns: count and sample, send nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_jobs)
+    from staypoint.central.reports.cli import register_demo
+
+    register_demo(central)
     p = central.add_parser("stats", help="events, version, counters, open overdrafts")
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")

@@ -436,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     kiosk_cli.register(sub)
     central_cli.register(sub)
     sync_cli.register(sub)
+    from staypoint.central.reports import cli as reports_cli
+
+    reports_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,157 @@
+"""Referrals (推荐奖励): a member's code brings a friend; both earn a bonus after the friend's first stay.
+
+- Each member has a referral code (``referral_code``): short, unambiguous letters and
+  digits derived from the member number and kept in the profile (unique there).
+- A new member who enrols with a code is linked to the referrer (``link``): refused for
+  one's own code (same member, same e-mail or phone) and for a loop (the referrer was
+  brought in, directly or through others, by the new member).
+- After the referred member's first stay, the daily job (``award_due``) gives both the
+  bonus the programme sets (``[referrals]`` in the programme document) as ledger events
+  of the ``campaigns`` stream. ``ref_rewards`` is keyed by the referred member and written
+  in the same transaction as the events: one reward per referred member, ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from staypoint.central.profiles import ProfileError, ProfileStore
+from staypoint.loyalty.events import iso
+from staypoint.loyalty.program import Program
+
+if TYPE_CHECKING:
+    from staypoint.central.campaigns.engine import CampaignJob
+
+# No 0/O, 1/I/L: the code is read aloud at a front desk and typed on phones.
+_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+MAX_CHAIN = 1000  # a referral chain longer than this is a data error, not a family
+
+
+class ReferralError(ValueError):
+    """A referral that is refused (the message is for the guest)."""
+
+
+@dataclass(frozen=True)
+class ReferralRules:
+    referrer_points: int = 1000
+    referred_points: int = 1000
+
+
+def rules(program: Program) -> ReferralRules:
+    """The programme's ``[referrals]`` section (optional): referrer_points, referred_points."""
+    raw = tomllib.loads(program.source_text).get("referrals", {}) if program.source_text else {}
+    out = ReferralRules(
+        referrer_points=int(raw.get("referrer_points", ReferralRules.referrer_points)),
+        referred_points=int(raw.get("referred_points", ReferralRules.referred_points)),
+    )
+    if out.referrer_points < 0 or out.referred_points < 0:
+        raise ReferralError("referral bonuses cannot be negative")
+    return out
+
+
+def _code_for(member: str, salt: int) -> str:
+    digest = hashlib.sha256(f"staypoint-referral:{member}:{salt}".encode()).digest()
+    n = int.from_bytes(digest[:8], "big")
+    chars = []
+    for _ in range(7):
+        n, r = divmod(n, len(_ALPHABET))
+        chars.append(_ALPHABET[r])
+    return "".join(chars)
+
+
+def referral_code(profiles: ProfileStore, member: str, at: str) -> str:
+    """The member's referral code, made on first use (for the kiosk dashboard and the API)."""
+    p = profiles.get(member)
+    if p is None:
+        raise ReferralError(f"no profile for member {member}")
+    if p.referral_code:
+        return p.referral_code
+    for salt in range(20):
+        code = _code_for(member, salt)
+        try:
+            profiles.upsert(member, at=at, referral_code=code)
+            return code
+        except ProfileError:
+            continue  # taken by another member (a hash collision): next salt
+    raise ReferralError("could not find a free referral code")
+
+
+def link(profiles: ProfileStore, new_member: str, code: str, at: str) -> str:
+    """Record that ``new_member`` enrolled with ``code``; returns the referrer. Refuses
+    an unknown code, one's own code, a second referrer and a loop."""
+    referrer = profiles.by_referral_code(code.strip().upper())
+    if referrer is None:
+        raise ReferralError("this referral code is not known")
+    me = profiles.get(new_member)
+    if me is None:
+        raise ReferralError(f"no profile for member {new_member}")
+    if referrer.member == new_member:
+        raise ReferralError("you cannot use your own referral code")
+    same_email = me.email and referrer.email and me.email.lower() == referrer.email.lower()
+    if same_email or (me.phone and me.phone == referrer.phone):
+        raise ReferralError("you cannot use your own referral code")
+    if me.referred_by:
+        if me.referred_by == referrer.member:
+            return referrer.member
+        raise ReferralError("this member was already referred by someone else")
+    # Walk up from the referrer: meeting the new member means a loop (A -> B -> A).
+    seen, up = set(), referrer.referred_by
+    while up is not None and len(seen) < MAX_CHAIN:
+        if up == new_member:
+            raise ReferralError("a referral loop is not allowed")
+        seen.add(up)
+        nxt = profiles.get(up)
+        up = nxt.referred_by if nxt else None
+    profiles.upsert(new_member, at=at, referred_by=referrer.member)
+    return referrer.member
+
+
+def award_due(job: CampaignJob, now: datetime) -> dict[str, int]:
+    """Queue both bonuses for every referred member whose first stay has been booked.
+
+    Runs in the daily campaign job (it uses the job's outbox to the ledger).
+    """
+    r = rules(job.program)
+    prof = job.prof
+    rows = job.conn.execute(
+        f"SELECT p.member, p.referred_by, p.joined FROM {prof}.profiles p "
+        "WHERE p.referred_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ref_rewards r WHERE r.referred = "
+        "p.member)"
+    ).fetchall()
+    awarded = 0
+    for member, referrer, joined in rows:
+        stay = job.conn.execute(
+            "SELECT event_id FROM rpt_stays WHERE member = ? AND voided = 0 AND substr(arrival, 1, 10) >= ? "
+            "ORDER BY at LIMIT 1",
+            (member, joined),
+        ).fetchone()
+        if stay is None:
+            continue
+        with job.db.tx() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO ref_rewards (referred, referrer, stay_event, awarded_at) VALUES (?, "
+                "?, ?, ?)",
+                (member, referrer, stay[0], iso(now)),
+            )
+            if cur.rowcount != 1:
+                continue  # the other job got there first
+            for who, points, role in (
+                (referrer, r.referrer_points, "referrer"),
+                (member, r.referred_points, "referred"),
+            ):
+                if points:
+                    data: dict[str, Any] = {
+                        "points": points,
+                        "reason": f"referral bonus ({role}: {member})",
+                        "referral": member,
+                        "role": role,
+                    }
+                    job.db.queue_bonus_event(
+                        who, "points.adjusted", data, now, job.program.version, data["reason"]
+                    )
+            awarded += 1
+    return {"awarded": awarded}

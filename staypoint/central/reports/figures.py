@@ -1,0 +1,485 @@
+"""The reports' figures, as data: the CLI formats them, the console shows the same ones.
+
+Every report reads the projection (``projection.py``), never the events' JSON, and
+returns a ``Report``: columns, rows, headline figures and how to chart it. Money is
+``Decimal`` (from integer cents), points are ``int``; rates are ``Decimal`` rounded for
+display only at the edge.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from staypoint.loyalty.program import Program
+
+# Used when no point has ever expired or been redeemed: an assumption, shown as such.
+DEFAULT_BREAKAGE = Decimal("0.20")
+
+
+@dataclass(frozen=True)
+class Filters:
+    start: date | None = None  # inclusive
+    end: date | None = None  # exclusive
+    property: str | None = None
+    tier: str | None = None
+
+
+@dataclass
+class Report:
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    headline: dict[str, Any] = field(default_factory=dict)
+    chart: dict[str, Any] | None = None  # {"kind": "bar"|"line", "x": col, "y": [cols]}
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "columns": self.columns,
+            "rows": self.rows,
+            "headline": self.headline,
+            "chart": self.chart,
+            "notes": self.notes,
+        }
+
+
+def money(cents: int | None) -> Decimal:
+    return (Decimal(int(cents or 0)) / 100).quantize(Decimal("0.01"))
+
+
+def ratio(a: int | Decimal, b: int | Decimal, places: str = "0.0001") -> Decimal | None:
+    return None if not b else (Decimal(a) / Decimal(b)).quantize(Decimal(places), ROUND_HALF_UP)
+
+
+def _where(f: Filters, *, at: str, prop: str | None, tier: str | None) -> tuple[str, list[Any]]:
+    parts: list[str] = []
+    args: list[Any] = []
+    if f.start:
+        parts.append(f"{at} >= ?")
+        args.append(f.start.isoformat())
+    if f.end:
+        parts.append(f"{at} < ?")
+        args.append(f.end.isoformat())
+    if f.property and prop:
+        parts.append(f"{prop} = ?")
+        args.append(f.property)
+    if f.tier and tier:
+        parts.append(f"{tier} = ?")
+        args.append(f.tier)
+    return (" AND ".join(parts) or "1"), args
+
+
+def growth(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """New members by month, property and (current) tier, with the running total."""
+    w, a = _where(f, at="e.at", prop="e.property", tier="coalesce(m.tier, e.tier)")
+    rows = conn.execute(
+        f"SELECT e.month, coalesce(e.property, '?'), coalesce(m.tier, e.tier), count(*) FROM rpt_enrolments "
+        f"e "
+        f"LEFT JOIN rpt_members m ON m.member = e.member WHERE {w} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        a,
+    ).fetchall()
+    by_month: dict[str, int] = {}
+    for month, _p, _t, n in rows:
+        by_month[month] = by_month.get(month, 0) + int(n)
+    out, total = [], 0
+    for month, _p, _t, n in rows:
+        out.append([month, _p, _t, int(n)])
+    cumulative = []
+    for month in sorted(by_month):
+        total += by_month[month]
+        cumulative.append([month, by_month[month], total])
+    return Report(
+        "growth",
+        "Membership growth",
+        ["month", "property", "tier", "new_members"],
+        out,
+        {"new_members": total, "by_month": cumulative},
+        {"kind": "bar", "series": [[m, n] for m, n, _ in cumulative], "label": "new members by month"},
+    )
+
+
+def active(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Members with at least one stay, by month of arrival."""
+    w, a = _where(f, at="arrival", prop="property", tier="tier")
+    rows = conn.execute(
+        f"SELECT month, count(DISTINCT member), count(*) FROM rpt_stays WHERE voided = 0 AND {w} "
+        "GROUP BY month ORDER BY month",
+        a,
+    ).fetchall()
+    distinct = conn.execute(
+        f"SELECT count(DISTINCT member) FROM rpt_stays WHERE voided = 0 AND {w}", a
+    ).fetchone()[0]
+    return Report(
+        "active",
+        "Active members (a stay in the period)",
+        ["month", "active_members", "stays"],
+        [[m, int(n), int(s)] for m, n, s in rows],
+        {"active_members": int(distinct)},
+        {"kind": "line", "series": [[m, int(n)] for m, n, _ in rows], "label": "active members"},
+    )
+
+
+def repeat(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Repeat-stay rate (members with 2+ stays among those with 1+) and days between stays."""
+    w, a = _where(f, at="arrival", prop="property", tier="tier")
+    per = conn.execute(
+        f"SELECT member, count(*) FROM rpt_stays WHERE voided = 0 AND {w} GROUP BY member", a
+    ).fetchall()
+    stayers = len(per)
+    repeaters = sum(1 for _, n in per if n >= 2)
+    # Gaps between consecutive arrivals of the same member (window function, in SQLite).
+    gap = conn.execute(
+        f"SELECT avg(g), count(g) FROM (SELECT julianday(arrival) - julianday(lag(arrival) OVER "
+        f"(PARTITION BY member ORDER BY arrival)) AS g FROM rpt_stays WHERE voided = 0 AND {w}) WHERE g IS "
+        f"NOT NULL",
+        a,
+    ).fetchone()
+    avg_gap = None if gap[0] is None else Decimal(str(gap[0])).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    hist = {}
+    for _, n in per:
+        key = str(n) if n < 5 else "5+"
+        hist[key] = hist.get(key, 0) + 1
+    return Report(
+        "repeat",
+        "Repeat stays",
+        ["stays_per_member", "members"],
+        [[k, hist[k]] for k in sorted(hist)],
+        {
+            "members_with_stays": stayers,
+            "repeat_members": repeaters,
+            "repeat_rate": ratio(repeaters, stayers),
+            "avg_days_between_stays": avg_gap,
+            "gaps": int(gap[1]),
+        },
+        {
+            "kind": "bar",
+            "series": [[k, hist[k]] for k in sorted(hist)],
+            "label": "members by number of stays",
+        },
+    )
+
+
+def revenue_share(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Members' revenue against the property's own total, by property and month."""
+    w, a = _where(f, at="s.arrival", prop="s.property", tier="s.tier")
+    rows = conn.execute(
+        f"SELECT s.property, s.month, sum(s.total_c) FROM rpt_stays s WHERE s.voided = 0 AND {w} "
+        "GROUP BY 1, 2 ORDER BY 1, 2",
+        a,
+    ).fetchall()
+    totals = {
+        (p, m): int(t)
+        for p, m, t in conn.execute("SELECT property, month, total_c FROM rpt_property_revenue")
+    }
+    out = []
+    mem_sum = tot_sum = 0
+    for prop, month, cents in rows:
+        total = totals.get((prop, month))
+        out.append(
+            [
+                prop,
+                month,
+                money(cents),
+                money(total) if total is not None else None,
+                ratio(int(cents), total) if total else None,
+            ]
+        )
+        if total:
+            mem_sum += int(cents)
+            tot_sum += total
+    return Report(
+        "revenue_share",
+        "Revenue from members against the property's total",
+        ["property", "month", "member_revenue", "property_total", "member_share"],
+        out,
+        {
+            "member_revenue": money(mem_sum),
+            "property_total": money(tot_sum),
+            "member_share": ratio(mem_sum, tot_sum),
+        },
+        {
+            "kind": "bar",
+            "series": [[f"{r[0]} {r[1]}", float(r[4] or 0) * 100] for r in out],
+            "label": "member share %",
+        },
+        ["months without an imported property total are shown without a share"],
+    )
+
+
+def spend_by_tier(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Average spend per stay by the tier the member had at the stay."""
+    w, a = _where(f, at="arrival", prop="property", tier="tier")
+    rows = conn.execute(
+        f"SELECT tier, count(*), sum(total_c), sum(nights) FROM rpt_stays WHERE voided = 0 AND {w} GROUP BY "
+        f"tier",
+        a,
+    ).fetchall()
+    rank = {t.code: t.rank for t in program.tiers}
+    rows = sorted(rows, key=lambda r: rank.get(r[0], 99))
+    out = [[t, int(n), money(c), money(int(c) // int(n)) if n else None, int(ni)] for t, n, c, ni in rows]
+    return Report(
+        "spend_by_tier",
+        "Average spend per stay by tier",
+        ["tier", "stays", "revenue", "avg_spend_per_stay", "nights"],
+        out,
+        {},
+        {
+            "kind": "bar",
+            "series": [[r[0], float(r[3] or 0)] for r in out],
+            "label": f"avg spend ({program.currency})",
+        },
+    )
+
+
+def _points_totals(conn: sqlite3.Connection, f: Filters) -> dict[str, int]:
+    w, a = _where(f, at="p.at", prop=None, tier=None)
+    got = dict(
+        conn.execute(f"SELECT kind, sum(points) FROM rpt_points p WHERE {w} GROUP BY kind", a).fetchall()
+    )
+    return {k: int(v or 0) for k, v in got.items()}
+
+
+def points(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Points issued, redeemed, expired, and outstanding now."""
+    t = _points_totals(conn, f)
+    issued = t.get("earned", 0) + t.get("bonus", 0) + max(0, t.get("adjusted", 0)) + t.get("refunded", 0)
+    redeemed = -t.get("redeemed", 0)
+    expired = -t.get("expired", 0)
+    voided = -t.get("voided", 0)
+    w, a = _where(f, at="'x'", prop=None, tier="tier") if f.tier else ("1", [])
+    outstanding = int(
+        conn.execute(
+            f"SELECT coalesce(sum(points), 0) FROM rpt_members WHERE points > 0 AND {w}", a
+        ).fetchone()[0]
+    )
+    rows = [
+        ["issued", issued],
+        ["redeemed", redeemed],
+        ["expired", expired],
+        ["voided", voided],
+        ["outstanding", outstanding],
+    ]
+    return Report(
+        "points",
+        "Points issued, redeemed, expired and outstanding",
+        ["measure", "points"],
+        rows,
+        dict(rows),
+        {"kind": "bar", "series": rows, "label": "points"},
+        [
+            "outstanding is every member's balance now; the others are movements in the period",
+            "balances lapsed by the expiry job without an event are in outstanding's fall, not in 'expired'",
+        ],
+    )
+
+
+def liability(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Outstanding points × value of a point, less a breakage estimate from history."""
+    t = _points_totals(conn, Filters())
+    redeemed, expired = -t.get("redeemed", 0), -t.get("expired", 0)
+    breakage = ratio(expired, redeemed + expired) if redeemed + expired else DEFAULT_BREAKAGE
+    assert breakage is not None
+    outstanding = int(
+        conn.execute("SELECT coalesce(sum(points), 0) FROM rpt_members WHERE points > 0").fetchone()[0]
+    )
+    gross = (outstanding * program.point_value).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    net = (gross * (1 - breakage)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    rows = [
+        ["outstanding_points", outstanding],
+        ["point_value", program.point_value],
+        ["gross_liability", gross],
+        ["breakage_rate", breakage],
+        ["expected_liability", net],
+    ]
+    return Report(
+        "liability",
+        f"Points liability ({program.currency})",
+        ["measure", "value"],
+        rows,
+        dict(rows) | {"currency": program.currency},
+        {
+            "kind": "bar",
+            "series": [["gross", float(gross)], ["expected", float(net)]],
+            "label": program.currency,
+        },
+        [
+            "breakage = expired / (redeemed + expired) over all history"
+            + ("" if redeemed + expired else f"; no history yet, assumed {DEFAULT_BREAKAGE}")
+        ],
+    )
+
+
+def redemptions(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Redemptions by reward, and what is left of rewards with a stock."""
+    w, a = _where(f, at="at", prop=None, tier=None)
+    rows = conn.execute(
+        f"SELECT reward, count(*), -sum(points) FROM rpt_points WHERE kind = 'redeemed' AND {w} GROUP BY "
+        f"reward "
+        "ORDER BY 2 DESC",
+        a,
+    ).fetchall()
+    all_time = dict(
+        conn.execute(
+            "SELECT reward, count(*) FROM rpt_points WHERE kind = 'redeemed' GROUP BY reward"
+        ).fetchall()
+    )
+    out = []
+    for reward, n, pts in rows:
+        r = program.reward(str(reward or ""))
+        stock_left = None if r is None or r.stock is None else r.stock - int(all_time.get(reward, 0))
+        out.append([reward, r.category.value if r else "?", int(n), int(pts or 0), stock_left])
+    return Report(
+        "redemptions",
+        "Redemption mix and reward stock",
+        ["reward", "category", "redemptions", "points", "stock_left"],
+        out,
+        {"redemptions": sum(r[2] for r in out)},
+        {"kind": "bar", "series": [[r[0], r[2]] for r in out], "label": "redemptions"},
+    )
+
+
+def feedback(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Average feedback stars by tier, property and kiosk (node)."""
+    w, a = _where(f, at="fb.at", prop="fb.property", tier="m.tier")
+    base = f"FROM rpt_feedback fb LEFT JOIN rpt_members m ON m.member = fb.member WHERE {w}"
+    out = []
+    for dim, col in (("tier", "m.tier"), ("property", "fb.property"), ("kiosk", "fb.node")):
+        for key, n, avg in conn.execute(
+            f"SELECT {col}, count(*), avg(fb.stars) {base} GROUP BY 1 ORDER BY 1", a
+        ):
+            out.append([dim, key, int(n), Decimal(str(avg)).quantize(Decimal("0.01"), ROUND_HALF_UP)])
+    return Report(
+        "feedback",
+        "Feedback scores",
+        ["by", "key", "responses", "avg_stars"],
+        out,
+        {},
+        {
+            "kind": "bar",
+            "series": [[f"{r[0]}:{r[1]}", float(r[3])] for r in out if r[0] == "property"],
+            "label": "avg stars by property",
+        },
+    )
+
+
+def campaigns(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Per campaign: sent, opened (where known), and stays within 30 days against the hold-out group."""
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cmp_sends'").fetchone()
+    if has is None:
+        return Report("campaigns", "Campaign results", [], [], {})
+    w, a = _where(f, at="c.claimed_at", prop=None, tier=None)
+    rows = conn.execute(
+        f"""SELECT c.campaign,
+            sum(c.status = 'sent'), sum(c.opened_at IS NOT NULL), sum(c.holdout = 0), sum(c.holdout = 1),
+            sum(c.holdout = 0 AND EXISTS (SELECT 1 FROM rpt_stays s WHERE s.member = c.member AND s.voided = 0
+                AND s.arrival > substr(c.claimed_at, 1, 10)
+                AND s.arrival <= date(substr(c.claimed_at, 1, 10), '+30 days'))),
+            sum(c.holdout = 1 AND EXISTS (SELECT 1 FROM rpt_stays s WHERE s.member = c.member AND s.voided = 0
+                AND s.arrival > substr(c.claimed_at, 1, 10)
+                AND s.arrival <= date(substr(c.claimed_at, 1, 10), '+30 days'))),
+            sum(c.status = 'uncertain')
+        FROM cmp_sends c WHERE {w} GROUP BY c.campaign ORDER BY c.campaign""",
+        a,
+    ).fetchall()
+    out = []
+    for code, sent, opened, targeted, held, t_stay, h_stay, unc in rows:
+        t_rate, h_rate = ratio(int(t_stay or 0), int(targeted or 0)), ratio(int(h_stay or 0), int(held or 0))
+        lift = None if t_rate is None or h_rate is None else t_rate - h_rate
+        out.append(
+            [
+                code,
+                int(sent or 0),
+                int(opened or 0),
+                int(targeted or 0),
+                int(held or 0),
+                t_rate,
+                h_rate,
+                lift,
+                int(unc or 0),
+            ]
+        )
+    return Report(
+        "campaigns",
+        "Campaign results (stays within 30 days)",
+        [
+            "campaign",
+            "sent",
+            "opened",
+            "targeted",
+            "holdout",
+            "stay_rate",
+            "holdout_stay_rate",
+            "lift",
+            "uncertain",
+        ],
+        out,
+        {},
+        {
+            "kind": "bar",
+            "series": [[r[0], float(r[5] or 0) * 100] for r in out],
+            "label": "stay rate % (targeted)",
+        },
+        ["opened is counted only where the gateway reports opens"],
+    )
+
+
+def exposure(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Points redeemed offline and overdrafts, by node."""
+    w, a = _where(f, at="at", prop=None, tier=None)
+    offline = dict(
+        conn.execute(
+            f"SELECT node, -sum(points) FROM rpt_points WHERE kind = 'redeemed' AND auth = 'offline' AND "
+            f"{w} GROUP BY node",
+            a,
+        ).fetchall()
+    )
+    od: dict[str, tuple[int, int, int]] = {}
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'overdrafts'").fetchone():
+        for node, n, open_, worst in conn.execute(
+            "SELECT node, count(*), sum(resolved_at IS NULL), min(balance) FROM overdrafts GROUP BY node"
+        ):
+            od[node] = (int(n), int(open_ or 0), int(worst or 0))
+    nodes = sorted(set(offline) | set(od))
+    out = [[n, int(offline.get(n, 0) or 0), *od.get(n, (0, 0, 0))] for n in nodes]
+    return Report(
+        "exposure",
+        "Offline exposure and overdrafts by node",
+        ["node", "offline_points_redeemed", "overdrafts", "open_overdrafts", "lowest_balance"],
+        out,
+        {"open_overdrafts": sum(r[3] for r in out)},
+        {"kind": "bar", "series": [[r[0], r[1]] for r in out], "label": "offline points redeemed"},
+    )
+
+
+REPORTS: dict[str, Callable[[sqlite3.Connection, Program, Filters], Report]] = {
+    "growth": growth,
+    "active": active,
+    "repeat": repeat,
+    "revenue_share": revenue_share,
+    "spend_by_tier": spend_by_tier,
+    "points": points,
+    "liability": liability,
+    "redemptions": redemptions,
+    "feedback": feedback,
+    "campaigns": campaigns,
+    "exposure": exposure,
+}
+
+
+def figures(
+    conn: sqlite3.Connection, program: Program, names: list[str] | None = None, f: Filters | None = None
+) -> dict[str, Report]:
+    """The reports named (all by default) over an up-to-date projection: for the CLI and the console."""
+    from staypoint.central.reports import projection
+
+    projection.refresh(conn)
+    f = f or Filters()
+    return {n: REPORTS[n](conn, program, f) for n in (names or list(REPORTS))}
