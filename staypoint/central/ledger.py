@@ -120,81 +120,98 @@ class Ledger:
         batch and asks the node to send again from the high-water. The caller publishes
         the ack only after this returns, i.e. after the commit.
         """
-        result = IngestResult(node)
+        return self.ingest_many([(node, raw_events)], now)[0]
+
+    def ingest_many(self, batches: Sequence[tuple[str, Sequence[Any]]], now: datetime) -> list[IngestResult]:
+        """Apply several batches (any nodes, in arrival order) in ONE transaction.
+
+        The same rules as ``ingest`` batch by batch; one commit (one fsync) for all of them,
+        and a member touched by several batches is written and sent downstream once, with
+        every fold mark. Results are in the order given; publish them only after this returns.
+        The transaction's changes (one contiguous run of versions) are all on the LAST result.
+        """
         at = iso(now)
-        events: list[Event] = []
-        for raw in raw_events:
-            try:
-                if not isinstance(raw, Mapping):
-                    raise EventFormatError("event: not an object")
-                ev = event_from_dict(raw)
-                if ev.node != node:
-                    raise EventFormatError(f"event: node {ev.node!r} published under {node!r}")
-                events.append(ev)
-            except EventFormatError as exc:
-                result.rejected += 1
-                with self.store.transaction():
-                    self.store.bump_counter("events_malformed")
-                    self.store.add_alarm("malformed_event", node, str(exc)[:300], at)
-        events.sort(key=lambda e: (e.epoch, e.seq))
+        parsed: list[tuple[IngestResult, list[Event], list[str]]] = []
+        for node, raw_events in batches:
+            result = IngestResult(node)
+            events: list[Event] = []
+            bad: list[str] = []
+            for raw in raw_events:
+                try:
+                    if not isinstance(raw, Mapping):
+                        raise EventFormatError("event: not an object")
+                    ev = event_from_dict(raw)
+                    if ev.node != node:
+                        raise EventFormatError(f"event: node {ev.node!r} published under {node!r}")
+                    events.append(ev)
+                except EventFormatError as exc:
+                    result.rejected += 1
+                    bad.append(str(exc)[:300])
+            events.sort(key=lambda e: (e.epoch, e.seq))
+            parsed.append((result, events, bad))
         dirty: dict[str, dict[str, Any]] = {}
         extra: list[tuple[str, str, dict[str, Any]]] = []
-        hws: dict[int, int] = {}
+        hws: dict[tuple[str, int], int] = {}
+        moved: set[tuple[str, int]] = set()
         with self.store.transaction():
-            for ev in events:
-                hw = hws.get(ev.epoch)
-                if hw is None:
-                    hw = hws[ev.epoch] = self.store.high_water(node, ev.epoch)
-                result.ack = (ev.epoch, hw)
-                if ev.seq <= hw:
-                    known = self.store.event_at(node, ev.epoch, ev.seq)
-                    if known is not None and known.body != ev.to_json():
+            for result, events, bad in parsed:
+                node = result.node
+                for detail in bad:
+                    self.store.bump_counter("events_malformed")
+                    self.store.add_alarm("malformed_event", node, detail, at)
+                for ev in events:
+                    key = (node, ev.epoch)
+                    hw = hws.get(key)
+                    if hw is None:
+                        hw = hws[key] = self.store.high_water(node, ev.epoch)
+                    result.ack = (ev.epoch, hw)
+                    if ev.seq <= hw:
+                        known = self.store.event_at(node, ev.epoch, ev.seq)
+                        if known is not None and known.body != ev.to_json():
+                            result.rejected += 1
+                            self.store.bump_counter("events_conflicting")
+                            self.store.add_alarm(
+                                "conflicting_body",
+                                node,
+                                f"({node}, {ev.epoch}, {ev.seq}) seen with another body",
+                                at,
+                            )
+                        else:
+                            result.skipped += 1
+                        continue
+                    if ev.seq != hw + 1:
+                        result.resend_from = (ev.epoch, hw + 1)
+                        break
+                    body = ev.to_json()
+                    if self.store.event_by_id(ev.id) is not None:
+                        # The idempotency key is used by another (node, epoch, seq): never apply
+                        # it twice; move the stream on so one bad event does not stall it.
                         result.rejected += 1
-                        self.store.bump_counter("events_conflicting")
-                        self.store.add_alarm(
-                            "conflicting_body",
-                            node,
-                            f"({node}, {ev.epoch}, {ev.seq}) seen with another body",
-                            at,
-                        )
+                        self.store.bump_counter("events_duplicate_id")
+                        self.store.add_alarm("duplicate_id", node, f"id {ev.id} at seq {ev.seq}", at)
                     else:
-                        result.skipped += 1
-                    continue
-                if ev.seq != hw + 1:
-                    result.resend_from = (ev.epoch, hw + 1)
-                    break
-                body = ev.to_json()
-                if self.store.event_by_id(ev.id) is not None:
-                    # The idempotency key is used by another (node, epoch, seq): never apply
-                    # it twice; move the stream on so one bad event does not stall it.
-                    result.rejected += 1
-                    self.store.bump_counter("events_duplicate_id")
-                    self.store.add_alarm("duplicate_id", node, f"id {ev.id} at seq {ev.seq}", at)
-                else:
-                    self._apply(ev, dirty, extra, at)
-                    self.store.insert_event(
-                        StoredEvent(ev.id, node, ev.epoch, ev.seq, body), ev.type, ev.member, at
-                    )
-                    result.applied += 1
-                hws[ev.epoch] = ev.seq
-                result.ack = (ev.epoch, ev.seq)
-                self.store.set_high_water(node, ev.epoch, ev.seq)
-            for kind, key, body_ in extra:
+                        self._apply(ev, dirty, extra, at)
+                        self.store.insert_event(
+                            StoredEvent(ev.id, node, ev.epoch, ev.seq, body), ev.type, ev.member, at
+                        )
+                        result.applied += 1
+                    hws[key] = ev.seq
+                    moved.add(key)
+                    result.ack = (ev.epoch, ev.seq)
+            # One high-water write per stream, not one per event.
+            for node, epoch in moved:
+                self.store.set_high_water(node, epoch, hws[(node, epoch)])
+            changes = parsed[-1][0].changes if parsed else []
+            for kind, name, body_ in extra:
                 if kind == "voucher":
-                    result.changes.append(
-                        Change(self.store.append_change(kind, key, body_), kind, key, body_)
-                    )
+                    changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
             for number, doc in dirty.items():
                 self.store.put_member(doc)
-                result.changes.append(
-                    Change(self.store.append_change("member", number, doc), "member", number, doc)
-                )
-            for kind, key, body_ in extra:
+                changes.append(Change(self.store.append_change("member", number, doc), "member", number, doc))
+            for kind, name, body_ in extra:
                 if kind == "deny":
-                    result.changes.append(
-                        Change(self.store.append_change(kind, key, body_), kind, key, body_)
-                    )
-        return result
+                    changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
+        return [result for result, _, _ in parsed]
 
     def _alarm(self, kind: str, node: str, detail: str, at: str) -> None:
         self.store.bump_counter(kind)

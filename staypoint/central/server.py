@@ -10,10 +10,13 @@ Topics (design.md, docs/sync.md):
     in   sp/v1/node/{node}/auth/request   MQTT 5 request (response topic + correlation data)
     out  sp/v1/node/{node}/auth/response  {"ok", "hold", "expires", "reason"}
 
-Messages are handled in paho's network thread, one at a time: the broker's PUBACK for a
-batch leaves only after the callback returns, i.e. after the ledger committed, so a head
-office killed mid-apply gets the batch again. Snapshots go out from a worker thread with
-a bounded publish window so the network thread keeps serving everyone else.
+Event batches are handed from paho's network thread to one ingest thread, which applies
+everything queued (up to ``GROUP_BATCHES`` batches, any nodes, arrival order) in ONE ledger
+transaction, and only after that commit publishes the acks and sends the broker's PUBACKs
+(``manual_ack``): a head office killed mid-apply gets every uncommitted batch again, and a
+busy head office pays one fsync per group instead of one per batch. Other messages are
+handled, and acknowledged, in the network thread. Snapshots go out from a worker thread
+with a bounded publish window so the network thread keeps serving everyone else.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ log = logging.getLogger("staypoint.central")
 MAX_PAYLOAD = 256 * 1024  # the broker's message_size_limit; anything larger is dropped
 CHUNK_BYTES = 96 * 1024  # resync / fan-out parts: well under any broker's packet limit
 SNAPSHOT_WINDOW = 16  # snapshot parts in flight before waiting for PUBACKs
+GROUP_BATCHES = 32  # node batches applied in one ledger transaction at most
 
 
 @dataclass(frozen=True)
@@ -102,11 +106,16 @@ class HeadOffice:
         self._published_version = ledger.store.latest_version()
         self._lock = threading.Lock()  # one ledger operation at a time (network thread vs ticker)
         self._work: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
+        # (node, events, mid, qos) waiting for the ingest thread; PUBACK only after the commit.
+        self._batches: queue.Queue[tuple[str, list[Any], int, int] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.connected = threading.Event()
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=MQTTProtocolVersion.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,  # a batch's PUBACK leaves after the ledger commit, from the ingester
         )
         client.tls_set(
             ca_certs=str(settings.ca),
@@ -138,7 +147,7 @@ class HeadOffice:
             properties=props,
         )
         self.client.loop_start()
-        for target in (self._worker, self._ticker):
+        for target in (self._worker, self._ticker, self._ingester):
             t = threading.Thread(target=target, name=f"head-office-{target.__name__}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -148,6 +157,7 @@ class HeadOffice:
     def stop(self) -> None:
         self._stop.set()
         self._work.put(None)
+        self._batches.put(None)
         for t in self._threads:
             t.join(5)
         self.client.disconnect()
@@ -180,6 +190,9 @@ class HeadOffice:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Nothing that arrives may stop the service: every path ends in handled or dropped.
+        # Every message is acknowledged here, after its handling, except an event batch
+        # queued for the ingester, which acknowledges it after the commit.
+        queued = False
         try:
             parts = msg.topic.split("/")
             if len(parts) < 5 or parts[:3] != ["sp", "v1", "node"]:
@@ -197,10 +210,16 @@ class HeadOffice:
             if not isinstance(body, dict):
                 self._drop("wrong_type", msg.topic)
                 return
+            if kind == "events":
+                events = body.get("events")
+                if not isinstance(events, list):
+                    self._drop("wrong_type", msg.topic)
+                    return
+                self._batches.put((node, events, msg.mid, msg.qos))
+                queued = True
+                return
             with self._lock:
-                if kind == "events":
-                    self._events(node, body)
-                elif kind == "resync":
+                if kind == "resync":
                     self._resync(node, body)
                 elif kind == "auth/request":
                     self._auth(node, body, msg)
@@ -211,25 +230,63 @@ class HeadOffice:
         except Exception:  # a bug must not take head office down: log, count, go on
             log.exception("failed on a message on %s", msg.topic)
             self.dropped["error"] += 1
+        finally:
+            if not queued:
+                client.ack(msg.mid, msg.qos)
 
-    def _events(self, node: str, body: dict[str, Any]) -> None:
-        events = body.get("events")
-        if not isinstance(events, list):
-            self._drop("wrong_type", f"sp/v1/node/{node}/events")
-            return
-        result = self.ledger.ingest(node, events, self.clock())
-        if result.rejected:
-            self.dropped["events_rejected"] += result.rejected
-        # Only now, after the commit, may the node learn that these rows are safe.
-        if result.ack is not None:
-            epoch, hw = result.ack
+    def _ingester(self) -> None:
+        """Apply queued batches a group at a time: one commit, then acks, fan-out and PUBACKs."""
+        while True:
+            item = self._batches.get()
+            if item is None or self._stop.is_set():
+                return
+            group = [item]
+            while len(group) < GROUP_BATCHES:
+                try:
+                    more = self._batches.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._batches.put(None)
+                    break
+                group.append(more)
+            try:
+                with self._lock:
+                    self._events([(node, events) for node, events, _, _ in group])
+                self.handled["events"] += len(group)
+            except Exception:
+                log.exception("ingest of %d batches failed: trying them one by one", len(group))
+                for node, events, _, _ in group:
+                    try:
+                        with self._lock:
+                            self._events([(node, events)])
+                        self.handled["events"] += 1
+                    except Exception:  # the node sends it again after its ack timeout
+                        log.exception("ingest of a batch from %s failed", node)
+                        self.dropped["error"] += 1
+            for _, _, mid, qos in group:
+                self.client.ack(mid, qos)
+
+    def _events(self, batches: list[tuple[str, list[Any]]]) -> None:
+        results = self.ledger.ingest_many(batches, self.clock())
+        acks: dict[str, tuple[int, int]] = {}
+        for result in results:
+            if result.rejected:
+                self.dropped["events_rejected"] += result.rejected
+            if result.ack is not None:
+                acks[result.node] = result.ack
+        # Only now, after the commit, may the nodes learn that these rows are safe.
+        for node, (epoch, hw) in acks.items():
             self.client.publish(
                 f"sp/v1/node/{node}/ack", dumps({"epoch": epoch, "hw": hw}), qos=1, retain=True
             )
-        if result.resend_from is not None:
-            epoch, seq = result.resend_from
-            self.client.publish(f"sp/v1/node/{node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1)
-        self._fan_out(result.changes)
+        for result in results:
+            if result.resend_from is not None:
+                epoch, seq = result.resend_from
+                self.client.publish(
+                    f"sp/v1/node/{result.node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1
+                )
+        self._fan_out(sorted((c for r in results for c in r.changes), key=lambda c: c.version))
 
     def _fan_out(self, changes: list[Change]) -> None:
         """Publish contiguous changes as ``{"from", "to", "changes"}`` parts."""

@@ -346,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(node, "seed", cmd_node_seed, "add fake members for demos and benchmarks (PIN 1234)")
     p.add_argument("--members", type=int, required=True)
     add(node, "status", cmd_node_status, "outbox depth, last contact, offline exposure")
+    from staypoint.edge.sync.cli import add_backup_commands
+
+    add_backup_commands(node)
 
     staff = sub.add_parser("staff", help="staff accounts on a node").add_subparsers(
         dest="staff_cmd", required=True

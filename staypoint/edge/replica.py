@@ -214,9 +214,7 @@ class Replica:
     # -- members ---------------------------------------------------------------------
 
     def member(self, number: str) -> MemberRow | None:
-        row = self._q(
-            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE number = ?", (number,)
-        ).fetchone()
+        row = self._q(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE number = ?", (number,)).fetchone()
         return _member(row)
 
     def member_by_card(self, uid_hash: str) -> str | None:
@@ -270,9 +268,7 @@ class Replica:
         return int(self._q("SELECT count(*) FROM members").fetchone()[0])
 
     def points_from_ledger(self, number: str) -> int:
-        row = self._q(
-            "SELECT coalesce(sum(points), 0) FROM ledger WHERE member = ?", (number,)
-        ).fetchone()
+        row = self._q("SELECT coalesce(sum(points), 0) FROM ledger WHERE member = ?", (number,)).fetchone()
         return int(row[0])
 
     # -- ledger (member activity) ---------------------------------------------------
@@ -437,9 +433,7 @@ class Replica:
         return {str(n): str(k) for n, k in self._q("SELECT node, public_key FROM node_keys")}
 
     def set_node_key(self, node: str, public_key_hex: str) -> None:
-        self._q(
-            "INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)", (node, public_key_hex)
-        )
+        self._q("INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)", (node, public_key_hex))
 
     # -- claims and feedback ------------------------------------------------------------
 

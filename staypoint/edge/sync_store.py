@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -226,8 +227,166 @@ def _overlay(
     doc["stored_value"] = f"{value:.2f}"
 
 
+_INF = 1 << 62
+
+
+def _thresholds(marks: Mapping[int, int], epochs: Iterable[int]) -> dict[int, int]:
+    """Per epoch, the last seq folded in: rows past it are unfolded (see ``_overlay``)."""
+    top = max(marks, default=0)
+    return {e: marks.get(e, _INF if e <= top else 0) for e in epochs}
+
+
+@dataclass
+class _Trail:
+    """One member's own outbox events past some marks, as prefix sums (index 0 = nothing)."""
+
+    loaded: dict[int, int]  # the marks it was read past: valid for any marks at or above them
+    epochs: list[int] = field(default_factory=list)
+    keys: list[tuple[int, int]] = field(default_factory=list)
+    points: list[int] = field(default_factory=lambda: [0])
+    value: list[Decimal] = field(default_factory=lambda: [Decimal(0)])
+    nights: list[int] = field(default_factory=lambda: [0])
+    qual: list[int] = field(default_factory=lambda: [0])
+    tiers: dict[tuple[str, int], int] = field(default_factory=dict)  # (tier_after, epoch) -> last seq
+    voids: list[tuple[int, int]] = field(default_factory=list)
+
+    def add(self, epoch: int, seq: int, kind: str, body: str) -> None:
+        data = json.loads(body).get("data", {})
+        points, value, nights, qual = points_delta(kind, data), Decimal(0), 0, 0
+        if kind == "stay.posted":
+            nights, qual = int(data.get("nights", 0)), int(data.get("qualifying_points", 0))
+            after = data.get("tier_after")
+            if isinstance(after, str):
+                self.tiers[(after, epoch)] = seq
+        elif kind == "stay.voided":
+            self.voids.append((epoch, seq))  # clamps at zero: order matters, replayed row by row
+        elif kind == "value.topped_up":
+            value = Decimal(str(data.get("amount", "0")))
+        elif kind == "value.spent":
+            value = -Decimal(str(data.get("amount", "0")))
+        if not self.epochs or self.epochs[-1] != epoch:
+            self.epochs.append(epoch)
+        self.keys.append((epoch, seq))
+        self.points.append(self.points[-1] + points)
+        self.value.append(self.value[-1] + value)
+        self.nights.append(self.nights[-1] + nights)
+        self.qual.append(self.qual[-1] + qual)
+
+
+class UnfoldedCache:
+    """Per member, this node's not-yet-folded events as prefix sums, kept between records.
+
+    Without it every member record that arrives replays the member's whole unfolded
+    backlog from the outbox (a JSON parse per row): while a long backlog drains, each batch
+    head office folds sends every touched member back, and the work grows with the square
+    of the backlog. Outbox rows never change once written (only ``acked_at``), so what was
+    read stays true; rows written since are read incrementally by (epoch, seq). A trail is
+    dropped once head office has folded all of it, so memory follows the unfolded backlog.
+    The sums are exact (ints, Decimals); a member with an unfolded ``stay.voided`` (which
+    clamps at zero, so order matters) is replayed row by row instead.
+    """
+
+    def __init__(self) -> None:
+        self._trails: dict[str, _Trail] = {}
+        self._seen: tuple[int, int] | None = None  # every trail holds its rows up to here
+
+    def __len__(self) -> int:
+        return len(self._trails)
+
+    def clear(self) -> None:
+        self._trails.clear()
+        self._seen = None
+
+    def refresh(self, conn: sqlite3.Connection) -> None:
+        """Append rows written since the last look (inside the caller's write transaction)."""
+        row = conn.execute("SELECT epoch, seq FROM outbox ORDER BY epoch DESC, seq DESC LIMIT 1").fetchone()
+        newest = (0, 0) if row is None else (int(row[0]), int(row[1]))
+        if self._seen is None or not self._trails:
+            self._seen = newest
+            return
+        if newest <= self._seen:
+            return
+        for epoch, seq, member, kind, body in conn.execute(
+            "SELECT epoch, seq, member, type, body FROM outbox WHERE (epoch, seq) > (?, ?) "
+            "ORDER BY epoch, seq",
+            self._seen,
+        ):
+            trail = self._trails.get(str(member))
+            if trail is not None:
+                trail.add(int(epoch), int(seq), str(kind), str(body))
+        self._seen = newest
+
+    def _trail(self, conn: sqlite3.Connection, member: str, marks: Mapping[int, int]) -> _Trail:
+        trail = self._trails.get(member)
+        if trail is not None:
+            # Valid while every epoch's threshold is at least what it was loaded from (marks
+            # only move forward; anything else is read afresh).
+            before = trail.loaded
+            epochs = set(before) | set(marks)
+            now, then = _thresholds(marks, epochs), _thresholds(before, epochs)
+            if max(marks, default=0) < max(before, default=0) or any(now[e] < then[e] for e in epochs):
+                trail = None
+        if trail is None:
+            top = max(marks, default=0)
+            where = ["epoch > ?"] + ["(epoch = ? AND seq > ?)"] * len(marks)
+            args: list[Any] = [member, top]
+            for e, s in marks.items():
+                args += [e, s]
+            trail = _Trail(loaded=dict(marks))
+            for epoch, seq, kind, body in conn.execute(
+                f"SELECT epoch, seq, type, body FROM outbox WHERE member = ? AND ({' OR '.join(where)}) "
+                "ORDER BY epoch, seq",
+                args,
+            ):
+                trail.add(int(epoch), int(seq), str(kind), str(body))
+            self._trails[member] = trail
+        return trail
+
+    def overlay(
+        self,
+        conn: sqlite3.Connection,
+        doc: dict[str, Any],
+        marks: Mapping[int, int],
+        tier_ranks: Mapping[str, int],
+    ) -> None:
+        """The same result as ``_overlay``, from the cached sums."""
+        member = str(doc["number"])
+        trail = self._trail(conn, member, marks)
+        epochs = trail.epochs
+        limits = _thresholds(marks, epochs)
+        spans: list[tuple[int, int]] = []
+        for e in epochs:
+            lo = bisect_right(trail.keys, (e, limits[e]))
+            hi = bisect_right(trail.keys, (e, _INF))
+            if lo < hi:
+                spans.append((lo, hi))
+        if not spans:
+            del self._trails[member]  # all folded: nothing of ours left to show on top
+            return
+        if any(s > limits.get(e, 0) for e, s in trail.voids):
+            _overlay(conn, doc, marks, tier_ranks)
+            return
+        for lo, hi in spans:
+            doc["points"] += trail.points[hi] - trail.points[lo]
+            doc["qual_nights"] += trail.nights[hi] - trail.nights[lo]
+            doc["qual_points"] += trail.qual[hi] - trail.qual[lo]
+        value = Decimal(doc["stored_value"]) + sum(
+            (trail.value[hi] - trail.value[lo] for lo, hi in spans), Decimal(0)
+        )
+        doc["stored_value"] = f"{value:.2f}"
+        best = doc["tier"]
+        for (after, e), seq in trail.tiers.items():
+            if seq > limits.get(e, 0) and tier_ranks.get(after, -1) > tier_ranks.get(best, -1):
+                best = after
+        doc["tier"] = best
+
+
 def apply_members(
-    conn: sqlite3.Connection, node: str, docs: Sequence[Mapping[str, Any]], tier_ranks: Mapping[str, int]
+    conn: sqlite3.Connection,
+    node: str,
+    docs: Sequence[Mapping[str, Any]],
+    tier_ranks: Mapping[str, int],
+    cache: UnfoldedCache | None = None,
 ) -> None:
     """Store head office's member records, each with our unfolded events on top."""
     checked: list[tuple[dict[str, Any], dict[int, int], list[str]]] = []
@@ -256,23 +415,26 @@ def apply_members(
         checked.append((doc, _own_marks(raw.get("folded", {}), node), cards))
     if not checked:
         return
-    # Only members with events of ours need the replay: one indexed query per chunk.
+    # Only members with events of ours need the replay: one index probe per member.
     numbers = [d["number"] for d, _, _ in checked]
-    with_events: set[str] = set()
-    for i in range(0, len(numbers), 900):
-        part = numbers[i : i + 900]
-        with_events.update(
-            str(m)
-            for (m,) in conn.execute(
-                f"SELECT DISTINCT member FROM outbox WHERE member IN ({','.join('?' * len(part))})", part
-            )
+    with_events = {
+        str(m)
+        for (m,) in conn.execute(
+            "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM outbox WHERE member = value)",
+            (json.dumps(numbers),),
         )
+    }
+    if cache is not None and with_events:
+        cache.refresh(conn)
     rows = []
     marks_rows: list[tuple[str, int, int]] = []
     card_rows: list[tuple[str, str, str]] = []
     for doc, marks, cards in checked:
         if doc["number"] in with_events:
-            _overlay(conn, doc, marks, tier_ranks)
+            if cache is not None:
+                cache.overlay(conn, doc, marks, tier_ranks)
+            else:
+                _overlay(conn, doc, marks, tier_ranks)
         rows.append(
             (
                 doc["number"],
@@ -338,7 +500,10 @@ def _apply_voucher(conn: sqlite3.Connection, body: Mapping[str, Any]) -> None:
 
 
 def apply_changes(
-    conn: sqlite3.Connection, changes: Iterable[Mapping[str, Any]], tier_ranks: Mapping[str, int]
+    conn: sqlite3.Connection,
+    changes: Iterable[Mapping[str, Any]],
+    tier_ranks: Mapping[str, int],
+    cache: UnfoldedCache | None = None,
 ) -> int:
     """Apply downstream changes in the order given (callers sort by version); returns the count.
 
@@ -352,7 +517,7 @@ def apply_changes(
 
     def flush() -> None:
         if members:
-            apply_members(conn, node, members, tier_ranks)
+            apply_members(conn, node, members, tier_ranks, cache)
             members.clear()
 
     for change in changes:

@@ -51,6 +51,7 @@ from staypoint.loyalty.program import ProgramError, parse_program
 log = logging.getLogger("staypoint.sync")
 
 MAX_PAYLOAD = 256 * 1024  # the broker's message size limit: anything bigger is dropped
+ACK_FLUSH_SECONDS = 0.1  # an ack is written to the outbox within this, or with the next write
 
 
 def now_utc() -> datetime:
@@ -134,6 +135,12 @@ class SyncAgent:
         self._last_contact = 0.0
         self._last_health = 0.0
         self._tier_ranks: tuple[int, dict[str, int]] = (-1, {})
+        self._unfolded = sync_store.UnfoldedCache()
+        # Head office's newest cumulative ack not yet written to the outbox. Marking rows done
+        # can wait a moment (the ack is retained and idempotent; a crash before the write only
+        # costs a resend head office skips), so it rides along with the next write.
+        self._ack_due: tuple[int, int] | None = None
+        self._ack_flushed_at = time.monotonic()
         self._idle = threading.Event()
         self.client = self._make_client()
 
@@ -206,6 +213,9 @@ class SyncAgent:
             except Exception:  # never let one bad step end the agent
                 log.exception("sync tick failed")
                 self.dropped["tick_error"] += 1
+        if self._ack_due is not None:
+            with self.replica.write():
+                self._flush_ack()
         if connected:
             self._say_offline()
 
@@ -283,6 +293,11 @@ class SyncAgent:
             except queue.Empty:
                 break
             self._send_auth(call)
+        if self._ack_due is not None and (
+            not self._inflight or time.monotonic() - self._ack_flushed_at > ACK_FLUSH_SECONDS
+        ):
+            with self.replica.write():
+                self._flush_ack()
         if not self.online.is_set():
             return
         self._pump()
@@ -307,9 +322,20 @@ class SyncAgent:
         self._inflight.clear()
         self._progress_at = time.monotonic()
 
+    def _flush_ack(self) -> None:
+        """Mark rows done up to the last ack received (inside the caller's write transaction)."""
+        due, self._ack_due = self._ack_due, None
+        self._ack_flushed_at = time.monotonic()
+        if due is not None:
+            marked = sync_store.mark_acked(self.replica.conn, due[0], due[1], iso(self.clock()))
+            self.stats["events_acked"] += marked
+
     def _pump(self) -> None:
         """Send outbox batches until the window is full or the outbox is drained."""
         conn = self.replica.conn
+        if self._sent is None and self._ack_due is not None:
+            with self.replica.write():  # a rewind reads from the first row not marked done
+                self._flush_ack()
         while len(self._inflight) < self.config.window_batches:
             epoch = sync_store.oldest_pending_epoch(conn)
             if epoch is None:
@@ -382,12 +408,14 @@ class SyncAgent:
             return
         if not retained:
             self._contact()
-        with self.replica.write():
-            marked = sync_store.mark_acked(self.replica.conn, epoch, hw, iso(self.clock()))
-        self.stats["events_acked"] += marked
+        if self._ack_due is None or (epoch, hw) > self._ack_due:
+            if self._ack_due is not None and epoch != self._ack_due[0]:
+                with self.replica.write():  # never drop an older epoch's ack on the floor
+                    self._flush_ack()
+            self._ack_due = (epoch, hw)
         before = len(self._inflight)
         self._inflight = [(e, s) for e, s in self._inflight if not (e == epoch and s <= hw)]
-        if marked or len(self._inflight) < before:
+        if len(self._inflight) < before or not self._inflight:
             self._progress_at = time.monotonic()
 
     def _on_resend(self, body: dict[str, Any]) -> None:
@@ -422,7 +450,7 @@ class SyncAgent:
         ranks = self._tier_ranks_now()
         try:
             conn.execute("SAVEPOINT changes")
-            sync_store.apply_changes(conn, changes, ranks)
+            sync_store.apply_changes(conn, changes, ranks, self._unfolded)
             conn.execute("RELEASE changes")
             return
         except (sync_store.ChangeError, KeyError, ValueError, TypeError):
@@ -431,7 +459,7 @@ class SyncAgent:
         for change in changes:  # the slow path: one by one, so one bad change costs only itself
             try:
                 conn.execute("SAVEPOINT one")
-                sync_store.apply_changes(conn, [change], ranks)
+                sync_store.apply_changes(conn, [change], ranks, self._unfolded)
                 conn.execute("RELEASE one")
             except (sync_store.ChangeError, KeyError, ValueError, TypeError):
                 conn.execute("ROLLBACK TO one")
@@ -446,6 +474,7 @@ class SyncAgent:
         if self._resync is not None:
             return  # the resync answer covers it; applying now could go back in time
         with self.replica.write():
+            self._flush_ack()
             applied = sync_store.applied_version(self.replica.conn)
             if to <= applied:
                 return

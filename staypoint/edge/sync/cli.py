@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import signal
 import sys
@@ -11,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from staypoint.edge import sync_store
+from staypoint.edge import backup, sync_store
 from staypoint.edge.replica import Replica
 from staypoint.edge.service import NodeService
 from staypoint.edge.sync.agent import MqttAuthoriser, SyncAgent
@@ -51,6 +52,42 @@ def cmd_node_new_epoch(args: argparse.Namespace) -> None:
     print(epoch)
 
 
+def cmd_node_backup(args: argparse.Namespace) -> None:
+    """Run Litestream for the node file until SIGTERM (``[backup]`` in node.toml)."""
+    try:
+        status = backup.run_backup(backup.load_backup_config(Path(args.config)))
+    except backup.BackupError as exc:
+        sys.exit(f"error: {exc}")
+    if status not in (0, -signal.SIGTERM):
+        sys.exit(f"error: litestream replicate exited with status {status}")
+
+
+def cmd_node_restore(args: argparse.Namespace) -> None:
+    """Restore the replica from its backup and start a new epoch (prints the epoch)."""
+    try:
+        cfg = backup.load_backup_config(Path(args.config))
+        epoch = backup.restore(cfg, from_url=args.from_url, force=args.force)
+    except backup.BackupError as exc:
+        sys.exit(f"error: {exc}")
+    if args.json:
+        print(json.dumps({"db": str(cfg.db), "epoch": epoch}))
+    else:
+        print(f"restored {cfg.db}; now in epoch {epoch}: start the agent to resync")
+
+
+def add_backup_commands(node_sub: Any) -> None:
+    """Add ``backup`` and ``restore`` under the existing ``staypoint node`` subparsers."""
+    p = node_sub.add_parser("backup", help="stream the replica to its backup (Litestream, foreground)")
+    p.add_argument("--config", required=True, help="node.toml with a [backup] replica")
+    p.set_defaults(fn=cmd_node_backup)
+    p = node_sub.add_parser("restore", help="restore the replica from its backup and start a new epoch")
+    p.add_argument("--config", required=True, help="node.toml with a [backup] replica")
+    p.add_argument("--from", dest="from_url", help="restore from this replica URL or path instead")
+    p.add_argument("--force", action="store_true", help="replace an existing replica (services stopped)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_node_restore)
+
+
 def register(sub: Any) -> None:
     """Add ``sync run`` to the top-level subparsers."""
     sync = sub.add_parser("sync", help="the node's sync agent").add_subparsers(dest="sync_cmd", required=True)
@@ -65,7 +102,10 @@ def register(sub: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m staypoint.edge.sync.cli sync run --config ...``)."""
     parser = argparse.ArgumentParser(prog="staypoint")
-    register(parser.add_subparsers(dest="cmd", required=True))
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    register(sub)
+    node = sub.add_parser("node", help="the node's backup and restore")
+    add_backup_commands(node.add_subparsers(dest="node_cmd", required=True))
     args = parser.parse_args(argv)
     args.fn(args)
     return 0

@@ -21,16 +21,19 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
+    "DeviceRecord",
     "HeartbeatPublisher",
     "build_health",
     "disk_free_pct",
     "health_topic",
     "litestream_lag_s",
+    "read_devices",
 ]
 
 DEFAULT_PERIOD = 30.0
@@ -43,6 +46,43 @@ class DeviceLike(Protocol):
     driver: str
     state: Any
     detail: str
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A device status read back from the kiosk's ``devices.json`` (see :func:`read_devices`)."""
+
+    kind: str
+    driver: str
+    state: str
+    detail: str = ""
+
+
+def read_devices(path: Path, *, max_age_s: float = 120.0, now: float | None = None) -> list[DeviceRecord]:
+    """Device states the kiosk process last wrote to ``path``; ``offline`` ones if too old.
+
+    The devices belong to the kiosk process and the heartbeat to the sync agent's, so the
+    kiosk writes ``{"at": <unix time>, "devices": {"printer": {"driver", "state",
+    "detail"}, ...}}`` (temp + rename) and this reads it. A file older than ``max_age_s``
+    means the kiosk itself is not updating it: every device is then reported ``offline``
+    with that reason, never as the last good state. No file: an empty list.
+    """
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(raw, dict) or not isinstance(raw.get("devices"), dict):
+        return []
+    at = raw.get("at")
+    fresh = isinstance(at, int | float) and (now if now is not None else time.time()) - at <= max_age_s
+    out = []
+    for kind, dev in sorted(raw["devices"].items()):
+        if not isinstance(dev, dict):
+            continue
+        state = str(dev.get("state", "offline")) if fresh else "offline"
+        detail = str(dev.get("detail", "")) if fresh else "kiosk not reporting"
+        out.append(DeviceRecord(str(kind), str(dev.get("driver", "")), state, detail))
+    return out
 
 
 def health_topic(node: str) -> str:

