@@ -442,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     from staypoint.central.reports import cli as reports_cli
 
     reports_cli.register(sub)
+    from staypoint.central.fleet.cli import register as register_fleet
+    from staypoint.provisioning.cli import register as register_provision
+
+    register_provision(sub)
+    register_fleet(sub)
     return parser
 
 

@@ -219,7 +219,12 @@ class SmtpSink:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until queued mails are handed over (tests, shutdown)."""
         done = threading.Event()
-        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
         return done.wait(timeout)
 
     def close(self) -> None:

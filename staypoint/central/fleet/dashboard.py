@@ -28,9 +28,20 @@ __all__ = ["FleetDashboard", "NodeDetail"]
 STATE_STYLE = {"online": "bold green", "stale": "bold yellow", "offline": "bold red", "unknown": "dim"}
 DEVICE_STYLE = {"ok": "green", "paper_out": "bold red", "missing": "red", "offline": "red"}
 COLUMNS = (
-    "Node", "Property", "State", "Heartbeat", "Outbox", "Oldest", "Version", "Prog",
-    "Reader", "PIN pad", "Printer", "Disk", "Alerts",
-)  # fmt: skip
+    "Node",
+    "Property",
+    "State",
+    "Heartbeat",
+    "Outbox",
+    "Oldest",
+    "Version",
+    "Prog",
+    "Reader",
+    "PIN pad",
+    "Printer",
+    "Disk",
+    "Alerts",
+)
 
 
 def age(then: datetime | None, now: datetime) -> str:
@@ -69,9 +80,11 @@ class NodeDetail(Screen[None]):
         v, now = self.view, self.now
         state = v.state(now, self.app.state.config) if isinstance(self.app, FleetDashboard) else v.status
         head = Text.assemble(
-            (v.node, "bold"), f"  {v.property}  ", (state, STATE_STYLE.get(state, "")),
+            (v.node, "bold"),
+            f"  {v.property}  ",
+            (state, STATE_STYLE.get(state, "")),
             f"  last heartbeat {age(v.last_seen, now)}  session {v.session}  heartbeats {v.heartbeats}",
-        )  # fmt: skip
+        )
         yield Static(head, id="detail-head")
         yield DataTable(id="history", zebra_stripes=True)
         lines = []
@@ -166,7 +179,7 @@ class FleetDashboard(App[None]):
             return True
         return bool(self.alerts and self.alerts.active_for(view.node))
 
-    def visible(self, now: datetime) -> list[NodeView]:
+    def visible_nodes(self, now: datetime) -> list[NodeView]:
         """The nodes passing the filters, by property then node."""
         wanted = self.property_filter.strip().lower()
         views = self.state.snapshot()
@@ -192,7 +205,7 @@ class FleetDashboard(App[None]):
             Text(state, style=STATE_STYLE.get(state, "")),
             age(v.last_seen, now),
             "-" if last is None or last.outbox_depth is None else str(last.outbox_depth),
-            _secs(last.oldest_pending_s) if last else "-",
+            _secs(last.oldest_pending_s) if last and last.outbox_depth else "-",
             last.version if last else "-",
             "-" if last is None or last.program_version is None else str(last.program_version),
             dev("reader"),
@@ -209,7 +222,7 @@ class FleetDashboard(App[None]):
         current = (
             self.shown[table.cursor_row] if self.shown and 0 <= table.cursor_row < len(self.shown) else None
         )
-        views = self.visible(now)
+        views = self.visible_nodes(now)
         table.clear()
         for v in views:
             table.add_row(*self._row(v, now), key=v.node)

@@ -134,7 +134,7 @@ class FleetMonitor:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.state.ingest(msg.topic, msg.payload, self.clock())
+            self.state.ingest(msg.topic, bytes(msg.payload), self.clock())
         except Exception:  # a bug on one message must not stop the monitor
             log.exception("fleet monitor failed on %s", msg.topic)
             self.state.dropped["error"] += 1

@@ -18,6 +18,7 @@ Everything from the broker is validated here: a malformed message is counted in
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from collections import Counter, deque
@@ -90,7 +91,8 @@ class HealthSample:
     uptime_s: float | None
     property: str | None
 
-    @property
+    # builtins.property: the field named "property" above shadows the decorator for mypy.
+    @builtins.property
     def skew_s(self) -> float | None:
         """Node clock minus head office clock at receipt (transit time is negligible)."""
         return None if self.sent is None else (self.sent - self.received).total_seconds()
@@ -164,11 +166,12 @@ class NodeView:
     def dark_since(self, now: datetime, config: FleetConfig) -> datetime | None:
         """Since when head office has not heard from a node that is offline or stale."""
         state = self.state(now, config)
-        if state == "offline":
-            return self.status_at
-        if state == "stale":
-            return self.heard_at()
-        return None
+        if state not in ("offline", "stale"):
+            return None
+        # Dark since the last sign of life, not since the Will: a node that went silent and
+        # whose Will came later has been dark all along (one alert, not silent-then-Will).
+        heard = self.heard_at()
+        return heard if heard is not None else self.status_at
 
 
 def parse_topic(topic: str) -> tuple[str, str] | None:
@@ -247,7 +250,9 @@ class FleetState:
         sample = HealthSample.from_doc(doc, now)
         session = doc.get("session")
         if isinstance(session, int) and not isinstance(session, bool):
-            if session < view.session:
+            if session < view.session or (session == view.session and view.status == "offline"):
+                # From a connection already declared dead (its Will came first): a newer
+                # session, by birth or heartbeat, is the only way back to online.
                 self.dropped["late_health"] += 1
                 return False
             if session > view.session or view.status != "online":

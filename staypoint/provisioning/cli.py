@@ -1,0 +1,309 @@
+"""``staypoint provision ...``: CA, tokens, enrolment (board and head office), revoke, self-test.
+
+``register(sub)`` adds the ``provision`` command to the top-level subparsers. Commands
+that read something take ``--json``; every error is one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from staypoint.provisioning.enrol import EnrolError, enrol, parse_broker
+from staypoint.provisioning.enrol_service import EnrolService, NodeRecord, ProvisioningState
+from staypoint.provisioning.pki import CSRRejected, TLSFiles
+from staypoint.provisioning.selftest import format_table, load_hardware, run_selftest
+from staypoint.provisioning.tokens import TokenRefused, parse_ttl
+
+__all__ = ["DEFAULT_STATE", "main", "register"]
+
+DEFAULT_STATE = "/var/lib/staypoint-central/provisioning"
+DEFAULT_CONFIG = "/etc/staypoint/node.toml"
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"staypoint: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if getattr(args, "json", False) else text)
+
+
+def _guard(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """Turn the domain errors of provisioning into one stderr line and exit 1."""
+
+    def run(args: argparse.Namespace) -> None:
+        try:
+            fn(args)
+        except (EnrolError, TokenRefused, CSRRejected, ValueError, KeyError, OSError, TimeoutError) as err:
+            text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            _fail(str(text))
+
+    run.__doc__ = fn.__doc__
+    return run
+
+
+# -- head office ---------------------------------------------------------------------------------
+
+
+def cmd_ca_init(args: argparse.Namespace) -> None:
+    """Fleet CA, broker certificate, head-office and enrol client certificates, card key."""
+    state = ProvisioningState(Path(args.state))
+    done = state.init(broker_hosts=tuple(args.broker_host), broker_ips=tuple(args.broker_ip))
+    data = {"state": str(state.directory), **done, "tls": str(state.tls_dir)}
+    text = "\n".join(f"{k:12} {v}" for k, v in done.items())
+    text += f"\nbroker and client certificates in {state.tls_dir}; CRL at {state.ca_dir / 'crl.pem'}"
+    _emit(args, data, text)
+
+
+def cmd_token_create(args: argparse.Namespace) -> None:
+    """A one-time enrolment token for one node (shown once: head office keeps its hash)."""
+    state = ProvisioningState(Path(args.state))
+    state.ca()  # refuse early when there is no CA to sign with
+    ttl = parse_ttl(args.ttl)
+    now = dt.datetime.now(dt.UTC)
+    token = state.tokens.create(args.node, args.property, ttl, now=now)
+    expires = (now + ttl).isoformat(timespec="seconds")
+    _emit(
+        args,
+        {"node": args.node, "property": args.property, "token": token, "expires": expires},
+        f"{token}\n(one use, for node {args.node} at {args.property}, expires {expires})",
+    )
+
+
+def cmd_token_list(args: argparse.Namespace) -> None:
+    """Tokens issued, with their state (the secrets themselves are not kept)."""
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for rec in ProvisioningState(Path(args.state)).tokens.records():
+        status = (
+            "used"
+            if rec.used_at
+            else ("expired" if dt.datetime.fromisoformat(rec.expires) <= now else "open")
+        )
+        rows.append({"node": rec.node, "property": rec.property, "expires": rec.expires, "status": status})
+    text = "\n".join(f"{r['node']:24} {r['property']:10} {r['status']:8} {r['expires']}" for r in rows)
+    _emit(args, rows, text or "no tokens")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    """Answer enrolment requests on the broker until SIGTERM / SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    state = ProvisioningState(Path(args.state))
+    state.ca()
+    host, port = parse_broker(args.broker)
+    on_enrolled: Callable[[NodeRecord], None] | None = None
+    program: Callable[[], str]
+    if args.ledger:
+        from staypoint.central.ledger import Ledger
+        from staypoint.central.store_sqlite import SqliteLedgerStore
+
+        ledger = Ledger(SqliteLedgerStore(Path(args.ledger)))
+
+        def on_enrolled(record: NodeRecord) -> None:
+            ledger.register_node(record.node, record.voucher_public_key)
+
+        def program() -> str:
+            version = ledger.store.latest_program_version()
+            text = ledger.store.program(version) if version is not None else None
+            if text is None:
+                raise ValueError("the ledger holds no programme: publish one first")
+            return text
+
+    elif args.program:
+        text = Path(args.program).read_text("utf-8")
+
+        def program() -> str:
+            return text
+
+    else:
+        from staypoint.loyalty.program import default_program_text
+
+        program = default_program_text
+    service = EnrolService(
+        state, program, host=host, port=port, on_enrolled=on_enrolled, backup_url=args.backup_url
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    service.start()
+    print(f"enrolment service answering on {host}:{port}", file=sys.stderr, flush=True)
+    done.wait()
+    service.stop()
+
+
+def cmd_revoke(args: argparse.Namespace) -> None:
+    """Revoke a node: CRL re-signed, broker reloaded, head office rejects its events."""
+    state = ProvisioningState(Path(args.state))
+    record = state.revoke(args.node)
+    crl = state.ca_dir / "crl.pem"
+    steps = {"crl": str(crl)}
+    if args.crl_dest:
+        shutil.copyfile(crl, args.crl_dest)
+        os.chmod(args.crl_dest, 0o644)
+        steps["crl_copied_to"] = args.crl_dest
+    if args.broker_pid:
+        os.kill(args.broker_pid, signal.SIGHUP)
+        steps["broker"] = f"SIGHUP sent to {args.broker_pid}"
+    elif args.reload:
+        res = subprocess.run(args.reload, shell=True, capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            _fail(
+                f"revoked {args.node}, but the broker reload failed: {res.stderr.strip() or res.returncode}"
+            )
+        steps["broker"] = f"reloaded ({args.reload})"
+    _emit(
+        args,
+        {"node": record.node, "serial": record.serial, "revoked_at": record.revoked_at, **steps},
+        f"revoked {record.node} (serial {record.serial}) at {record.revoked_at}; "
+        + "; ".join(f"{k}: {v}" for k, v in steps.items()),
+    )
+
+
+def cmd_nodes(args: argparse.Namespace) -> None:
+    """Nodes enrolled through this provisioning folder."""
+    nodes = [rec.to_json() for rec in ProvisioningState(Path(args.state)).nodes().values()]
+    text = "\n".join(
+        f"{n['node']:24} {n['property']:10} " + (f"REVOKED {n['revoked_at']}" if n["revoked_at"] else "ok")
+        for n in nodes
+    )
+    _emit(args, nodes, text or "no nodes enrolled")
+
+
+# -- on the board ------------------------------------------------------------------------------------
+
+
+def cmd_enrol(args: argparse.Namespace) -> None:
+    """Enrol this board (keys made here; re-run after any failure to finish)."""
+    tls = None
+    if args.enrol_tls:
+        d = Path(args.enrol_tls)
+        tls = TLSFiles(ca=d / "ca.crt", cert=d / "enrol.crt", key=d / "enrol.key")
+    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    result = enrol(
+        args.broker, args.token, Path(args.root), enrol_tls=tls, node=args.node, timeout=args.timeout, say=say
+    )
+    next_steps = (
+        "next: systemd-sysusers && systemctl daemon-reload && "
+        "systemctl enable --now staypoint-sync staypoint-litestream staypoint-kiosk; "
+        "then `staypoint provision selftest`"
+    )
+    verb = "already enrolled" if result.already else "enrolled"
+    _emit(args, result.to_json(), f"{result.node} {verb}: {result.layout.node_toml}\n{next_steps}")
+
+
+def cmd_selftest(args: argparse.Namespace) -> None:
+    """Exercise reader, PIN pad and printer from node.toml; exit 1 when any check fails."""
+    hardware = load_hardware(Path(args.config))
+    results = run_selftest(hardware, interactive=args.interactive, timeout=args.timeout)
+    _emit(args, [r.to_json() for r in results], format_table(results))
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
+
+
+# -- wiring -------------------------------------------------------------------------------------------
+
+
+def register(sub: Any) -> None:
+    """Add ``provision`` and its subcommands to the top-level subparsers ``sub``."""
+    prov = sub.add_parser("provision", help="fleet CA, enrolment tokens, enrol a board, revoke, self-test")
+    psub = prov.add_subparsers(dest="provision_cmd", required=True)
+
+    def add(parent: Any, name: str, fn: Callable[[argparse.Namespace], None], help_: str) -> Any:
+        p = parent.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=_guard(fn))
+        return p
+
+    def state(p: Any) -> None:
+        p.add_argument(
+            "--state", default=DEFAULT_STATE, help=f"head office's provisioning folder ({DEFAULT_STATE})"
+        )
+
+    ca = psub.add_parser("ca", help="the fleet CA").add_subparsers(dest="ca_cmd", required=True)
+    p = add(ca, "init", cmd_ca_init, "create the fleet CA, broker, head-office and enrol certificates")
+    state(p)
+    p.add_argument("--broker-host", action="append", default=[], help="broker DNS name for its certificate")
+    p.add_argument("--broker-ip", action="append", default=[], help="broker IP address for its certificate")
+    p.add_argument("--json", action="store_true")
+
+    tok = psub.add_parser("token", help="one-time enrolment tokens").add_subparsers(
+        dest="token_cmd", required=True
+    )
+    p = add(tok, "create", cmd_token_create, "issue a one-time token bound to a node id")
+    state(p)
+    p.add_argument("--node", required=True, help="the node id, e.g. sha-lobby-01")
+    p.add_argument("--property", required=True, help="the property code, e.g. SHA")
+    p.add_argument("--ttl", default="2h", help="how long it stays valid: 30m, 2h, 1d (max 7d)")
+    p.add_argument("--json", action="store_true")
+    p = add(tok, "list", cmd_token_list, "tokens issued and their state")
+    state(p)
+    p.add_argument("--json", action="store_true")
+
+    p = add(psub, "serve", cmd_serve, "answer enrolment requests (head office)")
+    state(p)
+    p.add_argument("--broker", default="127.0.0.1:8883", help="HOST:PORT of the fleet broker")
+    p.add_argument("--ledger", help="ledger DB: register node keys there and hand out its programme")
+    p.add_argument("--program", help="programme document to hand out (without --ledger)")
+    p.add_argument(
+        "--backup-url",
+        default="file:///var/backups/staypoint/{node}",
+        help="Litestream replica URL for a node ({node} is replaced)",
+    )
+
+    p = add(psub, "enrol", cmd_enrol, "enrol this board with head office (run on the board)")
+    p.add_argument("--broker", required=True, help="HOST:PORT of the fleet broker")
+    p.add_argument("--token", required=True, help="the one-time token from head office")
+    p.add_argument("--root", default="/", help="install under this folder (default /)")
+    p.add_argument("--node", help="expected node id (refused when the token is for another)")
+    p.add_argument(
+        "--enrol-tls", help="folder with ca.crt, enrol.crt, enrol.key (default ROOT/etc/staypoint/enrol)"
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for head office")
+    p.add_argument("--json", action="store_true")
+
+    p = add(psub, "revoke", cmd_revoke, "revoke a node's certificate and reject its events")
+    state(p)
+    p.add_argument("--node", required=True)
+    p.add_argument("--crl-dest", help="copy the new CRL here (the broker's crlfile)")
+    p.add_argument("--broker-pid", type=int, help="send SIGHUP to this broker process")
+    p.add_argument(
+        "--reload",
+        default="systemctl reload mosquitto",
+        help="command that reloads the broker ('' for none)",
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = add(psub, "nodes", cmd_nodes, "nodes enrolled (and revoked) through this folder")
+    state(p)
+    p.add_argument("--json", action="store_true")
+
+    p = add(psub, "selftest", cmd_selftest, "test card reader, PIN pad and printer (prints a test page)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"node config ({DEFAULT_CONFIG})")
+    p.add_argument("--interactive", action="store_true", help="also ask for a card tap and a PIN entry")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for a tap or PIN")
+    p.add_argument("--json", action="store_true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry: ``python -m staypoint.provisioning.cli provision ...``."""
+    parser = argparse.ArgumentParser(prog="staypoint")
+    register(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(argv)
+    args.fn(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

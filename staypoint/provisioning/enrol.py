@@ -1,0 +1,453 @@
+"""The board's side of enrolment: ``staypoint provision enrol --broker H:P --token T``.
+
+Steps, each idempotent, each writing with temp file + rename (see :data:`STEPS`):
+
+1. ``keys``     make the node's TLS key (EC P-256) and Ed25519 voucher key *on the board*,
+                in a private staging folder (``var/lib/staypoint/.enrol``, 0700); a re-run
+                reuses them, so the same board keeps the same key.
+2. ``request``  connect as the shared ``enrol`` identity with a random client id, send the
+                token + CSR + voucher public key on ``sp/v1/enrol/request/<id>``, wait for
+                head office on ``sp/v1/enrol/reply/<id>``; the answer is kept (0600) in
+                staging, so a crash after it never needs the token again.
+3. ``tls``      CA certificate, node certificate, node TLS key (0600).
+4. ``secrets``  voucher key and fleet card-hash key into ``var/lib/staypoint/keys`` (0600).
+5. ``replica``  initialise the replica with the programme, member blocks and the fleet's
+                voucher public keys (built in staging, renamed into place).
+6. ``services`` Litestream config, systemd units, sysusers entry.
+7. ``config``   ``etc/staypoint/node.toml`` — written last: its presence means "enrolled".
+
+Private keys never leave the board: only the CSR and the voucher *public* key travel. A
+failure at any step leaves every file either absent or whole, and ``node.toml`` absent;
+running the same command again finishes the job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pwd
+import shutil
+import ssl
+import threading
+import tomllib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from staypoint.edge.keys import CARD_KEY, VOUCHER_KEY, public_key_hex
+from staypoint.edge.service import NodeService
+from staypoint.provisioning.enrol_service import ENROL_REPLY_PREFIX, ENROL_REQUEST_PREFIX
+from staypoint.provisioning.pki import TLSFiles, generate_key, key_pem, load_certificate, make_csr
+from staypoint.provisioning.render import (
+    NODE_UNITS,
+    NodeLayout,
+    render_litestream,
+    render_node_toml,
+    unit_text,
+)
+from staypoint.provisioning.tokens import atomic_write, split_token
+
+__all__ = ["STEPS", "EnrolError", "EnrolRefused", "EnrolResult", "enrol", "parse_broker"]
+
+STEPS = ("keys", "request", "tls", "secrets", "replica", "services", "config")
+SERVICE_USER = "staypoint"
+SYSUSERS = 'u staypoint - "Staypoint node services" /var/lib/staypoint\n'
+
+
+class EnrolError(RuntimeError):
+    """Enrolment could not finish; the message says what to do. Safe to run again."""
+
+
+class EnrolRefused(EnrolError):
+    """Head office refused (token used, expired, for another node, revoked...)."""
+
+
+@dataclass
+class EnrolResult:
+    """What an enrolment run did."""
+
+    node: str
+    property: str
+    layout: NodeLayout
+    steps: list[str] = field(default_factory=list)
+    already: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return {
+            "node": self.node,
+            "property": self.property,
+            "already_enrolled": self.already,
+            "steps": self.steps,
+            "node_toml": str(self.layout.node_toml),
+            "db": str(self.layout.db),
+        }
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    """``host:port`` (port defaults to 8883; IPv6 as ``[addr]:port``)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or host.endswith(":"):
+        host, port = text, "8883"
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise EnrolError(f"--broker {text!r}: expected HOST:PORT, e.g. mqtt.example.net:8883")
+    return host, int(port)
+
+
+# -- steps -----------------------------------------------------------------------------------
+
+
+def _load_or_make_tls_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise EnrolError(f"{path}: not an EC key; delete the staging folder and run again")
+        return key
+    key = generate_key()
+    atomic_write(path, key_pem(key), 0o600)
+    return key
+
+
+def _load_or_make_voucher_key(path: Path) -> Ed25519PrivateKey:
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise EnrolError(f"{path}: not an Ed25519 key; delete the staging folder and run again")
+        return key
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    atomic_write(path, pem, 0o600)
+    return key
+
+
+def step_keys(layout: NodeLayout, node: str) -> tuple[ec.EllipticCurvePrivateKey, Ed25519PrivateKey]:
+    """Step 1: the board's own keys, made here and kept in staging until installed."""
+    layout.staging.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.staging, 0o700)
+    # A board re-enrolled after a half-finished run keeps the keys already installed.
+    tls_src = layout.key if layout.key.exists() and not (layout.staging / "tls.key").exists() else None
+    if tls_src is not None:
+        shutil.copy2(tls_src, layout.staging / "tls.key")
+    voucher_src = layout.keys / VOUCHER_KEY
+    if voucher_src.exists() and not (layout.staging / VOUCHER_KEY).exists():
+        shutil.copy2(voucher_src, layout.staging / VOUCHER_KEY)
+    return (
+        _load_or_make_tls_key(layout.staging / "tls.key"),
+        _load_or_make_voucher_key(layout.staging / VOUCHER_KEY),
+    )
+
+
+def _mqtt_request(
+    host: str, port: int, tls: TLSFiles, body: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """One MQTT 5 request/response as the ``enrol`` identity; the reply body."""
+    for path in (tls.ca, tls.cert, tls.key):
+        if not path.exists():
+            raise EnrolError(
+                f"{path}: missing enrol credentials (copy ca.crt, enrol.crt and enrol.key from "
+                "head office's provisioning tls/ folder, or pass --enrol-tls DIR)"
+            )
+    client_id = f"enrol-{uuid.uuid4().hex}"
+    reply_topic = ENROL_REPLY_PREFIX + client_id
+    correlation = uuid.uuid4().bytes
+    subscribed, answered, failed = threading.Event(), threading.Event(), threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if rc.is_failure:
+            result["error"] = f"broker refused the enrol identity: {rc}"
+            failed.set()
+            return
+        client.subscribe(reply_topic, qos=1)
+
+    def on_subscribe(client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
+        subscribed.set()
+
+    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        got = getattr(getattr(msg, "properties", None), "CorrelationData", None)
+        if msg.topic != reply_topic or (got is not None and bytes(got) != correlation):
+            return  # an answer to some earlier request of a connection with this id
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(body, dict):
+            result["reply"] = body
+            answered.set()
+
+    def on_disconnect(client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if not answered.is_set():
+            result.setdefault("error", f"broker closed the connection ({rc})")
+            failed.set()
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.tls_set(
+        ca_certs=str(tls.ca),
+        certfile=str(tls.cert),
+        keyfile=str(tls.key),
+        cert_reqs=ssl.CERT_REQUIRED,
+        tls_version=ssl.PROTOCOL_TLS_CLIENT,
+    )
+    client.on_connect, client.on_subscribe = on_connect, on_subscribe
+    client.on_message, client.on_disconnect = on_message, on_disconnect
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0  # a one-off exchange: nothing to keep
+    try:
+        client.connect(host, port, keepalive=30, clean_start=True, properties=props)
+    except (OSError, ssl.SSLError) as err:
+        raise EnrolError(f"cannot reach the broker at {host}:{port}: {err}") from None
+    client.loop_start()
+    try:
+        deadline = dt.datetime.now() + dt.timedelta(seconds=timeout)
+        while not subscribed.is_set() and not failed.is_set() and dt.datetime.now() < deadline:
+            subscribed.wait(0.05)
+        if not subscribed.is_set():
+            raise EnrolError(result.get("error", f"no answer from the broker at {host}:{port}"))
+        pub = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        pub.ResponseTopic = reply_topic
+        pub.CorrelationData = correlation
+        client.publish(ENROL_REQUEST_PREFIX + client_id, json.dumps(body).encode(), qos=1, properties=pub)
+        remaining = max(0.1, (deadline - dt.datetime.now()).total_seconds())
+        if not answered.wait(remaining):
+            raise EnrolError(
+                result.get("error", "head office did not answer: is `staypoint provision serve` running?")
+            )
+        reply: dict[str, Any] = result["reply"]
+        return reply
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def step_request(
+    layout: NodeLayout,
+    host: str,
+    port: int,
+    token: str,
+    node: str,
+    tls_key: ec.EllipticCurvePrivateKey,
+    voucher: Ed25519PrivateKey,
+    enrol_tls: TLSFiles,
+    timeout: float,
+) -> dict[str, Any]:
+    """Step 2: ask head office (or reuse its answer kept from an earlier run)."""
+    cached = layout.staging / "reply.json"
+    if cached.exists():
+        reply: dict[str, Any] = json.loads(cached.read_text("utf-8"))
+        if reply.get("node") == node:
+            return reply
+    body = {
+        "v": 1,
+        "token": token,
+        "csr": make_csr(tls_key, node).decode(),
+        "voucher_public_key": public_key_hex(voucher.public_key()),
+    }
+    reply = _mqtt_request(host, port, enrol_tls, body, timeout)
+    if not reply.get("ok"):
+        raise EnrolRefused(f"head office refused the enrolment: {reply.get('error', 'no reason given')}")
+    for key, kind in (
+        ("cert", str),
+        ("ca", str),
+        ("card_key", str),
+        ("program", str),
+        ("voucher_keys", dict),
+    ):
+        if not isinstance(reply.get(key), kind):
+            raise EnrolError(f"head office's answer lacks {key!r}: upgrade head office or the board")
+    if reply.get("node") != node:
+        raise EnrolError(f"head office answered for {reply.get('node')!r}, not {node!r}")
+    # The answer carries the fleet card key: private to root, like the keys.
+    atomic_write(cached, json.dumps(reply).encode(), 0o600)
+    return reply
+
+
+def step_tls(layout: NodeLayout, reply: dict[str, Any], tls_key: ec.EllipticCurvePrivateKey) -> None:
+    """Step 3: the node's TLS identity (cert must match the key made on this board)."""
+    cert = load_certificate(reply["cert"].encode())
+    if cert.public_key().public_numbers() != tls_key.public_key().public_numbers():  # type: ignore[union-attr]
+        raise EnrolError("head office signed a different key: delete var/lib/staypoint/.enrol and retry")
+    atomic_write(layout.ca, reply["ca"].encode(), 0o644)
+    atomic_write(layout.cert, reply["cert"].encode(), 0o644)
+    atomic_write(layout.key, key_pem(tls_key), 0o600)
+
+
+def step_secrets(layout: NodeLayout, reply: dict[str, Any], voucher: Ed25519PrivateKey) -> None:
+    """Step 4: the voucher signing key and the fleet card-hash key, 0600 in a 0700 folder."""
+    layout.keys.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.keys, 0o700)
+    pem = voucher.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    atomic_write(layout.keys / VOUCHER_KEY, pem, 0o600)
+    card = bytes.fromhex(reply["card_key"])
+    atomic_write(layout.keys / CARD_KEY, card.hex().encode(), 0o600)
+
+
+def step_replica(layout: NodeLayout, reply: dict[str, Any], now: dt.datetime) -> None:
+    """Step 5: the replica, with the programme, member blocks and fleet voucher keys.
+
+    A new replica is built in staging and renamed into place, so ``node.db`` is either
+    absent or complete; an existing one (a re-run) is finished in place, which
+    ``init_node`` supports (it refuses a replica of another node).
+    """
+    layout.state.mkdir(parents=True, exist_ok=True)
+    target = layout.db if layout.db.exists() else layout.staging / "node.db"
+    svc = NodeService.init_node(
+        target,
+        reply["node"],
+        reply["property"],
+        reply["program"],
+        now,
+        member_blocks=[int(b) for b in reply.get("member_blocks", [])],
+        keys_dir=layout.keys,
+        card_key=bytes.fromhex(reply["card_key"]),
+    )
+    try:
+        with svc.replica.write():
+            for other, public in sorted(reply["voucher_keys"].items()):
+                svc.replica.set_node_key(str(other), str(public))
+    finally:
+        svc.close()
+    if target != layout.db:
+        os.replace(target, layout.db)
+
+
+def step_services(layout: NodeLayout, reply: dict[str, Any]) -> None:
+    """Step 6: Litestream config, systemd units and the service user's sysusers entry."""
+    url = str(reply.get("backup_url") or f"file:///var/backups/staypoint/{reply['node']}")
+    atomic_write(layout.litestream, render_litestream(layout, node=reply["node"], url=url).encode(), 0o644)
+    for name in NODE_UNITS:
+        atomic_write(layout.units_dir / name, unit_text(name).encode(), 0o644)
+    sysusers = Path(layout.root).resolve() / "etc" / "sysusers.d" / "staypoint.conf"
+    atomic_write(sysusers, SYSUSERS.encode(), 0o644)
+
+
+def _existing_hardware(path: Path) -> dict[str, str | int] | None:
+    if not path.exists():
+        return None
+    try:
+        table = tomllib.loads(path.read_text("utf-8")).get("hardware")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    if not isinstance(table, dict):
+        return None
+    return {k: v for k, v in table.items() if isinstance(v, str | int) and not isinstance(v, bool)}
+
+
+def step_config(
+    layout: NodeLayout,
+    reply: dict[str, Any],
+    host: str,
+    port: int,
+    hardware: dict[str, str | int] | None,
+) -> None:
+    """Step 7: ``node.toml``, last; a technician's ``[hardware]`` edits survive a re-run."""
+    hw = hardware if hardware is not None else _existing_hardware(layout.node_toml)
+    text = render_node_toml(
+        layout, node=reply["node"], property_=reply["property"], host=host, port=port, hardware=hw
+    )
+    atomic_write(layout.node_toml, text.encode(), 0o644)
+
+
+def _hand_to_service_user(layout: NodeLayout) -> None:
+    """On a real board (root, user exists): the service user owns its state and TLS key.
+
+    systemd's StateDirectory= fixes /var/lib/staypoint's owner at start, but nothing
+    does that for the key under /etc/staypoint, which the agent must read.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        user = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        return
+    for path in (layout.key, layout.state, layout.keys, layout.db, *layout.keys.glob("*")):
+        if path.exists():
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+Say = Callable[[str], None]
+
+
+def enrol(
+    broker: str,
+    token: str,
+    root: Path = Path("/"),
+    *,
+    enrol_tls: TLSFiles | None = None,
+    node: str | None = None,
+    hardware: dict[str, str | int] | None = None,
+    timeout: float = 30.0,
+    now: dt.datetime | None = None,
+    say: Say = lambda line: None,
+) -> EnrolResult:
+    """Enrol this board under ``root``; safe to run again after any failure."""
+    host, port = parse_broker(broker)
+    claimed, _ = split_token(token)
+    if node is not None and node != claimed:
+        raise EnrolRefused(f"token was issued for node {claimed!r}, not {node!r}")
+    node = claimed
+    layout = NodeLayout(Path(root))
+    now = now or dt.datetime.now(dt.UTC)
+    enrol_tls = enrol_tls or TLSFiles(
+        ca=layout.enrol_tls / "ca.crt",
+        cert=layout.enrol_tls / "enrol.crt",
+        key=layout.enrol_tls / "enrol.key",
+    )
+    if layout.node_toml.exists() and not layout.staging.exists():
+        try:
+            have = tomllib.loads(layout.node_toml.read_text("utf-8"))["node"]
+        except (OSError, tomllib.TOMLDecodeError, KeyError):
+            have = {}
+        if have.get("id") == node:
+            say(f"{node} is already enrolled ({layout.node_toml})")
+            return EnrolResult(node, str(have.get("property", "")), layout, already=True)
+        raise EnrolError(f"{layout.node_toml} belongs to node {have.get('id')!r}: this board is taken")
+
+    result = EnrolResult(node, "", layout)
+    say(f"[1/7] keys: making this board's TLS and voucher keys for {node}")
+    tls_key, voucher = step_keys(layout, node)
+    result.steps.append("keys")
+    say(f"[2/7] request: asking head office through {host}:{port}")
+    reply = step_request(layout, host, port, token, node, tls_key, voucher, enrol_tls, timeout)
+    result.property = str(reply["property"])
+    result.steps.append("request")
+    say("[3/7] tls: node certificate and key")
+    step_tls(layout, reply, tls_key)
+    result.steps.append("tls")
+    say("[4/7] secrets: voucher key and fleet card key")
+    step_secrets(layout, reply, voucher)
+    result.steps.append("secrets")
+    say("[5/7] replica: programme, member blocks, fleet voucher keys")
+    step_replica(layout, reply, now)
+    result.steps.append("replica")
+    say("[6/7] services: litestream and systemd units")
+    step_services(layout, reply)
+    result.steps.append("services")
+    say("[7/7] config: node.toml")
+    step_config(layout, reply, host, port, hardware)
+    result.steps.append("config")
+    _hand_to_service_user(layout)
+    # Done: the staging folder (the kept answer holds the card key) goes.
+    shutil.rmtree(layout.staging, ignore_errors=True)
+    return result

@@ -1,0 +1,160 @@
+"""Render what a node needs on disk: ``node.toml``, Litestream's config, systemd units.
+
+Pure functions of their arguments (text in, text out) plus :class:`NodeLayout`, which says
+where each file lives under a root (``/`` on a board, a temporary folder in tests). Every
+path written into a file is absolute under that root, so a node enrolled into ``/`` gets
+the production paths and one enrolled into a test folder points into that folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from staypoint.provisioning.pki import validate_identity
+
+__all__ = [
+    "NODE_UNITS",
+    "UNITS",
+    "NodeLayout",
+    "render_hardware",
+    "render_litestream",
+    "render_node_toml",
+    "unit_text",
+]
+
+NODE_UNITS = ("staypoint-kiosk.service", "staypoint-sync.service", "staypoint-litestream.service")
+"""Units installed on a node by enrolment."""
+
+UNITS = (*NODE_UNITS, "staypoint-central.service", "staypoint-fleet.service")
+"""Every unit shipped in ``systemd/`` (the node's and head office's)."""
+
+DEFAULT_HARDWARE: dict[str, str | int] = {"reader": "pcsc", "pinpad": "none", "printer": "sim"}
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """Where a node's files live under ``root``."""
+
+    root: Path
+
+    def _at(self, *parts: str) -> Path:
+        return Path(self.root).resolve().joinpath(*parts)
+
+    @property
+    def etc(self) -> Path:
+        return self._at("etc", "staypoint")
+
+    @property
+    def node_toml(self) -> Path:
+        return self.etc / "node.toml"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.etc / "tls"
+
+    @property
+    def ca(self) -> Path:
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def cert(self) -> Path:
+        return self.tls_dir / "node.crt"
+
+    @property
+    def key(self) -> Path:
+        return self.tls_dir / "node.key"
+
+    @property
+    def litestream(self) -> Path:
+        return self.etc / "litestream.yml"
+
+    @property
+    def state(self) -> Path:
+        return self._at("var", "lib", "staypoint")
+
+    @property
+    def db(self) -> Path:
+        return self.state / "node.db"
+
+    @property
+    def keys(self) -> Path:
+        return self.state / "keys"
+
+    @property
+    def staging(self) -> Path:
+        """Work folder of an unfinished enrolment (keys made on the board, the reply)."""
+        return self.state / ".enrol"
+
+    @property
+    def units_dir(self) -> Path:
+        return self._at("etc", "systemd", "system")
+
+    @property
+    def enrol_tls(self) -> Path:
+        """Where the technician puts the shared enrol identity (ca.crt, enrol.crt, enrol.key)."""
+        return self.etc / "enrol"
+
+
+def _toml_str(value: str) -> str:
+    # json.dumps gives a valid TOML basic string for any text (escapes, quotes, unicode).
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+def render_hardware(hardware: dict[str, str | int]) -> str:
+    """The body of the ``[hardware]`` table."""
+    lines = []
+    for key, value in hardware.items():
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"hardware {key}: only text and whole numbers")
+        lines.append(f"{key} = {value}" if isinstance(value, int) else f'{key} = "{_toml_str(value)}"')
+    return "\n".join(lines)
+
+
+def _template(name: str) -> Template:
+    return Template(resources.files("staypoint.provisioning.templates").joinpath(name).read_text("utf-8"))
+
+
+def render_node_toml(
+    layout: NodeLayout,
+    *,
+    node: str,
+    property_: str,
+    host: str,
+    port: int,
+    hardware: dict[str, str | int] | None = None,
+) -> str:
+    """The node's ``node.toml`` (pure)."""
+    validate_identity(node)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    return _template("node.toml").substitute(
+        node=node,
+        property=_toml_str(property_),
+        db=_toml_str(str(layout.db)),
+        keys=_toml_str(str(layout.keys)),
+        host=_toml_str(host),
+        port=port,
+        ca=_toml_str(str(layout.ca)),
+        cert=_toml_str(str(layout.cert)),
+        key=_toml_str(str(layout.key)),
+        litestream=_toml_str(str(layout.litestream)),
+        hardware=render_hardware(hardware if hardware is not None else DEFAULT_HARDWARE),
+    )
+
+
+def render_litestream(layout: NodeLayout, *, node: str, url: str) -> str:
+    """Litestream 0.5 config streaming the replica to ``url`` (pure)."""
+    if "\n" in url or '"' in url:
+        raise ValueError("backup url must be one line without quotes")
+    return _template("litestream.yml").substitute(node=node, db=str(layout.db), url=url)
+
+
+def unit_text(name: str) -> str:
+    """The text of one shipped unit file (also committed, identical, under ``systemd/``)."""
+    if name not in UNITS:
+        raise ValueError(f"unknown unit {name!r}")
+    return resources.files("staypoint.provisioning.templates").joinpath("units", name).read_text("utf-8")

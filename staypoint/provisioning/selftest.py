@@ -1,0 +1,175 @@
+"""``staypoint provision selftest``: exercise the node's devices, print a pass/fail table.
+
+Reads ``[hardware]`` from ``node.toml`` and builds the same drivers the kiosk uses
+(``staypoint.kiosk.hardware.factory``). Each check is independent: a missing PIN pad
+does not hide a printer out of paper. Checks:
+
+- card reader: the driver starts and reports ``ok``; with ``--interactive`` the
+  technician taps a card within the timeout;
+- PIN pad: the port opens and the pad reports ``ok`` (``none``: the on-screen keypad is
+  used, which passes); with ``--interactive`` the technician types a PIN on it;
+- printer: status ``ok``, then a test page is printed (paper out / offline fail here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from staypoint.kiosk.hardware import factory
+
+__all__ = ["CheckResult", "format_table", "load_hardware", "run_selftest"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the table."""
+
+    device: str
+    driver: str
+    check: str
+    ok: bool
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return {
+            "device": self.device,
+            "driver": self.driver,
+            "check": self.check,
+            "ok": self.ok,
+            "detail": self.detail,
+        }
+
+
+def load_hardware(config: Path) -> dict[str, Any]:
+    """The ``[hardware]`` (or ``[devices]``) table of ``node.toml``."""
+    try:
+        data = tomllib.loads(config.read_text("utf-8"))
+    except OSError as err:
+        raise ValueError(f"{config}: cannot read ({err.strerror or err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{config}: not valid TOML ({err})") from None
+    table = data.get("hardware", data.get("devices", {}))
+    if not isinstance(table, dict):
+        raise ValueError(f"{config}: [hardware] must be a table")
+    return table
+
+
+def _one_line(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _status_detail(status: Any) -> str:
+    return _one_line(f"{status.state}" + (f": {status.detail}" if status.detail else ""))
+
+
+def _check_reader(hw: Mapping[str, Any], interactive: bool, timeout: float) -> list[CheckResult]:
+    driver = str(hw.get("reader", "sim"))
+    try:
+        reader = factory.make_reader(hw)
+    except Exception as err:  # the driver's own message is what the technician needs
+        return [CheckResult("card reader", driver, "open", False, _one_line(str(err)))]
+    out = []
+    status = reader.status()
+    out.append(CheckResult("card reader", driver, "status", status.ok, _status_detail(status)))
+    if interactive and status.ok:
+
+        async def wait_tap() -> str | None:
+            got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+            def on_read(read: Any) -> None:
+                if not got.done():
+                    got.set_result(str(read.uid or read.member_number))
+
+            await reader.start(on_read)
+            try:
+                return await asyncio.wait_for(got, timeout)
+            except TimeoutError:
+                return None
+            finally:
+                await reader.stop()
+
+        print(f"Tap a card on the reader within {timeout:g} s...", flush=True)
+        read = asyncio.run(wait_tap())
+        out.append(
+            CheckResult("card reader", driver, "tap", read is not None, "read" if read else "no card read")
+        )
+    return out
+
+
+def _check_pinpad(hw: Mapping[str, Any], interactive: bool, timeout: float) -> list[CheckResult]:
+    driver = str(hw.get("pinpad", "sim"))
+    try:
+        pad = factory.make_pinpad(hw)
+    except Exception as err:
+        return [CheckResult("PIN pad", driver, "open", False, _one_line(str(err)))]
+    if pad is None:
+        return [CheckResult("PIN pad", driver, "status", True, "none configured: on-screen keypad")]
+    try:
+        # probe() asks the pad itself; status() alone only says what the last exchange saw.
+        probe = getattr(pad, "probe", None)
+        status = asyncio.run(probe()) if probe is not None else pad.status()
+        out = [CheckResult("PIN pad", driver, "status", status.ok, _status_detail(status))]
+        if interactive and status.ok:
+            print(f"Type any 4 digits on the PIN pad within {timeout:g} s...", flush=True)
+            pin = asyncio.run(pad.read_pin("SELF TEST", 4, timeout))
+            out.append(
+                CheckResult(
+                    "PIN pad", driver, "entry", pin is not None, "digits received" if pin else "nothing typed"
+                )
+            )
+        return out
+    finally:
+        pad.close()
+
+
+def _check_printer(hw: Mapping[str, Any]) -> list[CheckResult]:
+    driver = str(hw.get("printer", "sim"))
+    try:
+        printer = factory.make_printer(hw)
+    except Exception as err:
+        return [CheckResult("printer", driver, "open", False, _one_line(str(err)))]
+    probe = getattr(printer, "probe", None)
+    status = probe() if probe is not None else printer.status()
+    out = [CheckResult("printer", driver, "status", status.ok, _status_detail(status))]
+    try:
+        printer.print_test_page()
+        out.append(CheckResult("printer", driver, "test page", True, "printed: check the slip"))
+    except Exception as err:  # PaperOut, PrinterOffline, OSError: all a fail with its reason
+        out.append(
+            CheckResult("printer", driver, "test page", False, _one_line(str(err) or type(err).__name__))
+        )
+    return out
+
+
+Check = Callable[[Mapping[str, Any]], list[CheckResult]]
+
+
+def run_selftest(
+    hardware: Mapping[str, Any], *, interactive: bool = False, timeout: float = 20.0
+) -> list[CheckResult]:
+    """Run every check on the devices ``hardware`` names; never raises for a device fault."""
+    return [
+        *_check_reader(hardware, interactive, timeout),
+        *_check_pinpad(hardware, interactive, timeout),
+        *_check_printer(hardware),
+    ]
+
+
+def format_table(results: list[CheckResult]) -> str:
+    """A plain table a technician reads on a serial console (no colour, no box drawing)."""
+    rows = [("DEVICE", "DRIVER", "CHECK", "RESULT", "DETAIL")]
+    rows += [(r.device, r.driver, r.check, "PASS" if r.ok else "FAIL", r.detail) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows
+    ]
+    failed = sum(not r.ok for r in results)
+    lines.append(f"{len(results) - failed} passed, {failed} failed")
+    return "\n".join(line.rstrip() for line in lines)
