@@ -105,9 +105,11 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="campaigns: count and sample, send nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_jobs)
+    from staypoint.central.api.cli import register as register_api
     from staypoint.central.reports.cli import register_demo
 
     register_demo(central)
+    register_api(central)
     p = central.add_parser("stats", help="events, version, counters, open overdrafts")
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")

@@ -42,6 +42,10 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS changes_key ON changes (kind, key, version)",
     "CREATE TABLE IF NOT EXISTS programs (version INTEGER PRIMARY KEY, document TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS node_keys (node TEXT PRIMARY KEY, public_key TEXT NOT NULL) WITHOUT ROWID",
+    # For the API and the console: a member's recent activity, claims by type, vouchers by member.
+    "CREATE INDEX IF NOT EXISTS events_member ON events (member)",
+    "CREATE INDEX IF NOT EXISTS events_type ON events (type)",
+    "CREATE INDEX IF NOT EXISTS vouchers_member ON vouchers (json_extract(doc, '$.member'))",
 )
 
 
@@ -66,6 +70,11 @@ class SqliteLedgerStore:
         # FULL by default: an ack promises durability, so the commit must reach the disk first.
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 30000")
+        # Ingest touches the events table's five b-trees and the member rows of a group: keep
+        # their pages in memory (64 MiB cache, reads through mmap) instead of re-reading them.
+        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA mmap_size = 268435456")
+        conn.execute("PRAGMA temp_store = MEMORY")
         return conn
 
     def close(self) -> None:
@@ -127,6 +136,31 @@ class SqliteLedgerStore:
     def event_count(self) -> int:
         return int(self._one("SELECT count(*) FROM events"))
 
+    # Bulk forms for ``Ledger.ingest_many`` (one statement per group, not one per event).
+    def known_event_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are already in ``events`` (one index probe each, one statement)."""
+        if not ids:
+            return set()
+        found = self._one(
+            "SELECT json_group_array(id) FROM events WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        return set(json.loads(found)) if found else set()
+
+    def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
+        """(id, node, epoch, seq, type, member, body, applied_at) rows, as ``insert_event``."""
+        self.conn.executemany(
+            "INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
+        """(event_id, member, points, nights) rows, as ``put_stay``."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO stays (event_id, member, points, nights) VALUES (?, ?, ?, ?)", rows
+        )
+
     # -- members -------------------------------------------------------------------------------
     def member(self, number: str) -> dict[str, Any] | None:
         doc = self._one("SELECT doc FROM members WHERE number = ?", (number,))
@@ -142,6 +176,40 @@ class SqliteLedgerStore:
             "blocked = excluded.blocked",
             [(d["number"], _dumps(d), int(d["points"]), int(bool(d.get("blocked")))) for d in docs],
         )
+
+    def members_many(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of ``numbers`` that exist, read in one statement (ingest's prefetch)."""
+        if not numbers:
+            return {}
+        found = self._one(
+            "SELECT json_group_object(number, json(doc)) FROM members "
+            "WHERE number IN (SELECT value FROM json_each(?))",
+            (json.dumps(numbers),),
+        )
+        return dict(json.loads(found)) if found else {}
+
+    def put_members_logged(self, docs: list[dict[str, Any]]) -> list[int]:
+        """``put_member`` + ``append_change("member", …)`` for each doc, serialised once; the
+        change versions, in order. Inside the caller's (writer) transaction, so the versions
+        are the next ones after the current maximum."""
+        if not docs:
+            return []
+        texts = [_dumps(d) for d in docs]
+        self.conn.executemany(
+            "INSERT INTO members (number, doc, points, blocked) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (number) DO UPDATE SET doc = excluded.doc, points = excluded.points, "
+            "blocked = excluded.blocked",
+            [
+                (d["number"], t, int(d["points"]), int(bool(d.get("blocked"))))
+                for d, t in zip(docs, texts, strict=True)
+            ],
+        )
+        base = self.latest_version()
+        self.conn.executemany(
+            "INSERT INTO changes (version, kind, key, body) VALUES (?, 'member', ?, ?)",
+            [(base + i, d["number"], t) for i, (d, t) in enumerate(zip(docs, texts, strict=True), 1)],
+        )
+        return list(range(base + 1, base + 1 + len(docs)))
 
     def member_numbers(self) -> list[str]:
         return [str(n) for (n,) in self.conn.execute("SELECT number FROM members ORDER BY number")]
@@ -324,3 +392,46 @@ class SqliteLedgerStore:
         self.conn.execute(
             "INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)", (node, public_key)
         )
+
+    # -- reads for the API and the console (added with the PostgreSQL store) --------------------------
+    def events_after(self, position: int, kinds: list[str], limit: int = 500) -> list[tuple[int, str]]:
+        """(position, body) of applied events of ``kinds`` past ``position``, in applied order."""
+        marks = ",".join("?" * len(kinds))
+        rows = self.conn.execute(
+            f"SELECT rowid, body FROM events WHERE type IN ({marks}) AND rowid > ? ORDER BY rowid LIMIT ?",
+            (*kinds, position, limit),
+        ).fetchall()
+        return [(int(p), str(b)) for p, b in rows]
+
+    def member_events(self, member: str, limit: int = 20) -> list[str]:
+        """The member's most recent applied events (bodies), newest first."""
+        rows = self.conn.execute(
+            "SELECT body FROM events WHERE member = ? ORDER BY rowid DESC LIMIT ?", (member, limit)
+        ).fetchall()
+        return [str(b) for (b,) in rows]
+
+    def member_vouchers(self, member: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The member's vouchers, newest first."""
+        rows = self.conn.execute(
+            "SELECT doc FROM vouchers WHERE json_extract(doc, '$.member') = ? "
+            "ORDER BY json_extract(doc, '$.issued_at') DESC LIMIT ?",
+            (member, limit),
+        ).fetchall()
+        return [dict(json.loads(d)) for (d,) in rows]
+
+    def voucher_counts(self) -> dict[str, int]:
+        """Vouchers issued per reward and not voided (what the catalogue's stock has given out)."""
+        rows = self.conn.execute(
+            "SELECT json_extract(doc, '$.reward'), count(*) FROM vouchers "
+            "WHERE json_extract(doc, '$.status') <> 'voided' GROUP BY 1"
+        ).fetchall()
+        return {str(r): int(n) for r, n in rows}
+
+    def member_by_card(self, card_hash: str) -> str | None:
+        """The member whose record lists this keyed card hash (a scan: console use only)."""
+        value = self._one(
+            "SELECT number FROM members WHERE EXISTS "
+            "(SELECT 1 FROM json_each(members.doc, '$.cards') WHERE value = ?) LIMIT 1",
+            (card_hash,),
+        )
+        return None if value is None else str(value)

@@ -447,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_provision(sub)
     register_fleet(sub)
+    from staypoint.central.console.cli import register as register_console
+
+    register_console(sub)
     return parser
 
 

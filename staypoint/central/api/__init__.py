@@ -1,0 +1,1 @@
+"""Head office's HTTP API for the booking engine, the website and the property systems."""

@@ -1,0 +1,461 @@
+"""The HTTP API for the booking engine, the website and the property systems (FastAPI).
+
+``make_api(ledger, profiles, side, ...)`` builds the app; ``staypoint central api`` serves
+it with uvicorn. The OpenAPI document is served at ``/openapi.json`` and committed as
+``docs/openapi.json`` (a test fails when they differ).
+
+Every client sends ``X-API-Key`` (scopes and a property set per key); member endpoints
+also take ``Authorization: Bearer <token>`` from ``POST /v1/members/login``. Every error
+is ``{"error": "<one clear line>", "code": "<stable code>"}``.
+"""
+
+# No ``from __future__ import annotations`` here, on purpose: FastAPI reads the endpoint
+# closures' annotations at run time, and string annotations naming the local dependency
+# aliases (``Key``, ``Member``) could not be resolved from the module's globals.
+import contextlib
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from staypoint.central.api.service import ApiError, ApiKey, Services
+from staypoint.central.api.state import SideStore
+from staypoint.central.ledger import Ledger
+from staypoint.central.profiles import ProfileStore
+
+MAX_BODY = 64 * 1024
+T = TypeVar("T")
+
+Folio = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+Money = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}(\.[0-9]{1,2})?$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    code: str
+    detail: list[dict[str, Any]] | None = None
+
+
+class Login(Strict):
+    login: str = Field(min_length=1, max_length=254, description="member number or e-mail")
+    pin: str = Field(min_length=1, max_length=12)
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires: datetime
+    member: str
+
+
+class Activity(BaseModel):
+    at: str
+    type: str
+    points: int
+    description: str
+
+
+class RewardOut(BaseModel):
+    code: str
+    name: str
+    points: int
+    available: bool
+    reason: str | None
+
+
+class VoucherOut(BaseModel):
+    code: str
+    reward: str
+    status: str
+    expires: str
+
+
+class Dashboard(BaseModel):
+    member: str
+    name: str
+    tier: str
+    tier_name: str
+    points: int
+    points_on_hold: int
+    stored_value: str
+    currency: str
+    qualifying_nights: int
+    qualifying_points: int
+    next_tier: str | None
+    next_tier_message: str
+    progress: float
+    nights_needed: int
+    expiring_points: int
+    expiring_on: str | None
+    blocked: bool
+    benefits: list[str]
+    recent: list[Activity]
+    rewards: list[RewardOut]
+    offers: list[str]
+    vouchers: list[VoucherOut]
+
+
+class QuoteIn(Strict):
+    property: Code
+    room_type: Code
+    arrival: date
+    nights: int = Field(ge=1, le=60)
+    public_rate: Money
+
+
+class QuoteOut(BaseModel):
+    property: str
+    room_type: str
+    arrival: str
+    nights: int
+    tier: str
+    public_rate: str
+    member_rate: str
+    total: str
+    saving: str
+    plan: str | None
+    plan_name: str | None
+
+
+class OfferOut(BaseModel):
+    code: str
+    name: str
+    public_from: str
+    ends: str
+    early_access: bool
+
+
+class LastMinuteOut(BaseModel):
+    code: str
+    name: str
+    property: str
+    room_type: str
+    date: str
+    rooms: int
+    price: str
+
+
+class Revenue(Strict):
+    room: Money = "0"
+    fnb: Money = "0"
+    spa: Money = "0"
+    other: Money = "0"
+
+
+class StayIn(Strict):
+    folio: Folio
+    member: str | None = Field(
+        default=None, max_length=20, description="member number, if the guest gave one"
+    )
+    arrival: date
+    departure: date
+    revenue: Revenue = Revenue()
+    channel: Annotated[str, StringConstraints(pattern=r"^[a-z_-]{1,20}$")] = "direct"
+
+
+class StayOut(BaseModel):
+    folio: str
+    property: str
+    result: str
+    points: int
+
+
+class EnrolIn(Strict):
+    name: str = Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f]+$")
+    pin: str = Field(min_length=4, max_length=12, pattern=r"^[0-9]+$")
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=20)
+    birth_date: date | None = None
+    language: Literal["en", "zh"] | None = None
+    home_property: Code | None = None
+    marketing_email: bool | None = None
+
+
+class EnrolOut(BaseModel):
+    member: str
+    name: str
+    tier: str
+
+
+class ProfileIn(Strict):
+    full_name: str | None = Field(default=None, min_length=1, max_length=120)
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=20)
+    birth_date: date | None = None
+    language: Literal["en", "zh"] | None = None
+    marketing_email: bool | None = None
+    marketing_sms: bool | None = None
+
+
+class ProfileOut(BaseModel):
+    member: str
+    full_name: str
+    email: str | None
+    phone: str | None
+    birth_date: str | None
+    language: str
+    marketing_email: bool
+    marketing_sms: bool
+
+
+class RedeemIn(Strict):
+    reward: Code
+
+
+class RedeemOut(BaseModel):
+    reward: str
+    points: int
+    voucher: str
+    token: str
+    expires: str
+    balance: int
+
+
+class TransferIn(Strict):
+    partner: Code
+    points: int = Field(ge=1, le=10_000_000)
+
+
+class TransferOut(BaseModel):
+    partner: str
+    points: int
+    units: int
+    transfer: str
+    balance: int
+
+
+class ClaimIn(Strict):
+    folio: Folio
+    property: Code
+    arrival: date
+    departure: date
+    note: str = Field(default="", max_length=500)
+
+
+class ClaimOut(BaseModel):
+    claim: str
+    status: str
+
+
+class FeedbackIn(Strict):
+    stars: int = Field(ge=1, le=5)
+    tags: list[Annotated[str, StringConstraints(max_length=40)]] = Field(default_factory=list, max_length=10)
+    comment: str = Field(default="", max_length=1000)
+
+
+class FeedbackOut(BaseModel):
+    feedback: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "bad request"),
+        (401, "no or bad API key or member token"),
+        (403, "the key lacks the scope or the property"),
+        (404, "not found"),
+        (409, "refused by the programme's rules"),
+        (413, "body too large"),
+        (422, "malformed or wrongly typed input"),
+        (423, "too many wrong PINs: locked for now"),
+        (503, "no programme published yet"),
+    )
+}
+
+
+def make_api(
+    ledger: Ledger,
+    profiles: ProfileStore,
+    side: SideStore,
+    *,
+    token_key: bytes,
+    voucher_key: Ed25519PrivateKey | None = None,
+    suffix: str = "",
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    serialise: bool | None = None,
+) -> FastAPI:
+    """The API over a ledger, the profile store and head office's side tables.
+
+    ``token_key`` signs member tokens (HMAC-SHA256; share it between API processes);
+    ``voucher_key`` signs web vouchers (registered with the fleet like a node's key);
+    ``suffix`` names this process's event streams (``web-<suffix>``) when several run.
+    """
+    services = Services(
+        ledger, profiles, side, token_key, voucher_key or Ed25519PrivateKey.generate(), suffix=suffix
+    )
+    services.register_voucher_key()
+    app = build_app(services, clock=clock, serialise=serialise)
+    return app
+
+
+def build_app(
+    services: Services,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    serialise: bool | None = None,
+) -> FastAPI:
+    """The FastAPI app over ``services``. ``serialise`` (default: SQLite ledgers) runs one
+    request at a time against the store, since a SQLite connection is one writer."""
+    app = FastAPI(
+        title="Staypoint head office API",
+        version="1.0.0",
+        description="Booking engine, website and property-system API of the Staypoint loyalty programme. "
+        "See docs/api.md.",
+        responses=ERRORS,
+    )
+    app.state.services = services
+    if serialise is None:
+        serialise = type(services.ledger.store).__name__ == "SqliteLedgerStore"
+    lock: contextlib.AbstractContextManager[Any] = (
+        threading.RLock() if serialise else contextlib.nullcontext()
+    )
+
+    def run(fn: Callable[[], T]) -> T:
+        with lock:
+            return fn()
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message, "code": exc.code}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = (
+            f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid input"))
+        )
+        detail = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in errors[:20]
+        ]
+        return JSONResponse({"error": message, "code": "invalid", "detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail), "code": "http"}, status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse(
+                {"error": f"request body over {MAX_BODY // 1024} KiB", "code": "too_large"}, status_code=413
+            )
+        return await call_next(request)
+
+    def key(x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+        return run(lambda: services.check_key(x_api_key))
+
+    def member(
+        api_key: Annotated[ApiKey, Depends(key)], authorization: Annotated[str | None, Header()] = None
+    ) -> str:
+        api_key.require("member")
+        token = authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None
+        return services.member_from_token(token, clock())
+
+    Key = Annotated[ApiKey, Depends(key)]
+    Member = Annotated[str, Depends(member)]
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/members/login", response_model=TokenOut, tags=["members"])
+    def login(body: Login, api_key: Key) -> TokenOut:
+        """Member number or e-mail + PIN → a short-lived token. Wrong PINs lock like the kiosk."""
+        api_key.require("member")
+        token, exp = run(lambda: services.login(body.login, body.pin, clock()))
+        return TokenOut(token=token, expires=exp, member=services.member_from_token(token, clock()))
+
+    @app.post("/v1/members", response_model=EnrolOut, status_code=201, tags=["members"])
+    def enrol(body: EnrolIn, api_key: Key) -> dict[str, Any]:
+        """Online enrolment: a member number from head office's own blocks (0000-0099)."""
+        api_key.require("enrol")
+        return run(lambda: services.enrol(body.model_dump(), clock()))
+
+    @app.get("/v1/me", response_model=Dashboard, tags=["members"])
+    def dashboard(number: Member) -> dict[str, Any]:
+        """The member's dashboard: the same figures the kiosk shows."""
+        return run(lambda: services.dashboard(number, clock()))
+
+    @app.get("/v1/me/profile", response_model=ProfileOut, tags=["members"])
+    def get_profile(number: Member) -> dict[str, Any]:
+        return run(lambda: services.profile(number))
+
+    @app.patch("/v1/me/profile", response_model=ProfileOut, tags=["members"])
+    def patch_profile(body: ProfileIn, number: Member) -> dict[str, Any]:
+        """Change e-mail, phone, birth date, language or marketing consent (kept with its history)."""
+        return run(lambda: services.update_profile(number, body.model_dump(exclude_none=True), clock()))
+
+    @app.get("/v1/me/offers", response_model=list[OfferOut], tags=["rates"])
+    def offers(number: Member) -> list[dict[str, Any]]:
+        """VIP offers this member may see today (top tiers see some before the public date)."""
+        return run(lambda: services.offers(number, clock()))
+
+    @app.get("/v1/me/last-minute", response_model=list[LastMinuteOut], tags=["rates"])
+    def last_minute(number: Member) -> list[dict[str, Any]]:
+        """Rooms held back for VIPs, released close to the date."""
+        return run(lambda: services.last_minute(number, clock()))
+
+    @app.post("/v1/rates/quote", response_model=QuoteOut, tags=["rates"])
+    def rate_quote(
+        body: QuoteIn, api_key: Key, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """The member's price for a stay request; never above the public rate. Without a member
+        token, the base tier's member rate."""
+        api_key.require("rates", body.property)
+        number = None
+        if authorization:
+            number = services.member_from_token(authorization.removeprefix("Bearer ").strip(), clock())
+        return run(
+            lambda: services.quote(
+                number,
+                body.property,
+                body.room_type,
+                body.arrival,
+                body.nights,
+                Decimal(body.public_rate),
+                clock(),
+            )
+        )
+
+    @app.post("/v1/properties/{property}/stays", response_model=StayOut, tags=["property systems"])
+    def post_stay(property: Code, body: StayIn, api_key: Key) -> dict[str, Any]:
+        """A folio after check-out. Idempotent by (property, folio): a re-post changes nothing; a
+        changed folio is a correction (the difference is clawed back or added)."""
+        api_key.require("stays", property)
+        return run(lambda: services.post_stay(property, body.model_dump(), clock()))
+
+    @app.post("/v1/me/redemptions", response_model=RedeemOut, status_code=201, tags=["members"])
+    def redeem(body: RedeemIn, number: Member) -> dict[str, Any]:
+        """Redeem online: a head-office hold, then the redemption event (as a kiosk does)."""
+        return run(lambda: services.redeem(number, body.reward, clock()))
+
+    @app.post("/v1/me/transfers", response_model=TransferOut, status_code=201, tags=["members"])
+    def transfer(body: TransferIn, number: Member) -> dict[str, Any]:
+        """Points to a partner at the programme's ratio, within its daily cap."""
+        return run(lambda: services.transfer(number, body.partner, body.points, clock()))
+
+    @app.post("/v1/me/claims", response_model=ClaimOut, status_code=202, tags=["members"])
+    def claim(body: ClaimIn, number: Member) -> dict[str, Any]:
+        """A missing-points claim: queued with the kiosks' claims at head office."""
+        return run(lambda: services.claim(number, body.model_dump(), clock()))
+
+    @app.post("/v1/me/feedback", response_model=FeedbackOut, status_code=201, tags=["members"])
+    def feedback(body: FeedbackIn, number: Member) -> dict[str, Any]:
+        return run(lambda: services.feedback(number, body.stars, body.tags, body.comment, clock()))
+
+    return app

@@ -1,0 +1,825 @@
+"""What the online channel does, without HTTP: the FastAPI layer (``app.py``) and the console
+call these methods; every change they make is an event through ``EventSources``.
+
+Errors are :class:`ApiError` with an HTTP status and one clear line a booking engine can
+show or log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from staypoint.central.api.sources import Draft, EventSources
+from staypoint.central.api.state import SideStore
+from staypoint.central.ledger import Ledger
+from staypoint.central.profiles import ProfileError, ProfileStore
+from staypoint.loyalty import member_numbers, pins, tiers, vouchers
+from staypoint.loyalty.earning import stay_points
+from staypoint.loyalty.events import iso, parse_iso, points_delta, uuid7
+from staypoint.loyalty.expiry import expiring_soon
+from staypoint.loyalty.money import MoneyError, parse_amount
+from staypoint.loyalty.program import Outlet, Program, Window
+from staypoint.loyalty.rates import OnlineRules, parse_online_rules, quote
+from staypoint.loyalty.redemption import check_redemption
+
+HEAD_OFFICE_BLOCKS = range(0, 100)  # member-number blocks 0000-0099 are head office's own
+SCOPES = ("member", "enrol", "stays", "rates", "claims")
+TOKEN_TTL = timedelta(minutes=15)
+STAYS_NAMESPACE = uuid.UUID("6f1d3c52-6b1e-4d0a-9a53-5d2f0c7e1a01")
+
+
+class ApiError(Exception):
+    """A refusal with its HTTP status; ``message`` is safe to show."""
+
+    def __init__(self, status: int, message: str, code: str = "error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    scopes: frozenset[str]
+    properties: frozenset[str]  # "*" = every property
+
+    def require(self, scope: str, prop: str | None = None) -> None:
+        if scope not in self.scopes:
+            raise ApiError(403, f"this API key does not have the {scope!r} scope", "scope")
+        if prop is not None and "*" not in self.properties and prop not in self.properties:
+            raise ApiError(403, f"this API key is not for property {prop!r}", "property")
+
+
+@dataclass
+class Services:
+    """The online channel over one ledger, one profile store and head office's side tables."""
+
+    ledger: Ledger
+    profiles: ProfileStore
+    side: SideStore
+    token_key: bytes
+    voucher_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    suffix: str = ""
+    token_ttl: timedelta = TOKEN_TTL
+
+    def __post_init__(self) -> None:
+        self.sources = EventSources(self.ledger, suffix=self.suffix)
+        self._stock_cache: tuple[float, dict[str, int]] = (0.0, {})
+        self._lock = threading.Lock()
+
+    # -- startup ----------------------------------------------------------------------------
+    def register_voucher_key(self) -> None:
+        """Tell the fleet the web stream's voucher key, so any kiosk verifies a web voucher."""
+        pub = self.voucher_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.ledger.register_node(self.sources.stream("web"), pub.hex())
+
+    def program(self) -> Program:
+        program = self.ledger.program()
+        if program is None:
+            raise ApiError(503, "no programme has been published yet", "no_program")
+        return program
+
+    def online_rules(self) -> OnlineRules:
+        return parse_online_rules(self.program())
+
+    # -- API keys ---------------------------------------------------------------------------
+    def create_key(self, name: str, scopes: list[str], properties: list[str], now: datetime) -> str:
+        """A new key; the secret is returned once and stored only as a hash."""
+        bad = [s for s in scopes if s not in SCOPES]
+        if bad:
+            raise ApiError(422, f"unknown scopes {bad}; use {', '.join(SCOPES)}")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(24)
+        self.side.execute(
+            "INSERT INTO api_keys (id, secret_hash, name, scopes, properties, created) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key_id,
+                _sha256(secret),
+                name,
+                json.dumps(sorted(scopes)),
+                json.dumps(sorted(properties)),
+                iso(now),
+            ),
+        )
+        return f"sp_{key_id}_{secret}"
+
+    def revoke_key(self, key_id: str, now: datetime) -> bool:
+        return self.side.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (iso(now), key_id)) > 0
+
+    def check_key(self, raw: str | None) -> ApiKey:
+        if not raw:
+            raise ApiError(401, "an API key is required (header X-API-Key)", "no_key")
+        parts = raw.split("_", 2)
+        if len(parts) != 3 or parts[0] != "sp":
+            raise ApiError(401, "this API key is not valid", "bad_key")
+        row = self.side.row(
+            "SELECT secret_hash, name, scopes, properties, revoked FROM api_keys WHERE id = ?", (parts[1],)
+        )
+        if row is None or not hmac.compare_digest(str(row[0]), _sha256(parts[2])):
+            raise ApiError(401, "this API key is not valid", "bad_key")
+        if row[4] is not None:
+            raise ApiError(401, "this API key has been revoked", "revoked")
+        return ApiKey(parts[1], str(row[1]), frozenset(json.loads(row[2])), frozenset(json.loads(row[3])))
+
+    # -- member sign-in ----------------------------------------------------------------------
+    def login(self, login: str, pin: str, now: datetime) -> tuple[str, datetime]:
+        """Member number or e-mail + PIN → a signed token; wrong PINs lock like the kiosk."""
+        number = self._resolve_login(login)
+        m = self.ledger.member(number) if number else None
+        if number is None or m is None:
+            raise ApiError(401, "member number, e-mail or PIN is not right", "bad_login")
+        policy = self.program().pin
+        row = self.side.row("SELECT failures, locked_until FROM member_auth WHERE member = ?", (number,))
+        failures, locked = (int(row[0]), row[1]) if row else (0, None)
+        until = parse_iso(locked) if locked else None
+        if until is not None and now < until:
+            raise ApiError(423, f"too many wrong PINs: try again after {iso(until)}", "locked")
+        if until is not None:
+            failures = 0  # the lock-out ran its course: fresh tries, as at the kiosk
+        if pins.verify_pin(pin, str(m.get("pin_hash", ""))):
+            self._pin_state(number, 0, None)
+            exp = now + self.token_ttl
+            return self._sign({"sub": number, "exp": int(exp.timestamp()), "iat": int(now.timestamp())}), exp
+        state = pins.after_failure(pins.PinState(failures, None), policy, now)
+        self._pin_state(number, state.failures, iso(state.locked_until) if state.locked_until else None)
+        if state.locked_until is not None:
+            raise ApiError(423, f"too many wrong PINs: try again after {iso(state.locked_until)}", "locked")
+        left = pins.tries_left(state, policy)
+        raise ApiError(401, f"member number, e-mail or PIN is not right ({left} tries left)", "bad_login")
+
+    def _pin_state(self, member: str, failures: int, locked_until: str | None) -> None:
+        self.side.execute(
+            "INSERT INTO member_auth (member, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT (member) "
+            "DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
+            (member, failures, locked_until),
+        )
+
+    def _resolve_login(self, login: str) -> str | None:
+        login = login.strip()
+        if "@" in login:
+            profile = self.profiles.by_email(login)
+            return profile.member if profile else None
+        try:
+            return member_numbers.normalise(login)
+        except member_numbers.MemberNumberError as exc:
+            raise ApiError(422, str(exc), "bad_number") from None
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+        sig = _b64(hmac.new(self.token_key, body.encode(), hashlib.sha256).digest())
+        return f"{body}.{sig}"
+
+    def member_from_token(self, token: str | None, now: datetime) -> str:
+        if not token:
+            raise ApiError(401, "sign in first (Authorization: Bearer <token>)", "no_token")
+        body, _, sig = token.partition(".")
+        want = _b64(hmac.new(self.token_key, body.encode(), hashlib.sha256).digest())
+        if not sig or not hmac.compare_digest(sig, want):
+            raise ApiError(401, "this sign-in token is not valid", "bad_token")
+        try:
+            claims = json.loads(_unb64(body))
+            sub, exp = str(claims["sub"]), int(claims["exp"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(401, "this sign-in token is not valid", "bad_token") from None
+        if now.timestamp() >= exp:
+            raise ApiError(401, "this sign-in token has expired: sign in again", "expired")
+        return sub
+
+    # -- dashboard ------------------------------------------------------------------------------
+    def _member(self, number: str) -> dict[str, Any]:
+        m = self.ledger.member(number)
+        if m is None:
+            raise ApiError(404, f"no member {number}", "unknown_member")
+        return m
+
+    def _stock_left(self, program: Program) -> dict[str, int]:
+        if not any(r.stock is not None for r in program.rewards):
+            return {}
+        stamp, counts = self._stock_cache
+        if time.monotonic() - stamp > 5:
+            counts = self.ledger.store.voucher_counts()
+            self._stock_cache = (time.monotonic(), counts)
+        return {r.code: r.stock - counts.get(r.code, 0) for r in program.rewards if r.stock is not None}
+
+    def dashboard(self, number: str, now: datetime) -> dict[str, Any]:
+        """The kiosk's figures for a member, from head office's record (the same loyalty code)."""
+        program = self.program()
+        m = self._member(number)
+        today = now.date()
+        start = tiers.window_start(program.window, today).isoformat()
+        stale = program.window is Window.CALENDAR_YEAR and str(m["window_start"]) < start
+        nights, qpoints = (0, 0) if stale else (int(m["qual_nights"]), int(m["qual_points"]))
+        prog = tiers.progress(program, m["tier"], nights, qpoints)
+        last = date.fromisoformat(m["last_activity"]) if m.get("last_activity") else None
+        exp_points, exp_on = expiring_soon(program.expiry, last, int(m["points"]), today)
+        held = self.ledger.store.held_points(number)
+        stock = self._stock_left(program)
+        rewards = []
+        for reward in program.rewards:
+            check = check_redemption(
+                program,
+                reward.code,
+                tier=m["tier"],
+                points=int(m["points"]) - held,
+                stock_left=stock.get(reward.code),
+                blocked=bool(m.get("blocked")),
+            )
+            rewards.append(
+                {
+                    "code": reward.code,
+                    "name": reward.name,
+                    "points": reward.points,
+                    "available": check.ok,
+                    "reason": None if check.ok else check.detail,
+                }
+            )
+        tier = program.tier(m["tier"])
+        recent = [_activity(json.loads(b)) for b in self.ledger.store.member_events(number, 8)]
+        vouchers_ = [
+            {"code": v["code"], "reward": v["reward"], "status": v["status"], "expires": v.get("expires", "")}
+            for v in self.ledger.store.member_vouchers(number, 5)
+        ]
+        return {
+            "member": number,
+            "name": m["name"],
+            "tier": tier.code,
+            "tier_name": tier.name,
+            "points": int(m["points"]),
+            "points_on_hold": held,
+            "stored_value": str(m["stored_value"]),
+            "currency": program.currency,
+            "qualifying_nights": nights,
+            "qualifying_points": qpoints,
+            "next_tier": prog.next_tier.name if prog.next_tier else None,
+            "next_tier_message": prog.message(),
+            "progress": round(prog.fraction, 4),
+            "nights_needed": prog.nights_needed,
+            "expiring_points": exp_points,
+            "expiring_on": exp_on.isoformat() if exp_on and exp_points else None,
+            "blocked": bool(m.get("blocked")),
+            "benefits": list(tier.benefits),
+            "recent": [a for a in recent if a is not None],
+            "rewards": rewards,
+            "offers": [o.name for o in program.offers if tier.code in o.tiers],
+            "vouchers": vouchers_,
+        }
+
+    # -- rates and offers --------------------------------------------------------------------------
+    def quote(
+        self,
+        number: str | None,
+        prop: str,
+        room_type: str,
+        arrival: date,
+        nights: int,
+        public: Decimal,
+        now: datetime,
+    ) -> dict[str, Any]:
+        tier = self._member(number)["tier"] if number else None
+        if public < 0 or not public.is_finite():
+            raise ApiError(422, "public_rate must be zero or more")
+        if tier is None:  # not signed in: the public rate, and what a member would pay
+            tier = self.program().base_tier.code
+        q = quote(
+            self.online_rules(),
+            tier=tier,
+            prop=prop,
+            room_type=room_type,
+            arrival=arrival,
+            nights=nights,
+            public_rate=public,
+            today=now.date(),
+        )
+        return {
+            "property": prop,
+            "room_type": room_type,
+            "arrival": arrival.isoformat(),
+            "nights": nights,
+            "tier": tier,
+            "public_rate": str(q.public_rate),
+            "member_rate": str(q.member_rate),
+            "total": str(q.total),
+            "saving": str(q.saving),
+            "plan": q.plan,
+            "plan_name": q.plan_name,
+        }
+
+    def offers(self, number: str, now: datetime) -> list[dict[str, Any]]:
+        tier = self._member(number)["tier"]
+        today = now.date()
+        out = []
+        for o in self.online_rules().vip_offers:
+            if o.visible(tier, today):
+                out.append(
+                    {
+                        "code": o.code,
+                        "name": o.name,
+                        "public_from": o.public_from.isoformat(),
+                        "ends": o.ends.isoformat(),
+                        "early_access": today < o.public_from,
+                    }
+                )
+        return out
+
+    def last_minute(self, number: str, now: datetime) -> list[dict[str, Any]]:
+        tier = self._member(number)["tier"]
+        return [
+            {
+                "code": lm.code,
+                "name": lm.name,
+                "property": lm.property,
+                "room_type": lm.room_type,
+                "date": lm.day.isoformat(),
+                "rooms": lm.rooms,
+                "price": str(lm.price),
+            }
+            for lm in self.online_rules().last_minute
+            if lm.visible(tier, now.date())
+        ]
+
+    # -- stays from the property system ----------------------------------------------------------
+    def post_stay(self, prop: str, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """A folio from the PMS: idempotent by (property, folio); a changed folio is a correction."""
+        program = self.program()
+        folio = str(body["folio"]).strip()
+        member = body.get("member")
+        if member is not None:
+            try:
+                member = member_numbers.normalise(str(member))
+            except member_numbers.MemberNumberError as exc:
+                raise ApiError(422, str(exc)) from None
+            self._member(member)
+        arrival, departure = body["arrival"], body["departure"]
+        if departure < arrival:
+            raise ApiError(422, "departure is before arrival")
+        if departure > now.date() + timedelta(days=1):
+            raise ApiError(422, "a stay is posted after it happens: departure is in the future")
+        nights = (departure - arrival).days
+        try:
+            revenue = {Outlet(k): parse_amount(str(v)) for k, v in dict(body.get("revenue", {})).items()}
+        except (MoneyError, ValueError) as exc:
+            raise ApiError(422, f"revenue: {exc}") from None
+        channel = str(body.get("channel", "direct")).lower()
+        rules = self.online_rules()
+        canon = {
+            "member": member,
+            "arrival": arrival.isoformat(),
+            "departure": departure.isoformat(),
+            "revenue": {o.value: str(a) for o, a in sorted(revenue.items()) if a},
+            "channel": channel,
+        }
+        digest = _sha256(json.dumps(canon, sort_keys=True))[:32]
+        with self.side.transaction():
+            prev = self.side.row(
+                "SELECT digest, member, event_id, bonus_event, points, bonus, nights FROM folios "
+                "WHERE property = ? AND folio = ?",
+                (prop, folio),
+            )
+            if prev is not None and prev[0] == digest:
+                return {
+                    "folio": folio,
+                    "property": prop,
+                    "result": "unchanged",
+                    "points": int(prev[4]) + int(prev[5]),
+                }
+            drafts: list[Draft] = []
+            stream = f"pms-{prop}"
+            if prev is not None and prev[2]:  # a correction: take the old posting back first
+                old_member, old_event, old_points, old_nights = (
+                    str(prev[1]),
+                    str(prev[2]),
+                    int(prev[4]),
+                    int(prev[6]),
+                )
+                drafts.append(
+                    Draft(
+                        "stay.voided",
+                        old_member,
+                        {
+                            "stay": old_event,
+                            "points": old_points,
+                            "nights": old_nights,
+                            "folio": folio,
+                            "property": prop,
+                            "reason": "folio corrected by the property system",
+                        },
+                        id=str(uuid.uuid5(STAYS_NAMESPACE, f"void:{old_event}")),
+                    )
+                )
+                if prev[3] and int(prev[5]):
+                    drafts.append(
+                        Draft(
+                            "points.adjusted",
+                            old_member,
+                            {
+                                "points": -int(prev[5]),
+                                "reason": f"direct-booking bonus, folio {folio} corrected",
+                                "staff": "pms",
+                            },
+                            id=str(uuid.uuid5(STAYS_NAMESPACE, f"void:{prev[3]}")),
+                        )
+                    )
+            points = bonus = 0
+            event_id = bonus_id = None
+            if member is not None and rules.channels.earns(channel):
+                m = self._member(member)
+                earned = stay_points(program, m["tier"], revenue, departure)
+                points = earned.points
+                event_id = str(
+                    uuid.uuid5(STAYS_NAMESPACE, f"{prop}:{folio}:{digest}:{prev[2] if prev else ''}")
+                )
+                drafts.append(
+                    Draft(
+                        "stay.posted",
+                        member,
+                        {
+                            "folio": folio,
+                            "property": prop,
+                            "arrival": canon["arrival"],
+                            "departure": canon["departure"],
+                            "nights": nights,
+                            "revenue": canon["revenue"],
+                            "points": points,
+                            "qualifying_points": points - earned.bonus,
+                            "tier": m["tier"],
+                            "channel": channel,
+                            "promotions": sorted({c for ln in earned.lines for c in ln.promotions}),
+                        },
+                        id=event_id,
+                    )
+                )
+                bonus = rules.channels.bonus(channel)
+                if bonus:
+                    bonus_id = str(uuid.uuid5(STAYS_NAMESPACE, f"bonus:{event_id}"))
+                    drafts.append(
+                        Draft(
+                            "points.adjusted",
+                            member,
+                            {
+                                "points": bonus,
+                                "reason": f"direct-booking bonus, folio {folio}",
+                                "staff": "pms",
+                            },
+                            id=bonus_id,
+                        )
+                    )
+            if drafts:
+                self.sources.emit(stream, drafts, now)
+            self.side.execute(
+                "INSERT INTO folios (property, folio, member, event_id, bonus_event, digest, points, bonus, "
+                "nights, channel, arrival, departure, revenue, posted_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (property, folio) DO UPDATE SET member = excluded.member, "
+                "event_id = excluded.event_id, "
+                "bonus_event = excluded.bonus_event, digest = excluded.digest, points = excluded.points, "
+                "bonus = excluded.bonus, nights = excluded.nights, channel = excluded.channel, "
+                "arrival = excluded.arrival, departure = excluded.departure, revenue = excluded.revenue, "
+                "posted_at = excluded.posted_at",
+                (
+                    prop,
+                    folio,
+                    member,
+                    event_id,
+                    bonus_id,
+                    digest,
+                    points,
+                    bonus,
+                    nights,
+                    channel,
+                    canon["arrival"],
+                    canon["departure"],
+                    json.dumps(canon["revenue"]),
+                    iso(now),
+                ),
+            )
+        result = "corrected" if prev is not None else "posted"
+        if member is not None and not rules.channels.earns(channel):
+            result += "-no-points"
+        return {"folio": folio, "property": prop, "result": result, "points": points + bonus}
+
+    # -- enrolment and profile ------------------------------------------------------------------------
+    def enrol(self, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """Online enrolment: a number from head office's own blocks, the enrolment as an event."""
+        program = self.program()
+        name = " ".join(str(body["name"]).split())
+        pin = str(body["pin"])
+        try:
+            pins.check_format(pin, program.pin)
+        except pins.PinFormatError as exc:
+            raise ApiError(422, str(exc)) from None
+        email = body.get("email")
+        if email and self.profiles.by_email(str(email)) is not None:
+            raise ApiError(409, "this e-mail address is already enrolled", "duplicate_email")
+        serial = self.side.next_counter("enrol_serial")
+        number = member_numbers.next_number(list(HEAD_OFFICE_BLOCKS), serial)
+        parts = name.split()
+        display = parts[0][:40] if len(parts) == 1 else f"{parts[0][:40]} {parts[-1][0].upper()}."
+        try:
+            self.profiles.upsert(
+                number,
+                at=iso(now),
+                full_name=name,
+                email=email or None,
+                phone=body.get("phone") or None,
+                birth_date=body.get("birth_date"),
+                language=body.get("language") or "en",
+                home_property=body.get("home_property"),
+            )
+        except ProfileError as exc:
+            raise ApiError(422, str(exc)) from None
+        if body.get("marketing_email") is not None:
+            self.profiles.set_consent(
+                number, "email", bool(body["marketing_email"]), source="web", at=iso(now)
+            )
+        pin_hash = pins.hash_pin(pin, os.urandom(16))
+        self.sources.emit(
+            "web",
+            [
+                Draft(
+                    "member.enrolled",
+                    number,
+                    {
+                        "display_name": display,
+                        "name": name,
+                        "pin_hash": pin_hash,
+                        "tier": program.base_tier.code,
+                        "home_property": body.get("home_property") or "WEB",
+                    },
+                )
+            ],
+            now,
+        )
+        return {"member": number, "name": display, "tier": program.base_tier.code}
+
+    def profile(self, number: str) -> dict[str, Any]:
+        p = self.profiles.get(number)
+        if p is None:
+            raise ApiError(404, "no profile for this member", "no_profile")
+        return {
+            "member": p.member,
+            "full_name": p.full_name,
+            "email": p.email,
+            "phone": p.phone,
+            "birth_date": p.birth_date.isoformat() if p.birth_date else None,
+            "language": p.language,
+            "marketing_email": p.consent_email,
+            "marketing_sms": p.consent_sms,
+        }
+
+    def update_profile(self, number: str, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        self._member(number)
+        try:
+            self.profiles.upsert(
+                number,
+                at=iso(now),
+                full_name=body.get("full_name"),
+                email=body.get("email"),
+                phone=body.get("phone"),
+                birth_date=body.get("birth_date"),
+                language=body.get("language"),
+            )
+            for channel in ("email", "sms"):
+                value = body.get(f"marketing_{channel}")
+                if value is not None:
+                    self.profiles.set_consent(number, channel, bool(value), source="web", at=iso(now))
+        except ProfileError as exc:
+            raise ApiError(422, str(exc)) from None
+        return self.profile(number)
+
+    # -- redemption and transfer --------------------------------------------------------------------------
+    def redeem(self, number: str, reward_code: str, now: datetime) -> dict[str, Any]:
+        """Online redemption through the kiosk's hold-and-settle path: hold first, then the event."""
+        program = self.program()
+        m = self._member(number)
+        held = self.ledger.store.held_points(number)
+        check = check_redemption(
+            program,
+            reward_code,
+            tier=m["tier"],
+            points=int(m["points"]) - held,
+            stock_left=self._stock_left(program).get(reward_code.upper()),
+            blocked=bool(m.get("blocked")),
+        )
+        if not check.ok or check.reward is None:
+            raise ApiError(409, check.detail, "refused")
+        reward = check.reward
+        node = self.sources.stream("web")
+        decision = self.ledger.authorise(node, number, reward.points, reward.code, now)
+        if not decision.ok:
+            raise ApiError(409, decision.reason or "refused", "refused")
+        serial = self.side.next_counter("web_voucher_serial", 1)
+        code = vouchers.make_code(os.urandom(8))
+        expires = now.date() + timedelta(days=reward.voucher_days)
+        claims = vouchers.VoucherClaims(code, reward.code, number, node, serial, expires)
+        token = vouchers.sign_token(claims, self.voucher_key)
+        self._stock_cache = (0.0, {})
+        self.sources.emit(
+            "web",
+            [
+                Draft(
+                    "points.redeemed",
+                    number,
+                    {
+                        "reward": reward.code,
+                        "points": reward.points,
+                        "hold": decision.hold,
+                        "voucher": code,
+                        "serial": serial,
+                        "expires": expires.isoformat(),
+                        "token": token,
+                        "limits": None,
+                    },
+                    auth="online",
+                )
+            ],
+            now,
+        )
+        balance = int(self._member(number)["points"])
+        return {
+            "reward": reward.code,
+            "points": reward.points,
+            "voucher": vouchers.format_code(code),
+            "token": token,
+            "expires": expires.isoformat(),
+            "balance": balance,
+        }
+
+    def transfer(self, number: str, partner_code: str, points: int, now: datetime) -> dict[str, Any]:
+        """Points to a partner programme at the programme's ratio, within the daily cap (an event)."""
+        partner = self.online_rules().partner(partner_code)
+        if partner is None:
+            raise ApiError(404, f"no partner {partner_code!r}", "unknown_partner")
+        if points < partner.min_points:
+            raise ApiError(422, f"transfer at least {partner.min_points:,} points to {partner.name}")
+        units = partner.units(points)
+        if units < 1:
+            raise ApiError(422, f"{points} points buy no {partner.name} units at ratio {partner.ratio}")
+        day = now.date().isoformat()
+        with self.side.transaction():
+            done = int(
+                self.side.one(
+                    "SELECT coalesce(sum(points), 0) FROM transfers WHERE member = ? AND day = ?",
+                    (number, day),
+                )
+            )
+            if done + points > partner.daily_cap:
+                raise ApiError(
+                    409,
+                    f"daily transfer cap is {partner.daily_cap:,} points; {partner.daily_cap - done:,} left",
+                    "cap",
+                )
+            m = self._member(number)
+            available = int(m["points"]) - self.ledger.store.held_points(number)
+            if m.get("blocked") or available < points:
+                raise ApiError(409, "not enough points", "refused")
+            transfer_id = uuid7(now)
+            self.sources.emit(
+                "web",
+                [
+                    Draft(
+                        "points.adjusted",
+                        number,
+                        {
+                            "points": -points,
+                            "reason": f"transfer to {partner.name}",
+                            "staff": "web",
+                            "partner": partner.code,
+                            "units": units,
+                            "transfer": transfer_id,
+                        },
+                    )
+                ],
+                now,
+            )
+            self.side.execute(
+                "INSERT INTO transfers (id, member, day, partner, points, units, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (transfer_id, number, day, partner.code, points, units, iso(now)),
+            )
+        return {
+            "partner": partner.code,
+            "points": points,
+            "units": units,
+            "transfer": transfer_id,
+            "balance": int(self._member(number)["points"]),
+        }
+
+    # -- claims and feedback ---------------------------------------------------------------------------
+    def claim(self, number: str, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """A missing-points claim from the web: a claim event, queued like a kiosk's."""
+        arrival, departure = body["arrival"], body["departure"]
+        if departure < arrival or departure > now.date():
+            raise ApiError(422, "the stay's dates are not possible")
+        events, _ = self.sources.emit(
+            "web",
+            [
+                Draft(
+                    "claim.recorded",
+                    number,
+                    {
+                        "folio": str(body["folio"]).strip(),
+                        "property": str(body["property"]),
+                        "arrival": arrival.isoformat(),
+                        "departure": departure.isoformat(),
+                        "note": str(body.get("note", ""))[:500],
+                    },
+                )
+            ],
+            now,
+        )
+        return {"claim": events[0].id, "status": "received"}
+
+    def feedback(
+        self, number: str, stars: int, tags: list[str], comment: str, now: datetime
+    ) -> dict[str, Any]:
+        events, _ = self.sources.emit(
+            "web",
+            [
+                Draft(
+                    "feedback.recorded",
+                    number,
+                    {"stars": stars, "tags": tags, "context": "web", "comment": comment[:1000]},
+                )
+            ],
+            now,
+        )
+        return {"feedback": events[0].id}
+
+    # -- staff (console) -------------------------------------------------------------------------------
+    def adjust(self, number: str, points: int, reason: str, clerk: str, now: datetime) -> int:
+        """A head-office adjustment with a reason: an event on the console's stream."""
+        if points == 0 or not reason.strip():
+            raise ApiError(422, "an adjustment is a non-zero number of points with a reason")
+        m = self._member(number)
+        if int(m["points"]) + points < 0:
+            raise ApiError(409, f"the member has only {int(m['points']):,} points")
+        self.sources.emit(
+            "console",
+            [Draft("points.adjusted", number, {"points": points, "reason": reason.strip(), "staff": clerk})],
+            now,
+        )
+        return int(self._member(number)["points"])
+
+
+def _activity(ev: Mapping[str, Any]) -> dict[str, Any] | None:
+    kind = str(ev.get("type"))
+    data = ev.get("data", {})
+    try:
+        delta = points_delta(kind, data)
+    except ValueError:
+        return None
+    descriptions: dict[str, Callable[[Mapping[str, Any]], str]] = {
+        "stay.posted": lambda d: f"Stay {d.get('folio', '')}: {d.get('nights', 0)} nights",
+        "stay.voided": lambda d: f"Stay {d.get('folio', '')} taken back",
+        "points.redeemed": lambda d: f"Redeemed {d.get('reward', '')}",
+        "points.adjusted": lambda d: f"Adjustment: {d.get('reason', '')}",
+        "points.expired": lambda d: "Points expired",
+        "member.enrolled": lambda d: "Welcome to the programme",
+        "claim.recorded": lambda d: f"Missing-stay claim for folio {d.get('folio', '')}",
+        "value.topped_up": lambda d: f"Stored value topped up {d.get('amount', '')}",
+        "value.spent": lambda d: f"Stored value spent {d.get('amount', '')}",
+    }
+    describe = descriptions.get(kind)
+    return {
+        "at": str(ev.get("at")),
+        "type": kind,
+        "points": delta,
+        "description": describe(data) if describe else kind,
+    }
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_token_key() -> bytes:
+    return secrets.token_bytes(32)

@@ -1,0 +1,86 @@
+"""Head office's own event sources: the website, the property systems, the console.
+
+design.md, "Head office's other doors": the API and the console change the ledger only
+by events, like a node does. Each source is a stream of its own — ``web``, ``pms-<property>``,
+``console`` — with ``(node, epoch, seq)`` allocated here and applied through
+``Ledger.ingest``, the very path node batches take, so the change reaches every node
+through the change log and a member's balance is one figure everywhere.
+
+Several API processes must not share a stream (two writers would race for one ``seq``):
+each process gets a ``suffix`` (``web-2``, ``pms-SHA-2``), see docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from staypoint.central.ledger import Ledger
+from staypoint.central.store import Change
+from staypoint.loyalty.events import Event, iso, uuid7
+
+EPOCH = 1  # head office's streams are never restored from a node backup: one epoch
+
+
+class EmitError(RuntimeError):
+    """The ledger did not apply an event head office itself made (a bug or a race)."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An event before its stream position is known."""
+
+    type: str
+    member: str | None
+    data: Mapping[str, Any]
+    id: str | None = None  # a caller-chosen idempotency key; else a fresh UUIDv7
+    auth: str | None = None
+
+
+class EventSources:
+    """Allocates seqs for head office's streams and applies events through ``Ledger.ingest``."""
+
+    def __init__(self, ledger: Ledger, *, suffix: str = "") -> None:
+        self.ledger = ledger
+        self.suffix = suffix
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def stream(self, base: str) -> str:
+        return f"{base}-{self.suffix}" if self.suffix else base
+
+    def _lock(self, node: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(node, threading.Lock())
+
+    def emit(self, base: str, drafts: Sequence[Draft], now: datetime) -> tuple[list[Event], list[Change]]:
+        """Apply ``drafts`` as the next events of stream ``base``, in one ledger transaction."""
+        node = self.stream(base)
+        program = self.ledger.store.latest_program_version() or 1
+        with self._lock(node):
+            hw = self.ledger.store.high_water(node, EPOCH)
+            events = [
+                Event(
+                    node=node,
+                    epoch=EPOCH,
+                    seq=hw + i + 1,
+                    id=d.id or uuid7(now),
+                    at=iso(now),
+                    type=d.type,
+                    member=d.member,
+                    program=program,
+                    data=dict(d.data),
+                    auth=d.auth,
+                )
+                for i, d in enumerate(drafts)
+            ]
+            result = self.ledger.ingest(node, [e.to_dict() for e in events], now)
+        if result.applied != len(events):
+            raise EmitError(
+                f"{node}: {len(events)} events, {result.applied} applied, {result.rejected} rejected, "
+                f"{result.skipped} skipped"
+            )
+        return events, result.changes

@@ -1,0 +1,1 @@
+"""``staypoint console``: head office's desk (Textual), for clerks, marketing and administrators."""

@@ -1,0 +1,416 @@
+"""The ledger store on PostgreSQL (psycopg 3 + a connection pool); see ``store.LedgerStore``.
+
+Same tables and meaning as ``store_sqlite.py``; documents are JSONB. Choices, and why:
+- **One writer.** Every ``transaction()`` takes ``pg_advisory_xact_lock`` first, so writers
+  queue exactly like SQLite's single writer, across processes too. The change log's
+  ``version`` comes from a one-row counter updated inside that transaction: gapless,
+  because a rollback takes the increment back with it.
+- **Reads never wait.** Reads outside a transaction run on pooled autocommit connections;
+  ``snapshot()`` uses its own REPEATABLE READ connection and a server-side cursor, so a
+  million members stream without holding the writer up.
+- **Migrations** are numbered and recorded in ``schema_migrations``, each in one transaction.
+- ``transaction()`` is re-entrant on one thread: a caller may group several ledger calls
+  (an API write and its bookkeeping) into one atomic unit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from staypoint.central.store import Change, HoldRecord, StoredEvent
+
+WRITER_LOCK = 0x5350_4C44  # "SPLD": the ledger's single-writer advisory lock
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE streams (node TEXT NOT NULL, epoch INTEGER NOT NULL, hw BIGINT NOT NULL,
+                PRIMARY KEY (node, epoch))""",
+            """CREATE TABLE events (pos BIGSERIAL UNIQUE, id TEXT PRIMARY KEY, node TEXT NOT NULL,
+                epoch INTEGER NOT NULL, seq BIGINT NOT NULL, type TEXT NOT NULL, member TEXT,
+                body TEXT NOT NULL, applied_at TEXT NOT NULL, UNIQUE (node, epoch, seq))""",
+            "CREATE INDEX events_member ON events (member, pos)",
+            "CREATE INDEX events_type ON events (type, pos)",
+            """CREATE TABLE members (number TEXT PRIMARY KEY, doc JSONB NOT NULL, points BIGINT NOT NULL,
+                blocked BOOLEAN NOT NULL)""",
+            "CREATE TABLE personal (number TEXT PRIMARY KEY, name TEXT NOT NULL, changed_at TEXT NOT NULL)",
+            """CREATE TABLE stays (event_id TEXT PRIMARY KEY, member TEXT NOT NULL, points BIGINT NOT NULL,
+                nights INTEGER NOT NULL)""",
+            "CREATE TABLE vouchers (code TEXT PRIMARY KEY, doc JSONB NOT NULL)",
+            "CREATE INDEX vouchers_member ON vouchers ((doc->>'member'))",
+            """CREATE TABLE holds (id TEXT PRIMARY KEY, member TEXT NOT NULL, node TEXT NOT NULL,
+                reward TEXT NOT NULL, points BIGINT NOT NULL, created TEXT NOT NULL, expires TEXT NOT NULL,
+                status TEXT NOT NULL)""",
+            "CREATE INDEX holds_member ON holds (member) WHERE status = 'held'",
+            """CREATE TABLE overdrafts (id BIGSERIAL PRIMARY KEY, member TEXT NOT NULL, node TEXT NOT NULL,
+                event_id TEXT NOT NULL, balance BIGINT NOT NULL, at TEXT NOT NULL, resolved_at TEXT)""",
+            """CREATE TABLE alarms (id BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, node TEXT,
+                detail TEXT NOT NULL, at TEXT NOT NULL)""",
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+            """CREATE TABLE changes (version BIGINT PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL,
+                body JSONB NOT NULL)""",
+            "CREATE INDEX changes_key ON changes (kind, key, version)",
+            "CREATE TABLE change_seq (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), v BIGINT NOT NULL)",
+            "INSERT INTO change_seq (v) VALUES (0)",
+            "CREATE TABLE programs (version INTEGER PRIMARY KEY, document TEXT NOT NULL)",
+            "CREATE TABLE node_keys (node TEXT PRIMARY KEY, public_key TEXT NOT NULL)",
+        ),
+    ),
+)
+
+_HOLD_COLS = "id, member, node, reward, points, created, expires, status"
+
+
+class PgLedgerStore:
+    """``LedgerStore`` on PostgreSQL."""
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 16, **_: Any) -> None:
+        self.url = url
+        self.pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, kwargs={"autocommit": True}, open=True
+        )
+        self._local = threading.local()
+        self.migrate()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database has not seen; returns the versions applied."""
+        done: list[int] = []
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, at TIMESTAMPTZ "
+                "NOT NULL DEFAULT now())"
+            )
+            seen = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            for version, stmts in MIGRATIONS:
+                if version in seen:
+                    continue
+                for stmt in stmts:
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                done.append(version)
+        return done
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None:  # re-entered on this thread: part of the outer unit
+            yield
+            return
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+        else:
+            with self.pool.connection() as fresh:
+                yield fresh
+
+    def _exec(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> None:
+        with self._conn() as conn:
+            conn.execute(sql, args)
+
+    def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._conn() as conn:
+            return list(conn.execute(sql, args).fetchall())
+
+    def _row(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> tuple[Any, ...] | None:
+        with self._conn() as conn:
+            return conn.execute(sql, args).fetchone()
+
+    def _one(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
+        row = self._row(sql, args)
+        return None if row is None else row[0]
+
+    # -- streams and events ---------------------------------------------------------------
+    def high_water(self, node: str, epoch: int) -> int:
+        value = self._one("SELECT hw FROM streams WHERE node = %s AND epoch = %s", (node, epoch))
+        return 0 if value is None else int(value)
+
+    def set_high_water(self, node: str, epoch: int, hw: int) -> None:
+        self._exec(
+            "INSERT INTO streams (node, epoch, hw) VALUES (%s, %s, %s) "
+            "ON CONFLICT (node, epoch) DO UPDATE SET hw = excluded.hw",
+            (node, epoch, hw),
+        )
+
+    def streams(self) -> list[tuple[str, int, int]]:
+        return [(str(n), int(e), int(h)) for n, e, h in self._all("SELECT node, epoch, hw FROM streams")]
+
+    def event_at(self, node: str, epoch: int, seq: int) -> StoredEvent | None:
+        row = self._row(
+            "SELECT id, body FROM events WHERE node = %s AND epoch = %s AND seq = %s", (node, epoch, seq)
+        )
+        return None if row is None else StoredEvent(str(row[0]), node, epoch, seq, str(row[1]))
+
+    def event_by_id(self, event_id: str) -> StoredEvent | None:
+        row = self._row("SELECT node, epoch, seq, body FROM events WHERE id = %s", (event_id,))
+        return (
+            None if row is None else StoredEvent(event_id, str(row[0]), int(row[1]), int(row[2]), str(row[3]))
+        )
+
+    def insert_event(self, event: StoredEvent, kind: str, member: str | None, applied_at: str) -> None:
+        self._exec(
+            "INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (event.id, event.node, event.epoch, event.seq, kind, member, event.body, applied_at),
+        )
+
+    def event_count(self) -> int:
+        return int(self._one("SELECT count(*) FROM events"))
+
+    def events_after(self, position: int, kinds: list[str], limit: int = 500) -> list[tuple[int, str]]:
+        """(position, body) of applied events of ``kinds`` past ``position``, in applied order."""
+        rows = self._all(
+            "SELECT pos, body FROM events WHERE type = ANY(%s) AND pos > %s ORDER BY pos LIMIT %s",
+            (kinds, position, limit),
+        )
+        return [(int(p), str(b)) for p, b in rows]
+
+    def member_events(self, member: str, limit: int = 20) -> list[str]:
+        """The member's most recent applied events (bodies), newest first."""
+        rows = self._all(
+            "SELECT body FROM events WHERE member = %s ORDER BY pos DESC LIMIT %s", (member, limit)
+        )
+        return [str(b) for (b,) in rows]
+
+    # -- members ------------------------------------------------------------------------------
+    def member(self, number: str) -> dict[str, Any] | None:
+        doc = self._one("SELECT doc FROM members WHERE number = %s", (number,))
+        return None if doc is None else dict(doc)
+
+    def put_member(self, doc: dict[str, Any]) -> None:
+        self.put_members([doc])
+
+    def put_members(self, docs: list[dict[str, Any]]) -> None:
+        with self._conn() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO members (number, doc, points, blocked) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (number) DO UPDATE SET doc = excluded.doc, points = excluded.points, "
+                "blocked = excluded.blocked",
+                [(d["number"], Jsonb(d), int(d["points"]), bool(d.get("blocked"))) for d in docs],
+            )
+
+    def member_numbers(self) -> list[str]:
+        return [str(n) for (n,) in self._all("SELECT number FROM members ORDER BY number")]
+
+    def set_personal(self, number: str, name: str, at: str) -> None:
+        self._exec(
+            "INSERT INTO personal (number, name, changed_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (number) DO UPDATE SET name = excluded.name, changed_at = excluded.changed_at",
+            (number, name, at),
+        )
+
+    def member_by_card(self, card_hash: str) -> str | None:
+        """The member whose record lists this keyed card hash."""
+        value = self._one("SELECT number FROM members WHERE doc->'cards' ? %s LIMIT 1", (card_hash,))
+        return None if value is None else str(value)
+
+    # -- stays and vouchers -------------------------------------------------------------------------
+    def stay(self, event_id: str) -> tuple[str, int, int] | None:
+        row = self._row("SELECT member, points, nights FROM stays WHERE event_id = %s", (event_id,))
+        return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
+
+    def put_stay(self, event_id: str, member: str, points: int, nights: int) -> None:
+        self._exec(
+            "INSERT INTO stays (event_id, member, points, nights) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (event_id) DO UPDATE SET member = excluded.member, points = excluded.points, "
+            "nights = excluded.nights",
+            (event_id, member, points, nights),
+        )
+
+    def voucher(self, code: str) -> dict[str, Any] | None:
+        doc = self._one("SELECT doc FROM vouchers WHERE code = %s", (code,))
+        return None if doc is None else dict(doc)
+
+    def put_voucher(self, doc: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO vouchers (code, doc) VALUES (%s, %s) "
+            "ON CONFLICT (code) DO UPDATE SET doc = excluded.doc",
+            (doc["code"], Jsonb(doc)),
+        )
+
+    def member_vouchers(self, member: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The member's vouchers, newest first."""
+        rows = self._all(
+            "SELECT doc FROM vouchers WHERE doc->>'member' = %s ORDER BY doc->>'issued_at' DESC LIMIT %s",
+            (member, limit),
+        )
+        return [dict(d) for (d,) in rows]
+
+    def voucher_counts(self) -> dict[str, int]:
+        """Vouchers issued per reward and not voided (what the catalogue's stock has given out)."""
+        rows = self._all(
+            "SELECT doc->>'reward', count(*) FROM vouchers WHERE doc->>'status' <> 'voided' GROUP BY 1"
+        )
+        return {str(r): int(n) for r, n in rows}
+
+    # -- holds ------------------------------------------------------------------------------------
+    def put_hold(self, hold: HoldRecord) -> None:
+        self._exec(
+            f"INSERT INTO holds ({_HOLD_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                hold.id,
+                hold.member,
+                hold.node,
+                hold.reward,
+                hold.points,
+                hold.created,
+                hold.expires,
+                hold.status,
+            ),
+        )
+
+    def hold(self, hold_id: str) -> HoldRecord | None:
+        row = self._row(f"SELECT {_HOLD_COLS} FROM holds WHERE id = %s", (hold_id,))
+        return None if row is None else HoldRecord(*row)
+
+    def set_hold_status(self, hold_id: str, status: str) -> None:
+        self._exec("UPDATE holds SET status = %s WHERE id = %s", (status, hold_id))
+
+    def held_points(self, member: str) -> int:
+        return int(
+            self._one(
+                "SELECT coalesce(sum(points), 0) FROM holds WHERE member = %s AND status = 'held'", (member,)
+            )
+        )
+
+    def holds_expiring(self, now: str) -> list[HoldRecord]:
+        rows = self._all(f"SELECT {_HOLD_COLS} FROM holds WHERE status = 'held' AND expires <= %s", (now,))
+        return [HoldRecord(*r) for r in rows]
+
+    # -- overdrafts, alarms, counters -------------------------------------------------------------
+    def add_overdraft(self, member: str, node: str, event_id: str, balance: int, at: str) -> None:
+        self._exec(
+            "INSERT INTO overdrafts (member, node, event_id, balance, at) VALUES (%s, %s, %s, %s, %s)",
+            (member, node, event_id, balance, at),
+        )
+
+    def resolve_overdrafts(self, member: str, at: str) -> None:
+        self._exec(
+            "UPDATE overdrafts SET resolved_at = %s WHERE member = %s AND resolved_at IS NULL", (at, member)
+        )
+
+    def open_overdrafts(self) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT member, node, event_id, balance, at FROM overdrafts WHERE resolved_at IS NULL ORDER BY id"
+        )
+        return [dict(zip(("member", "node", "event_id", "balance", "at"), r, strict=True)) for r in rows]
+
+    def add_alarm(self, kind: str, node: str | None, detail: str, at: str) -> None:
+        self._exec(
+            "INSERT INTO alarms (kind, node, detail, at) VALUES (%s, %s, %s, %s)", (kind, node, detail, at)
+        )
+
+    def alarms(self) -> list[dict[str, Any]]:
+        rows = self._all("SELECT kind, node, detail, at FROM alarms ORDER BY id")
+        return [dict(zip(("kind", "node", "detail", "at"), r, strict=True)) for r in rows]
+
+    def bump_counter(self, name: str, by: int = 1) -> None:
+        self._exec(
+            "INSERT INTO counters (name, value) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+            (name, by),
+        )
+
+    def counters(self) -> dict[str, int]:
+        return {str(n): int(v) for n, v in self._all("SELECT name, value FROM counters")}
+
+    # -- change log -------------------------------------------------------------------------------
+    def append_change(self, kind: str, key: str, body: dict[str, Any]) -> int:
+        with self._conn() as conn:
+            row = conn.execute("UPDATE change_seq SET v = v + 1 RETURNING v").fetchone()
+            assert row is not None
+            version = int(row[0])
+            conn.execute(
+                "INSERT INTO changes (version, kind, key, body) VALUES (%s, %s, %s, %s)",
+                (version, kind, key, Jsonb(body)),
+            )
+        return version
+
+    def latest_version(self) -> int:
+        return int(self._one("SELECT v FROM change_seq"))
+
+    def changes_since(self, version: int, limit: int) -> list[Change] | None:
+        keys = self._all(
+            "SELECT max(version) FROM changes WHERE version > %s GROUP BY kind, key LIMIT %s",
+            (version, limit + 1),
+        )
+        if len(keys) > limit:
+            return None
+        versions = sorted(int(v) for (v,) in keys)
+        rows = self._all(
+            "SELECT version, kind, key, body FROM changes WHERE version = ANY(%s) ORDER BY version",
+            (versions,),
+        )
+        return [Change(int(v), str(k), str(key), dict(b)) for v, k, key, b in rows]
+
+    def snapshot(self) -> tuple[int, Iterator[Change]]:
+        # Its own connection in one REPEATABLE READ transaction: one consistent view.
+        conn = psycopg.connect(self.url)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        row = conn.execute("SELECT v FROM change_seq").fetchone()
+        version = int(row[0]) if row else 0
+
+        def rows() -> Iterator[Change]:
+            try:
+                for v, doc in conn.execute("SELECT version, document FROM programs ORDER BY version"):
+                    yield Change(0, "program", str(v), {"version": int(v), "document": str(doc)})
+                for node, key in conn.execute("SELECT node, public_key FROM node_keys").fetchall():
+                    yield Change(0, "node_key", str(node), {"node": str(node), "public_key": str(key)})
+                with conn.cursor(name="snapshot_members") as cur:
+                    cur.itersize = 2000
+                    cur.execute("SELECT number, doc FROM members")
+                    for number, doc in cur:
+                        yield Change(0, "member", str(number), dict(doc))
+                for code, doc in conn.execute("SELECT code, doc FROM vouchers").fetchall():
+                    yield Change(0, "voucher", str(code), dict(doc))
+            finally:
+                conn.rollback()
+                conn.close()
+
+        return version, rows()
+
+    # -- programmes and node keys ------------------------------------------------------------------
+    def put_program(self, version: int, document: str) -> None:
+        self._exec(
+            "INSERT INTO programs (version, document) VALUES (%s, %s) "
+            "ON CONFLICT (version) DO UPDATE SET document = excluded.document",
+            (version, document),
+        )
+
+    def program(self, version: int) -> str | None:
+        doc = self._one("SELECT document FROM programs WHERE version = %s", (version,))
+        return None if doc is None else str(doc)
+
+    def latest_program_version(self) -> int | None:
+        value = self._one("SELECT max(version) FROM programs")
+        return None if value is None else int(value)
+
+    def put_node_key(self, node: str, public_key: str) -> None:
+        self._exec(
+            "INSERT INTO node_keys (node, public_key) VALUES (%s, %s) "
+            "ON CONFLICT (node) DO UPDATE SET public_key = excluded.public_key",
+            (node, public_key),
+        )

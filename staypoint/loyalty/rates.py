@@ -1,0 +1,391 @@
+"""The online channel's rules: member-only rates, VIP offers, booking channels, partner transfers.
+
+These are optional sections of the programme document, read from ``Program.source_text``
+so the core parser (``program.py``) stays as it is; a programme without them quotes the
+public rate, shows no VIP offers, earns on every channel and offers no transfers::
+
+    [[rates]]                      # a member-only rate plan; the best applicable one wins
+    code = "MEMBER-RATE"
+    name = "Member rate"
+    discount = "0.10"              # off the public rate, for every tier in ``tiers``
+    by_tier = { GOLD = "0.15", PLATINUM = "0.20" }   # a bigger discount for some tiers
+    tiers = ["MEMBER", "SILVER", "GOLD", "PLATINUM"] # optional: who may book it (default all)
+    properties = ["SHA"]           # optional (default all)
+    room_types = ["DLX"]           # optional (default all)
+    stay_from = "2026-12-01"       # optional window for the arrival date
+    stay_until = "2027-02-28"
+    book_from = "2026-11-01"       # optional window for the day the quote is asked
+    book_until = "2026-12-31"
+    min_nights = 2                 # optional
+
+    [[vip_offers]]
+    code = "NYE-GALA"
+    name = "New Year's Eve gala package"
+    tiers = ["MEMBER", "SILVER", "GOLD", "PLATINUM"]   # who sees it from the public date
+    public_from = "2026-12-01"
+    ends = "2026-12-31"
+    early_tiers = ["PLATINUM"]     # who sees it ``early_days`` before the public date
+    early_days = 7
+
+    [[last_minute]]                # rooms held back for VIPs, released close to the date
+    code = "SHA-SUITE-LM"
+    name = "Last-minute suite"
+    property = "SHA"
+    room_type = "STE"
+    date = "2026-12-24"
+    rooms = 2
+    days_before = 3                # visible from 3 days before ``date``
+    tiers = ["GOLD", "PLATINUM"]
+    price = "180.00"
+
+    [channels]
+    direct = ["direct", "web", "app", "phone"]       # booked with us
+    direct_bonus = 500             # bonus points on a stay booked direct
+    no_points = ["ota", "wholesale"]                 # third-party channels earn nothing
+
+    [[partners]]
+    code = "SKYMILES"
+    name = "SkyMiles"
+    ratio = "2"                    # points per partner unit (2 points = 1 mile)
+    min_points = 1000
+    daily_cap = 20000              # points per member per UTC day
+
+Pure: no I/O, time passed in. Money is Decimal; points are int.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+
+from staypoint.loyalty.program import Program, ProgramError
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class RatePlan:
+    code: str
+    name: str
+    discount: Decimal
+    by_tier: Mapping[str, Decimal]
+    tiers: frozenset[str] | None
+    properties: frozenset[str] | None
+    room_types: frozenset[str] | None
+    stay_from: date | None
+    stay_until: date | None
+    book_from: date | None
+    book_until: date | None
+    min_nights: int
+
+    def discount_for(self, tier: str) -> Decimal:
+        return self.by_tier.get(tier, self.discount)
+
+    def applies(self, tier: str, prop: str, room_type: str, arrival: date, nights: int, today: date) -> bool:
+        """True when a member of ``tier`` may book this plan for this request, asked on ``today``."""
+        return (
+            (self.tiers is None or tier in self.tiers)
+            and (self.properties is None or prop in self.properties)
+            and (self.room_types is None or room_type in self.room_types)
+            and (self.stay_from is None or arrival >= self.stay_from)
+            and (self.stay_until is None or arrival <= self.stay_until)
+            and (self.book_from is None or today >= self.book_from)
+            and (self.book_until is None or today <= self.book_until)
+            and nights >= self.min_nights
+        )
+
+
+@dataclass(frozen=True)
+class VipOffer:
+    code: str
+    name: str
+    tiers: frozenset[str]
+    public_from: date
+    ends: date
+    early_tiers: frozenset[str]
+    early_days: int
+    properties: frozenset[str] | None
+
+    def opens_for(self, tier: str) -> date | None:
+        """The first day ``tier`` sees this offer (None: never)."""
+        if tier in self.early_tiers:
+            return self.public_from - timedelta(days=self.early_days)
+        if tier in self.tiers:
+            return self.public_from
+        return None
+
+    def visible(self, tier: str, today: date) -> bool:
+        opens = self.opens_for(tier)
+        return opens is not None and opens <= today <= self.ends
+
+
+@dataclass(frozen=True)
+class LastMinute:
+    code: str
+    name: str
+    property: str
+    room_type: str
+    day: date
+    rooms: int
+    days_before: int
+    tiers: frozenset[str]
+    price: Decimal
+
+    def visible(self, tier: str, today: date) -> bool:
+        return tier in self.tiers and self.day - timedelta(days=self.days_before) <= today <= self.day
+
+
+@dataclass(frozen=True)
+class Channels:
+    direct: frozenset[str]
+    direct_bonus: int
+    no_points: frozenset[str]
+
+    def earns(self, channel: str) -> bool:
+        return channel not in self.no_points
+
+    def bonus(self, channel: str) -> int:
+        return self.direct_bonus if channel in self.direct else 0
+
+
+@dataclass(frozen=True)
+class Partner:
+    code: str
+    name: str
+    ratio: Decimal
+    min_points: int
+    daily_cap: int
+
+    def units(self, points: int) -> int:
+        """Partner units ``points`` buy (rounded down: a member never gets more than paid for)."""
+        return int((Decimal(points) / self.ratio).to_integral_value(ROUND_FLOOR))
+
+
+@dataclass(frozen=True)
+class OnlineRules:
+    rates: tuple[RatePlan, ...]
+    vip_offers: tuple[VipOffer, ...]
+    last_minute: tuple[LastMinute, ...]
+    channels: Channels
+    partners: tuple[Partner, ...]
+
+    def partner(self, code: str) -> Partner | None:
+        return next((p for p in self.partners if p.code == code.upper()), None)
+
+
+@dataclass(frozen=True)
+class Quote:
+    public_rate: Decimal  # per night
+    member_rate: Decimal  # per night, never above the public rate
+    nights: int
+    total: Decimal
+    plan: str | None
+    plan_name: str | None
+    saving: Decimal
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+
+def _fail(source: str, path: str, problem: str) -> ProgramError:
+    return ProgramError(source, path, problem)
+
+
+def _dec(source: str, path: str, value: Any, *, upto_one: bool = False) -> Decimal:
+    if isinstance(value, (float, bool)) or not isinstance(value, str | int):
+        raise _fail(source, path, f'write decimals as strings ("0.10"), got {value!r}')
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise _fail(source, path, f"not a decimal number: {value!r}") from None
+    if not d.is_finite() or d < 0 or (upto_one and d >= 1):
+        raise _fail(
+            source, path, f"must be {'from 0 to below 1' if upto_one else 'zero or more'}, got {value}"
+        )
+    return d
+
+
+def _date(source: str, path: str, value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise _fail(source, path, f"must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _int(source: str, path: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(source, path, f"must be a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+def _strs(source: str, path: str, value: Any, known: set[str] | None = None) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(source, path, "must be a list of strings")
+    if known is not None:
+        for v in value:
+            if v not in known:
+                raise _fail(source, path, f"unknown tier {v!r}")
+    return frozenset(value)
+
+
+def _tables(source: str, raw: Mapping[str, Any], key: str) -> list[tuple[str, Mapping[str, Any]]]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise _fail(source, key, "must be an array of tables ([[...]])")
+    return [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+
+
+def _str(source: str, path: str, t: Mapping[str, Any], key: str) -> str:
+    value = t.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(source, f"{path}.{key}", f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def parse_online_rules(program: Program, source: str = "programme") -> OnlineRules:
+    """The online sections of ``program``'s document; ProgramError names a bad field."""
+    return _parse_cached(program.source_text, frozenset(t.code for t in program.tiers), source)
+
+
+@cache
+def _parse_cached(text: str, tier_codes: frozenset[str], source: str) -> OnlineRules:
+    raw = tomllib.loads(text) if text else {}
+    known = set(tier_codes)
+    s = source
+
+    def opt_set(path: str, t: Mapping[str, Any], key: str, tiers: bool = False) -> frozenset[str] | None:
+        return _strs(s, f"{path}.{key}", t[key], known if tiers else None) if key in t else None
+
+    def opt_date(path: str, t: Mapping[str, Any], key: str) -> date | None:
+        return _date(s, f"{path}.{key}", t[key]) if key in t else None
+
+    rates = []
+    for path, t in _tables(s, raw, "rates"):
+        by_tier_raw = t.get("by_tier", {})
+        if not isinstance(by_tier_raw, dict):
+            raise _fail(s, f"{path}.by_tier", "must be a table of tier = discount")
+        by_tier = {}
+        for tier, d in by_tier_raw.items():
+            if tier not in known:
+                raise _fail(s, f"{path}.by_tier.{tier}", "unknown tier")
+            by_tier[tier] = _dec(s, f"{path}.by_tier.{tier}", d, upto_one=True)
+        plan = RatePlan(
+            code=_str(s, path, t, "code"),
+            name=_str(s, path, t, "name"),
+            discount=_dec(s, f"{path}.discount", t.get("discount", "0"), upto_one=True),
+            by_tier=by_tier,
+            tiers=opt_set(path, t, "tiers", tiers=True),
+            properties=opt_set(path, t, "properties"),
+            room_types=opt_set(path, t, "room_types"),
+            stay_from=opt_date(path, t, "stay_from"),
+            stay_until=opt_date(path, t, "stay_until"),
+            book_from=opt_date(path, t, "book_from"),
+            book_until=opt_date(path, t, "book_until"),
+            min_nights=_int(s, f"{path}.min_nights", t.get("min_nights", 1), 1),
+        )
+        if plan.stay_from and plan.stay_until and plan.stay_until < plan.stay_from:
+            raise _fail(s, f"{path}.stay_until", "ends before it starts")
+        rates.append(plan)
+
+    offers = []
+    for path, t in _tables(s, raw, "vip_offers"):
+        offer = VipOffer(
+            code=_str(s, path, t, "code"),
+            name=_str(s, path, t, "name"),
+            tiers=_strs(s, f"{path}.tiers", t.get("tiers", sorted(known)), known),
+            public_from=_date(s, f"{path}.public_from", t.get("public_from")),
+            ends=_date(s, f"{path}.ends", t.get("ends")),
+            early_tiers=_strs(s, f"{path}.early_tiers", t.get("early_tiers", []), known),
+            early_days=_int(s, f"{path}.early_days", t.get("early_days", 0)),
+            properties=opt_set(path, t, "properties"),
+        )
+        if offer.ends < offer.public_from:
+            raise _fail(s, f"{path}.ends", "ends before the public date")
+        offers.append(offer)
+
+    last = []
+    for path, t in _tables(s, raw, "last_minute"):
+        last.append(
+            LastMinute(
+                code=_str(s, path, t, "code"),
+                name=_str(s, path, t, "name"),
+                property=_str(s, path, t, "property"),
+                room_type=_str(s, path, t, "room_type"),
+                day=_date(s, f"{path}.date", t.get("date")),
+                rooms=_int(s, f"{path}.rooms", t.get("rooms"), 1),
+                days_before=_int(s, f"{path}.days_before", t.get("days_before", 3)),
+                tiers=_strs(s, f"{path}.tiers", t.get("tiers", []), known),
+                price=_dec(s, f"{path}.price", t.get("price", "0")),
+            )
+        )
+
+    ch = raw.get("channels", {})
+    if not isinstance(ch, dict):
+        raise _fail(s, "channels", "must be a table")
+    channels = Channels(
+        direct=_strs(s, "channels.direct", ch.get("direct", ["direct", "web", "app", "phone"])),
+        direct_bonus=_int(s, "channels.direct_bonus", ch.get("direct_bonus", 0)),
+        no_points=_strs(s, "channels.no_points", ch.get("no_points", [])),
+    )
+    partners = []
+    for path, t in _tables(s, raw, "partners"):
+        ratio = _dec(s, f"{path}.ratio", t.get("ratio"))
+        if ratio == 0:
+            raise _fail(s, f"{path}.ratio", "must be above 0")
+        partners.append(
+            Partner(
+                code=_str(s, path, t, "code").upper(),
+                name=_str(s, path, t, "name"),
+                ratio=ratio,
+                min_points=_int(s, f"{path}.min_points", t.get("min_points", 1), 1),
+                daily_cap=_int(s, f"{path}.daily_cap", t.get("daily_cap"), 1),
+            )
+        )
+    return OnlineRules(tuple(rates), tuple(offers), tuple(last), channels, tuple(partners))
+
+
+# -- quoting -----------------------------------------------------------------------------
+
+
+def quote(
+    rules: OnlineRules,
+    *,
+    tier: str,
+    prop: str,
+    room_type: str,
+    arrival: date,
+    nights: int,
+    public_rate: Decimal,
+    today: date,
+) -> Quote:
+    """The member's nightly price: the best applicable plan, never above the public rate."""
+    if nights < 1:
+        raise ValueError("a stay is at least one night")
+    if public_rate < 0:
+        raise ValueError("the public rate cannot be negative")
+    best: RatePlan | None = None
+    best_price = public_rate
+    for plan in rules.rates:
+        if not plan.applies(tier, prop, room_type, arrival, nights, today):
+            continue
+        price = (public_rate * (1 - plan.discount_for(tier))).quantize(CENT, ROUND_HALF_EVEN)
+        if price < best_price:
+            best, best_price = plan, price
+    member_rate = min(best_price, public_rate)  # the promise, stated once more
+    total = member_rate * nights
+    return Quote(
+        public_rate=public_rate,
+        member_rate=member_rate,
+        nights=nights,
+        total=total,
+        plan=best.code if best else None,
+        plan_name=best.name if best else None,
+        saving=public_rate * nights - total,
+    )

@@ -1,0 +1,178 @@
+"""The API's promises: keys and scopes, tokens, PIN lock-out, folios, rates, offers."""
+
+from __future__ import annotations
+
+from tests.api.conftest import PIN, Api
+
+pytest_plugins = ["tests.pg_fixtures"]
+
+
+def test_key_without_scope_or_for_another_property_is_refused(api: Api) -> None:
+    m = api.enrol()
+    assert api.client.get("/v1/me").status_code == 401
+    r = api.client.post(
+        "/v1/properties/SHA/stays",
+        json={
+            "folio": "F1",
+            "member": m,
+            "arrival": "2026-11-20",
+            "departure": "2026-11-21",
+            "revenue": {"room": "100"},
+        },
+        headers=api.h("web"),
+    )
+    assert r.status_code == 403 and "stays" in r.json()["error"]
+    r = api.stay(m, "F1", prop="PEK")
+    assert r.status_code == 403 and "PEK" in r.json()["error"]
+    quote = {
+        "property": "SHA",
+        "room_type": "DLX",
+        "arrival": "2026-12-10",
+        "nights": 2,
+        "public_rate": "200.00",
+    }
+    r = api.client.post("/v1/rates/quote", json=quote, headers=api.h("rates-only"))
+    assert r.status_code == 403 and "SHA" in r.json()["error"]
+    key_id = api.keys["pms-sha"].split("_")[1]
+    assert api.services.revoke_key(key_id, api.clock())
+    r = api.stay(m, "F1")
+    assert r.status_code == 401 and "revoked" in r.json()["error"]
+    assert api.client.get("/v1/me", headers={"X-API-Key": "sp_nope_nope"}).status_code == 401
+
+
+def test_expired_token_is_refused(api: Api) -> None:
+    m = api.enrol()
+    token = api.login(m)
+    assert api.client.get("/v1/me", headers=api.h(token=token)).status_code == 200
+    api.clock.advance(minutes=16)
+    r = api.client.get("/v1/me", headers=api.h(token=token))
+    assert r.status_code == 401 and "expired" in r.json()["error"]
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert api.client.get("/v1/me", headers=api.h(token=forged)).status_code == 401
+
+
+def test_pin_brute_force_locks_like_the_kiosk(api: Api) -> None:
+    m = api.enrol(email="ada@example.com")
+    codes = []
+    for _ in range(5):
+        r = api.client.post("/v1/members/login", json={"login": m, "pin": "0000"}, headers=api.h())
+        codes.append(r.status_code)
+    assert codes == [401, 401, 401, 401, 423]
+    # Locked: even the right PIN, by number or by e-mail, is refused until the lock-out ends.
+    r = api.client.post("/v1/members/login", json={"login": "ada@example.com", "pin": PIN}, headers=api.h())
+    assert r.status_code == 423 and "too many wrong PINs" in r.json()["error"]
+    api.clock.advance(minutes=31)
+    assert api.login("ada@example.com")
+
+
+def test_same_folio_twice_earns_once_and_a_correction_moves_the_difference(api: Api) -> None:
+    m = api.enrol()
+    r = api.stay(m, "F-100", room="500")
+    assert r.json() == {"folio": "F-100", "property": "SHA", "result": "posted", "points": 5500}
+    assert api.ledger.member(m)["points"] == 5500  # 500 × 10 + 500 direct bonus
+    r = api.stay(m, "F-100", room="500")
+    assert r.json()["result"] == "unchanged"
+    assert api.ledger.member(m)["points"] == 5500
+    r = api.stay(m, "F-100", room="300")  # corrected down: claw back 2,000
+    assert r.json()["result"] == "corrected"
+    assert api.ledger.member(m)["points"] == 3500
+    r = api.stay(m, "F-100", room="800")  # corrected up: add 5,000
+    assert api.ledger.member(m)["points"] == 8500
+    assert api.ledger.member(m)["qual_nights"] == 2
+    r = api.stay(m, "F-100", room="800", channel="ota")  # a third-party booking earns nothing
+    assert r.json()["result"] == "corrected-no-points" and api.ledger.member(m)["points"] == 0
+
+
+def test_quote_never_exceeds_public_rate_and_tiers_get_more(api: Api) -> None:
+    m = api.enrol()
+    token = api.login(m)
+    base = {"property": "SHA", "room_type": "DLX", "arrival": "2026-12-10", "nights": 2}
+    for public in ("0", "0.01", "99.99", "200.00", "123456.78"):
+        r = api.client.post(
+            "/v1/rates/quote", json=base | {"public_rate": public}, headers=api.h(token=token)
+        )
+        assert r.status_code == 200, r.text
+        q = r.json()
+        from decimal import Decimal
+
+        assert Decimal(q["member_rate"]) <= Decimal(public)
+    r = api.client.post("/v1/rates/quote", json=base | {"public_rate": "200.00"}, headers=api.h(token=token))
+    assert r.json()["member_rate"] == "180.00" and r.json()["plan"] == "MEMBER-RATE"
+    winter = base | {"arrival": "2027-01-10", "public_rate": "200.00"}
+    assert (
+        api.client.post("/v1/rates/quote", json=winter, headers=api.h(token=token)).json()["member_rate"]
+        == "150.00"
+    )
+
+
+def test_early_access_platinum_day_one_member_from_public_date(api: Api) -> None:
+    plat, basic = api.enrol("Pat Platinum"), api.enrol("Mo Member")
+    doc = api.ledger.member(plat)
+    doc["tier"] = "PLATINUM"
+    with api.ledger.store.transaction():
+        api.ledger.store.put_member(doc)
+    api.clock.now = api.clock.now.replace(day=24)  # 2026-11-24: 7 days before the public date
+    tp, tm = api.login(plat), api.login(basic)
+    assert [o["code"] for o in api.client.get("/v1/me/offers", headers=api.h(token=tp)).json()] == [
+        "NYE-GALA"
+    ]
+    assert api.client.get("/v1/me/offers", headers=api.h(token=tp)).json()[0]["early_access"] is True
+    assert api.client.get("/v1/me/offers", headers=api.h(token=tm)).json() == []
+    assert [x["code"] for x in api.client.get("/v1/me/last-minute", headers=api.h(token=tp)).json()] == [
+        "SHA-SUITE-LM"
+    ]
+    assert api.client.get("/v1/me/last-minute", headers=api.h(token=tm)).json() == []
+    api.clock.now = api.clock.now.replace(month=12, day=1)
+    tp, tm = api.login(plat), api.login(basic)
+    offers = api.client.get("/v1/me/offers", headers=api.h(token=tm)).json()
+    assert [o["code"] for o in offers] == ["NYE-GALA"] and offers[0]["early_access"] is False
+
+
+def test_dashboard_redeem_transfer_profile_claim(api: Api) -> None:
+    m = api.enrol(email="grace@example.com")
+    api.stay(m, "F-1", room="1000")
+    token = api.login(m)
+    d = api.client.get("/v1/me", headers=api.h(token=token)).json()
+    assert d["points"] == 10500 and d["tier"] == "MEMBER" and d["recent"][0]["type"] == "points.adjusted"
+    assert "LATE-CO" in [r["code"] for r in d["rewards"] if r["available"]]
+    r = api.client.post("/v1/me/redemptions", json={"reward": "LATE-CO"}, headers=api.h(token=token))
+    assert r.status_code == 201, r.text
+    assert r.json()["balance"] == 8000
+    assert api.ledger.store.counters()["holds_placed"] == 1
+    r = api.client.post(
+        "/v1/me/transfers", json={"partner": "SKYMILES", "points": 3000}, headers=api.h(token=token)
+    )
+    assert r.status_code == 201 and r.json()["units"] == 1500 and r.json()["balance"] == 5000
+    r = api.client.post(
+        "/v1/me/transfers", json={"partner": "SKYMILES", "points": 3000}, headers=api.h(token=token)
+    )
+    assert r.status_code == 409 and "cap" in r.json()["error"]
+    r = api.client.patch(
+        "/v1/me/profile",
+        json={"phone": "+49 30 1234567", "marketing_email": True},
+        headers=api.h(token=token),
+    )
+    assert r.status_code == 200 and r.json()["marketing_email"] is True
+    assert api.services.profiles.consent_log(m)[-1][:3] == ("email", True, "web")
+    r = api.client.post(
+        "/v1/me/claims",
+        json={"folio": "X1", "property": "SHA", "arrival": "2026-11-01", "departure": "2026-11-02"},
+        headers=api.h(token=token),
+    )
+    assert r.status_code == 202
+    d = api.client.get("/v1/me", headers=api.h(token=token)).json()
+    assert d["vouchers"][0]["reward"] == "LATE-CO" and d["points"] == 5000
+
+
+def test_bad_bodies_get_a_clear_4xx(api: Api) -> None:
+    h = api.h()
+    r = api.client.post("/v1/members", content=b"{not json", headers=h | {"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["code"] == "invalid"
+    r = api.client.post("/v1/members", json={"name": "A", "pin": 1234}, headers=h)
+    assert r.status_code == 422 and "pin" in r.json()["error"]
+    r = api.client.post(
+        "/v1/members", content=b"x" * 70_000, headers=h | {"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and "KiB" in r.json()["error"]
+    r = api.client.post("/v1/members/login", json={"login": "123", "pin": "1"}, headers=h)
+    assert r.status_code == 422 and "digits" in r.json()["error"]
