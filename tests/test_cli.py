@@ -201,9 +201,48 @@ def test_commands_read_the_replica_from_the_node_config(tmp_path: Path) -> None:
     (tmp_path / "var").mkdir()
     sp("node", "init", "--config", str(tmp_path / "node.toml"), "--node", "n", "--property", "P")
     assert (tmp_path / "etc" / "keys" / "voucher_ed25519.pem").stat().st_mode & 0o777 == 0o600
-    out = json.loads(sp("member", "enrol", "--config", str(tmp_path / "node.toml"), "--name", "Ada",
-                        "--pin", "1234", "--json").stdout)
+    out = json.loads(
+        sp(
+            "member",
+            "enrol",
+            "--config",
+            str(tmp_path / "node.toml"),
+            "--name",
+            "Ada",
+            "--pin",
+            "1234",
+            "--json",
+        ).stdout
+    )
     assert out["name"] == "Ada"
     (tmp_path / "bad.toml").write_text("[node\n")
     res = sp("outbox", "--config", str(tmp_path / "bad.toml"), ok=False)
     assert res.returncode == 1 and "not valid TOML" in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_head_office_daily_jobs_run_from_one_command(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    sp("central", "demo-data", "--db", str(ledger), "--members", "40", "--years", "1")
+    out = json.loads(
+        sp(
+            "central",
+            "jobs",
+            "--db",
+            str(ledger),
+            "--profiles",
+            str(ledger),
+            "--side",
+            f"sqlite:///{tmp_path / 'side.db'}",
+            "--json",
+        ).stdout
+    )
+    assert {
+        "downgraded",
+        "expired_points",
+        "holds_expired",
+        "claims",
+        "programs_published",
+        "campaigns",
+    } <= set(out)
+    again = json.loads(sp("central", "jobs", "--db", str(ledger), "--profiles", str(ledger), "--json").stdout)
+    assert again["campaigns"]["claimed"] == {} or sum(again["campaigns"]["claimed"].values()) == 0

@@ -54,6 +54,20 @@ def cmd_jobs(args: argparse.Namespace) -> None:
         counts: dict[str, Any] = dict(ledger.run_jobs(parse_iso(args.now)))
     finally:
         ledger.store.close()
+    if args.side:
+        # The desk's standing work: claims from nodes and the web matched against the property
+        # systems' stays (matches approved at once), and programme versions whose effective
+        # date has come published to the fleet.
+        from staypoint.central.console.cli import build_desk
+
+        if not args.profiles:
+            raise SystemExit("staypoint: central jobs --side needs --profiles")
+        desk = build_desk(
+            argparse.Namespace(store=str(args.db), side=args.side, profiles=args.profiles, smtp=args.smtp)
+        )
+        now = parse_iso(args.now)
+        counts["claims"] = desk.claims.pull(now)
+        counts["programs_published"] = desk.run_due(now)
     if args.profiles:
         # The daily marketing pass (birthdays, anniversaries, win-back, referral bonuses) runs
         # after the ledger's own jobs, so expiring-points messages see today's expiries.
@@ -101,8 +115,10 @@ def register(sub: Any) -> None:
     p.add_argument("--db", required=True)
     p.add_argument("--now", required=True, help="ISO time the jobs run as of")
     p.add_argument("--profiles", help="members' profiles file: also run the daily campaigns")
-    p.add_argument("--campaigns", help="campaigns config (TOML); default: the shipped campaigns")
+    p.add_argument("--campaigns", help="campaigns config (TOML); without it only referral bonuses are paid")
     p.add_argument("--dry-run", action="store_true", help="campaigns: count and sample, send nothing")
+    p.add_argument("--side", help="head office's side tables (sqlite:///path): also pull and match claims")
+    p.add_argument("--smtp", help="HOST:PORT of the mail server for claim notices")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_jobs)
     from staypoint.central.api.cli import register as register_api
