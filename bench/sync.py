@@ -3,13 +3,23 @@
     .venv/bin/python bench/sync.py [--members 1000000] [--backlog 100000] [--raw 5000]
 
 Figures:
-- raw_qos1_msgs_per_s: paho QoS 1 publish -> subscribe through the broker, the same payload
-  size as a real batch (the transport's limit here);
+- raw_qos1_msgs_per_s: paho QoS 1 publish -> subscribe through the same broker, the same
+  payload size as a real batch, both clients in this process (as the node agent and head
+  office are), with the node's window (``SyncConfig.window_batches``) of messages published
+  but not yet delivered: throughput, not stop-and-wait. Measured before and after the e2e
+  drain (the machine is shared); ``raw_qos1_msgs_per_s`` is their mean;
+- raw_ceiling_events_per_s: raw msgs/s x events per batch (the transport's limit in events);
 - e2e: a node's outbox -> head office's commit -> the ack back at the node, for a backlog
-  of ``--backlog`` events after a reconnect (events/s, batches/s, drain seconds);
-- e2e_vs_raw: e2e events/s over the transport's ceiling (raw msgs/s x events per batch, the
-  same payload size), i.e. e2e batches/s over raw msgs/s;
-- ho_apply_events_per_s: head office's ingest alone (no broker), batches of 500;
+  of ``--backlog`` events after a reconnect (events/s, batches/s, drain seconds), and the
+  publish -> ack latency of each batch during the drain (``e2e_batch_latency_ms``, which
+  includes waiting in the window) and of single batches on an idle system
+  (``idle_batch_latency_ms``);
+- e2e_vs_raw: e2e events/s over raw_ceiling_events_per_s (= e2e batches/s over raw msgs/s);
+- cpu_*: CPU seconds of this process (all its threads) and of the broker per 1,000 events,
+  a figure that the other load on a shared machine disturbs less than the rates;
+- ho_apply_events_per_s: head office's ingest alone (no broker), one member, batches of 500;
+  ho_apply_grouped_events_per_s: the same over 1,000 members in groups of
+  ``server.GROUP_BATCHES`` batches of a real batch's size (what the ingest thread does);
 - bootstrap_s: a new node receiving ``--members`` members by snapshot.
 The ledger runs with synchronous=FULL (an ack promises durability); the node replica too.
 """
@@ -18,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import ssl
 import sys
 import tempfile
 import threading
@@ -26,11 +38,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from staypoint.central.ledger import Ledger
 from staypoint.central.seed import seed_docs
-from staypoint.central.server import HeadOffice, MqttSettings
+from staypoint.central.server import GROUP_BATCHES, HeadOffice, MqttSettings
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.edge.service import NodeService
 from staypoint.edge.sync.agent import SyncAgent, SyncConfig
@@ -91,30 +106,115 @@ def synthetic_backlog(service: NodeService, members: list[str], count: int) -> i
     return size
 
 
-def raw_transport(broker: MosquittoBroker, size: int, count: int) -> float:
-    """QoS 1 messages/s from a node's identity to head office's, ``size`` bytes each."""
-    got = threading.Event()
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def proc_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of another process so far, 0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def publisher(broker: MosquittoBroker, identity: str, client_id: str, *, inflight: int) -> mqtt.Client:
+    """A paho client set up as the agent's is (MQTT 5, TLS, its in-flight limit), loop running."""
+    files = broker.client_tls(identity)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.tls_set(
+        ca_certs=str(files.ca),
+        certfile=str(files.cert),
+        keyfile=str(files.key),
+        cert_reqs=ssl.CERT_REQUIRED,
+        tls_version=ssl.PROTOCOL_TLS_CLIENT,
+    )
+    client.max_inflight_messages_set(inflight)
+    up = threading.Event()
+    client.on_connect = lambda *_: up.set()
+    client.connect(broker.host, broker.port, keepalive=30, clean_start=True)
+    client.loop_start()
+    if not up.wait(10):
+        raise RuntimeError("raw publisher could not connect")
+    return client
+
+
+def raw_transport(broker: MosquittoBroker, size: int, count: int, window: int) -> dict[str, float]:
+    """QoS 1 messages/s from a node's identity to head office's, ``size`` bytes each, with at
+    most ``window`` messages published and not yet delivered (the agent's window)."""
+    cond = threading.Condition()
     received = [0]
     sub = make_client(broker, "head-office", "bench-raw-sub", clean_start=True)
 
     def on_message(*_: Any) -> None:
-        received[0] += 1
-        if received[0] >= count:
-            got.set()
+        with cond:
+            received[0] += 1
+            cond.notify_all()
 
     sub.on_message = on_message
     sub.subscribe("sp/v1/node/sha-lobby-02/bench", 1)
     time.sleep(0.3)
-    pub = make_client(broker, "sha-lobby-02", "bench-raw-pub", clean_start=True)
+    pub = publisher(broker, "sha-lobby-02", "bench-raw-pub", inflight=max(20, window * 2))  # as the agent
     payload = b"x" * size
+    cpu, broker_cpu = time.process_time(), proc_cpu(broker.pid)
     started = time.perf_counter()
-    for _ in range(count):
+    for sent in range(count):
+        with cond:
+            while sent - received[0] >= window:
+                cond.wait(5)
         pub.publish("sp/v1/node/sha-lobby-02/bench", payload, qos=1)
-    got.wait(300)
+    with cond:
+        cond.wait_for(lambda: received[0] >= count, 300)
     took = time.perf_counter() - started
-    close(pub)
+    cpu, broker_cpu = time.process_time() - cpu, proc_cpu(broker.pid) - broker_cpu
+    pub.disconnect()
+    pub.loop_stop()
     close(sub)
-    return count / took
+    return {
+        "msgs_per_s": count / took,
+        "cpu_ms_per_msg": 1000 * cpu / count,
+        "broker_cpu_ms_per_msg": 1000 * broker_cpu / count,
+    }
+
+
+def commit_ms(path: Path, count: int = 40) -> float:
+    """Median time of one small synchronous=FULL WAL commit on this disk (the fsync price)."""
+    store = SqliteLedgerStore(path)
+    took = []
+    for i in range(count):
+        started = time.perf_counter()
+        with store.transaction():
+            store.bump_counter("bench", i)
+        took.append(1000 * (time.perf_counter() - started))
+    store.close()
+    return round(pct(took, 0.5), 2)
+
+
+def grouped_apply(tmp: Path, count: int) -> int:
+    """Head office's ingest alone as the ingest thread runs it: ``count`` events over 1,000
+    members, batches of a real batch's size, ``GROUP_BATCHES`` batches per transaction."""
+    ledger = Ledger(SqliteLedgerStore(tmp / "grouped.db"))
+    ledger.publish_program(default_program_text(), now())
+    program = ledger.program()
+    assert program is not None
+    spread = seed_docs(program, 1000, now(), start=7_000_000)
+    ledger.import_members(spread)
+    node = NodeService.init_node(tmp / "g.db", "sha-lobby-08", "H8", default_program_text(), now())
+    synthetic_backlog(node, [d["number"] for d in spread], count)
+    bodies = [json.loads(b) for (b,) in node.replica.conn.execute("SELECT body FROM outbox ORDER BY seq")]
+    per = 246  # events in a 96 KiB batch of these events
+    batches = [("sha-lobby-08", bodies[i : i + per]) for i in range(0, len(bodies), per)]
+    started = time.perf_counter()
+    for i in range(0, len(batches), GROUP_BATCHES):
+        ledger.ingest_many(batches[i : i + GROUP_BATCHES], now())
+    rate = round(len(bodies) / (time.perf_counter() - started))
+    ledger.store.close()
+    node.close()
+    return rate
 
 
 def main() -> None:
@@ -122,6 +222,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1_000_000)
     ap.add_argument("--backlog", type=int, default=100_000)
     ap.add_argument("--raw", type=int, default=3000, help="messages for the raw transport figure")
+    ap.add_argument("--idle", type=int, default=30, help="single batches for the idle latency figure")
     args = ap.parse_args()
     out: dict[str, Any] = {"members": args.members, "backlog": args.backlog}
     with tempfile.TemporaryDirectory() as tmp_:
@@ -145,6 +246,8 @@ def main() -> None:
             out["ho_apply_events_per_s"] = round(len(bodies) / (time.perf_counter() - started))
             ledger.store.close()
             n0.close()
+            out["ho_apply_grouped_events_per_s"] = grouped_apply(tmp, 20_000)
+            out["commit_ms_p50"] = commit_ms(tmp / "fsync.db")
 
             # -- end to end -------------------------------------------------------------
             ledger = Ledger(SqliteLedgerStore(tmp / "ledger.db"))
@@ -166,30 +269,66 @@ def main() -> None:
             agent.stop()
             batch_size = synthetic_backlog(node, [d["number"] for d in spread], args.backlog)
             out["batch_payload_bytes"] = batch_size
+            out["window_batches"] = config.window_batches
+            raw_before = raw_transport(broker, batch_size, args.raw, config.window_batches)
             agent = SyncAgent(node, config)
+            cpu, broker_cpu = time.process_time(), proc_cpu(broker.pid)
             started = time.perf_counter()
             agent.start()  # "after a reconnect": the whole backlog is waiting
             deadline = time.monotonic() + 600
             while agent.pending() and time.monotonic() < deadline:
                 time.sleep(0.02)
             drain = time.perf_counter() - started
+            cpu, broker_cpu = time.process_time() - cpu, proc_cpu(broker.pid) - broker_cpu
             out["backlog_drain_s"] = round(drain, 2)
             out["e2e_events_per_s"] = round(args.backlog / drain)
             out["e2e_batches_per_s"] = round(agent.stats["batches_sent"] / drain, 1)
+            lat = [1000 * x for x in agent.latencies]
+            out["e2e_batch_latency_ms"] = {"p50": round(pct(lat, 0.5)), "p99": round(pct(lat, 0.99))}
+            out["cpu_ms_per_1k_events"] = {
+                "e2e_process": round(1e6 * cpu / args.backlog, 1),
+                "e2e_broker": round(1e6 * broker_cpu / args.backlog, 1),
+            }
             out["resent_events"] = agent.stats["events_sent"] - args.backlog
             out["ho_events"] = ledger.store.event_count()
+            out["ho_groups"] = office.handled["groups"]
             out["agent_stats"] = dict(agent.stats)
+            drained_batches = agent.stats["batches_sent"]
+            # One batch at a time on an idle system: what a single batch costs end to end.
+            agent.latencies.clear()
+            for _ in range(args.idle):
+                synthetic_backlog(node, [d["number"] for d in spread], 246)
+                while agent.pending() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                time.sleep(0.05)
+            lat = [1000 * x for x in agent.latencies]
+            out["idle_batch_latency_ms"] = {"p50": round(pct(lat, 0.5)), "p99": round(pct(lat, 0.99))}
             agent.stop()
 
-            out["raw_qos1_msgs_per_s"] = round(raw_transport(broker, batch_size, args.raw), 1)
+            raw_after = raw_transport(broker, batch_size, args.raw, config.window_batches)
+            out["raw_qos1_msgs_per_s_before_after"] = [
+                round(raw_before["msgs_per_s"], 1),
+                round(raw_after["msgs_per_s"], 1),
+            ]
+            out["raw_qos1_msgs_per_s"] = round((raw_before["msgs_per_s"] + raw_after["msgs_per_s"]) / 2, 1)
             # The fair comparison: the same payload size both ways, so the transport's ceiling in
             # events/s is raw msgs/s x events per batch, and e2e / ceiling equals e2e batches/s /
             # raw msgs/s. It is the only ratio reported (events/s against raw msgs/s would
             # compare different units).
-            per_batch = args.backlog / max(1, agent.stats["batches_sent"])
+            per_batch = args.backlog / max(1, drained_batches)
             out["events_per_batch"] = round(per_batch, 1)
             out["raw_ceiling_events_per_s"] = round(out["raw_qos1_msgs_per_s"] * per_batch)
             out["e2e_vs_raw"] = round(out["e2e_events_per_s"] / out["raw_ceiling_events_per_s"], 3)
+            out["cpu_ms_per_1k_events"]["raw_process"] = round(
+                1000 * (raw_before["cpu_ms_per_msg"] + raw_after["cpu_ms_per_msg"]) / 2 / per_batch, 1
+            )
+            out["cpu_ms_per_1k_events"]["raw_broker"] = round(
+                1000
+                * (raw_before["broker_cpu_ms_per_msg"] + raw_after["broker_cpu_ms_per_msg"])
+                / 2
+                / per_batch,
+                1,
+            )
 
             # -- bootstrap -------------------------------------------------------------------
             started = time.perf_counter()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -60,6 +61,10 @@ class Ledger:
         self.store = store
         self.hold_ttl = hold_ttl
         self._programs: dict[int, Program] = {}
+        # Set only while ``ingest_many`` runs: member records read ahead for the group, and
+        # stays written at the end of the group (with the events) instead of one by one.
+        self._prefetched: dict[str, dict[str, Any]] | None = None
+        self._pending_stays: dict[str, tuple[str, int, int]] | None = None
 
     # -- programmes, nodes, members ----------------------------------------------------------
 
@@ -153,7 +158,23 @@ class Ledger:
         extra: list[tuple[str, str, dict[str, Any]]] = []
         hws: dict[tuple[str, int], int] = {}
         moved: set[tuple[str, int]] = set()
-        with self.store.transaction():
+        # The SQLite store takes a group's reads and writes in bulk (one statement each, not one
+        # per event); any other store gets the same calls one by one.
+        known_ids = getattr(self.store, "known_event_ids", None)
+        insert_events = getattr(self.store, "insert_events", None)
+        members_many = getattr(self.store, "members_many", None)
+        put_stays = getattr(self.store, "put_stays", None)
+        put_logged = getattr(self.store, "put_members_logged", None)
+        rows: list[tuple[str, str, int, int, str, str | None, str, str]] = []
+        pending: dict[tuple[str, int, int], str] = {}  # bodies applied in this group, not yet written
+        with self.store.transaction(), self._group_state(put_stays is not None):
+            # The duplicate-id check of the whole group in one statement; ids applied in the
+            # group join the set as they go, so a repeat inside the group is caught as well.
+            taken = known_ids([ev.id for _, events, _ in parsed for ev in events]) if known_ids else None
+            if members_many is not None:
+                self._prefetched = members_many(
+                    sorted({ev.member for _, events, _ in parsed for ev in events if ev.member})
+                )
             for result, events, bad in parsed:
                 node = result.node
                 for detail in bad:
@@ -166,8 +187,11 @@ class Ledger:
                         hw = hws[key] = self.store.high_water(node, ev.epoch)
                     result.ack = (ev.epoch, hw)
                     if ev.seq <= hw:
-                        known = self.store.event_at(node, ev.epoch, ev.seq)
-                        if known is not None and known.body != ev.to_json():
+                        known_body = pending.get((node, ev.epoch, ev.seq))
+                        if known_body is None:
+                            known = self.store.event_at(node, ev.epoch, ev.seq)
+                            known_body = None if known is None else known.body
+                        if known_body is not None and known_body != ev.to_json():
                             result.rejected += 1
                             self.store.bump_counter("events_conflicting")
                             self.store.add_alarm(
@@ -183,7 +207,7 @@ class Ledger:
                         result.resend_from = (ev.epoch, hw + 1)
                         break
                     body = ev.to_json()
-                    if self.store.event_by_id(ev.id) is not None:
+                    if (ev.id in taken) if taken is not None else (self.store.event_by_id(ev.id) is not None):
                         # The idempotency key is used by another (node, epoch, seq): never apply
                         # it twice; move the stream on so one bad event does not stall it.
                         result.rejected += 1
@@ -191,13 +215,23 @@ class Ledger:
                         self.store.add_alarm("duplicate_id", node, f"id {ev.id} at seq {ev.seq}", at)
                     else:
                         self._apply(ev, dirty, extra, at)
-                        self.store.insert_event(
-                            StoredEvent(ev.id, node, ev.epoch, ev.seq, body), ev.type, ev.member, at
-                        )
+                        if insert_events is not None and taken is not None:
+                            rows.append((ev.id, node, ev.epoch, ev.seq, ev.type, ev.member, body, at))
+                            pending[(node, ev.epoch, ev.seq)] = body
+                        else:
+                            self.store.insert_event(
+                                StoredEvent(ev.id, node, ev.epoch, ev.seq, body), ev.type, ev.member, at
+                            )
+                        if taken is not None:
+                            taken.add(ev.id)
                         result.applied += 1
                     hws[key] = ev.seq
                     moved.add(key)
                     result.ack = (ev.epoch, ev.seq)
+            if rows and insert_events is not None:
+                insert_events(rows)  # in applied order (rowid order is the API's position)
+            if self._pending_stays and put_stays is not None:
+                put_stays([(e, *v) for e, v in self._pending_stays.items()])
             # One high-water write per stream, not one per event.
             for node, epoch in moved:
                 self.store.set_high_water(node, epoch, hws[(node, epoch)])
@@ -205,13 +239,47 @@ class Ledger:
             for kind, name, body_ in extra:
                 if kind == "voucher":
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
-            for number, doc in dirty.items():
-                self.store.put_member(doc)
-                changes.append(Change(self.store.append_change("member", number, doc), "member", number, doc))
+            if put_logged is not None:
+                # One write and one change per member per group, each record serialised once.
+                docs = list(dirty.values())
+                for version, doc in zip(put_logged(docs), docs, strict=True):
+                    changes.append(Change(version, "member", doc["number"], doc))
+            else:
+                for number, doc in dirty.items():
+                    self.store.put_member(doc)
+                    changes.append(
+                        Change(self.store.append_change("member", number, doc), "member", number, doc)
+                    )
             for kind, name, body_ in extra:
                 if kind == "deny":
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
         return [result for result, _, _ in parsed]
+
+    @contextmanager
+    def _group_state(self, defer_stays: bool) -> Iterator[None]:
+        self._prefetched = None
+        self._pending_stays = {} if defer_stays else None
+        try:
+            yield
+        finally:
+            self._prefetched = None
+            self._pending_stays = None
+
+    def _member_doc(self, number: str) -> dict[str, Any] | None:
+        if self._prefetched is not None:
+            return self._prefetched.pop(number, None)
+        return self.store.member(number)
+
+    def _put_stay(self, event_id: str, member: str, points: int, nights: int) -> None:
+        if self._pending_stays is not None:
+            self._pending_stays[event_id] = (member, points, nights)
+        else:
+            self.store.put_stay(event_id, member, points, nights)
+
+    def _stay_of(self, event_id: str) -> tuple[str, int, int] | None:
+        if self._pending_stays is not None and event_id in self._pending_stays:
+            return self._pending_stays[event_id]
+        return self.store.stay(event_id)
 
     def _alarm(self, kind: str, node: str, detail: str, at: str) -> None:
         self.store.bump_counter(kind)
@@ -230,7 +298,7 @@ class Ledger:
         data = ev.data
         day = parse_iso(ev.at).date()
         program = self.program(ev.program)
-        m = dirty.get(ev.member) or self.store.member(ev.member)
+        m = dirty.get(ev.member) or self._member_doc(ev.member)
         if ev.type == "member.enrolled":
             if m is not None:
                 self._alarm("duplicate_member", ev.node, f"member {ev.member} enrolled twice", at)
@@ -295,7 +363,7 @@ class Ledger:
         elif kind == "stay.posted":
             self._stay(ev, m, program, day, at)
         elif kind == "stay.voided":
-            stay = self.store.stay(str(data.get("stay", "")))
+            stay = self._stay_of(str(data.get("stay", "")))
             points, nights = (stay[1], stay[2]) if stay else (int(data["points"]), int(data.get("nights", 0)))
             m["points"] -= points
             m["qual_nights"] = max(0, m["qual_nights"] - nights)
@@ -360,7 +428,7 @@ class Ledger:
             # Upgrades take effect at once, as the stays arrive; downgrades wait for the job.
             m["tier"] = tiers.after_activity(program, m["tier"], m["qual_nights"], m["qual_points"]).code
         m["last_activity"] = day.isoformat()
-        self.store.put_stay(ev.id, m["number"], points, nights)
+        self._put_stay(ev.id, m["number"], points, nights)
 
     def _redeemed(
         self,

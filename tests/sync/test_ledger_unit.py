@@ -96,3 +96,63 @@ def test_restore_starts_a_new_epoch_and_jobs_downgrade_one_tier(tmp_path: Path) 
     assert counts["downgraded"] == 1 and ledger.member(m)["tier"] == "GOLD"  # type: ignore[index]
     counts = ledger.run_jobs(NOW + timedelta(days=365 * 3))
     assert counts["expired_points"] == 3000 and ledger.member(m)["points"] == 0  # type: ignore[index]
+
+
+class _OneByOne:
+    """A SqliteLedgerStore without the bulk methods: the ledger's one-call-per-event path."""
+
+    BULK = ("known_event_ids", "insert_events", "members_many", "put_stays", "put_members_logged")
+
+    def __init__(self, store: SqliteLedgerStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        if name in self.BULK:
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+def test_grouped_bulk_ingest_matches_one_by_one(tmp_path: Path) -> None:
+    """In ONE group: a repeated id from another node, a resend with another body, and a void of
+    a stay applied earlier in the same group; the bulk path decides as the plain one does."""
+    _, _, events = _setup(tmp_path)
+    stolen = dict(events[2], node="sha-lobby-02", seq=1)  # another node reusing an id
+    forged = dict(events[1], data=dict(events[1]["data"], points=99_999))  # type: ignore[arg-type]
+    void = dict(
+        events[3],
+        seq=5,
+        id="0190f0a0-0000-7000-8000-000000000001",
+        type="stay.voided",
+        data={"stay": events[2]["id"], "points": 1000, "nights": 1},
+    )
+    group: list[tuple[str, list[object]]] = [
+        ("sha-lobby-01", list(events)),
+        ("sha-lobby-02", [stolen]),
+        ("sha-lobby-01", [forged, void]),
+    ]
+    outcomes = []
+    for name, wrap in (("bulk", False), ("plain", True)):
+        store = SqliteLedgerStore(tmp_path / f"{name}.db")
+        ledger = Ledger(_OneByOne(store) if wrap else store)  # type: ignore[arg-type]
+        ledger.publish_program(default_program_text(), NOW)
+        results = ledger.ingest_many(group, NOW)  # type: ignore[arg-type]
+        member = ledger.member(str(events[0]["member"]))
+        assert member is not None
+        outcomes.append(
+            (
+                [(r.applied, r.skipped, r.rejected, r.ack) for r in results],
+                member["points"],
+                member["folded"],
+                sorted(a["kind"] for a in store.alarms()),
+                store.event_count(),
+                [(c.kind, c.key) for c in results[-1].changes],
+            )
+        )
+        # Nothing the group wrote is lost or doubled when the same group comes again.
+        again = ledger.ingest_many(group, NOW)  # type: ignore[arg-type]
+        assert sum(r.applied for r in again) == 0 and store.event_count() == outcomes[-1][4]
+    assert outcomes[0] == outcomes[1]
+    results, points, folded, alarms, count, _ = outcomes[0]
+    assert results == [(4, 0, 0, (1, 4)), (0, 0, 1, (1, 1)), (1, 0, 1, (1, 5))]
+    assert (points, folded, count) == (2000, {"sha-lobby-01:1": 5}, 5)
+    assert alarms == ["conflicting_body", "duplicate_id"]

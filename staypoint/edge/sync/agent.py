@@ -29,7 +29,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,7 +70,10 @@ class SyncConfig:
     key: Path
     batch_events: int = 500
     batch_bytes: int = 96 * 1024  # well under the broker's 256 KiB message limit
-    window_batches: int = 8  # unacknowledged batches in flight
+    # Unacknowledged batches in flight: enough that head office always has a full group
+    # (server.GROUP_BATCHES) queued while it commits the previous one, so neither the broker
+    # nor head office idles and a group's member changes are coalesced over many batches.
+    window_batches: int = 64
     ack_timeout: float = 10.0  # no ack progress for this long: send again from the ack
     auth_timeout: float = 2.0  # then the offline limits decide
     resync_timeout: float = 15.0
@@ -129,6 +132,9 @@ class SyncAgent:
         self._waiting: dict[bytes, _AuthCall] = {}
         self._sent: tuple[int, int] | None = None
         self._inflight: list[tuple[int, int]] = []
+        self._sent_at: dict[tuple[int, int], float] = {}  # in-flight batch -> when it was published
+        # Publish -> covering ack, per batch (seconds), the most recent ones: bench and health.
+        self.latencies: deque[float] = deque(maxlen=20_000)
         self._progress_at = time.monotonic()
         self._resync: _Resync | None = None
         self._session = 0
@@ -320,6 +326,7 @@ class SyncAgent:
     def _rewind(self) -> None:
         self._sent = None
         self._inflight.clear()
+        self._sent_at.clear()
         self._progress_at = time.monotonic()
 
     def _flush_ack(self) -> None:
@@ -357,6 +364,7 @@ class SyncAgent:
                 self._progress_at = time.monotonic()
             self._sent = (epoch, batch[-1].seq)
             self._inflight.append(self._sent)
+            self._sent_at[self._sent] = time.monotonic()
             self.stats["batches_sent"] += 1
             self.stats["events_sent"] += len(batch)
 
@@ -414,9 +422,18 @@ class SyncAgent:
                     self._flush_ack()
             self._ack_due = (epoch, hw)
         before = len(self._inflight)
-        self._inflight = [(e, s) for e, s in self._inflight if not (e == epoch and s <= hw)]
+        now = time.monotonic()
+        keep: list[tuple[int, int]] = []
+        for key in self._inflight:
+            if key[0] == epoch and key[1] <= hw:
+                sent_at = self._sent_at.pop(key, None)
+                if sent_at is not None:
+                    self.latencies.append(now - sent_at)
+            else:
+                keep.append(key)
+        self._inflight = keep
         if len(self._inflight) < before or not self._inflight:
-            self._progress_at = time.monotonic()
+            self._progress_at = now
 
     def _on_resend(self, body: dict[str, Any]) -> None:
         epoch, start = self._int(body, "epoch"), self._int(body, "from")
@@ -426,6 +443,7 @@ class SyncAgent:
         self._contact()
         self.stats["resend_requests"] += 1
         self._inflight.clear()
+        self._sent_at.clear()
         self._sent = (epoch, start - 1)
         self._progress_at = time.monotonic()
 
