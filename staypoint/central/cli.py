@@ -18,6 +18,11 @@ from staypoint.loyalty.events import parse_iso
 
 
 def _ledger(args: argparse.Namespace) -> Ledger:
+    revoked_file = getattr(args, "revoked", None)
+    if revoked_file:
+        from staypoint.central.fleet.revoked import RevokedNodes
+
+        return Ledger(SqliteLedgerStore(Path(args.db)), revoked=RevokedNodes(Path(revoked_file)))
     return Ledger(SqliteLedgerStore(Path(args.db)))
 
 
@@ -109,6 +114,7 @@ def register(sub: Any) -> None:
     p.add_argument("--key", required=True)
     p.add_argument("--client-id", default="head-office")
     p.add_argument("--program", help="publish this programme document before serving")
+    p.add_argument("--revoked", help="revoked-nodes.json from `provision revoke`: their events are refused")
     p.add_argument("--connect-timeout", type=float, default=30.0)
     p.set_defaults(fn=cmd_serve)
     p = central.add_parser("jobs", help="run the window-end and expiry jobs")

@@ -12,7 +12,7 @@ does not match is alarmed and head office's figure is the one booked.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -57,9 +57,18 @@ class AuthDecision:
 class Ledger:
     """The central ledger over one ``LedgerStore``."""
 
-    def __init__(self, store: LedgerStore, *, hold_ttl: timedelta = DEFAULT_HOLD_TTL) -> None:
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        hold_ttl: timedelta = DEFAULT_HOLD_TTL,
+        revoked: Container[str] = frozenset(),
+    ) -> None:
         self.store = store
         self.hold_ttl = hold_ttl
+        # Nodes whose certificate head office revoked (staypoint provision revoke): a batch
+        # already queued in the broker, or sent on a connection still open, is refused here.
+        self.revoked = revoked
         self._programs: dict[int, Program] = {}
         # Set only while ``ingest_many`` runs: member records read ahead for the group, and
         # stays written at the end of the group (with the events) instead of one by one.
@@ -137,10 +146,16 @@ class Ledger:
         """
         at = iso(now)
         parsed: list[tuple[IngestResult, list[Event], list[str]]] = []
+        revoked_hits: list[tuple[str, int]] = []
         for node, raw_events in batches:
             result = IngestResult(node)
             events: list[Event] = []
             bad: list[str] = []
+            if node in self.revoked:
+                result.rejected = len(raw_events)
+                revoked_hits.append((node, len(raw_events)))
+                parsed.append((result, [], []))
+                continue
             for raw in raw_events:
                 try:
                     if not isinstance(raw, Mapping):
@@ -175,6 +190,9 @@ class Ledger:
                 self._prefetched = members_many(
                     sorted({ev.member for _, events, _ in parsed for ev in events if ev.member})
                 )
+            for node, count in revoked_hits:
+                self.store.bump_counter("events_from_revoked_nodes", count)
+                self.store.add_alarm("revoked_node", node, f"{count} events refused: node revoked", at)
             for result, events, bad in parsed:
                 node = result.node
                 for detail in bad:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from staypoint.provisioning import sdnotify
+from staypoint.edge.sync import sdnotify
 
 
 @pytest.fixture

@@ -156,3 +156,21 @@ def test_grouped_bulk_ingest_matches_one_by_one(tmp_path: Path) -> None:
     assert results == [(4, 0, 0, (1, 4)), (0, 0, 1, (1, 1)), (1, 0, 1, (1, 5))]
     assert (points, folded, count) == (2000, {"sha-lobby-01:1": 5}, 5)
     assert alarms == ["conflicting_body", "duplicate_id"]
+
+
+def test_a_revoked_nodes_batch_is_refused_and_alarmed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from staypoint.central.ledger import Ledger
+    from staypoint.central.store_sqlite import SqliteLedgerStore
+    from staypoint.loyalty.events import Event, iso, uuid7
+
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    ledger = Ledger(SqliteLedgerStore(tmp_path / "l.db"), revoked={"sha-lobby-99"})
+    ev = Event("sha-lobby-99", 1, 1, uuid7(now), iso(now), "feedback.recorded", None, 1,
+               {"stars": 5, "tags": [], "context": "x"})
+    [result] = ledger.ingest_many([("sha-lobby-99", [ev.to_dict()])], now)
+    assert result.rejected == 1 and result.applied == 0 and result.ack is None
+    assert ledger.store.event_count() == 0
+    assert ledger.store.counters()["events_from_revoked_nodes"] == 1
+    assert [a["kind"] for a in ledger.store.alarms()] == ["revoked_node"]

@@ -45,7 +45,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from staypoint.edge import sync_store
 from staypoint.edge.replica import Replica
 from staypoint.edge.service import AuthorisationDenied, Hold, NodeService
-from staypoint.loyalty.events import iso, parse_iso
+from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import ProgramError, parse_program
 
 log = logging.getLogger("staypoint.sync")
@@ -83,6 +83,10 @@ class SyncConfig:
     backoff_max: float = 30.0
     health_interval: float = 30.0
     contact_interval: float = 5.0
+    # Where the kiosk writes its device states (default: devices.json beside the replica) and
+    # the file:// backup folder whose age is the Litestream lag in the health document.
+    devices_file: Path | None = None
+    backup_dir: Path | None = None
 
     @property
     def client_id(self) -> str:
@@ -128,6 +132,8 @@ class SyncAgent:
         self.online = threading.Event()  # CONNACK received, subscriptions sent
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.loop_beat = time.monotonic()
+        self.started = time.monotonic()
         self._calls: queue.Queue[_AuthCall] = queue.Queue()
         self._waiting: dict[bytes, _AuthCall] = {}
         self._sent: tuple[int, int] | None = None
@@ -192,6 +198,8 @@ class SyncAgent:
         backoff = self.config.backoff_min
         connected = False
         while not self._stop.is_set():
+            # The process's systemd watchdog is fed only while this loop turns (see the CLI).
+            self.loop_beat = time.monotonic()
             if not connected:
                 try:
                     self._connect()
@@ -623,22 +631,27 @@ class SyncAgent:
     # -- health -----------------------------------------------------------------------------------
 
     def _publish_health(self) -> None:
-        conn = self.replica.conn
-        row = conn.execute("SELECT min(at) FROM outbox WHERE acked_at IS NULL").fetchone()
-        oldest = row[0] if row else None
-        last = conn.execute("SELECT value FROM node_meta WHERE key = 'last_contact'").fetchone()
+        """The health document of the design (every health_interval, QoS 0, not retained)."""
+        from staypoint import __version__
+        from staypoint.edge.sync import heartbeat
+
         now = self.clock()
-        health = {
-            "node": self.node,
-            "session": self._session,
-            "at": iso(now),
-            "outbox_depth": sync_store.outbox_depth(conn),
-            "oldest_pending_s": int((now - parse_iso(oldest)).total_seconds()) if oldest else 0,
-            "applied_version": sync_store.applied_version(conn),
-            "staleness_s": int((now - parse_iso(str(last[0]))).total_seconds()) if last else None,
-            "dropped": dict(self.dropped),
-        }
-        self.client.publish(self.topic("health"), dumps(health), qos=0)
+        db = self.replica.path
+        program = self.service.program
+        doc = heartbeat.build_health(
+            self.service.status(now),
+            now=now,
+            devices=heartbeat.read_devices(self.config.devices_file or db.with_name("devices.json")),
+            session=self._session,
+            applied_version=sync_store.applied_version(self.replica.conn),
+            disk_free=heartbeat.disk_free_pct(db.parent),
+            litestream_lag=heartbeat.litestream_lag_s(db, self.config.backup_dir),
+            version=__version__,
+            uptime_s=time.monotonic() - self.started,
+            max_staleness_s=program.offline.max_staleness_hours * 3600,
+        )
+        doc["dropped"] = dict(self.dropped)
+        self.client.publish(self.topic("health"), dumps(doc), qos=0)
 
     # -- for tests and the CLI ----------------------------------------------------------------------
 

@@ -9,12 +9,14 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from staypoint.edge import backup, sync_store
 from staypoint.edge.replica import Replica
 from staypoint.edge.service import NodeService
+from staypoint.edge.sync import sdnotify
 from staypoint.edge.sync.agent import MqttAuthoriser, SyncAgent
 from staypoint.edge.sync.config import load_node_config
 
@@ -36,7 +38,15 @@ def cmd_sync_run(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, stop)
     agent.start()
     print(f"sync agent for {service.node_id} running", file=sys.stderr, flush=True)
-    done.wait()
+    notifier = sdnotify.Notifier()
+    notifier.ready()
+    period = (sdnotify.watchdog_usec() or 20_000_000) / 2e6  # ping at half the watchdog period
+    while not done.wait(min(period, 5.0)):
+        # Feed systemd's watchdog only while the agent's loop turns: a hung agent is restarted.
+        if time.monotonic() - agent.loop_beat < 30.0:
+            notifier.watchdog_ping()
+        service.maintenance()  # a passive checkpoint, off the kiosk's path
+    notifier.stopping()
     agent.stop()
     service.close()
 

@@ -72,7 +72,17 @@ def load_node_config(path: Path, node_id: str | None = None) -> NodeConfig:
     extra = set(sync) - _TUNABLE
     if extra:
         raise ConfigError(f"{path}: [sync] unknown keys {sorted(extra)}")
-    keys = node.get("keys")
+    keys = node.get("keys_dir", node.get("keys"))
+    health, backup = section("health"), section("backup")
+    if "heartbeat_s" in health and "health_interval" not in sync:
+        beat = health["heartbeat_s"]
+        if isinstance(beat, bool) or not isinstance(beat, int | float) or beat <= 0:
+            raise ConfigError(f"{path}: [health] heartbeat_s must be a positive number of seconds")
+        sync = {**sync, "health_interval": float(beat)}
+    replica = backup.get("replica")
+    backup_dir = None
+    if isinstance(replica, str) and (replica.startswith("file://") or "://" not in replica):
+        backup_dir = base / replica.removeprefix("file://")
     return NodeConfig(
         db=base / need(node, "node", "db", str),
         keys=base / keys if isinstance(keys, str) else None,
@@ -83,6 +93,7 @@ def load_node_config(path: Path, node_id: str | None = None) -> NodeConfig:
             ca=base / need(mqtt, "mqtt", "ca", str),
             cert=base / need(mqtt, "mqtt", "cert", str),
             key=base / need(mqtt, "mqtt", "key", str),
+            backup_dir=backup_dir,
             **sync,
         ),
     )

@@ -42,10 +42,14 @@ DEFAULT_PERIOD = 30.0
 class DeviceLike(Protocol):
     """What the heartbeat reads of a device status (``kiosk.hardware.status.DeviceStatus``)."""
 
-    kind: str
-    driver: str
-    state: Any
-    detail: str
+    @property
+    def kind(self) -> str: ...
+    @property
+    def driver(self) -> str: ...
+    @property
+    def state(self) -> Any: ...
+    @property
+    def detail(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,7 @@ class HeartbeatPublisher:
     QoS 0, not retained: a heartbeat missed is reported by its absence (head office marks
     the node stale after three), and an old one must never be replayed as if current.
     ``on_beat`` runs after each publish: the agent's process feeds its systemd watchdog
-    there (``staypoint.provisioning.sdnotify.watchdog_ping``), so a hung heartbeat loop
+    there (``staypoint.edge.sync.sdnotify.watchdog_ping``), so a hung heartbeat loop
     gets the service restarted.
     """
 

@@ -6,8 +6,8 @@ every ``WatchdogSec`` (systemd restarts it otherwise) and ``STOPPING=1`` on the 
 Outside systemd the variable is unset and every call is a cheap no-op returning False, so
 the same code runs in tests, on a laptop and under the service manager.
 
-Deliberately free of any Staypoint import: the sync agent's process (``edge`` layer) may
-copy or vendor it without pulling in provisioning.
+Deliberately free of any Staypoint import, so any of Staypoint's services can use it; it
+lives beside the sync agent, the one service that runs as Type=notify.
 """
 
 from __future__ import annotations
