@@ -37,7 +37,8 @@ from staypoint.central.campaigns.config import Campaign, JobConfig, Settings
 from staypoint.central.campaigns.segments import Segments, build_sql
 from staypoint.central.campaigns.templates import pick, render
 from staypoint.central.ledger import Ledger
-from staypoint.central.profiles import Profile, ProfileStore
+from staypoint.central.profiles import _COLUMNS as _PROFILE_COLUMNS
+from staypoint.central.profiles import Profile, ProfileStore, _row_to_profile
 from staypoint.central.reports import projection
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.loyalty.events import iso
@@ -45,7 +46,13 @@ from staypoint.loyalty.expiry import add_months
 from staypoint.loyalty.program import Program, default_program
 from staypoint.loyalty.vouchers import make_code
 
-CLAIM_BATCH = 500
+CLAIM_BATCH = 5000
+# Rows reserved (one durable commit) and read with their profiles per step of delivery:
+# also the most sends a machine crash (not a process crash) can leave uncertain.
+DELIVER_CHUNK = 500
+# Outcomes that hand nothing over (no consent, capped, quiet hours) wait at most this many
+# rows for the next hand-over mark to ride along with.
+MAX_DEFERRED = 1000
 
 
 @dataclass
@@ -314,13 +321,15 @@ class CampaignJob:
     # -- recovery ------------------------------------------------------------------------------
 
     def recover(self) -> dict[str, int]:
-        """Rows of dead owners: ``handing`` -> uncertain; ``pending`` -> taken over by us."""
+        """Rows of dead owners: ``handing`` -> uncertain; ``pending`` -> taken over by us;
+        ``reserved`` -> taken over when the owner died in this machine's current boot (its
+        hand-over marks cannot have been lost), else uncertain (see ``deliver``)."""
         wall = _time.time()
         counts = {"uncertain": 0, "taken_over": 0}
         rows = self.db.conn.execute(
             "SELECT member, occasion, status, owner, handed_wall FROM cmp_sends "
-            "WHERE status IN (?, ?) AND owner IS NOT NULL AND owner <> ?",
-            (st.HANDING, st.PENDING, self.owner),
+            "WHERE status IN (?, ?, ?) AND owner IS NOT NULL AND owner <> ?",
+            (st.HANDING, st.PENDING, st.RESERVED, self.owner),
         ).fetchall()
         for member, occasion, status, owner, handed_wall in rows:
             if st.owner_alive(
@@ -328,25 +337,24 @@ class CampaignJob:
             ):
                 continue
             with self.db.tx() as conn:
-                if status == st.HANDING:
+                if status == st.HANDING or (status == st.RESERVED and not st.same_boot(owner)):
+                    why = (
+                        f"cut off mid-hand-over (owner {owner} gone); check the gateway's log"
+                        if status == st.HANDING
+                        else f"reserved for hand-over when its owner {owner} went down with the "
+                        "machine; check the gateway's log"
+                    )
                     cur = conn.execute(
                         "UPDATE cmp_sends SET status = ?, outcome = ? WHERE member = ? AND occasion = ? "
                         "AND status = ? AND owner = ?",
-                        (
-                            st.UNCERTAIN,
-                            f"cut off mid-hand-over (owner {owner} gone); check the gateway's log",
-                            member,
-                            occasion,
-                            st.HANDING,
-                            owner,
-                        ),
+                        (st.UNCERTAIN, why, member, occasion, status, owner),
                     )
                     counts["uncertain"] += cur.rowcount
                 else:
                     cur = conn.execute(
-                        "UPDATE cmp_sends SET owner = ? WHERE member = ? AND occasion = ? AND status = ? "
-                        "AND owner = ?",
-                        (self.owner, member, occasion, st.PENDING, owner),
+                        "UPDATE cmp_sends SET owner = ?, status = ? WHERE member = ? AND occasion = ? "
+                        "AND status = ? AND owner = ?",
+                        (self.owner, st.PENDING, member, occasion, status, owner),
                     )
                     counts["taken_over"] += cur.rowcount
         return counts
@@ -390,10 +398,16 @@ class CampaignJob:
         return fields
 
     def message_for(
-        self, c: Campaign, member: str, occasion: str, channel: str, extra: dict[str, Any]
+        self,
+        c: Campaign,
+        member: str,
+        occasion: str,
+        channel: str,
+        extra: dict[str, Any],
+        profile: Profile | None = None,
     ) -> Message:
         """The message ``member`` gets for ``occasion`` on ``channel`` (also the per-member preview)."""
-        p = self.profiles.get(member)
+        p = profile if profile is not None else self.profiles.get(member)
         fields = self._fields(member, p, c, channel, extra)
         r = render(pick(c.templates, fields["language"]), fields)
         digest = hashlib.sha256(f"{member}|{occasion}".encode()).hexdigest()[:24]
@@ -412,11 +426,11 @@ class CampaignJob:
             )
         return Message("sms", p.phone if p and p.phone else "", r.subject, r.sms, None, None, digest)
 
-    def _extra_for(self, c: Campaign, member: str, occasion: str) -> dict[str, Any]:
+    def _extra_for(self, c: Campaign, member: str, occasion: str, p: Profile | None = None) -> dict[str, Any]:
         """Re-derive an occasion's fields from its key (a delayed send has no Occasion object)."""
         what = occasion.split(":", 1)[1] if ":" in occasion else ""
         if c.trigger in ("birthday", "anniversary"):
-            p = self.profiles.get(member)
+            p = p if p is not None else self.profiles.get(member)
             base = (p.birth_date if c.trigger == "birthday" else p.joined) if p else None
             return {"years": int(what) - base.year if base and what.isdigit() else 0}
         if c.trigger == "points_expiring":
@@ -427,26 +441,6 @@ class CampaignJob:
             return {"new_tier": what.split(":")[0]}
         return {}
 
-    def _sent_recently(self, member: str, now: datetime) -> int:
-        since = iso(now - timedelta(days=self.settings.cap_days))
-        return int(
-            self.db.conn.execute(
-                "SELECT count(*) FROM cmp_sends WHERE member = ? AND status = ? AND done_at >= ?",
-                (member, st.SENT, since),
-            ).fetchone()[0]
-        )
-
-    def _finish(
-        self, member: str, occasion: str, status: str, now: datetime, outcome: str, **more: Any
-    ) -> None:
-        sets = ", ".join(f"{k} = ?" for k in more)
-        with self.db.tx() as conn:
-            conn.execute(
-                f"UPDATE cmp_sends SET status = ?, outcome = ?, done_at = ?{', ' + sets if sets else ''} "
-                "WHERE member = ? AND occasion = ? AND owner = ?",
-                (status, outcome, iso(now), *more.values(), member, occasion, self.owner),
-            )
-
     def _take_due(self, now: datetime) -> int:
         """Retries and quiet-hours delays whose time has come: taken by one job only."""
         with self.db.tx() as conn:
@@ -456,8 +450,50 @@ class CampaignJob:
             )
         return cur.rowcount
 
+    def _profiles_of(self, members: list[str]) -> dict[str, Profile]:
+        """Profiles of a chunk's members in one query (not one query per message)."""
+        cols = ", ".join(_PROFILE_COLUMNS)
+        marks = ", ".join("?" * len(members))
+        with self.profiles._lock:
+            rows = self.profiles.conn.execute(
+                f"SELECT {cols} FROM profiles WHERE member IN ({marks})", members
+            ).fetchall()
+        return {r[0]: _row_to_profile(r) for r in rows}
+
+    def _sent_counts(self, members: list[str], now: datetime) -> dict[str, int]:
+        """Messages sent to each of a chunk's members within the frequency-cap window."""
+        marks = ", ".join("?" * len(members))
+        since = iso(now - timedelta(days=self.settings.cap_days))
+        return dict(
+            self.db.conn.execute(
+                f"SELECT member, count(*) FROM cmp_sends WHERE member IN ({marks}) AND status = ? "
+                "AND done_at >= ? GROUP BY member",
+                [*members, st.SENT, since],
+            ).fetchall()
+        )
+
     def deliver(self, now: datetime, campaigns: dict[str, Campaign]) -> dict[str, int]:
-        """Hand over every pending row this job owns; returns counts by outcome."""
+        """Hand over every pending row this job owns; returns counts by outcome.
+
+        Writes per message: ONE commit, and it does not wait for the disk.
+
+        - Each chunk of ``DELIVER_CHUNK`` rows is first *reserved* in one durable commit
+          (fsync): ``pending`` -> ``reserved``.
+        - Then, per message, one commit holds the outcome of message k (and any outcomes
+          that handed nothing over: no consent, capped, quiet hours) together with the
+          ``handing`` mark of message k+1. So at any moment at most one row of this job is
+          ``handing``, as with a separate commit for each mark.
+        - That per-message commit is written to the operating system, not synced
+          (``tx(durable=False)``): a killed process loses none of it, so after a process
+          death exactly one send at most is uncertain; ``reserved`` rows of a dead owner of
+          the same boot were certainly not handed over and are taken over and sent.
+        - A machine crash (power, kernel) may lose unsynced commits: a row may fall back
+          from ``handing`` (or even ``sent``) to ``reserved``. Recovery cannot tell those
+          from rows never handed over, so after a restart of the machine (another boot id)
+          every ``reserved`` row of the dead owner becomes uncertain: up to one chunk is
+          listed for a person - never resent. Batching widens the uncertain window only for
+          a machine crash, and only to one chunk; it never allows a second send.
+        """
         self._take_due(now)
         counts: dict[str, int] = {}
         rows = self.db.conn.execute(
@@ -465,46 +501,113 @@ class CampaignJob:
             "ORDER BY member, occasion",
             (self.owner, st.PENDING),
         ).fetchall()
-        for member, occasion, code, attempts in rows:
-            c = campaigns.get(code)
-            if c is None:
-                continue  # campaign withdrawn from the config: left pending, a person decides
-            outcome = self._deliver_one(c, member, occasion, int(attempts), now)
-            counts[outcome] = counts.get(outcome, 0) + 1
+        deferred: list[tuple[str, tuple[Any, ...]]] = []
+        rows = [r for r in rows if r[2] in campaigns]  # withdrawn campaigns: left pending, a person decides
+        try:
+            for part in st.chunks(rows, DELIVER_CHUNK):
+                part = self._reserve(part, deferred)
+                members = sorted({r[0] for r in part})
+                if not members:
+                    continue
+                profiles = self._profiles_of(members)
+                sent = self._sent_counts(members, now)
+                for member, occasion, code, attempts in part:
+                    c = campaigns[code]
+                    outcome = self._deliver_one(
+                        c, member, occasion, int(attempts), now, profiles.get(member), sent, deferred
+                    )
+                    counts[outcome] = counts.get(outcome, 0) + 1
+                    if len(deferred) >= MAX_DEFERRED:
+                        self._commit(deferred, durable=False)
+        finally:
+            # Whatever happened (a gateway raising included), what was decided is written.
+            self._commit(deferred, durable=True)
         return counts
 
-    def _deliver_one(self, c: Campaign, member: str, occasion: str, attempts: int, now: datetime) -> str:
-        p = self.profiles.get(member)
+    def _reserve(
+        self, part: list[tuple[Any, ...]], deferred: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[tuple[Any, ...]]:
+        """Reserve a chunk for hand-over in one durable commit; the rows still ours."""
+        kept = []
+        wall = _time.time()
+        with self.db.tx(durable=True) as conn:
+            for sql, args in deferred:
+                conn.execute(sql, args)
+            for row in part:
+                cur = conn.execute(
+                    "UPDATE cmp_sends SET status = ?, handed_wall = ? WHERE member = ? AND occasion = ? "
+                    "AND owner = ? AND status = ?",
+                    (st.RESERVED, wall, row[0], row[1], self.owner, st.PENDING),
+                )
+                if cur.rowcount == 1:
+                    kept.append(row)
+        deferred.clear()
+        return kept
+
+    def _commit(
+        self,
+        deferred: list[tuple[str, tuple[Any, ...]]],
+        *extra: tuple[str, tuple[Any, ...]],
+        durable: bool = False,
+    ) -> int:
+        """Write the deferred outcomes (and ``extra``) in one transaction; rowcount of the last."""
+        if not deferred and not extra:
+            return 0
+        rowcount = 0
+        with self.db.tx(durable=durable) as conn:
+            for sql, args in (*deferred, *extra):
+                rowcount = conn.execute(sql, args).rowcount
+        deferred.clear()
+        return rowcount
+
+    def _finish_sql(
+        self, member: str, occasion: str, status: str, now: datetime, outcome: str
+    ) -> tuple[str, tuple[Any, ...]]:
+        return (
+            "UPDATE cmp_sends SET status = ?, outcome = ?, done_at = ? "
+            "WHERE member = ? AND occasion = ? AND owner = ?",
+            (status, outcome, iso(now), member, occasion, self.owner),
+        )
+
+    def _deliver_one(
+        self,
+        c: Campaign,
+        member: str,
+        occasion: str,
+        attempts: int,
+        now: datetime,
+        p: Profile | None,
+        sent: dict[str, int],
+        deferred: list[tuple[str, tuple[Any, ...]]],
+    ) -> str:
         channel = next(
             (ch for ch in c.channels if p is not None and p.may_contact(ch) and ch in self.gateways), None
         )
         if channel is None:
             why = "bounced address" if p and p.email_bounced and "email" in c.channels else "no consent"
-            self._finish(member, occasion, st.NO_CONSENT, now, why)
+            deferred.append(self._finish_sql(member, occasion, st.NO_CONSENT, now, why))
             return st.NO_CONSENT
         assert p is not None
         resume = quiet_until(self.settings, p.time_zone, now)
         if resume is not None:
             # Delay, never drop: the row goes back to the queue, due at the end of quiet hours.
-            with self.db.tx() as conn:
-                conn.execute(
+            deferred.append(
+                (
                     "UPDATE cmp_sends SET status = ?, next_at = ?, owner = NULL, outcome = ? "
                     "WHERE member = ? AND occasion = ? AND owner = ? AND status = ?",
-                    (st.DELAYED, iso(resume), "quiet hours", member, occasion, self.owner, st.PENDING),
+                    (st.DELAYED, iso(resume), "quiet hours", member, occasion, self.owner, st.RESERVED),
                 )
-            return st.DELAYED
-        if self._sent_recently(member, now) >= self.settings.cap_messages:
-            self._finish(
-                member,
-                occasion,
-                st.CAPPED,
-                now,
-                f"frequency cap {self.settings.cap_messages}/{self.settings.cap_days}d",
             )
+            return st.DELAYED
+        if sent.get(member, 0) >= self.settings.cap_messages:
+            cap = f"frequency cap {self.settings.cap_messages}/{self.settings.cap_days}d"
+            deferred.append(self._finish_sql(member, occasion, st.CAPPED, now, cap))
             return st.CAPPED
-        msg = self.message_for(c, member, occasion, channel, self._extra_for(c, member, occasion))
-        with self.db.tx() as conn:
-            cur = conn.execute(
+        msg = self.message_for(c, member, occasion, channel, self._extra_for(c, member, occasion, p), p)
+        # The hand-over mark, committed (durably) together with the outcomes decided so far.
+        won = self._commit(
+            deferred,
+            (
                 "UPDATE cmp_sends SET status = ?, channel = ?, address = ?, handed_at = ?, handed_wall = ?, "
                 "attempts = attempts + 1, message_id = ? WHERE member = ? AND occasion = ? AND owner = ? "
                 "AND status = ?",
@@ -518,30 +621,35 @@ class CampaignJob:
                     member,
                     occasion,
                     self.owner,
-                    st.PENDING,
+                    st.RESERVED,
                 ),
-            )
-        if cur.rowcount != 1:
+            ),
+        )
+        if won != 1:
             return "lost"  # another job took it over (it thought we were dead): theirs now
         result = self.gateways[channel].send(msg)
         if result.verdict == "sent":
-            self._finish(member, occasion, st.SENT, now, result.detail)
+            sent[member] = sent.get(member, 0) + 1
+            deferred.append(self._finish_sql(member, occasion, st.SENT, now, result.detail))
         elif result.verdict == "bounced":
             self.profiles.mark_bounced(msg.to, iso(now))
-            self._finish(member, occasion, st.BOUNCED, now, result.detail)
+            # Later rows of this chunk see the bounce too (their profile was read before it).
+            object.__setattr__(p, "email_bounced", True)
+            deferred.append(self._finish_sql(member, occasion, st.BOUNCED, now, result.detail))
         elif result.verdict == "uncertain":
-            self._finish(member, occasion, st.UNCERTAIN, now, result.detail)
+            deferred.append(self._finish_sql(member, occasion, st.UNCERTAIN, now, result.detail))
         elif result.verdict == "retry" and attempts + 1 < self.settings.max_attempts:
             wait = timedelta(minutes=self.settings.backoff_minutes * 2**attempts)
-            with self.db.tx() as conn:
-                conn.execute(
+            deferred.append(
+                (
                     "UPDATE cmp_sends SET status = ?, next_at = ?, owner = NULL, outcome = ? "
                     "WHERE member = ? AND occasion = ? AND owner = ?",
                     (st.RETRY, iso(now + wait), result.detail, member, occasion, self.owner),
                 )
+            )
             return st.RETRY
         else:
-            self._finish(member, occasion, st.FAILED, now, result.detail)
+            deferred.append(self._finish_sql(member, occasion, st.FAILED, now, result.detail))
             return st.FAILED
         return {"sent": st.SENT, "bounced": st.BOUNCED, "uncertain": st.UNCERTAIN}[result.verdict]
 
@@ -551,11 +659,14 @@ class CampaignJob:
         """Evaluate every campaign as of ``now`` and send; ``dry_run`` counts and renders only."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware UTC")
+        t0 = _time.perf_counter()
         projection.refresh(self.conn)
         campaigns = {c.code: c for c in self.config.campaigns}
         if dry_run:
             return self._dry_run(now, samples)
+        t1 = _time.perf_counter()
         report: dict[str, Any] = {"recovered": self.recover(), "claimed": {}}
+        t2 = _time.perf_counter()
         for c in campaigns.values():
             won = 0
             batch: list[Occasion] = []
@@ -567,9 +678,22 @@ class CampaignJob:
             if batch:
                 won += self._claim(c, batch, now)
             report["claimed"][c.code] = won
+        t3 = _time.perf_counter()
         report["bonus_events"] = self.flush_bonuses(now)
+        t4 = _time.perf_counter()
         report["delivered"] = self.deliver(now, campaigns)
+        t5 = _time.perf_counter()
         report["uncertain_open"] = len(self.db.uncertain())
+        report["timings"] = {
+            k: round(b - a, 3)
+            for k, a, b in (
+                ("refresh", t0, t1),
+                ("recover", t1, t2),
+                ("occasions_and_claims", t2, t3),
+                ("bonus_ingest", t3, t4),
+                ("deliver", t4, t5),
+            )
+        }
         return report
 
     def send_due(self, now: datetime) -> dict[str, Any]:

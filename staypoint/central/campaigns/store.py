@@ -51,7 +51,10 @@ SCHEMA = (
 )
 
 # Status of a send-log row. Terminal: sent, failed, uncertain, bounced, and the skips.
+# ``reserved``: durably set aside for hand-over by its owner (see engine.deliver): only the
+# per-message ``handing`` mark after it is written without waiting for the disk.
 PENDING, HANDING, SENT, RETRY, DELAYED = "pending", "handing", "sent", "retry", "delayed"
+RESERVED = "reserved"
 FAILED, UNCERTAIN, BOUNCED = "failed", "uncertain", "bounced"
 HOLDOUT, NO_CONSENT, CAPPED, BONUS_ONLY = "holdout", "no_consent", "capped", "bonus_only"
 
@@ -65,10 +68,27 @@ def _proc_start(pid: int) -> str:
         return "?"
 
 
+def boot_id() -> str:
+    """This machine's boot (changes when it restarts: unsynced writes may have been lost)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "?"
+
+
 def owner_id() -> str:
-    """This process as the owner of claimed sends: host, pid and the pid's start time."""
+    """This process as the owner of claimed sends: host, pid, the pid's start time, the boot."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
+    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}:{boot_id()}"
+
+
+def same_boot(owner: str) -> bool:
+    """Did ``owner`` run on this host since its last boot (so its writes all reached the disk,
+    a process's death does not lose what it wrote to the operating system)?"""
+    host, _, rest = owner.partition(":")
+    boot = rest.split(":")[2] if rest.count(":") >= 2 else "?"
+    return host == socket.gethostname() and boot != "?" and boot == boot_id()
 
 
 def owner_alive(owner: str, *, lease_seconds: float, handed_wall: float | None, wall_now: float) -> bool:
@@ -80,6 +100,7 @@ def owner_alive(owner: str, *, lease_seconds: float, handed_wall: float | None, 
     """
     host, _, rest = owner.partition(":")
     pid_s, _, start = rest.partition(":")
+    start = start.partition(":")[0]
     if host == socket.gethostname() and pid_s.isdigit():
         return _proc_start(int(pid_s)) == start and start != "?"
     return handed_wall is None or wall_now - handed_wall < lease_seconds
@@ -94,6 +115,7 @@ class CampaignDb:
         self.conn.execute("PRAGMA journal_mode = WAL")
         # A claim and a hand-over mark must be on disk before the gateway sees anything.
         self.conn.execute("PRAGMA synchronous = FULL")
+        self._sync = "FULL"
         self.conn.execute("PRAGMA busy_timeout = 60000")
         for stmt in SCHEMA:
             self.conn.execute(stmt)
@@ -102,8 +124,17 @@ class CampaignDb:
         self.conn.close()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: claims are decided under the write lock)."""
+    def tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: claims are decided under the write lock).
+
+        ``durable=False`` commits to the operating system without waiting for the disk
+        (WAL, synchronous NORMAL): it survives the process being killed, not the machine
+        losing power; the next durable commit makes it and everything before it durable.
+        """
+        want = "FULL" if durable else "NORMAL"
+        if self._sync != want:
+            self.conn.execute(f"PRAGMA synchronous = {want}")
+            self._sync = want
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn

@@ -7,6 +7,7 @@ rather than sending "Dear ," to a million guests. HTML bodies are autoescaped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -145,11 +146,18 @@ DEFAULTS: dict[str, dict[str, Template]] = {
 }
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str, html: bool) -> Any:
+    """A template compiled once per run, not once per message (compiling is most of the cost)."""
+    return (_HTML_ENV if html else _ENV).from_string(source)
+
+
 def _html_from_text(text: str) -> str:
     """A minimal HTML alternative from the text part (escaped, paragraphs kept)."""
-    body = _HTML_ENV.from_string(
+    body = _compiled(
         "{% for p in paras %}<p>{% for line in p %}{{ line }}{% if not loop.last %}<br>{% endif %}"
-        "{% endfor %}</p>{% endfor %}"
+        "{% endfor %}</p>{% endfor %}",
+        True,
     ).render(paras=[p.split("\n") for p in text.strip().split("\n\n")])
     return f'<!doctype html><html><body style="font-family:sans-serif">{body}</body></html>'
 
@@ -164,10 +172,10 @@ class Rendered:
 
 def render(template: Template, fields: Mapping[str, Any]) -> Rendered:
     """Render one template with the member's fields (raises on a missing field)."""
-    subject = _ENV.from_string(template.subject).render(**fields).strip()
-    text = _ENV.from_string(template.text).render(**fields)
-    html = _HTML_ENV.from_string(template.html).render(**fields) if template.html else _html_from_text(text)
-    sms = _ENV.from_string(template.sms).render(**fields).strip()
+    subject = _compiled(template.subject, False).render(**fields).strip()
+    text = _compiled(template.text, False).render(**fields)
+    html = _compiled(template.html, True).render(**fields) if template.html else _html_from_text(text)
+    sms = _compiled(template.sms, False).render(**fields).strip()
     return Rendered(subject, text, html, sms)
 
 

@@ -77,6 +77,19 @@ def _where(f: Filters, *, at: str, prop: str | None, tier: str | None) -> tuple[
     return (" AND ".join(parts) or "1"), args
 
 
+def _dated(f: Filters) -> bool:
+    return f.start is not None or f.end is not None
+
+
+def _unfiltered(f: Filters) -> bool:
+    return not (_dated(f) or f.property or f.tier)
+
+
+def _none(key: str) -> str | None:
+    """A running total's key back to the fact's value ('' stands for a missing one)."""
+    return key if key != "" else None
+
+
 def growth(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """New members by month, property and (current) tier, with the running total."""
     w, a = _where(f, at="e.at", prop="e.property", tier="coalesce(m.tier, e.tier)")
@@ -108,15 +121,27 @@ def growth(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
 
 def active(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """Members with at least one stay, by month of arrival."""
-    w, a = _where(f, at="arrival", prop="property", tier="tier")
-    rows = conn.execute(
-        f"SELECT month, count(DISTINCT member), count(*) FROM rpt_stays WHERE voided = 0 AND {w} "
-        "GROUP BY month ORDER BY month",
-        a,
-    ).fetchall()
-    distinct = conn.execute(
-        f"SELECT count(DISTINCT member) FROM rpt_stays WHERE voided = 0 AND {w}", a
-    ).fetchone()[0]
+    if _unfiltered(f):
+        # The running totals: members per month and stays per month, no stay is read.
+        stays = dict(conn.execute("SELECT month, sum(stays) FROM rpt_stay_cube GROUP BY month").fetchall())
+        rows = [
+            (_none(m), n, stays.get(m, 0))
+            for m, n in conn.execute(
+                "SELECT month, members FROM rpt_month_active WHERE members > 0 ORDER BY month"
+            )
+        ]
+        rows.sort(key=lambda r: (r[0] is not None, r[0] or ""))
+        distinct = conn.execute("SELECT count(*) FROM rpt_members WHERE kept > 0").fetchone()[0]
+    else:
+        w, a = _where(f, at="arrival", prop="property", tier="tier")
+        rows = conn.execute(
+            f"SELECT month, count(DISTINCT member), count(*) FROM rpt_stays WHERE voided = 0 AND {w} "
+            "GROUP BY month ORDER BY month",
+            a,
+        ).fetchall()
+        distinct = conn.execute(
+            f"SELECT count(DISTINCT member) FROM rpt_stays WHERE voided = 0 AND {w}", a
+        ).fetchone()[0]
     return Report(
         "active",
         "Active members (a stay in the period)",
@@ -129,24 +154,41 @@ def active(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
 
 def repeat(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """Repeat-stay rate (members with 2+ stays among those with 1+) and days between stays."""
-    w, a = _where(f, at="arrival", prop="property", tier="tier")
-    per = conn.execute(
-        f"SELECT member, count(*) FROM rpt_stays WHERE voided = 0 AND {w} GROUP BY member", a
-    ).fetchall()
-    stayers = len(per)
-    repeaters = sum(1 for _, n in per if n >= 2)
-    # Gaps between consecutive arrivals of the same member (window function, in SQLite).
-    gap = conn.execute(
-        f"SELECT avg(g), count(g) FROM (SELECT julianday(arrival) - julianday(lag(arrival) OVER "
-        f"(PARTITION BY member ORDER BY arrival)) AS g FROM rpt_stays WHERE voided = 0 AND {w}) WHERE g IS "
-        f"NOT NULL",
-        a,
-    ).fetchone()
+    hist: dict[str, int] = {}
+    if _unfiltered(f):
+        # Per-member figures kept by the projection: the gaps between a member's consecutive
+        # arrivals add up to last - first arrival, and there are dated - 1 of them.
+        stayers = repeaters = 0
+        for n, members in conn.execute(
+            "SELECT min(kept, 5), count(*) FROM rpt_members WHERE kept > 0 GROUP BY 1"
+        ):
+            key = str(n) if n < 5 else "5+"
+            hist[key] = int(members)
+            stayers += int(members)
+            repeaters += int(members) if n >= 2 else 0
+        span, gaps = conn.execute(
+            "SELECT sum(julianday(last_arrival) - julianday(first_arrival)), sum(dated - 1) "
+            "FROM rpt_members WHERE kept > 0 AND dated > 1"
+        ).fetchone()
+        gap = (None if not gaps else span / gaps, gaps or 0)
+    else:
+        w, a = _where(f, at="arrival", prop="property", tier="tier")
+        per = conn.execute(
+            f"SELECT member, count(*) FROM rpt_stays WHERE voided = 0 AND {w} GROUP BY member", a
+        ).fetchall()
+        stayers = len(per)
+        repeaters = sum(1 for _, n in per if n >= 2)
+        # Gaps between consecutive arrivals of the same member (window function, in SQLite).
+        gap = conn.execute(
+            f"SELECT avg(g), count(g) FROM (SELECT julianday(arrival) - julianday(lag(arrival) OVER "
+            f"(PARTITION BY member ORDER BY arrival)) AS g FROM rpt_stays WHERE voided = 0 AND {w}) "
+            f"WHERE g IS NOT NULL",
+            a,
+        ).fetchone()
+        for _, n in per:
+            key = str(n) if n < 5 else "5+"
+            hist[key] = hist.get(key, 0) + 1
     avg_gap = None if gap[0] is None else Decimal(str(gap[0])).quantize(Decimal("0.1"), ROUND_HALF_UP)
-    hist = {}
-    for _, n in per:
-        key = str(n) if n < 5 else "5+"
-        hist[key] = hist.get(key, 0) + 1
     return Report(
         "repeat",
         "Repeat stays",
@@ -169,12 +211,24 @@ def repeat(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
 
 def revenue_share(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """Members' revenue against the property's own total, by property and month."""
-    w, a = _where(f, at="s.arrival", prop="s.property", tier="s.tier")
-    rows = conn.execute(
-        f"SELECT s.property, s.month, sum(s.total_c) FROM rpt_stays s WHERE s.voided = 0 AND {w} "
-        "GROUP BY 1, 2 ORDER BY 1, 2",
-        a,
-    ).fetchall()
+    if not _dated(f):
+        w, a = _where(f, at="", prop="property", tier="tier")
+        rows = [
+            (_none(p), _none(m), c)
+            for p, m, c in conn.execute(
+                f"SELECT property, month, sum(total_c) FROM rpt_stay_cube WHERE {w} GROUP BY 1, 2 "
+                "HAVING sum(stays) <> 0 ORDER BY 1, 2",
+                a,
+            )
+        ]
+        rows.sort(key=lambda r: (r[0] is not None, r[0] or "", r[1] is not None, r[1] or ""))
+    else:
+        w, a = _where(f, at="s.arrival", prop="s.property", tier="s.tier")
+        rows = conn.execute(
+            f"SELECT s.property, s.month, sum(s.total_c) FROM rpt_stays s WHERE s.voided = 0 AND {w} "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            a,
+        ).fetchall()
     totals = {
         (p, m): int(t)
         for p, m, t in conn.execute("SELECT property, month, total_c FROM rpt_property_revenue")
@@ -216,12 +270,24 @@ def revenue_share(conn: sqlite3.Connection, program: Program, f: Filters) -> Rep
 
 def spend_by_tier(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """Average spend per stay by the tier the member had at the stay."""
-    w, a = _where(f, at="arrival", prop="property", tier="tier")
-    rows = conn.execute(
-        f"SELECT tier, count(*), sum(total_c), sum(nights) FROM rpt_stays WHERE voided = 0 AND {w} GROUP BY "
-        f"tier",
-        a,
-    ).fetchall()
+    if not _dated(f):
+        w, a = _where(f, at="", prop="property", tier="tier")
+        rows = [
+            (_none(t), n, c, ni)
+            for t, n, c, ni in conn.execute(
+                f"SELECT tier, sum(stays), sum(total_c), sum(nights) FROM rpt_stay_cube WHERE {w} "
+                "GROUP BY tier HAVING sum(stays) <> 0",
+                a,
+            )
+        ]
+        rows.sort(key=lambda r: (r[0] is not None, r[0] or ""))
+    else:
+        w, a = _where(f, at="arrival", prop="property", tier="tier")
+        rows = conn.execute(
+            f"SELECT tier, count(*), sum(total_c), sum(nights) FROM rpt_stays WHERE voided = 0 AND {w} "
+            "GROUP BY tier",
+            a,
+        ).fetchall()
     rank = {t.code: t.rank for t in program.tiers}
     rows = sorted(rows, key=lambda r: rank.get(r[0], 99))
     out = [[t, int(n), money(c), money(int(c) // int(n)) if n else None, int(ni)] for t, n, c, ni in rows]
@@ -240,10 +306,18 @@ def spend_by_tier(conn: sqlite3.Connection, program: Program, f: Filters) -> Rep
 
 
 def _points_totals(conn: sqlite3.Connection, f: Filters) -> dict[str, int]:
+    if not _dated(f):
+        got = dict(conn.execute("SELECT kind, sum(points) FROM rpt_points_cube GROUP BY kind").fetchall())
+        return {k: int(v or 0) for k, v in got.items()}
     w, a = _where(f, at="p.at", prop=None, tier=None)
     got = dict(
         conn.execute(f"SELECT kind, sum(points) FROM rpt_points p WHERE {w} GROUP BY kind", a).fetchall()
     )
+    # Points earned are every stay posted (voided ones are taken back as 'voided').
+    w, a = _where(f, at="s.at", prop=None, tier=None)
+    earned = conn.execute(f"SELECT sum(points) FROM rpt_stays s WHERE {w}", a).fetchone()[0]
+    if earned is not None:
+        got["earned"] = earned
     return {k: int(v or 0) for k, v in got.items()}
 
 
@@ -319,18 +393,28 @@ def liability(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
 
 def redemptions(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """Redemptions by reward, and what is left of rewards with a stock."""
-    w, a = _where(f, at="at", prop=None, tier=None)
-    rows = conn.execute(
-        f"SELECT reward, count(*), -sum(points) FROM rpt_points WHERE kind = 'redeemed' AND {w} GROUP BY "
-        f"reward "
-        "ORDER BY 2 DESC",
-        a,
-    ).fetchall()
-    all_time = dict(
-        conn.execute(
-            "SELECT reward, count(*) FROM rpt_points WHERE kind = 'redeemed' GROUP BY reward"
+    all_time = {
+        _none(r): n
+        for r, n in conn.execute(
+            "SELECT reward, sum(n) FROM rpt_points_cube WHERE kind = 'redeemed' GROUP BY reward "
+            "HAVING sum(n) <> 0 ORDER BY 2 DESC, reward"
+        )
+    }
+    if not _dated(f):
+        rows = [
+            (_none(r), n, p)
+            for r, n, p in conn.execute(
+                "SELECT reward, sum(n), -sum(points) FROM rpt_points_cube WHERE kind = 'redeemed' "
+                "GROUP BY reward HAVING sum(n) <> 0 ORDER BY 2 DESC, reward"
+            )
+        ]
+    else:
+        w, a = _where(f, at="at", prop=None, tier=None)
+        rows = conn.execute(
+            f"SELECT reward, count(*), -sum(points) FROM rpt_points WHERE kind = 'redeemed' AND {w} "
+            "GROUP BY reward ORDER BY 2 DESC, reward",
+            a,
         ).fetchall()
-    )
     out = []
     for reward, n, pts in rows:
         r = program.reward(str(reward or ""))
@@ -348,14 +432,40 @@ def redemptions(conn: sqlite3.Connection, program: Program, f: Filters) -> Repor
 
 def feedback(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """Average feedback stars by tier, property and kiosk (node)."""
-    w, a = _where(f, at="fb.at", prop="fb.property", tier="m.tier")
-    base = f"FROM rpt_feedback fb LEFT JOIN rpt_members m ON m.member = fb.member WHERE {w}"
     out = []
-    for dim, col in (("tier", "m.tier"), ("property", "fb.property"), ("kiosk", "fb.node")):
-        for key, n, avg in conn.execute(
-            f"SELECT {col}, count(*), avg(fb.stars) {base} GROUP BY 1 ORDER BY 1", a
+    if _unfiltered(f):
+        # Per-member counts (for the member's current tier) and running totals by property
+        # and kiosk: no feedback row is read.
+        dims: dict[str, dict[Any, list[int]]] = {"tier": {}, "property": {}, "kiosk": {}}
+        for tier, n, stars in conn.execute(
+            "SELECT tier, sum(fb_n), sum(fb_stars) FROM rpt_members WHERE fb_n > 0 GROUP BY tier"
         ):
-            out.append([dim, key, int(n), Decimal(str(avg)).quantize(Decimal("0.01"), ROUND_HALF_UP)])
+            dims["tier"][tier] = [int(n), int(stars)]
+        for prop, node, anon, n, stars in conn.execute(
+            "SELECT property, node, anon, n, stars FROM rpt_feedback_cube WHERE n <> 0"
+        ):
+            for dim, key in (
+                ("property", _none(prop)),
+                ("kiosk", node),
+                *((("tier", None),) if anon else ()),
+            ):
+                acc = dims[dim].setdefault(key, [0, 0])
+                acc[0] += int(n)
+                acc[1] += int(stars)
+        for dim, got in dims.items():
+            for key in sorted(got, key=lambda k: (k is not None, k or "")):
+                n, stars = got[key]
+                if n:
+                    avg = Decimal(str(stars / n)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+                    out.append([dim, key, n, avg])
+    else:
+        w, a = _where(f, at="fb.at", prop="fb.property", tier="m.tier")
+        base = f"FROM rpt_feedback fb LEFT JOIN rpt_members m ON m.member = fb.member WHERE {w}"
+        for dim, col in (("tier", "m.tier"), ("property", "fb.property"), ("kiosk", "fb.node")):
+            for key, n, avg in conn.execute(
+                f"SELECT {col}, count(*), avg(fb.stars) {base} GROUP BY 1 ORDER BY 1", a
+            ):
+                out.append([dim, key, int(n), Decimal(str(avg)).quantize(Decimal("0.01"), ROUND_HALF_UP)])
     return Report(
         "feedback",
         "Feedback scores",
@@ -433,14 +543,22 @@ def campaigns(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
 
 def exposure(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """Points redeemed offline and overdrafts, by node."""
-    w, a = _where(f, at="at", prop=None, tier=None)
-    offline = dict(
-        conn.execute(
-            f"SELECT node, -sum(points) FROM rpt_points WHERE kind = 'redeemed' AND auth = 'offline' AND "
-            f"{w} GROUP BY node",
-            a,
-        ).fetchall()
-    )
+    if not _dated(f):
+        offline = dict(
+            conn.execute(
+                "SELECT node, -sum(points) FROM rpt_points_cube WHERE kind = 'redeemed' AND offline = 1 "
+                "GROUP BY node HAVING sum(n) <> 0"
+            ).fetchall()
+        )
+    else:
+        w, a = _where(f, at="at", prop=None, tier=None)
+        offline = dict(
+            conn.execute(
+                f"SELECT node, -sum(points) FROM rpt_points WHERE kind = 'redeemed' AND auth = 'offline' "
+                f"AND {w} GROUP BY node",
+                a,
+            ).fetchall()
+        )
     od: dict[str, tuple[int, int, int]] = {}
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'overdrafts'").fetchone():
         for node, n, open_, worst in conn.execute(

@@ -52,8 +52,34 @@ SCHEMA = (
         member TEXT PRIMARY KEY, tier TEXT, points INTEGER NOT NULL DEFAULT 0,
         last_activity TEXT, enrolled_at TEXT, home_property TEXT,
         stays INTEGER NOT NULL DEFAULT 0, nights INTEGER NOT NULL DEFAULT 0,
-        revenue_c INTEGER NOT NULL DEFAULT 0, first_stay TEXT, last_stay TEXT) WITHOUT ROWID""",
+        revenue_c INTEGER NOT NULL DEFAULT 0, first_stay TEXT, last_stay TEXT,
+        kept INTEGER NOT NULL DEFAULT 0, dated INTEGER NOT NULL DEFAULT 0,
+        first_arrival TEXT, last_arrival TEXT,
+        fb_n INTEGER NOT NULL DEFAULT 0, fb_stars INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS rpt_members_last_stay ON rpt_members (last_stay)",
+    # Covering index of the repeat-stay report (per-member figures, no scan of the stays).
+    "CREATE INDEX IF NOT EXISTS rpt_members_kept ON rpt_members (kept, dated, first_arrival, last_arrival) "
+    "WHERE kept > 0",
+    # Feedback by the member's current tier: per-member counts, read through this index.
+    "CREATE INDEX IF NOT EXISTS rpt_members_fb ON rpt_members (tier, fb_n, fb_stars) WHERE fb_n > 0",
+    # Running totals, upserted per batch as signed deltas (a missing key is kept as ''):
+    # non-voided stays by month of arrival, property and tier at the stay ...
+    """CREATE TABLE IF NOT EXISTS rpt_stay_cube (month TEXT NOT NULL, property TEXT NOT NULL,
+        tier TEXT NOT NULL, stays INTEGER NOT NULL, total_c INTEGER NOT NULL, nights INTEGER NOT NULL,
+        PRIMARY KEY (month, property, tier)) WITHOUT ROWID""",
+    # ... who stayed in which month (month '' = no arrival date) and how many members that is ...
+    """CREATE TABLE IF NOT EXISTS rpt_member_months (month TEXT NOT NULL, member TEXT NOT NULL,
+        n INTEGER NOT NULL, PRIMARY KEY (month, member)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS rpt_month_active (month TEXT PRIMARY KEY, members INTEGER NOT NULL)
+        WITHOUT ROWID""",
+    # ... and points moved, by month of the movement, kind, reward, node and offline or not.
+    # ... feedback by property and kiosk (anon: given without a member) ...
+    """CREATE TABLE IF NOT EXISTS rpt_feedback_cube (property TEXT NOT NULL, node TEXT NOT NULL,
+        anon INTEGER NOT NULL, n INTEGER NOT NULL, stars INTEGER NOT NULL,
+        PRIMARY KEY (property, node, anon)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS rpt_points_cube (month TEXT NOT NULL, kind TEXT NOT NULL,
+        reward TEXT NOT NULL, node TEXT NOT NULL, offline INTEGER NOT NULL, n INTEGER NOT NULL,
+        points INTEGER NOT NULL, PRIMARY KEY (month, kind, reward, node, offline)) WITHOUT ROWID""",
     # Property totals from the property system, by month (imported from CSV).
     """CREATE TABLE IF NOT EXISTS rpt_property_revenue (
         property TEXT NOT NULL, month TEXT NOT NULL, total_c INTEGER NOT NULL,
@@ -107,17 +133,16 @@ WHERE e.rowid > ? AND e.rowid <= ?
   AND e.type IN ('points.redeemed', 'points.expired', 'stay.voided', 'voucher.voided', 'points.adjusted')
 """
 
-_FILL_EARNED = """
-INSERT OR IGNORE INTO rpt_points (rowid, event_id, member, node, at, month, kind, points, reward, auth)
-SELECT rowid, event_id, member, node, at, substr(at, 1, 7), 'earned', points, NULL, NULL
-FROM rpt_stays WHERE rowid > ? AND rowid <= ?
+# Stays voided in this batch that were not yet voided: the stay event is found through the
+# ledger's ``id`` key, and its fact row has the same rowid (no index on rpt_stays needed).
+_FLIP_VOIDED = """
+INSERT OR IGNORE INTO temp.rpt_flip (id)
+SELECT s.rowid FROM events e JOIN events ev ON ev.id = json_extract(e.body, '$.data.stay')
+JOIN rpt_stays s ON s.rowid = ev.rowid
+WHERE e.rowid > ? AND e.rowid <= ? AND e.type = 'stay.voided' AND s.voided = 0
 """
 
-_MARK_VOIDED = """
-UPDATE rpt_stays SET voided = 1 WHERE event_id IN (
-    SELECT json_extract(e.body, '$.data.stay') FROM events e
-    WHERE e.rowid > ? AND e.rowid <= ? AND e.type = 'stay.voided')
-"""
+_MARK_VOIDED = "UPDATE rpt_stays SET voided = 1 WHERE rowid IN (SELECT id FROM temp.rpt_flip)"
 
 _FILL_FEEDBACK = """
 INSERT OR IGNORE INTO rpt_feedback (rowid, event_id, member, node, property, at, stars, context)
@@ -134,9 +159,17 @@ SELECT e.member, e.node, json_extract(e.body, '$.data.home_property'), json_extr
 FROM events e WHERE e.rowid > ? AND e.rowid <= ? AND e.type = 'member.enrolled' AND e.member IS NOT NULL
 """
 
-_MEMBER_STAYS = """
-INSERT INTO rpt_members (member, stays, nights, revenue_c, first_stay, last_stay)
-SELECT member, count(*), sum(nights), sum(total_c), min(arrival), max(departure)
+# Per-member stay figures, kept up to date instead of recomputed: all stays (``stays``,
+# nights, revenue, first arrival / last departure, as before) and the non-voided ones
+# (``kept``; ``dated`` = with a valid arrival date, first and last such arrival). The
+# days between consecutive stays telescope: their sum for a member is last - first
+# arrival and their number dated - 1, so the repeat report needs no window function.
+_VALID = "voided = 0 AND julianday(arrival) IS NOT NULL"
+_MEMBER_STAYS = f"""
+INSERT INTO rpt_members (member, stays, nights, revenue_c, first_stay, last_stay, kept, dated,
+    first_arrival, last_arrival)
+SELECT member, count(*), sum(nights), sum(total_c), min(arrival), max(departure), sum(voided = 0),
+    sum({_VALID}), min(CASE WHEN {_VALID} THEN arrival END), max(CASE WHEN {_VALID} THEN arrival END)
 FROM rpt_stays WHERE rowid > ? AND rowid <= ? GROUP BY member
 ON CONFLICT (member) DO UPDATE SET
     stays = stays + excluded.stays, nights = nights + excluded.nights,
@@ -144,7 +177,89 @@ ON CONFLICT (member) DO UPDATE SET
     first_stay = CASE WHEN first_stay IS NULL OR excluded.first_stay < first_stay
                       THEN excluded.first_stay ELSE first_stay END,
     last_stay = CASE WHEN last_stay IS NULL OR excluded.last_stay > last_stay
-                     THEN excluded.last_stay ELSE last_stay END
+                     THEN excluded.last_stay ELSE last_stay END,
+    kept = kept + excluded.kept, dated = dated + excluded.dated,
+    first_arrival = CASE WHEN first_arrival IS NULL OR excluded.first_arrival < first_arrival
+                         THEN excluded.first_arrival ELSE first_arrival END,
+    last_arrival = CASE WHEN last_arrival IS NULL OR excluded.last_arrival > last_arrival
+                        THEN excluded.last_arrival ELSE last_arrival END
+"""
+
+# A voided stay can take a member's first or last arrival with it: those members'
+# non-voided figures are recomputed from their stays (by the member index).
+_MEMBER_UNVOID = f"""
+UPDATE rpt_members SET kept = x.kept, dated = x.dated, first_arrival = x.fa, last_arrival = x.la
+FROM (SELECT m.member, count(s.rowid) AS kept, count(CASE WHEN {_VALID.replace("voided", "s.voided")}
+            THEN 1 END) AS dated,
+        min(CASE WHEN julianday(s.arrival) IS NOT NULL THEN s.arrival END) AS fa,
+        max(CASE WHEN julianday(s.arrival) IS NOT NULL THEN s.arrival END) AS la
+      FROM (SELECT DISTINCT member FROM rpt_stays WHERE rowid IN (SELECT id FROM temp.rpt_flip)) m
+      LEFT JOIN rpt_stays s ON s.member = m.member AND s.voided = 0
+      GROUP BY m.member) x
+WHERE rpt_members.member = x.member
+"""
+
+# Running totals, as signed deltas: + the batch's non-voided stays, - older stays voided now.
+_NEW_STAYS = "rowid > ? AND rowid <= ? AND voided = 0"
+_OLD_VOIDED = "rowid IN (SELECT id FROM temp.rpt_flip) AND rowid <= ?"
+
+_CUBE = """
+INSERT INTO rpt_stay_cube (month, property, tier, stays, total_c, nights)
+SELECT coalesce(month, ''), coalesce(property, ''), coalesce(tier, ''),
+    {sign} * count(*), {sign} * sum(total_c), {sign} * sum(nights)
+FROM rpt_stays WHERE {cond} GROUP BY 1, 2, 3
+ON CONFLICT (month, property, tier) DO UPDATE SET stays = stays + excluded.stays,
+    total_c = total_c + excluded.total_c, nights = nights + excluded.nights
+"""
+
+_PAIRS = """
+INSERT INTO temp.rpt_pairs (month, member, n)
+SELECT coalesce(month, ''), member, {sign} * count(*) FROM rpt_stays WHERE {cond} GROUP BY 1, 2
+"""
+
+# A member counts in a month while they have a non-voided stay in it.
+_MONTH_ACTIVE = """
+INSERT INTO rpt_month_active (month, members)
+SELECT p.month, sum((coalesce(mm.n, 0) + p.n > 0) - (coalesce(mm.n, 0) > 0))
+FROM temp.rpt_pairs p LEFT JOIN rpt_member_months mm ON mm.month = p.month AND mm.member = p.member
+WHERE true GROUP BY p.month
+ON CONFLICT (month) DO UPDATE SET members = members + excluded.members
+"""
+
+_MEMBER_MONTHS = """
+INSERT INTO rpt_member_months (month, member, n) SELECT month, member, n FROM temp.rpt_pairs WHERE true
+ON CONFLICT (month, member) DO UPDATE SET n = n + excluded.n
+"""
+
+# Points moved (earned = every stay posted, as the stays fact table has them).
+_POINTS_CUBE = """
+INSERT INTO rpt_points_cube (month, kind, reward, node, offline, n, points)
+SELECT coalesce(month, ''), kind, coalesce(reward, ''), node, auth IS 'offline', count(*), sum(points)
+FROM rpt_points WHERE rowid > ? AND rowid <= ? GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (month, kind, reward, node, offline) DO UPDATE SET n = n + excluded.n,
+    points = points + excluded.points
+"""
+
+_FEEDBACK_CUBE = """
+INSERT INTO rpt_feedback_cube (property, node, anon, n, stars)
+SELECT coalesce(property, ''), node, member IS NULL, count(*), sum(stars)
+FROM rpt_feedback WHERE rowid > ? AND rowid <= ? GROUP BY 1, 2, 3
+ON CONFLICT (property, node, anon) DO UPDATE SET n = n + excluded.n, stars = stars + excluded.stars
+"""
+
+_MEMBER_FEEDBACK = """
+INSERT INTO rpt_members (member, fb_n, fb_stars)
+SELECT member, count(*), sum(stars) FROM rpt_feedback
+WHERE rowid > ? AND rowid <= ? AND member IS NOT NULL GROUP BY member
+ON CONFLICT (member) DO UPDATE SET fb_n = fb_n + excluded.fb_n, fb_stars = fb_stars + excluded.fb_stars
+"""
+
+_EARNED_CUBE = """
+INSERT INTO rpt_points_cube (month, kind, reward, node, offline, n, points)
+SELECT coalesce(substr(at, 1, 7), ''), 'earned', '', node, 0, count(*), sum(points)
+FROM rpt_stays WHERE rowid > ? AND rowid <= ? GROUP BY 1, 4
+ON CONFLICT (month, kind, reward, node, offline) DO UPDATE SET n = n + excluded.n,
+    points = points + excluded.points
 """
 
 # The latest change per member in the range wins (max(version) per key).
@@ -164,19 +279,83 @@ ON CONFLICT (member) DO UPDATE SET
 """
 
 
+# The projection is derived data: a new layout rebuilds it from the ledger (the imported
+# property totals are not derived and are kept).
+SCHEMA_VERSION = 3
+_DERIVED = (
+    "rpt_stays",
+    "rpt_points",
+    "rpt_feedback",
+    "rpt_enrolments",
+    "rpt_members",
+    "rpt_stay_cube",
+    "rpt_member_months",
+    "rpt_month_active",
+    "rpt_points_cube",
+    "rpt_feedback_cube",
+)
+# Secondary indexes dropped for a first fill and built once at its end (a sorted build
+# beats ten million random inserts into a B-tree).
+_FILL_INDEXES = (
+    "rpt_stays_member",
+    "rpt_stays_at",
+    "rpt_points_at",
+    "rpt_members_last_stay",
+    "rpt_members_kept",
+    "rpt_members_fb",
+)
+
+FIRST_FILL_BATCH = 4_000_000
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to the ledger file for reading and for the projection's own tables."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA busy_timeout = 60000")
+    # Reports and fills walk millions of rows: a page cache of up to 512 MB, temp in memory.
+    conn.execute("PRAGMA cache_size = -512000")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    # Derived data with its cursor in the same transaction: a commit lost to a power cut
+    # is folded again, so the fill does not wait for the disk at every batch.
+    conn.execute("PRAGMA synchronous = NORMAL")
     ensure_schema(conn)
     return conn
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the projection's tables (idempotent)."""
-    for stmt in SCHEMA:
-        conn.execute(stmt)
+    """Create the projection's tables (idempotent); rebuild them when their layout changed."""
+    row = None
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rpt_cursor'").fetchone():
+        row = conn.execute("SELECT pos FROM rpt_cursor WHERE name = 'schema'").fetchone()
+    if row is None or int(row[0]) != SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Looked at again under the write lock: another process may have just rebuilt it.
+            for stmt in SCHEMA[:1]:
+                conn.execute(stmt)
+            row = conn.execute("SELECT pos FROM rpt_cursor WHERE name = 'schema'").fetchone()
+            if row is not None and int(row[0]) == SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return ensure_schema(conn)
+            for t in _DERIVED:
+                conn.execute(f"DROP TABLE IF EXISTS {t}")
+            conn.execute("DROP TABLE IF EXISTS rpt_cursor")
+            for stmt in SCHEMA:
+                conn.execute(stmt)
+            _set_cursor(conn, "schema", SCHEMA_VERSION)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    else:
+        for stmt in SCHEMA:
+            conn.execute(stmt)
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS rpt_flip (id INTEGER PRIMARY KEY)")
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS rpt_pairs (month TEXT NOT NULL, member TEXT NOT NULL, "
+        "n INTEGER NOT NULL, PRIMARY KEY (month, member)) WITHOUT ROWID"
+    )
 
 
 def _cursor(conn: sqlite3.Connection, name: str) -> int:
@@ -192,18 +371,53 @@ def _set_cursor(conn: sqlite3.Connection, name: str, pos: int) -> None:
     )
 
 
+def _running_totals(conn: sqlite3.Connection, cond: str, sign: int, args: tuple[int, ...]) -> None:
+    conn.execute(_CUBE.format(sign=sign, cond=cond), args)
+    conn.execute("DELETE FROM temp.rpt_pairs")
+    conn.execute(_PAIRS.format(sign=sign, cond=cond), args)
+    conn.execute(_MONTH_ACTIVE)
+    conn.execute(_MEMBER_MONTHS)
+
+
+def _fold_events(conn: sqlite3.Connection, lo: int, hi: int) -> None:
+    """Every fact of the events in ``(lo, hi]`` (one transaction, the caller's)."""
+    conn.execute(_FILL_STAYS, (lo, hi))
+    conn.execute(_FILL_POINTS, (lo, hi))
+    conn.execute("DELETE FROM temp.rpt_flip")
+    conn.execute(_FLIP_VOIDED, (lo, hi))
+    flipped = conn.execute("SELECT count(*) FROM temp.rpt_flip").fetchone()[0]
+    if flipped:
+        conn.execute(_MARK_VOIDED)
+    conn.execute(_FILL_FEEDBACK, (lo, hi))
+    conn.execute(_FILL_ENROLMENTS, (lo, hi))
+    conn.execute(_MEMBER_STAYS, (lo, hi))
+    _running_totals(conn, _NEW_STAYS, 1, (lo, hi))
+    if flipped:
+        conn.execute(_MEMBER_UNVOID)
+        _running_totals(conn, _OLD_VOIDED, -1, (lo,))
+    conn.execute(_POINTS_CUBE, (lo, hi))
+    conn.execute(_EARNED_CUBE, (lo, hi))
+    conn.execute(_FEEDBACK_CUBE, (lo, hi))
+    conn.execute(_MEMBER_FEEDBACK, (lo, hi))
+
+
 def refresh(conn: sqlite3.Connection, *, batch: int = 500_000) -> dict[str, int]:
     """Fold every event and member change since the last refresh into the fact tables.
 
     Each batch is one transaction that moves its cursor with it, so a refresh killed half
     way resumes where the last committed batch ended, and two refreshes at once simply
     queue on SQLite's write lock (the second finds nothing left to do).
+
+    The first fill (cursor at 0) drops the secondary indexes, folds in batches of
+    ``FIRST_FILL_BATCH`` and builds the indexes once at the end; a fill killed before that
+    leaves them to ``ensure_schema`` (built on the next connect).
     """
     ensure_schema(conn)
     done = {"events": 0, "changes": 0}
     has_events = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone()
     if has_events is None:
         return done
+    first = False
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -212,14 +426,12 @@ def refresh(conn: sqlite3.Connection, *, batch: int = 500_000) -> dict[str, int]
             if top <= lo:
                 conn.execute("COMMIT")
                 break
-            hi = min(top, lo + batch)
-            conn.execute(_FILL_STAYS, (lo, hi))
-            conn.execute(_FILL_EARNED, (lo, hi))
-            conn.execute(_FILL_POINTS, (lo, hi))
-            conn.execute(_MARK_VOIDED, (lo, hi))
-            conn.execute(_FILL_FEEDBACK, (lo, hi))
-            conn.execute(_FILL_ENROLMENTS, (lo, hi))
-            conn.execute(_MEMBER_STAYS, (lo, hi))
+            if lo == 0 and top > batch:
+                first = True
+                for ix in _FILL_INDEXES:
+                    conn.execute(f"DROP INDEX IF EXISTS {ix}")
+            hi = min(top, lo + (max(batch, FIRST_FILL_BATCH) if first else batch))
+            _fold_events(conn, lo, hi)
             _set_cursor(conn, "events", hi)
             conn.execute("COMMIT")
             done["events"] += hi - lo
@@ -234,7 +446,7 @@ def refresh(conn: sqlite3.Connection, *, batch: int = 500_000) -> dict[str, int]
             if top <= lo:
                 conn.execute("COMMIT")
                 break
-            hi = min(top, lo + batch)
+            hi = min(top, lo + (max(batch, FIRST_FILL_BATCH) if first else batch))
             conn.execute(_MEMBER_RECORDS, (lo, hi))
             _set_cursor(conn, "changes", hi)
             conn.execute("COMMIT")
@@ -242,6 +454,17 @@ def refresh(conn: sqlite3.Connection, *, batch: int = 500_000) -> dict[str, int]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    if first:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in SCHEMA:
+                conn.execute(stmt)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA analysis_limit = 1000")
+        conn.execute("ANALYZE")
     return done
 
 

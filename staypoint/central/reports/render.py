@@ -38,9 +38,13 @@ def as_table(reports: dict[str, Report]) -> str:
             out.append("  ".join(c.ljust(w) for c, w in zip(r.columns, widths, strict=True)))
             out.append("  ".join("-" * w for w in widths))
             out.extend("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells)
+        # Headline figures the table does not already show (a measure/value table such as
+        # liability or points has them all as rows: printed once, not again as key: value).
+        shown = {str(row[0]) for row in r.rows if row}
         for k, v in r.headline.items():
-            if not isinstance(v, list):
-                out.append(f"{k}: {_cell(v)}")
+            if isinstance(v, list) or k in shown or (isinstance(v, str) and f"({v})" in r.title):
+                continue
+            out.append(f"{k}: {_cell(v)}")
         out.append("")
     return "\n".join(out)
 
