@@ -1,10 +1,32 @@
-"""Kiosk benchmark: card tap → painted dashboard (p50/p99), and memory over many guest sessions.
+"""Kiosk benchmark: card tap → painted PIN screen → PIN OK → painted dashboard, and memory over many sessions.
 
-    .venv/bin/python bench/kiosk.py [--members 1000000] [--taps 200] [--sessions 1000]
+    .venv/bin/python bench/kiosk.py [--members 1000000] [--taps 200] [--sessions 1000] [--dir DIR]
 
 Prints one JSON object. The replica is seeded with staypoint.edge.seed (one shared PIN
-hash, so seeding a million members takes seconds, not a million scrypt runs). "Painted"
-means the dashboard screen is on top, its worker has answered and a refresh has run.
+hash, so seeding a million members takes seconds, not a million scrypt runs).
+
+What is timed, per guest (the guest's own typing is not: a PIN takes seconds to type):
+
+* ``tap_to_pin_painted``: the card reaches the reader → the lookup (a thread) → the PIN
+  screen, filled with the member's name, is in a frame the app has rendered;
+* ``pin_ok_to_dashboard_painted``: OK on the keypad → PIN check (scrypt) and summary read
+  (a thread) → the dashboard, with the member's figures, is in a rendered frame;
+* ``tap_to_dashboard``: the sum of the two, per guest (the issue's "card tap to painted
+  dashboard", less the typing);
+* ``pin_check_scrypt``: the scrypt PIN check alone (timed inside the worker thread), which
+  is part of ``pin_ok_to_dashboard_painted``: it is deliberate work factor, not UI time.
+
+"Painted" is measured, not polled: the app's ``_display`` hook (which every frame goes
+through) is wrapped so the frame is also turned into terminal bytes, as a real terminal
+driver would (the headless driver skips that step), and the clock stops at the first
+frame whose top screen is the one awaited. The first sessions after start-up are a
+warm-up (imports, Textual's caches, SQLite's pages) and are reported apart.
+
+Memory: resident set size after ``--sessions`` guest sessions against after the first 10
+of them, both taken after the warm-up and the timed taps. ``--trace`` also runs
+tracemalloc over those sessions to tell growth of Python objects (a leak) from growth
+outside Python (SQLite's page cache, the C allocator); tracemalloc's own bookkeeping
+then inflates the RSS figures, so use it to diagnose, not for the headline numbers.
 """
 
 from __future__ import annotations
@@ -17,13 +39,20 @@ import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from staypoint.edge.seed import demo_card_uid, seed_members
+from textual._compositor import CompositorUpdate  # the frame type the app displays
+from textual.screen import Screen
+
+from staypoint.edge.seed import demo_card_uid, seed_members, seeded_number
 from staypoint.edge.service import NodeService
 from staypoint.kiosk.app import Devices, KioskApp, make_app
 from staypoint.kiosk.hardware.printer.sim import SimPrinter
@@ -31,9 +60,11 @@ from staypoint.kiosk.hardware.reader.sim import SimReader
 from staypoint.kiosk.screens.attract import AttractScreen
 from staypoint.kiosk.screens.dashboard import DashboardScreen
 from staypoint.kiosk.screens.pin import PinScreen
+from staypoint.loyalty import pins
 from staypoint.loyalty.program import default_program_text
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+GOAL_P99_MS = 150.0
 
 
 def rss_mb() -> float:
@@ -43,34 +74,108 @@ def rss_mb() -> float:
     return pages * resource.getpagesize() / 1e6
 
 
-async def wait_for(pilot, cls: type, limit_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.perf_counter() + limit_s
-    while not isinstance(pilot.app.screen, cls):
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"{cls.__name__} never appeared (on {pilot.app.screen})")
-        await asyncio.sleep(0.0005)
-    await pilot.pause()  # one refresh: the screen is painted
+class PaintProbe:
+    """Resolves a future at the first rendered frame whose top screen passes a test."""
+
+    def __init__(self, app: KioskApp) -> None:
+        self.app = app
+        self._want: Callable[[Screen[Any]], bool] | None = None
+        self._future: asyncio.Future[float] | None = None
+        self.frames = 0
+        display = app._display
+
+        def hooked(screen: Screen[Any], renderable: Any) -> None:
+            if isinstance(renderable, CompositorUpdate) and not app._batch_count:
+                # What the real driver does with the frame (headless skips it): terminal bytes.
+                renderable.render_segments(app.console)
+                self.frames += 1
+                future, want = self._future, self._want
+                if future is not None and not future.done() and want is not None and want(screen):
+                    future.set_result(time.perf_counter())
+            display(screen, renderable)
+
+        app._display = hooked  # type: ignore[method-assign]
+
+    def expect(self, want: Callable[[Screen[Any]], bool]) -> asyncio.Future[float]:
+        """Arm the probe (before the action that leads to the frame)."""
+        self._future = asyncio.get_running_loop().create_future()
+        self._want = want
+        return self._future
+
+    async def wait(self, future: asyncio.Future[float], what: str, limit_s: float = 10.0) -> float:
+        """The frame's time (perf_counter)."""
+        try:
+            return await asyncio.wait_for(future, limit_s)
+        except TimeoutError:
+            raise TimeoutError(f"{what} never painted (on {self.app.screen})") from None
 
 
-async def session(pilot, app: KioskApp, reader: SimReader, index: int) -> float:  # type: ignore[no-untyped-def]
-    """One guest: tap → PIN → dashboard → done. Returns tap→dashboard seconds excluding PIN typing."""
+def pin_for(number: str) -> Callable[[Screen[Any]], bool]:
+    return lambda s: isinstance(s, PinScreen) and s.member is not None and s.member.number == number
+
+
+def dashboard_for(number: str) -> Callable[[Screen[Any]], bool]:
+    return lambda s: isinstance(s, DashboardScreen) and s.summary is not None and s.summary.member == number
+
+
+class ScryptTimer:
+    """Times the scrypt PIN check itself (``loyalty.pins.verify_pin``) in the thread that runs it."""
+
+    def __init__(self) -> None:
+        self.last_s = 0.0
+        verify = pins.verify_pin
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return verify(*args, **kwargs)
+            finally:
+                self.last_s = time.perf_counter() - t
+
+        pins.verify_pin = timed  # the service calls it through the module
+
+
+async def idle_work_done(app: KioskApp) -> float:
+    """Wait for the idle-time maintenance the end of a session starts; its duration in s."""
+    t = time.perf_counter()
+    workers = [w for w in app.workers if w.group == "maintenance"]
+    if workers:
+        await app.workers.wait_for_complete(workers)
+    return time.perf_counter() - t
+
+
+async def session(
+    app: KioskApp, probe: PaintProbe, reader: SimReader, scrypt: ScryptTimer, service: NodeService, index: int
+) -> dict[str, float]:
+    """One guest: tap → PIN painted; OK → dashboard painted; Done → attract painted."""
+    uid = demo_card_uid(index)
+    number = seeded_number(index)  # whom to expect (computed: a lookup here would warm the cache)
+    pin_painted = probe.expect(pin_for(number))
     t0 = time.perf_counter()
-    reader.tap(uid=demo_card_uid(index))
-    await wait_for(pilot, PinScreen)
-    lookup = time.perf_counter() - t0
-    keypad = app.screen
-    assert isinstance(keypad, PinScreen)
-    t1 = time.perf_counter()
-    keypad.check("1234")  # what OK on the keypad does, without simulating four clicks
-    await wait_for(pilot, DashboardScreen)
-    to_dash = time.perf_counter() - t1
+    reader.tap(uid=uid)
+    t1 = await probe.wait(pin_painted, "PIN screen")
+    pin = app.screen
+    assert isinstance(pin, PinScreen)
+    dash_painted = probe.expect(dashboard_for(number))
+    t2 = time.perf_counter()
+    pin.check("1234")  # what OK on the keypad does, without simulating four taps
+    t3 = await probe.wait(dash_painted, "dashboard")
+    attract_painted = probe.expect(lambda s: isinstance(s, AttractScreen))
     app.end_session()
-    await wait_for(pilot, AttractScreen)
-    return lookup + to_dash
+    await probe.wait(attract_painted, "attract")
+    maintenance = await idle_work_done(app)
+    return {"tap_pin": t1 - t0, "ok_dash": t3 - t2, "scrypt": scrypt.last_s, "maintenance": maintenance}
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    xs = sorted(values)
+    q = statistics.quantiles(xs, n=100, method="inclusive")
+    return {"p50": round(q[49] * 1000, 1), "p99": round(q[98] * 1000, 1), "max": round(xs[-1] * 1000, 1)}
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     directory = Path(args.dir or tempfile.mkdtemp(prefix="staypoint-bench-"))
+    directory.mkdir(parents=True, exist_ok=True)
     db = directory / "bench-node.db"
     t = time.perf_counter()
     if not db.exists():
@@ -81,6 +186,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         svc.close()
     seed_s = time.perf_counter() - t
     service = NodeService.open(db)
+    members: int = args.members
+    service.resolve_member(seeded_number(members - 1))  # the replica really has them all
+    scrypt = ScryptTimer()
     reader = SimReader()
     app = make_app(
         service,
@@ -90,37 +198,79 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         offers_rotate_s=0,
         health_interval_s=0,
     )
-    stride = max(1, args.members // max(args.taps, args.sessions))
-    times: list[float] = []
+    probe = PaintProbe(app)
+
+    # Guests spread over the whole member range (a new member every time, so their rows
+    # are not in SQLite's cache from an earlier guest).
+    def guest(i: int) -> int:
+        return (i * 7919 + 13) % members
+
+    timed: list[dict[str, float]] = []
+    mem: dict[str, object] = {}
     async with app.run_test(size=(100, 30)) as pilot:
-        for i in range(args.taps):
-            times.append(await session(pilot, app, reader, (i * stride) % args.members))
+        await pilot.pause()
+        n = 0
+        first = await session(app, probe, reader, scrypt, service, guest(n))
+        n += 1
+        for _ in range(args.warmup - 1):
+            await session(app, probe, reader, scrypt, service, guest(n))
+            n += 1
+        for _ in range(args.taps):
+            timed.append(await session(app, probe, reader, scrypt, service, guest(n)))
+            n += 1
+        # Memory: growth from session 10 to session N, after everything above warmed up.
+        for _ in range(10):
+            await session(app, probe, reader, scrypt, service, guest(n))
+            n += 1
         gc.collect()
-        for i in range(10):
-            await session(pilot, app, reader, i)
-        gc.collect()
+        if args.trace:
+            tracemalloc.start(1)
         rss_10 = rss_mb()
-        for i in range(args.sessions - 10):
-            await session(pilot, app, reader, (i * 7919) % args.members)
+        snap_10 = tracemalloc.take_snapshot() if args.trace else None
+        for _ in range(args.sessions - 10):
+            await session(app, probe, reader, scrypt, service, guest(n))
+            n += 1
         gc.collect()
         rss_n = rss_mb()
+        if args.trace and snap_10 is not None:
+            snap_n = tracemalloc.take_snapshot()
+            stats = snap_n.compare_to(snap_10, "lineno")
+            mem["python_heap_growth_mb"] = round(sum(s.size_diff for s in stats) / 1e6, 2)
+            mem["python_top_growth"] = [str(s) for s in stats[:8]]
+            tracemalloc.stop()
+        mem["threads_alive"] = threading.active_count()
+        mem["screens_installed"] = len(app._installed_screens)
+        mem["workers_alive"] = len(app.workers)
+    cache_pages = int(service.replica._q("PRAGMA cache_size").fetchone()[0])
     service.close()
-    times.sort()
-    q = statistics.quantiles(times, n=100)
+    tap_to_dash = [s["tap_pin"] + s["ok_dash"] for s in timed]
+    p99 = summary_ms(tap_to_dash)["p99"]
     return {
-        "members": args.members,
+        "members": members,
         "seed_s": round(seed_s, 1),
-        "taps": len(times),
-        "tap_to_dashboard_ms": {
-            "p50": round(q[49] * 1000, 1),
-            "p99": round(q[98] * 1000, 1),
-            "max": round(times[-1] * 1000, 1),
+        "warmup_sessions": args.warmup,
+        "first_session_after_start_ms": {
+            "tap_to_pin_painted": round(first["tap_pin"] * 1000, 1),
+            "pin_ok_to_dashboard_painted": round(first["ok_dash"] * 1000, 1),
         },
-        "note": "includes scrypt PIN check (~20 ms) and summary read; excludes the guest's typing",
+        "taps": len(timed),
+        "tap_to_pin_painted_ms": summary_ms([s["tap_pin"] for s in timed]),
+        "pin_ok_to_dashboard_painted_ms": summary_ms([s["ok_dash"] for s in timed]),
+        "of_which_pin_check_scrypt_ms": summary_ms([s["scrypt"] for s in timed]),
+        "tap_to_dashboard_ms": summary_ms(tap_to_dash),
+        "goal_p99_ms": GOAL_P99_MS,
+        "goal_met": p99 < GOAL_P99_MS,
+        "note": (
+            "tap_to_dashboard = tap→PIN screen painted + PIN OK→dashboard painted, per guest; it "
+            "excludes the guest's typing and includes the scrypt PIN check shown apart"
+        ),
+        "idle_maintenance_ms": summary_ms([s["maintenance"] for s in timed]),
         "sessions": args.sessions,
         "rss_mb_after_10_sessions": round(rss_10, 1),
         f"rss_mb_after_{args.sessions}_sessions": round(rss_n, 1),
         "rss_growth_mb": round(rss_n - rss_10, 1),
+        "sqlite_cache_size_pragma": cache_pages,
+        **mem,
     }
 
 
@@ -129,9 +279,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=1_000_000)
     p.add_argument("--taps", type=int, default=200, help="timed card taps")
+    p.add_argument("--warmup", type=int, default=20, help="untimed sessions first (min 1)")
     p.add_argument("--sessions", type=int, default=1000, help="guest sessions for the memory figure")
     p.add_argument("--dir", help="keep the replica here (reused when it exists)")
+    p.add_argument("--trace", action="store_true", help="also run tracemalloc over the memory sessions")
     args = p.parse_args()
+    args.warmup = max(1, args.warmup)
+    args.sessions = max(11, args.sessions)
     print(json.dumps(asyncio.run(run(args)), indent=2))
 
 

@@ -2,14 +2,24 @@
 
 Built by :func:`make_app`, which tests, the benchmark, ``staypoint kiosk`` and
 ``staypoint demo`` all share. Time comes from an injected clock; every blocking call
-(scrypt, SQLite, the printer) runs in a thread worker; devices come in through the
+(scrypt, SQLite, the printer) runs on the app's service thread (one long-lived thread,
+:data:`SERVICE_THREADS`, not a new thread per call); devices come in through the
 Protocols of :mod:`staypoint.kiosk.hardware`.
+
+Why one long-lived thread: a PIN check is scrypt with N=2**14, r=8, i.e. a 16 MiB scratch
+buffer. glibc serves a thread's mallocs from one of up to 8×cores arenas and, once a
+16 MiB block has been freed, keeps later ones of that size in the arena instead of
+returning them to the OS. A new thread per call spreads PIN checks over ever more arenas,
+each keeping its 16 MiB: resident memory grew by about 48 MB over 1,000 guests. With one
+long-lived thread it is one 16 MiB buffer, reached on the first PIN check and reused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +30,7 @@ from textual.app import App
 from textual.message import Message
 from textual.reactive import var
 
+from staypoint.edge.replica import MemberRow
 from staypoint.edge.service import MemberSummary, NodeService, PinProof, Redemption
 from staypoint.kiosk.hardware.errors import DeviceError
 from staypoint.kiosk.hardware.pinpad.base import PinPad
@@ -29,6 +40,7 @@ from staypoint.kiosk.hardware.status import DeviceStatus
 from staypoint.kiosk.screens.attract import AttractScreen
 from staypoint.kiosk.screens.base import KioskScreen
 from staypoint.kiosk.screens.dashboard import DashboardScreen
+from staypoint.kiosk.screens.pin import PinScreen
 from staypoint.kiosk.session import Clock, Health, PrintOutcome, Session, read_health, slip_for
 from staypoint.kiosk.widgets.democards import DemoCard
 from staypoint.loyalty.events import parse_iso
@@ -61,6 +73,14 @@ class HealthRead(Message):
     def __init__(self, health: Health) -> None:
         super().__init__()
         self.health = health
+
+
+#: Threads that run the blocking calls. One: the replica serialises its SQL behind one lock
+#: anyway, and a second thread would be started by ThreadPoolExecutor at a random moment
+#: (when a call is submitted just before the first thread reports itself idle), adding its
+#: own 16 MiB arena whenever that happens. A printer call holds the thread for at most its
+#: driver's timeout.
+SERVICE_THREADS = 1
 
 
 class KioskApp(App[None], inherit_bindings=False):
@@ -104,6 +124,14 @@ class KioskApp(App[None], inherit_bindings=False):
         self.pin_length = pin_length
         self.session: Session | None = None
         self._last_touch = time.monotonic()
+        #: Every blocking call (service, printer, health, housekeeping) runs here; see the module's docstring.
+        self.service_pool = ThreadPoolExecutor(SERVICE_THREADS, thread_name_prefix="kiosk-service")
+        # The three screens every guest passes through are built once, at start-up, and
+        # reused: composing them per tap cost more than everything else on the way to the
+        # dashboard. They are blanked when the guest leaves (see end_session).
+        self.attract_screen = AttractScreen()
+        self.pin_screen = PinScreen()
+        self.dashboard_screen = DashboardScreen()
 
     # -- devices, as the screens see them ----------------------------------------------------
 
@@ -119,9 +147,16 @@ class KioskApp(App[None], inherit_bindings=False):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
-        """Health first (the status bar's first paint is real), then the reader, then attract."""
+        """Health first (the status bar's first paint is real), then the screens, the reader, attract."""
         self.health = read_health(self.service, self.devices.all(), self.now(), self.offline_after_s)
-        await self.push_screen(AttractScreen())
+        self.install_screen(self.attract_screen, "attract")
+        self.install_screen(self.pin_screen, "pin")
+        self.install_screen(self.dashboard_screen, "dashboard")
+        # Compose the PIN screen and the dashboard now (empty), not on the first guest's tap.
+        with self.batch_update():
+            await self.push_screen(self.pin_screen)
+            await self.switch_screen(self.dashboard_screen)
+            await self.switch_screen(self.attract_screen)
         if self.devices.reader is not None:
             try:
                 await self.devices.reader.start(self._on_card)
@@ -132,11 +167,16 @@ class KioskApp(App[None], inherit_bindings=False):
         self.set_interval(max(0.05, min(1.0, self.idle_timeout / 4)), self._check_idle)
 
     async def on_unmount(self) -> None:
-        """Release the devices."""
+        """Release the devices; let a call still running finish before the service is closed."""
         if self.devices.reader is not None:
             await self.devices.reader.stop()
         if self.devices.pinpad is not None:
             self.devices.pinpad.close()
+        self.service_pool.shutdown(wait=True, cancel_futures=True)
+
+    async def blocking(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on a service thread and await its result."""
+        return await asyncio.get_running_loop().run_in_executor(self.service_pool, fn, *args)
 
     # -- touches and the idle timeout --------------------------------------------------------
 
@@ -157,21 +197,60 @@ class KioskApp(App[None], inherit_bindings=False):
             self.end_session()
 
     def end_session(self) -> None:
-        """Forget the guest: the session goes and every screen above attract is popped."""
+        """Forget the guest: the session goes, the reused screens are blanked, the rest popped."""
         self.session = None
+        self.pin_screen.forget()
+        self.dashboard_screen.forget()
         while len(self.screen_stack) > 1 and not isinstance(self.screen, AttractScreen):
             self.pop_screen()
         if isinstance(self.screen, AttractScreen):
             self.screen.say("")
         self.touched()
+        self.idle_maintenance()
+
+    def ask_pin(self, member: MemberRow) -> None:
+        """A member identified: the PIN screen, filled for them, replaces identify (if open)."""
+        pin = self.pin_screen
+        pin.prepare(member)
+        if self.screen is pin:
+            return
+        if isinstance(self.screen, AttractScreen):
+            self.push_screen(pin)
+        else:  # the identify screen goes: it held the typed number
+            self.switch_screen(pin)
+        self.touched()
+
+    def cancel_pin(self) -> None:
+        """Cancel on the PIN screen (or on the PIN pad): back to attract, the name blanked."""
+        self.pin_screen.forget()
+        if self.screen is self.pin_screen:
+            self.pop_screen()
 
     def start_session(self, proof: PinProof, summary: MemberSummary) -> None:
-        """A good PIN: the identify and PIN screens go, the dashboard opens."""
+        """A good PIN: the dashboard, filled before it is shown, takes the PIN screen's place."""
         self.session = Session(proof, summary)
-        while len(self.screen_stack) > 1 and not isinstance(self.screen, AttractScreen):
-            self.pop_screen()
-        self.push_screen(DashboardScreen(summary))
+        dashboard = self.dashboard_screen
+        dashboard.show(summary)
+        stack = self.screen_stack
+        if self.screen is self.pin_screen and isinstance(stack[-2], AttractScreen):
+            self.switch_screen(dashboard)  # one screen change, no attract repaint in between
+        else:
+            while len(self.screen_stack) > 1 and not isinstance(self.screen, AttractScreen):
+                self.pop_screen()
+            self.push_screen(dashboard)
+        self.pin_screen.forget()
         self.touched()
+
+    @work(exclusive=True, exit_on_error=False, group="maintenance")
+    async def idle_maintenance(self) -> None:
+        """Back on attract: the node's housekeeping (a passive WAL checkpoint), off the UI thread.
+
+        It runs when a guest has just left, so it never lands on a guest's own operation.
+        """
+        try:
+            await self.blocking(self.service.maintenance)
+        except Exception as exc:  # housekeeping must never take the kiosk down
+            self.log.warning(f"maintenance: {exc}")
 
     # -- cards ---------------------------------------------------------------------------------
 
@@ -204,9 +283,9 @@ class KioskApp(App[None], inherit_bindings=False):
         """Periodic: read link and device health off the UI thread."""
         self._read_health_worker()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="health")
-    def _read_health_worker(self) -> None:
-        self.post_message(HealthRead(self._read_health()))
+    @work(exclusive=True, exit_on_error=False, group="health")
+    async def _read_health_worker(self) -> None:
+        self.post_message(HealthRead(await self.blocking(self._read_health)))
 
     def _read_health(self) -> Health:
         return read_health(self.service, self.devices.all(), self.now(), self.offline_after_s)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import Static
 
 from staypoint.kiosk.app import KioskApp
@@ -32,9 +35,17 @@ def text_of(app: KioskApp, selector: str) -> str:
 
 
 def dom_text(app: KioskApp) -> str:
-    """Everything every screen on the stack renders, as text (for privacy checks)."""
+    """Everything every screen renders, as text (for privacy checks).
+
+    Every screen on the stack, and the screens the app keeps off the stack to reuse (the PIN
+    screen and the dashboard live on between guests, blanked).
+    """
+    screens: list[Screen[Any]] = list(app.screen_stack)
+    for reused in (app.attract_screen, app.pin_screen, app.dashboard_screen):
+        if reused not in screens:
+            screens.append(reused)
     parts = []
-    for screen in app.screen_stack:
+    for screen in screens:
         for widget in screen.query("*"):
             try:
                 parts.append(str(widget.render()))

@@ -237,7 +237,9 @@ async def test_offline_redemption_outside_limits(build: Build, devices: Devices,
 
 
 async def test_session_timeout_clears_member_data(build: Build, devices: Devices) -> None:
-    app = build(idle_timeout=0.4)
+    # The journey runs under a timeout no loaded CI machine can trip between two taps; then
+    # the guest walks away and the timeout is made short (the idle check runs every second).
+    app = build(idle_timeout=5)
     async with app.run_test(size=SMALL) as pilot:
         await sign_in(pilot, devices, FARID)
         await pilot.click("#rewards")
@@ -245,7 +247,8 @@ async def test_session_timeout_clears_member_data(build: Build, devices: Devices
         await pilot.click("#reward-LATE-CO")  # even a confirmation left open goes
         await settle(pilot)
         assert "Farid" in dom_text(app)
-        await asyncio.sleep(0.8)
+        app.idle_timeout = 0.2
+        await asyncio.sleep(1.4)
         await settle(pilot)
         assert isinstance(app.screen, AttractScreen)
         assert app.session is None
@@ -309,3 +312,101 @@ async def test_pin_on_the_pin_pad(service: NodeService, clock: Clock) -> None:
             await asyncio.sleep(0.05)
             await settle(pilot)
         assert isinstance(app.screen, DashboardScreen)
+
+
+# -- the PIN screen and the dashboard are built once and reused: nothing may carry over ------
+
+
+async def test_next_guest_sees_only_their_own_data(build: Build, devices: Devices) -> None:
+    app = build()
+    async with app.run_test(size=SMALL) as pilot:
+        await sign_in(pilot, devices, ANNA)
+        pin_screen, dashboard = app.pin_screen, app.dashboard_screen
+        await pilot.click("#done")
+        await settle(pilot)
+        text = dom_text(app)
+        assert "Anna" not in text and "25,875" not in text and number(ANNA) not in text
+        await sign_in(pilot, devices, BEN)
+        assert app.screen is dashboard and app.pin_screen is pin_screen  # the same screens, reused
+        assert "Ben A." in text_of(app, "#member-name")
+        assert "Anna" not in dom_text(app)
+
+
+async def test_cancel_on_pin_forgets_the_member(build: Build, devices: Devices) -> None:
+    app = build()
+    async with app.run_test(size=SMALL) as pilot:
+        reader(devices).tap(uid=card(FARID))
+        await settle(pilot)
+        assert "Farid" in text_of(app, "#pin-hello")
+        await pilot.click("#cancel")
+        await settle(pilot)
+        assert isinstance(app.screen, AttractScreen)
+        assert "Farid" not in dom_text(app) and app.pin_screen.member is None
+
+
+async def test_lock_out_state_does_not_carry_over(build: Build, devices: Devices) -> None:
+    app = build()
+    async with app.run_test(size=SMALL) as pilot:
+        reader(devices).tap(uid=card(BEN))
+        await settle(pilot)
+        for _ in range(5):
+            await keypad(pilot, "9999")
+        assert "locked" in text_of(app, "#pin-prompt")
+        await pilot.click("#locked-ok")
+        await settle(pilot)
+        reader(devices).tap(uid=card(ANNA))
+        await settle(pilot)
+        assert isinstance(app.screen, PinScreen)
+        assert "Anna" in text_of(app, "#pin-hello") and "locked" not in text_of(app, "#pin-prompt")
+        assert app.screen.query_one("#cancel", Button).display
+        await keypad(pilot, "1234")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_answer_arriving_after_the_guest_left_is_dropped(
+    build: Build, devices: Devices, service: NodeService
+) -> None:
+    app = build()
+    verify = service.verify_pin
+
+    def slow_verify(*args, **kwargs):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(0.3)
+        return verify(*args, **kwargs)
+
+    service.verify_pin = slow_verify  # type: ignore[method-assign]
+    async with app.run_test(size=SMALL) as pilot:
+        reader(devices).tap(uid=card(ANNA))
+        await settle(pilot)
+        await keypad(pilot, "1234", ok=False)
+        await pilot.click("#key-ok")  # the PIN check is on its way…
+        await pilot.pause()
+        app.end_session()  # …when the kiosk times out
+        await asyncio.sleep(0.5)
+        await settle(pilot)
+        assert isinstance(app.screen, AttractScreen)
+        assert app.session is None
+        assert "Anna" not in dom_text(app) and "25,875" not in dom_text(app)
+
+
+async def test_idle_maintenance_runs_off_the_ui_thread(
+    build: Build, devices: Devices, service: NodeService
+) -> None:
+    import threading
+
+    app = build()
+    threads: list[str] = []
+    checkpoint = service.maintenance
+
+    def maintenance() -> None:
+        threads.append(threading.current_thread().name)
+        checkpoint()
+
+    service.maintenance = maintenance  # type: ignore[method-assign]
+    async with app.run_test(size=SMALL) as pilot:
+        await sign_in(pilot, devices, ANNA)
+        assert threads == []  # never during a guest's visit
+        await pilot.click("#done")
+        await settle(pilot)
+        assert len(threads) == 1 and threads[0] != threading.main_thread().name

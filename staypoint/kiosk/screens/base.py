@@ -1,8 +1,9 @@
 """What every kiosk screen shares: the status bar, touch tracking and service calls.
 
-Service calls block (scrypt, SQLite), so :meth:`KioskScreen.call` runs them in a thread
-worker and hands the result back to a callback on the UI thread through a message: the
-screen's widgets are only ever touched from the event loop.
+Service calls block (scrypt, SQLite), so :meth:`KioskScreen.call` runs them on the app's
+service threads (:attr:`KioskApp.service_pool`) and hands the result back to a callback
+on the UI thread through a message: the screen's widgets are only ever touched from the
+event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.worker import get_current_worker
 
 from staypoint.kiosk.widgets.democards import DemoCards
 from staypoint.kiosk.widgets.statusbar import StatusBar
@@ -32,12 +32,15 @@ OnError = Callable[[Exception], None]
 class ServiceDone(Message):
     """A worker's result (or error) on its way back to the UI thread."""
 
-    def __init__(self, result: Any, error: Exception | None, on_ok: OnOk, on_error: OnError) -> None:
+    def __init__(
+        self, result: Any, error: Exception | None, on_ok: OnOk, on_error: OnError, generation: int
+    ) -> None:
         super().__init__()
         self.result = result
         self.error = error
         self.on_ok = on_ok
         self.on_error = on_error
+        self.generation = generation
 
 
 class KioskScreen(Screen[Any]):
@@ -47,6 +50,11 @@ class KioskScreen(Screen[Any]):
     MEMBER_DATA: ClassVar[bool] = True
     #: Screens where the demo's card panel is useful (a card can be tapped there).
     SHOW_DEMO_CARDS: ClassVar[bool] = False
+    #: Built once by the app and reused for every guest (blanked when the guest leaves).
+    REUSED: ClassVar[bool] = False
+
+    #: Bumped by :meth:`forget_pending`: answers of calls made before it are dropped.
+    _generation: int = 0
 
     @property
     def kiosk(self) -> KioskApp:
@@ -81,21 +89,29 @@ class KioskScreen(Screen[Any]):
 
     def call(self, fn: Callable[[], Any], on_ok: OnOk, on_error: OnError | None = None) -> None:
         """Run ``fn`` in a thread; ``on_ok(result)`` or ``on_error(exc)`` then runs on the UI thread."""
-        self._run_blocking(fn, on_ok, on_error or self.show_error)
+        self._run_blocking(fn, on_ok, on_error or self.show_error, self._generation)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="service")
-    def _run_blocking(self, fn: Callable[[], Any], on_ok: OnOk, on_error: OnError) -> None:
+    def forget_pending(self) -> None:
+        """Drop every answer still on its way: a reused screen's next guest must never see them."""
+        self._generation += 1
+        self.workers.cancel_group(self, "service")
+
+    @work(exclusive=True, exit_on_error=False, group="service")
+    async def _run_blocking(
+        self, fn: Callable[[], Any], on_ok: OnOk, on_error: OnError, generation: int
+    ) -> None:
+        # A newer call replacing this one (exclusive) cancels this task: the answer is dropped.
         try:
-            result, error = fn(), None
+            result, error = await self.kiosk.blocking(fn), None
         except Exception as exc:  # NodeError, DeviceError, or a bug: shown, never a crash
             result, error = None, exc
-        # A newer call replaced this one (exclusive): its answer no longer applies.
-        if not get_current_worker().is_cancelled:
-            self.post_message(ServiceDone(result, error, on_ok, on_error))
+        self.post_message(ServiceDone(result, error, on_ok, on_error, generation))
 
     def on_service_done(self, message: ServiceDone) -> None:
-        """Back on the UI thread: hand the answer to its callback."""
+        """Back on the UI thread: hand the answer to its callback (unless the guest has gone since)."""
         message.stop()
+        if message.generation != self._generation:
+            return
         if message.error is None:
             message.on_ok(message.result)
         else:

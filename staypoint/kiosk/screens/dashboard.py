@@ -1,6 +1,13 @@
-"""Dashboard: who you are, your tier, points, stored value, progress and recent activity."""
+"""Dashboard: who you are, your tier, points, stored value, progress and recent activity.
+
+Built once by the app and reused for every guest: :meth:`DashboardScreen.show` fills it
+before it is shown (so its first paint already carries the figures), and
+:meth:`DashboardScreen.forget` blanks every widget when the session ends.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
@@ -9,56 +16,93 @@ from textual.widgets import Button, ProgressBar, Static
 from staypoint.edge.service import MemberSummary
 from staypoint.kiosk.screens.base import KioskScreen
 
+#: The tier badge's classes, one per tier (only one is set at a time).
+TIER_CLASSES = ("tier-member", "tier-silver", "tier-gold", "tier-platinum")
+
 
 def _money(amount: object, currency: str) -> str:
     return f"{amount} {currency}"
 
 
 class DashboardScreen(KioskScreen):
-    """The member's home screen for the visit."""
+    """The member's home screen for the visit (one instance, reused)."""
 
-    def __init__(self, summary: MemberSummary) -> None:
+    REUSED: ClassVar[bool] = True
+
+    def __init__(self) -> None:
         super().__init__(id="dashboard")
-        self.summary = summary
+        self.summary: MemberSummary | None = None
+        #: A screen opened from here may have changed the balance: re-read when we are back.
+        self._stale = False
 
     def compose_body(self) -> ComposeResult:
-        s = self.summary
         with Horizontal(id="dash-head"):
-            yield Static(f"Welcome back, {s.name}", id="member-name", classes="title")
-            yield Static(f" {s.tier_name.upper()} ", id="tier-badge", classes=f"tier-{s.tier.lower()}")
+            yield Static("", id="member-name", classes="title")
+            yield Static("", id="tier-badge")
         with Grid(id="dash-figures"):
             with Vertical(classes="figure"):
                 yield Static("Points", classes="figure-label")
-                yield Static(f"{s.points:,}", id="points", classes="figure-value")
+                yield Static("", id="points", classes="figure-value")
             with Vertical(classes="figure"):
                 yield Static("Stored value", classes="figure-label")
-                yield Static(_money(s.stored_value, s.currency), id="stored-value", classes="figure-value")
+                yield Static("", id="stored-value", classes="figure-value")
             with Vertical(classes="figure", id="progress-box"):
-                yield Static(s.next_tier_message, id="next-tier", classes="figure-label")
-                bar = ProgressBar(total=1.0, show_eta=False, show_percentage=False, id="tier-progress")
-                yield bar
-        yield Static(self._expiry(), id="expiring", classes="warning" if s.expiring_points else "")
-        yield Static(self._recent(), id="recent")
+                yield Static("", id="next-tier", classes="figure-label")
+                yield ProgressBar(total=1.0, show_eta=False, show_percentage=False, id="tier-progress")
+        yield Static("", id="expiring")
+        yield Static("", id="recent")
         with Horizontal(classes="actions"):
             yield Button("Rewards", id="rewards", classes="big primary")
             yield Button("Offers", id="offers", classes="big")
             yield Button("Rate your stay", id="feedback", classes="big")
             yield Button("Done", id="done", classes="big secondary")
 
-    def on_mount(self) -> None:
-        """The bar is set here: ProgressBar takes progress after it is mounted."""
-        self.query_one(ProgressBar).update(progress=self.summary.progress)
+    def show(self, summary: MemberSummary) -> None:
+        """Fill every widget for this member (before the screen is pushed)."""
+        self.summary = summary
+        self._stale = False
+        self.query_one("#member-name", Static).update(f"Welcome back, {summary.name}")
+        badge = self.query_one("#tier-badge", Static)
+        badge.update(f" {summary.tier_name.upper()} ")
+        badge.set_classes(f"tier-{summary.tier.lower()}")
+        self._figures(summary)
 
-    def _expiry(self) -> str:
-        s = self.summary
+    def _figures(self, s: MemberSummary) -> None:
+        self.query_one("#points", Static).update(f"{s.points:,}")
+        self.query_one("#stored-value", Static).update(_money(s.stored_value, s.currency))
+        self.query_one("#next-tier", Static).update(s.next_tier_message)
+        self.query_one(ProgressBar).update(progress=s.progress)
+        expiring = self.query_one("#expiring", Static)
+        expiring.update(self._expiry(s))
+        expiring.set_class(bool(s.expiring_points), "warning")
+        self.query_one("#recent", Static).update(self._recent(s))
+
+    def forget(self) -> None:
+        """Blank every widget that showed the member (the session has ended)."""
+        self.forget_pending()
+        self.set_focus(None)  # the last guest's pressed button must not look pressed
+        self.summary = None
+        self._stale = False
+        for selector in ("#member-name", "#tier-badge", "#points", "#stored-value", "#next-tier"):
+            self.query_one(selector, Static).update("")
+        self.query_one("#tier-badge", Static).set_classes("")
+        self.query_one(ProgressBar).update(progress=0)
+        expiring = self.query_one("#expiring", Static)
+        expiring.update("")
+        expiring.remove_class("warning")
+        self.query_one("#recent", Static).update("")
+
+    @staticmethod
+    def _expiry(s: MemberSummary) -> str:
         if not s.expiring_points or s.expiring_on is None:
             return ""
         when = f"{s.expiring_on:%d %b %Y}"
         return f"⚠ {s.expiring_points:,} points expire on {when}: a stay or a reward keeps them."
 
-    def _recent(self) -> str:
+    @staticmethod
+    def _recent(s: MemberSummary) -> str:
         lines = ["Recent activity"]
-        for a in self.summary.recent[:4]:
+        for a in s.recent[:4]:
             figure = f"{a.points:+,} pts" if a.points else (a.amount or "")
             lines.append(f"  {a.at[:10]}  {a.description[:48]:<48} {figure:>12}")
         if len(lines) == 1:
@@ -78,16 +122,12 @@ class DashboardScreen(KioskScreen):
             return
         self.kiosk.session.summary = summary
         self.summary = summary
-        self.query_one("#points", Static).update(f"{summary.points:,}")
-        self.query_one("#stored-value", Static).update(_money(summary.stored_value, summary.currency))
-        self.query_one("#next-tier", Static).update(summary.next_tier_message)
-        self.query_one(ProgressBar).update(progress=summary.progress)
-        self.query_one("#expiring", Static).update(self._expiry())
-        self.query_one("#recent", Static).update(self._recent())
+        self._figures(summary)
 
     def on_screen_resume(self) -> None:
-        """Coming back from rewards: the balance may have changed."""
-        if self.is_mounted:
+        """Back from rewards, offers or feedback: the balance may have changed."""
+        if self._stale:
+            self._stale = False
             self.refresh_summary()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -96,12 +136,19 @@ class DashboardScreen(KioskScreen):
         from staypoint.kiosk.screens.offers import OffersScreen
         from staypoint.kiosk.screens.rewards import RewardsScreen
 
+        if event.button.id == "done":
+            self.kiosk.end_session()
+            return
+        summary = self.summary
+        if summary is None:
+            return
         match event.button.id:
             case "rewards":
-                self.app.push_screen(RewardsScreen(self.summary))
+                self._stale = True
+                self.app.push_screen(RewardsScreen(summary))
             case "offers":
-                self.app.push_screen(OffersScreen(self.summary))
+                self._stale = True
+                self.app.push_screen(OffersScreen(summary))
             case "feedback":
-                self.app.push_screen(FeedbackScreen(self.summary.member, "dashboard"))
-            case "done":
-                self.kiosk.end_session()
+                self._stale = True
+                self.app.push_screen(FeedbackScreen(summary.member, "dashboard"))

@@ -35,8 +35,7 @@ def start_lookup(screen: KioskScreen, read: CardRead | None = None, number: str 
         return "member", service.resolve_member(number or (read.member_number if read else "") or "")
 
     def found(answer: tuple[str, Any]) -> None:
-        # Imported here: the PIN screens import this module's neighbours.
-        from staypoint.kiosk.screens.pin import PinScreen
+        # Imported here: the staff screens import this module's neighbours.
         from staypoint.kiosk.screens.staff import StaffLoginScreen
 
         kind, value = answer
@@ -45,7 +44,7 @@ def start_lookup(screen: KioskScreen, read: CardRead | None = None, number: str 
             screen.app.push_screen(StaffLoginScreen(str(value)))
         else:
             assert isinstance(value, MemberRow)
-            screen.app.push_screen(PinScreen(value))
+            screen.kiosk.ask_pin(value)
 
     screen.call(find, found)
 
