@@ -41,7 +41,15 @@ from staypoint.kiosk.screens.attract import AttractScreen
 from staypoint.kiosk.screens.base import KioskScreen
 from staypoint.kiosk.screens.dashboard import DashboardScreen
 from staypoint.kiosk.screens.pin import PinScreen
-from staypoint.kiosk.session import Clock, Health, PrintOutcome, Session, read_health, slip_for
+from staypoint.kiosk.session import (
+    Clock,
+    Health,
+    PrintOutcome,
+    Session,
+    read_health,
+    slip_for,
+    write_devices_file,
+)
 from staypoint.kiosk.widgets.democards import DemoCard
 from staypoint.loyalty.events import parse_iso
 
@@ -288,7 +296,9 @@ class KioskApp(App[None], inherit_bindings=False):
         self.post_message(HealthRead(await self.blocking(self._read_health)))
 
     def _read_health(self) -> Health:
-        return read_health(self.service, self.devices.all(), self.now(), self.offline_after_s)
+        health = read_health(self.service, self.devices.all(), self.now(), self.offline_after_s)
+        write_devices_file(self.service.replica.path.with_name("devices.json"), health.devices, time.time())
+        return health
 
     def on_health_read(self, message: HealthRead) -> None:
         """Publish to every status bar."""

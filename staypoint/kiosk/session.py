@@ -7,9 +7,12 @@ of one guest is left for the next.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from staypoint.edge.service import MemberSummary, NodeService, PinProof
@@ -79,6 +82,28 @@ def read_health(
     online = staleness is not None and staleness <= offline_after_s
     devices = tuple(s.status() for s in statuses if s is not None)
     return Health(online, staleness, int(status["outbox_depth"]), devices)
+
+
+def write_devices_file(path: Path, devices: Sequence[DeviceStatus], at: float) -> None:
+    """Leave the devices' states for the sync agent's heartbeat (``heartbeat.read_devices``).
+
+    The devices belong to the kiosk's process and the heartbeat to the agent's; a small
+    file written by temp + rename is the whole interface between them, so neither imports
+    the other and a half-written file is never read.
+    """
+    doc = {
+        "at": at,
+        "devices": {
+            str(d.kind): {"driver": str(d.driver), "state": str(d.state.value), "detail": d.detail}
+            for d in devices
+        },
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only or full disk must not take the kiosk down; the heartbeat says "offline"
 
 
 @dataclass(frozen=True)

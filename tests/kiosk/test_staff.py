@@ -185,3 +185,21 @@ async def test_staff_lock_out_message(build: Build, devices: Devices, service: N
             pass
         await keypad(pilot, "2468")
         assert "locked" in text_of(app, "#staff-prompt")
+
+
+async def test_device_states_are_left_for_the_heartbeat(build, devices, service) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from staypoint.edge.sync.heartbeat import read_devices
+
+    app = build()
+    async with app.run_test(size=(100, 30)) as pilot:
+        devices.printer.paper_out = True
+        app.check_health()
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    path = service.replica.path.with_name("devices.json")
+    assert json.loads(path.read_text())["devices"]["printer"]["state"] == "paper_out"
+    states = {d.kind: d.state for d in read_devices(path)}
+    assert states["printer"] == "paper_out" and states["reader"] == "ok"
