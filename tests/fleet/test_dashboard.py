@@ -51,7 +51,7 @@ def mixed_fleet() -> FleetDashboard:
 
 
 def rows(app: FleetDashboard) -> list[str]:
-    return list(app.shown)
+    return list(app.fleet_view.shown)
 
 
 async def test_filters_and_detail() -> None:

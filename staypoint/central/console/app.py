@@ -2,7 +2,9 @@
 
 Sign-in with a role (clerk, marketing, administrator) opens the desk; each role sees the
 tabs it may use. The app only calls :class:`Desk` (attributes down); blocking work is
-small (one ledger read or one event) so it runs inline.
+small (one ledger read or one event) so it runs inline. The Fleet tab is the fleet
+dashboard's :class:`FleetView` over a :class:`FleetState` handed to the app (the CLI fills
+it from a monitor of its own and stops that monitor when the app exits).
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from textual.widgets import (
 
 from staypoint.central.api.service import ApiError
 from staypoint.central.console.desk import ALLOWED, Desk, Staff
+from staypoint.central.fleet.alerts import AlertManager, MemorySink
+from staypoint.central.fleet.dashboard import FleetView
+from staypoint.central.fleet.state import FleetState
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import ProgramError
 
-FLEET_PLACEHOLDER = (
-    "FLEET DASHBOARD — placeholder.\n"
-    "The fleet dashboard (staypoint/central/fleet/dashboard.py) is built as an App of its own;\n"
-    "it is embedded here once it offers its body as a Screen or Widget. Until then run `staypoint fleet`."
+FLEET_OFF = (
+    "Fleet view off: start the console with --fleet-config /etc/staypoint-central/fleet.toml "
+    "to see every node here (or run `staypoint fleet`)."
 )
 
 
@@ -132,8 +136,22 @@ class DeskScreen(Screen[None]):
                         yield Button("Roll back", id="rollback", variant="error")
                     yield Static("", id="program-out")
             with TabPane("Fleet", id="fleet"):
-                yield Static(FLEET_PLACEHOLDER, id="fleet-placeholder")
+                yield self._fleet_body()
         yield Footer()
+
+    def _fleet_body(self) -> FleetView | Static:
+        app = self.app
+        assert isinstance(app, ConsoleApp)
+        if app.fleet is None:
+            return Static(FLEET_OFF, id="fleet-off", classes="hint")
+        return FleetView(
+            app.fleet,
+            app.fleet_alerts,
+            app.fleet_memory,
+            clock=app.clock,
+            refresh_s=app.fleet_refresh_s,
+            id="fleet-view",
+        )
 
     def on_mount(self) -> None:
         for table_id, cols in (
@@ -317,11 +335,26 @@ class ConsoleApp(App[None]):
     TITLE = "Staypoint head office"
     ENABLE_COMMAND_PALETTE = False
 
-    def __init__(self, desk: Desk, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        desk: Desk,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fleet: FleetState | None = None,
+        fleet_alerts: AlertManager | None = None,
+        fleet_memory: MemorySink | None = None,
+        fleet_refresh_s: float = 2.0,
+    ) -> None:
+        """``fleet`` (with its alerts and their memory) feeds the Fleet tab; without it the
+        tab says how to turn it on. The app only reads them; whoever fills them stops them."""
         super().__init__()
         self.desk = desk
         self.clock = clock
         self.staff: Staff | None = None
+        self.fleet = fleet
+        self.fleet_alerts = fleet_alerts
+        self.fleet_memory = fleet_memory
+        self.fleet_refresh_s = fleet_refresh_s
 
     def on_mount(self) -> None:
         self.push_screen(SignIn())

@@ -1,6 +1,8 @@
 """``staypoint console [--web]``: head office's desk in the terminal or, served by
 textual-serve, in a browser. ``--add-staff ID NAME ROLE`` creates a sign-in (password from
 the ``STAYPOINT_STAFF_PASSWORD`` environment variable, never the command line).
+``--fleet-config fleet.toml`` fills the Fleet tab from a fleet monitor of the console's own
+(its own MQTT client id, stopped when the console exits); without it the tab says so.
 
 Wiring: ``staypoint/cli/main.py`` calls :func:`register` with its top-level subparsers.
 """
@@ -11,6 +13,7 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +56,19 @@ def cmd_console(args: argparse.Namespace) -> None:
         return
     from staypoint.central.console.app import make_console
 
-    make_console(desk).run()
+    if not args.fleet_config:
+        make_console(desk).run()
+        return
+    from staypoint.central.fleet.cli import start_monitor
+
+    # textual-serve runs one console per browser session: pid and time keep client ids apart.
+    monitor = start_monitor(args.fleet_config, client_suffix=f"console-{os.getpid()}-{int(time.time())}")
+    try:
+        make_console(
+            desk, fleet=monitor.state, fleet_alerts=monitor.alerts, fleet_memory=monitor.memory
+        ).run()
+    finally:
+        monitor.stop()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,6 +78,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--profiles", required=True, help="members' personal data (SQLite file)")
     p.add_argument("--smtp", help="HOST:PORT of the mail server for claim notices")
+    p.add_argument(
+        "--fleet-config",
+        metavar="FLEET_TOML",
+        help="fleet.toml (e.g. /etc/staypoint-central/fleet.toml): show the fleet in the Fleet tab",
+    )
     p.add_argument("--web", action="store_true", help="serve the console to a browser (textual-serve)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -21,7 +21,7 @@ from staypoint.central.fleet.config import FleetFileConfig, load_fleet_config
 from staypoint.central.fleet.monitor import FleetMonitor
 from staypoint.central.fleet.state import summarise, utcnow
 
-__all__ = ["DEFAULT_CONFIG", "main", "register"]
+__all__ = ["DEFAULT_CONFIG", "main", "register", "start_monitor"]
 
 DEFAULT_CONFIG = "/etc/staypoint-central/fleet.toml"
 
@@ -42,11 +42,15 @@ def _monitor(cfg: FleetFileConfig, *, client_suffix: str = "") -> FleetMonitor:
     return FleetMonitor(settings, cfg.fleet, sinks=sinks, tick_s=min(5.0, cfg.fleet.period_s / 2))
 
 
-def _load(args: argparse.Namespace) -> FleetFileConfig:
+def _load_path(path: str) -> FleetFileConfig:
     try:
-        return load_fleet_config(Path(args.config))
+        return load_fleet_config(Path(path))
     except ValueError as err:
         _fail(str(err))
+
+
+def _load(args: argparse.Namespace) -> FleetFileConfig:
+    return _load_path(args.config)
 
 
 def _start(monitor: FleetMonitor) -> None:
@@ -56,13 +60,19 @@ def _start(monitor: FleetMonitor) -> None:
         _fail(f"cannot reach the broker at {monitor.settings.host}:{monitor.settings.port}: {err}")
 
 
+def start_monitor(config_path: str, *, client_suffix: str) -> FleetMonitor:
+    """A viewer's monitor (its own client id, no persistent session), connected; the caller
+    stops it. Errors (bad file, broker unreachable) are one stderr line and exit 1."""
+    monitor = _monitor(_load_path(config_path), client_suffix=client_suffix)
+    _start(monitor)
+    return monitor
+
+
 def cmd_dashboard(args: argparse.Namespace) -> None:
     """The Textual dashboard, over a monitor of its own."""
     from staypoint.central.fleet.dashboard import FleetDashboard
 
-    cfg = _load(args)
-    monitor = _monitor(cfg, client_suffix=f"ui-{int(time.time())}")
-    _start(monitor)
+    monitor = start_monitor(args.config, client_suffix=f"ui-{int(time.time())}")
     try:
         FleetDashboard(monitor.state, monitor.alerts, monitor.memory).run()
     finally:

@@ -5,6 +5,10 @@ states; filter by property (type in the box) and by trouble (``t``); ``enter`` o
 node's detail: its recent heartbeats and alerts. The app only reads a :class:`FleetState`
 and an :class:`AlertManager` (attributes down); the MQTT monitor that fills them runs
 beside it, so the dashboard is tested with a state filled by hand and a fixed clock.
+
+The body is :class:`FleetView`, a widget with its own CSS, bindings and refresh timer:
+:class:`FleetDashboard` is a thin app around it (``staypoint fleet``) and head office's
+console shows the same widget in its Fleet tab.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Label, Static, Switch
 
 from staypoint.central.fleet.alerts import AlertManager, MemorySink
-from staypoint.central.fleet.state import FleetState, NodeView, utcnow
+from staypoint.central.fleet.state import FleetConfig, FleetState, NodeView, utcnow
 
-__all__ = ["FleetDashboard", "NodeDetail"]
+__all__ = ["FleetDashboard", "FleetView", "NodeDetail"]
 
 STATE_STYLE = {"online": "bold green", "stale": "bold yellow", "offline": "bold red", "unknown": "dim"}
 DEVICE_STYLE = {"ok": "green", "paper_out": "bold red", "missing": "red", "offline": "red"}
@@ -65,20 +70,45 @@ def _secs(value: float | None) -> str:
 class NodeDetail(Screen[None]):
     """One node: its recent heartbeats and its alerts."""
 
+    DEFAULT_CSS = """
+    NodeDetail {
+        padding: 0 1;
+    }
+    NodeDetail #detail-head {
+        height: auto;
+        padding: 1 0;
+    }
+    NodeDetail #history {
+        height: 1fr;
+    }
+    NodeDetail #alerts {
+        height: auto;
+        max-height: 12;
+        padding: 1 0;
+    }
+    """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("escape", "app.pop_screen", "Back")
     ]
 
-    def __init__(self, view: NodeView, alerts: AlertManager | None, memory: MemorySink | None, now: datetime):
+    def __init__(
+        self,
+        view: NodeView,
+        alerts: AlertManager | None,
+        memory: MemorySink | None,
+        now: datetime,
+        config: FleetConfig | None = None,
+    ):
         super().__init__()
         self.view = view
         self.alerts = alerts
         self.memory = memory
         self.now = now
+        self.config = config
 
     def compose(self) -> ComposeResult:
         v, now = self.view, self.now
-        state = v.state(now, self.app.state.config) if isinstance(self.app, FleetDashboard) else v.status
+        state = v.state(now, self.config) if self.config is not None else v.status
         head = Text.assemble(
             (v.node, "bold"),
             f"  {v.property}  ",
@@ -120,17 +150,42 @@ class NodeDetail(Screen[None]):
             )
 
 
-class FleetDashboard(App[None]):
-    """The fleet at a glance."""
+class FleetView(Widget):
+    """The fleet at a glance: filters, summary line and one row per node.
 
-    CSS_PATH = "dashboard.tcss"
-    TITLE = "Staypoint fleet"
-    ENABLE_COMMAND_PALETTE = False
+    Reusable: mount it in any screen (the console's Fleet tab) or app (:class:`FleetDashboard`).
+    Its bindings (``t``, ``/``, ``r``) apply while the focus is inside it; ``enter`` on a row
+    pushes :class:`NodeDetail` on the app.
+    """
+
+    DEFAULT_CSS = """
+    FleetView {
+        height: 1fr;
+        layout: vertical;
+    }
+    FleetView #filters {
+        height: 3;
+        padding: 0 1;
+    }
+    FleetView #filters Input {
+        width: 30;
+    }
+    FleetView #filters Label {
+        padding: 1 1 0 2;
+    }
+    FleetView #summary {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    FleetView #nodes {
+        height: 1fr;
+    }
+    """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("t", "toggle_trouble", "Trouble only"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("r", "refresh", "Refresh"),
-        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(
@@ -141,8 +196,10 @@ class FleetDashboard(App[None]):
         *,
         clock: Callable[[], datetime] = utcnow,
         refresh_s: float = 2.0,
+        id: str | None = None,
+        classes: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(id=id, classes=classes)
         self.state = state
         self.alerts = alerts
         self.memory = memory
@@ -159,18 +216,18 @@ class FleetDashboard(App[None]):
             yield Switch(value=False, id="trouble")
         yield Static(id="summary")
         yield DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
-        yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#nodes", DataTable)
-        table.add_columns(*COLUMNS)
+        self.query_one("#nodes", DataTable).add_columns(*COLUMNS)
         self.refresh_table()
-        table.focus()
         if self.refresh_s > 0:
             self.set_interval(self.refresh_s, self.refresh_table)
 
-    # -- what is shown --------------------------------------------------------------------------
+    def focus_table(self) -> None:
+        """Put the keyboard on the node table."""
+        self.query_one("#nodes", DataTable).focus()
 
+    # -- what is shown --------------------------------------------------------------------------
     def in_trouble(self, view: NodeView, now: datetime) -> bool:
         """Not online, a device not ok, or an active alert."""
         if view.state(now, self.state.config) != "online":
@@ -241,12 +298,15 @@ class FleetDashboard(App[None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "property":
+            event.stop()
             self.property_filter = event.value
             self.refresh_table()
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
-        self.trouble_only = event.value
-        self.refresh_table()
+        if event.switch.id == "trouble":
+            event.stop()
+            self.trouble_only = event.value
+            self.refresh_table()
 
     def action_toggle_trouble(self) -> None:
         switch = self.query_one("#trouble", Switch)
@@ -259,9 +319,43 @@ class FleetDashboard(App[None]):
         self.refresh_table()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id != "nodes" or event.row_key.value is None:
+        if event.data_table.id != "nodes":
+            return
+        event.stop()  # the row is ours: a host screen's own table handlers never see it
+        if event.row_key.value is None:
             return
         node = str(event.row_key.value)
         views = {v.node: v for v in self.state.snapshot()}
         if node in views:
-            self.push_screen(NodeDetail(views[node], self.alerts, self.memory, self.clock()))
+            detail = NodeDetail(views[node], self.alerts, self.memory, self.clock(), self.state.config)
+            self.app.push_screen(detail)
+
+
+class FleetDashboard(App[None]):
+    """``staypoint fleet``: the :class:`FleetView` full screen, with a footer and ``q``."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "Staypoint fleet"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        state: FleetState,
+        alerts: AlertManager | None = None,
+        memory: MemorySink | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        refresh_s: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.fleet_view = FleetView(state, alerts, memory, clock=clock, refresh_s=refresh_s, id="fleet")
+
+    def compose(self) -> ComposeResult:
+        yield self.fleet_view
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.fleet_view.focus_table()
