@@ -51,19 +51,26 @@ def summary(ms: list[float]) -> dict[str, float]:
     }
 
 
-def raw_commit(directory: Path, n: int) -> list[float]:
-    conn = connect(directory / "raw.db", synchronous="FULL")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-    body = "x" * 300
-    ms = []
-    for _ in range(n):
+class RawCommit:
+    """The raw limit: one single-row INSERT + COMMIT, same pragmas, same disk.
+
+    Timed interleaved with the operations (one raw commit before each operation), so both
+    see the same disk and the same neighbours: an fsync's latency on a shared machine moves
+    with everyone else's I/O, and a ratio is only fair when both sides lived through it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.conn = connect(directory / "raw.db", synchronous="FULL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        self.body = "x" * 300
+        self.ms: list[float] = []
+
+    def once(self) -> None:
         t = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO t (body) VALUES (?)", (body,))
-        conn.execute("COMMIT")
-        ms.append((time.perf_counter() - t) * 1000)
-    conn.close()
-    return ms
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute("INSERT INTO t (body) VALUES (?)", (self.body,))
+        self.conn.execute("COMMIT")
+        self.ms.append((time.perf_counter() - t) * 1000)
 
 
 def main() -> None:
@@ -101,10 +108,12 @@ def main() -> None:
     proofs = [svc.verify_pin(seeded_number(i), SEED_PIN, now) for i in rich[:200]]
     redeem_ms: list[float] = []
     refused = 0
+    raw_redeem, raw_stay = RawCommit(directory), RawCommit(directory)
     for k in range(min(args.ops, len(proofs) * 3)):
         proof = proofs[k % len(proofs)]
         if k % 50 == 0:
             svc.record_contact(now)  # as the sync agent would, keeping the offline limits open
+        raw_redeem.once()
         t = time.perf_counter()
         try:
             svc.redeem(proof, "LATE-CO", now)
@@ -116,19 +125,22 @@ def main() -> None:
     stay_ms = []
     for k in range(args.ops):
         number = seeded_number(idx[k])
+        raw_stay.once()
         t = time.perf_counter()
         svc.post_stay(number, f"B{k}", now, nights=2, revenue={Outlet.ROOM: "240.00", Outlet.FNB: "31.50"})
         stay_ms.append((time.perf_counter() - t) * 1000)
 
-    raw = raw_commit(directory, args.ops)
-    raw_p50, raw_p99 = pct(raw, 50), pct(raw, 99)
     svc.close()
 
-    def with_ratio(ms: list[float]) -> dict[str, float]:
+    def with_ratio(ms: list[float], raw: list[float]) -> dict[str, float]:
         d = summary(ms)
-        d["ratio_p50_to_raw_commit"] = round(pct(ms, 50) / raw_p50, 2)
-        d["ratio_p99_to_raw_commit"] = round(pct(ms, 99) / raw_p99, 2)
+        d["raw_commit_p50_ms"] = round(pct(raw, 50), 4)
+        d["raw_commit_p99_ms"] = round(pct(raw, 99), 4)
+        d["ratio_p50_to_raw_commit"] = round(pct(ms, 50) / pct(raw, 50), 2)
+        d["ratio_p99_to_raw_commit"] = round(pct(ms, 99) / pct(raw, 99), 2)
         return d
+
+    raw = raw_redeem.ms + raw_stay.ms
 
     result = {
         "members": args.members,
@@ -139,12 +151,12 @@ def main() -> None:
         "lookup_by_number": summary(by_number),
         "lookup_by_card": summary(by_card),
         "pin_verify_scrypt": summary(pin_ms),
-        "redeem": with_ratio(redeem_ms) | {"refused": refused},
-        "post_stay": with_ratio(stay_ms),
+        "redeem": with_ratio(redeem_ms, raw_redeem.ms) | {"refused": refused},
+        "post_stay": with_ratio(stay_ms, raw_stay.ms),
         "raw_insert_commit": summary(raw),
         "goals": {
             "lookup_p99_under_1ms": max(pct(by_number, 99), pct(by_card, 99)) < 1.0,
-            "redeem_p99_within_3x_raw_commit": pct(redeem_ms, 99) <= 3 * raw_p99,
+            "redeem_p99_within_3x_raw_commit": pct(redeem_ms, 99) <= 3 * pct(raw_redeem.ms, 99),
             "seed_1M_under_60s": seed_s * 1_000_000 / args.members < 60,
         },
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
