@@ -47,6 +47,7 @@ def summary(ms: list[float]) -> dict[str, float]:
         "p50_ms": round(pct(ms, 50), 4),
         "p99_ms": round(pct(ms, 99), 4),
         "mean_ms": round(statistics.fmean(ms), 4),
+        "max_ms": round(max(ms), 4),
         "n": len(ms),
     }
 
