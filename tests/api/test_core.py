@@ -83,6 +83,18 @@ def test_same_folio_twice_earns_once_and_a_correction_moves_the_difference(api: 
     assert r.json()["result"] == "corrected-no-points" and api.ledger.member(m)["points"] == 0
 
 
+def test_a_folio_whose_record_was_lost_after_the_ledger_commit_posts_once(api: Api) -> None:
+    # The process died between the ledger's commit and the folio row: the property system
+    # posts the same folio again and must get its answer, not an error, and no second earn.
+    m = api.enrol()
+    assert api.stay(m, "F-200", room="500").json()["result"] == "posted"
+    api.services.side.execute("DELETE FROM folios WHERE folio = ?", ("F-200",))
+    r = api.stay(m, "F-200", room="500")
+    assert r.status_code == 200, r.text
+    assert api.ledger.member(m)["points"] == 5500
+    assert api.stay(m, "F-200", room="500").json()["result"] == "unchanged"
+
+
 def test_quote_never_exceeds_public_rate_and_tiers_get_more(api: Api) -> None:
     m = api.enrol()
     token = api.login(m)
