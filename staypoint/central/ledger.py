@@ -26,6 +26,8 @@ from staypoint.loyalty.events import Event, EventFormatError, event_from_dict, i
 from staypoint.loyalty.expiry import expiry_date
 from staypoint.loyalty.program import Outlet, Program, ProgramError, Window, parse_program
 
+_OUTLETS: dict[Any, Outlet] = {o.value: o for o in Outlet}  # Outlet(k) for the common case, no enum call
+
 DEFAULT_HOLD_TTL = timedelta(minutes=10)
 DELTA_LIMIT = 5000  # past this many changed keys a resync gets a snapshot instead
 
@@ -416,7 +418,8 @@ class Ledger:
         if program is None:
             self._alarm("unknown_program", ev.node, f"stay seq {ev.seq} names programme v{ev.program}", at)
         else:
-            revenue = {Outlet(k): Decimal(str(v)) for k, v in dict(data.get("revenue", {})).items()}
+            charged = dict(data.get("revenue", {}))
+            revenue = {_OUTLETS.get(k) or Outlet(k): Decimal(str(v)) for k, v in charged.items()}
             departure = date.fromisoformat(str(data["departure"]))
             # The tier the node earned at is trusted up to head office's own view of the
             # member (another node's stay may have upgraded it already, never the reverse).

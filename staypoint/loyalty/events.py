@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ class Event:
             "type": self.type,
             "member": self.member,
             "program": self.program,
-            "data": dict(self.data),
+            "data": self.data if type(self.data) is dict else dict(self.data),
         }
         if self.auth is not None:
             body["auth"] = self.auth
@@ -106,7 +107,7 @@ class Event:
 
     def to_json(self) -> str:
         """Canonical JSON: the same event always has the same bytes (for body comparison)."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        return _canonical(self.to_dict())
 
     @property
     def points_delta(self) -> int:
@@ -117,50 +118,85 @@ class EventFormatError(ValueError):
     """An event that does not match the contract."""
 
 
+_canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+_EVENT_TYPES = frozenset(t.value for t in EventType)
+# The canonical spelling of a UUID, which ``uuid.UUID`` always accepts (anything else is
+# handed to ``uuid.UUID`` to decide).
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _need(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in body:
+        raise EventFormatError(f"event: missing {key!r}")
+    value = body[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise EventFormatError(f"event: {key!r} has the wrong type")
+    return value
+
+
 def event_from_dict(body: Mapping[str, Any]) -> Event:
-    """Validate an event received from the wire; raise EventFormatError naming the field."""
+    """Validate an event received from the wire; raise EventFormatError naming the field.
 
-    def need(key: str, kind: type | tuple[type, ...]) -> Any:
-        if key not in body:
-            raise EventFormatError(f"event: missing {key!r}")
-        value = body[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise EventFormatError(f"event: {key!r} has the wrong type")
-        return value
-
-    if need("v", int) != ENVELOPE_VERSION:
+    The checks run in a fixed order (the first failing one names the error). Head office
+    runs this for every event it receives, so the common case takes the short paths."""
+    v = body.get("v")
+    if type(v) is not int:
+        v = _need(body, "v", int)
+    if v != ENVELOPE_VERSION:
         raise EventFormatError(f"event: unsupported envelope version {body['v']!r}")
-    kind = need("type", str)
-    try:
-        EventType(kind)
-    except ValueError:
-        raise EventFormatError(f"event: unknown type {kind!r}") from None
-    seq, epoch = need("seq", int), need("epoch", int)
+    kind = body.get("type")
+    if type(kind) is not str:
+        kind = _need(body, "type", str)
+    if kind not in _EVENT_TYPES:
+        try:
+            EventType(kind)
+        except ValueError:
+            raise EventFormatError(f"event: unknown type {kind!r}") from None
+    seq = body.get("seq")
+    if type(seq) is not int:
+        seq = _need(body, "seq", int)
+    epoch = body.get("epoch")
+    if type(epoch) is not int:
+        epoch = _need(body, "epoch", int)
     if seq < 1 or epoch < 1:
         raise EventFormatError("event: seq and epoch start at 1")
     member = body.get("member")
     if member is not None and not isinstance(member, str):
         raise EventFormatError("event: 'member' has the wrong type")
-    data = need("data", dict)
-    if "points" in data and (isinstance(data["points"], bool) or not isinstance(data["points"], int)):
-        raise EventFormatError("event: data.points must be a whole number")
+    data = body.get("data")
+    if type(data) is not dict:
+        data = _need(body, "data", dict)
+    if "points" in data:
+        points = data["points"]
+        if type(points) is not int and (isinstance(points, bool) or not isinstance(points, int)):
+            raise EventFormatError("event: data.points must be a whole number")
     auth = body.get("auth")
     if auth is not None and auth not in ("online", "offline"):
         raise EventFormatError("event: auth is 'online' or 'offline'")
     try:
-        uuid.UUID(need("id", str))
-        parse_iso(need("at", str))
+        event_id = body.get("id")
+        if type(event_id) is not str:
+            event_id = _need(body, "id", str)
+        if _UUID_TEXT.fullmatch(event_id) is None:
+            uuid.UUID(event_id)
+        parse_iso(_need(body, "at", str))
     except ValueError:
         raise EventFormatError("event: malformed 'id' or 'at'") from None
+    node = body.get("node")
+    if type(node) is not str:
+        node = _need(body, "node", str)
+    program = body.get("program")
+    if type(program) is not int:
+        program = _need(body, "program", int)
     return Event(
-        node=need("node", str),
+        node=node,
         epoch=epoch,
         seq=seq,
         id=body["id"],
         at=body["at"],
         type=kind,
         member=member,
-        program=need("program", int),
+        program=program,
         data=data,
         auth=auth,
     )
