@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from staypoint.fsutil import atomic_write
 
 VOUCHER_KEY = "voucher_ed25519.pem"
 CARD_KEY = "card_uid_hmac.key"
@@ -58,16 +59,6 @@ def public_key_from_hex(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    # Write-then-rename with 0600 from the start, so a key is never world-readable, not
-    # even for a moment, and never half-written.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def create_keys(directory: Path, card_key: bytes | None = None) -> NodeKeys:
@@ -80,8 +71,8 @@ def create_keys(directory: Path, card_key: bytes | None = None) -> NodeKeys:
         serialization.NoEncryption(),
     )
     key = card_key if card_key is not None else secrets.token_bytes(32)
-    _write_secret(directory / VOUCHER_KEY, pem)
-    _write_secret(directory / CARD_KEY, key.hex().encode())
+    atomic_write(directory / VOUCHER_KEY, pem, 0o600)
+    atomic_write(directory / CARD_KEY, key.hex().encode(), 0o600)
     return NodeKeys(voucher, key)
 
 

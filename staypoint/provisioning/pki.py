@@ -22,9 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from staypoint.fsutil import atomic_write
 
 __all__ = [
     "ENROL_IDENTITY",
@@ -157,36 +157,17 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` with ``mode`` via a temp file + rename.
-
-    The temp file is created with ``mode`` from the start (``mkstemp`` makes it 0600, then
-    we chmod before writing), so a private key is never readable by others, not even for
-    an instant; the rename means a reader sees the old file or the new one, never half.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
     """Write ``key`` as PEM to ``path`` with mode 0600; return ``path``."""
-    _atomic_write(path, key_pem(key), 0o600)
+    atomic_write(path, key_pem(key), 0o600)
     return path
 
 
 def write_cert(path: Path, cert: x509.Certificate) -> Path:
     """Write ``cert`` as PEM to ``path`` with mode 0644; return ``path``."""
-    _atomic_write(path, cert_pem(cert), 0o644)
+    atomic_write(path, cert_pem(cert), 0o644)
     return path
 
 
@@ -532,7 +513,7 @@ class FleetCA:
         body = {
             "revoked": [{"serial": format(serial, "x"), "at": at} for serial, at in sorted(revoked.items())]
         }
-        _atomic_write(
+        atomic_write(
             self.directory / REVOKED_FILE,
             (json.dumps(body, indent=2) + "\n").encode(),
             0o644,
@@ -587,5 +568,5 @@ class FleetCA:
 
     def write_crl(self, *, now: dt.datetime | None = None, valid_days: int = 365) -> Path:
         """Write :meth:`crl_pem` to ``crl.pem`` in the CA directory; return its path."""
-        _atomic_write(self.crl_path, self.crl_pem(now=now, valid_days=valid_days), 0o644)
+        atomic_write(self.crl_path, self.crl_pem(now=now, valid_days=valid_days), 0o644)
         return self.crl_path

@@ -21,15 +21,14 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from staypoint.fsutil import atomic_write
 from staypoint.provisioning.pki import is_node_id
 
 __all__ = ["TokenRecord", "TokenRefused", "TokenStore", "atomic_write", "parse_ttl", "split_token"]
@@ -43,25 +42,6 @@ class TokenRefused(ValueError):
     """The token cannot be used; the message is what the technician reads."""
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder + fsync + rename.
-
-    The temp file has ``mode`` before any byte is written, so a secret is never readable by
-    others, and a reader (or a crash) sees the old file or the new one, never half of it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @contextlib.contextmanager

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from staypoint.fsutil import atomic_write
 
 __all__ = ["RevokedNodes"]
 
@@ -55,16 +56,5 @@ class RevokedNodes:
         nodes = dict(self._nodes)
         nodes.setdefault(node, at)
         data = (json.dumps({"nodes": nodes}, indent=2, sort_keys=True) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".revoked-nodes.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, data, 0o644)
         self._stamp = None
