@@ -13,13 +13,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from staypoint.central.profiles import ProfileError, ProfileStore
+from staypoint.central.profiles import ProfileStore
+from staypoint.loyalty import referral_codes as codes
 from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import Program
 
@@ -53,37 +53,24 @@ def rules(program: Program) -> ReferralRules:
     return out
 
 
-def _code_for(member: str, salt: int) -> str:
-    digest = hashlib.sha256(f"staypoint-referral:{member}:{salt}".encode()).digest()
-    n = int.from_bytes(digest[:8], "big")
-    chars = []
-    for _ in range(7):
-        n, r = divmod(n, len(_ALPHABET))
-        chars.append(_ALPHABET[r])
-    return "".join(chars)
-
-
 def referral_code(profiles: ProfileStore, member: str, at: str) -> str:
-    """The member's referral code, made on first use (for the kiosk dashboard and the API)."""
+    """The member's referral code (the kiosk computes the same one offline from the number)."""
     p = profiles.get(member)
     if p is None:
         raise ReferralError(f"no profile for member {member}")
-    if p.referral_code:
-        return p.referral_code
-    for salt in range(20):
-        code = _code_for(member, salt)
-        try:
-            profiles.upsert(member, at=at, referral_code=code)
-            return code
-        except ProfileError:
-            continue  # taken by another member (a hash collision): next salt
-    raise ReferralError("could not find a free referral code")
+    code = codes.referral_code(member)
+    if p.referral_code != code:
+        profiles.upsert(member, at=at, referral_code=code)
+    return code
 
 
 def link(profiles: ProfileStore, new_member: str, code: str, at: str) -> str:
     """Record that ``new_member`` enrolled with ``code``; returns the referrer. Refuses
     an unknown code, one's own code, a second referrer and a loop."""
-    referrer = profiles.by_referral_code(code.strip().upper())
+    try:
+        referrer = profiles.get(codes.member_for_code(code))
+    except codes.ReferralCodeError as exc:
+        raise ReferralError(str(exc)) from None
     if referrer is None:
         raise ReferralError("this referral code is not known")
     me = profiles.get(new_member)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from staypoint.edge.keys import NodeKeys, create_keys, load_keys, public_key_from_hex
 from staypoint.edge.replica import MemberRow, Replica
-from staypoint.loyalty import member_numbers, pins, tiers, vouchers
+from staypoint.loyalty import member_numbers, pins, referral_codes, tiers, vouchers
 from staypoint.loyalty.earning import stay_points
 from staypoint.loyalty.events import Event, EventType, iso, parse_iso, uuid7
 from staypoint.loyalty.expiry import expiring_soon
@@ -199,6 +199,7 @@ class MemberSummary:
     rewards: tuple[RewardView, ...]
     offers: tuple[str, ...]
     vouchers: tuple[dict[str, Any], ...] = field(default=())
+    referral_code: str = ""
 
     @property
     def redeemable(self) -> list[str]:
@@ -227,6 +228,7 @@ class MemberSummary:
             "rewards": [r.__dict__ for r in self.rewards],
             "redeemable": self.redeemable,
             "offers": list(self.offers),
+            "referral_code": self.referral_code,
             "vouchers": [
                 {k: v for k, v in vo.items() if k in ("code", "reward", "status", "expires")}
                 for vo in self.vouchers
@@ -650,6 +652,7 @@ class NodeService:
             rewards=tuple(views),
             offers=tuple(o.name for o in program.offers if tier.code in o.tiers),
             vouchers=vouchers_,
+            referral_code=referral_codes.referral_code(row.number),
         )
 
     # -- stays ----------------------------------------------------------------------------

@@ -59,7 +59,10 @@ def test_bonus_once_after_first_stay(tmp_path: Path) -> None:
     profiles = ProfileStore(chain.profiles_db)
     code = referrals.referral_code(profiles, ref, iso(NOW))
     assert code == referrals.referral_code(profiles, ref, iso(NOW)), "a member keeps one code"
-    assert len(code) == 7 and not set(code) & set("01OIL")
+    assert len(code) == 9 and code[4] == "-" and not set(code) & set("01OIL")
+    from staypoint.loyalty.referral_codes import referral_code as offline_code
+
+    assert code == offline_code(ref), "the kiosk shows the same code without asking head office"
     assert referrals.link(profiles, friend, code.lower(), iso(NOW)) == ref
     profiles.close()
     before = _points(chain.ledger_db, ref), _points(chain.ledger_db, friend)
@@ -95,8 +98,13 @@ def test_self_referral_and_loops_refused(tmp_path: Path) -> None:
     profiles.upsert(b, at=at, phone="+8613800000000")
     with pytest.raises(referrals.ReferralError, match="own"):
         referrals.link(profiles, d_member, referrals.referral_code(profiles, b, at), at)
-    with pytest.raises(referrals.ReferralError, match="not known"):
-        referrals.link(profiles, d_member, "ZZZZZZZ", at)
+    with pytest.raises(referrals.ReferralError, match="not a referral code"):
+        referrals.link(profiles, d_member, "ZZZZ-ZZZZ", at)  # a typo: the check character catches it
+    from staypoint.loyalty.member_numbers import make_number
+    from staypoint.loyalty.referral_codes import referral_code as offline_code
+
+    with pytest.raises(referrals.ReferralError, match="not known"):  # well-formed, nobody's
+        referrals.link(profiles, d_member, offline_code(make_number(7777, 1)), at)
     profiles.close()
 
 

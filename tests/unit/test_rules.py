@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -109,3 +110,18 @@ def test_expiry_and_uuid7_order() -> None:
     assert expiring_soon(P.expiry, date(2026, 1, 1), 500, date(2026, 11, 23))[0] == 0
     t = datetime(2026, 11, 23, tzinfo=UTC)
     assert uuid7(t) < uuid7(t + timedelta(milliseconds=1))
+
+
+@given(st.integers(0, 9999), st.integers(0, 99_999))
+def test_referral_codes_are_one_per_member_and_lead_back(block: int, serial: int) -> None:
+    from staypoint.loyalty.referral_codes import ReferralCodeError, member_for_code, referral_code
+
+    number = member_numbers.make_number(block, serial)
+    code = referral_code(number)
+    assert member_for_code(code) == number
+    assert member_for_code(code.lower().replace("-", "")) == number
+    other = member_numbers.make_number(block, (serial + 1) % 100_000)
+    assert referral_code(other) != code
+    typo = code[:2] + ("A" if code[2] != "A" else "C") + code[3:]
+    with pytest.raises(ReferralCodeError):  # a mistyped character is caught, never another member
+        member_for_code(typo)

@@ -29,7 +29,7 @@ from staypoint.central.api.sources import Draft, EventSources
 from staypoint.central.api.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileError, ProfileStore
-from staypoint.loyalty import member_numbers, pins, tiers, vouchers
+from staypoint.loyalty import member_numbers, pins, referral_codes, tiers, vouchers
 from staypoint.loyalty.earning import stay_points
 from staypoint.loyalty.events import iso, parse_iso, points_delta, uuid7
 from staypoint.loyalty.expiry import expiring_soon
@@ -283,6 +283,8 @@ class Services:
             "rewards": rewards,
             "offers": [o.name for o in program.offers if tier.code in o.tiers],
             "vouchers": vouchers_,
+            # The same code the kiosk shows: a pure function of the member number.
+            "referral_code": referral_codes.referral_code(number),
         }
 
     # -- rates and offers --------------------------------------------------------------------------

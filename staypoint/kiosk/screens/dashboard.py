@@ -107,6 +107,8 @@ class DashboardScreen(KioskScreen):
             lines.append(f"  {a.at[:10]}  {a.description[:48]:<48} {figure:>12}")
         if len(lines) == 1:
             lines.append("  nothing yet")
+        if s.referral_code:
+            lines.append(f"Invite a friend with code {s.referral_code}: you both earn a bonus")
         return "\n".join(lines)
 
     def refresh_summary(self) -> None:
