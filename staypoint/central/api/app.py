@@ -13,6 +13,7 @@ is ``{"error": "<one clear line>", "code": "<stable code>"}``.
 # closures' annotations at run time, and string annotations naming the local dependency
 # aliases (``Key``, ``Member``) could not be resolved from the module's globals.
 import contextlib
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from staypoint.central.api.service import ApiError, ApiKey, Services
@@ -41,6 +42,19 @@ Money = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}(\.[0-9]{1,2})?$")
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _iso_date(value: Any) -> Any:
+    # Pydantic's lax mode reads "0" or 1700000000 as a Unix time; a booking date is written
+    # YYYY-MM-DD and nothing else, so anything else is the client's mistake (422).
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return value
+    if isinstance(value, date):
+        return value
+    raise ValueError("a date is written YYYY-MM-DD")
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class ErrorBody(BaseModel):
@@ -105,12 +119,13 @@ class Dashboard(BaseModel):
     rewards: list[RewardOut]
     offers: list[str]
     vouchers: list[VoucherOut]
+    referral_code: str
 
 
 class QuoteIn(Strict):
     property: Code
     room_type: Code
-    arrival: date
+    arrival: IsoDate
     nights: int = Field(ge=1, le=60)
     public_rate: Money
 
@@ -159,8 +174,8 @@ class StayIn(Strict):
     member: str | None = Field(
         default=None, max_length=20, description="member number, if the guest gave one"
     )
-    arrival: date
-    departure: date
+    arrival: IsoDate
+    departure: IsoDate
     revenue: Revenue = Revenue()
     channel: Annotated[str, StringConstraints(pattern=r"^[a-z_-]{1,20}$")] = "direct"
 
@@ -177,7 +192,7 @@ class EnrolIn(Strict):
     pin: str = Field(min_length=4, max_length=12, pattern=r"^[0-9]+$")
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=20)
-    birth_date: date | None = None
+    birth_date: IsoDate | None = None
     language: Literal["en", "zh"] | None = None
     home_property: Code | None = None
     marketing_email: bool | None = None
@@ -193,7 +208,7 @@ class ProfileIn(Strict):
     full_name: str | None = Field(default=None, min_length=1, max_length=120)
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=20)
-    birth_date: date | None = None
+    birth_date: IsoDate | None = None
     language: Literal["en", "zh"] | None = None
     marketing_email: bool | None = None
     marketing_sms: bool | None = None
@@ -239,8 +254,8 @@ class TransferOut(BaseModel):
 class ClaimIn(Strict):
     folio: Folio
     property: Code
-    arrival: date
-    departure: date
+    arrival: IsoDate
+    departure: IsoDate
     note: str = Field(default="", max_length=500)
 
 
