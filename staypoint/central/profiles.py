@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from staypoint.sqlitetx import immediate
+
 CHANNELS = ("email", "sms")
 LANGUAGES = ("en", "zh")
 
@@ -177,9 +179,8 @@ class ProfileStore:
         ):
             if value is not None:
                 changes[key] = value
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+        try:
+            with self._lock, immediate(self.conn):
                 exists = self.conn.execute("SELECT 1 FROM profiles WHERE member = ?", (member,)).fetchone()
                 if exists is None:
                     base = {
@@ -200,13 +201,8 @@ class ProfileStore:
                     self.conn.execute(
                         f"UPDATE profiles SET {sets} WHERE member = ?", [*changes.values(), member]
                     )
-                self.conn.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                self.conn.execute("ROLLBACK")
-                raise ProfileError(f"already used by another member ({exc})") from None
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+        except sqlite3.IntegrityError as exc:
+            raise ProfileError(f"already used by another member ({exc})") from None
         got = self.get(member)
         assert got is not None
         return got
@@ -215,23 +211,17 @@ class ProfileStore:
         """Record a yes or no for marketing on ``channel``; the history keeps every change."""
         if channel not in CHANNELS:
             raise ProfileError(f"channel is one of {', '.join(CHANNELS)}")
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self.conn.execute(
-                    f"UPDATE profiles SET consent_{channel} = ?, updated_at = ? WHERE member = ?",
-                    (int(granted), at, member),
-                )
-                if cur.rowcount == 0:
-                    raise ProfileError(f"no profile for member {member}")
-                self.conn.execute(
-                    "INSERT INTO consent_log (member, channel, granted, source, at) VALUES (?, ?, ?, ?, ?)",
-                    (member, channel, int(granted), source, at),
-                )
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self.conn):
+            cur = self.conn.execute(
+                f"UPDATE profiles SET consent_{channel} = ?, updated_at = ? WHERE member = ?",
+                (int(granted), at, member),
+            )
+            if cur.rowcount == 0:
+                raise ProfileError(f"no profile for member {member}")
+            self.conn.execute(
+                "INSERT INTO consent_log (member, channel, granted, source, at) VALUES (?, ?, ?, ?, ?)",
+                (member, channel, int(granted), source, at),
+            )
 
     def mark_bounced(self, email: str, at: str) -> int:
         """Stop mailing an address that bounced; returns how many profiles had it."""

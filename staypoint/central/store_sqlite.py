@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from staypoint.central.store import Change, HoldRecord, StoredEvent
+from staypoint.sqlitetx import immediate
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS streams (node TEXT NOT NULL, epoch INTEGER NOT NULL, "
@@ -82,14 +83,8 @@ class SqliteLedgerStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        with self._lock, immediate(self.conn):
+            yield
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         row = self.conn.execute(sql, args).fetchone()

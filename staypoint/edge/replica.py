@@ -19,6 +19,7 @@ from typing import Any
 
 from staypoint.edge.schema import LATEST, MIGRATIONS
 from staypoint.loyalty.events import Event
+from staypoint.sqlitetx import immediate
 
 BUSY_TIMEOUT_MS = 10_000
 AUTOCHECKPOINT_PAGES = 4_000
@@ -108,15 +109,10 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST) -> int:
         raise ReplicaError(f"replica schema {version} is newer than this software ({LATEST})")
     for m in MIGRATIONS:
         if version < m.version <= target:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 for stmt in m.statements:
                     conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version = {m.version}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             version = m.version
     return version
 
@@ -136,14 +132,8 @@ class Replica:
     @contextmanager
     def write(self) -> Iterator[None]:
         """One atomic operation: take the write lock now, commit on success, roll back on error."""
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        with self._lock, immediate(self.conn):
+            yield
 
     @contextmanager
     def read(self) -> Iterator[None]:

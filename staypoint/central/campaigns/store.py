@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from staypoint.loyalty.events import Event, iso, uuid7
+from staypoint.sqlitetx import immediate
 
 CAMPAIGN_NODE = "campaigns"
 CAMPAIGN_EPOCH = 1
@@ -135,13 +136,8 @@ class CampaignDb:
         if self._sync != want:
             self.conn.execute(f"PRAGMA synchronous = {want}")
             self._sync = want
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.conn):
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
 
     # -- bonus events -------------------------------------------------------------------
     def queue_bonus_event(

@@ -22,7 +22,10 @@ same tables from its own sequence column with ``jsonb`` operators.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+
+from staypoint.sqlitetx import immediate
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS rpt_cursor (name TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID",
@@ -329,25 +332,21 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rpt_cursor'").fetchone():
         row = conn.execute("SELECT pos FROM rpt_cursor WHERE name = 'schema'").fetchone()
     if row is None or int(row[0]) != SCHEMA_VERSION:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             # Looked at again under the write lock: another process may have just rebuilt it.
             for stmt in SCHEMA[:1]:
                 conn.execute(stmt)
             row = conn.execute("SELECT pos FROM rpt_cursor WHERE name = 'schema'").fetchone()
-            if row is not None and int(row[0]) == SCHEMA_VERSION:
-                conn.execute("COMMIT")
-                return ensure_schema(conn)
-            for t in _DERIVED:
-                conn.execute(f"DROP TABLE IF EXISTS {t}")
-            conn.execute("DROP TABLE IF EXISTS rpt_cursor")
-            for stmt in SCHEMA:
-                conn.execute(stmt)
-            _set_cursor(conn, "schema", SCHEMA_VERSION)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            rebuilt_meanwhile = row is not None and int(row[0]) == SCHEMA_VERSION
+            if not rebuilt_meanwhile:
+                for t in _DERIVED:
+                    conn.execute(f"DROP TABLE IF EXISTS {t}")
+                conn.execute("DROP TABLE IF EXISTS rpt_cursor")
+                for stmt in SCHEMA:
+                    conn.execute(stmt)
+                _set_cursor(conn, "schema", SCHEMA_VERSION)
+        if rebuilt_meanwhile:
+            return ensure_schema(conn)
     else:
         for stmt in SCHEMA:
             conn.execute(stmt)
@@ -401,6 +400,27 @@ def _fold_events(conn: sqlite3.Connection, lo: int, hi: int) -> None:
     conn.execute(_MEMBER_FEEDBACK, (lo, hi))
 
 
+def _drain(
+    conn: sqlite3.Connection,
+    name: str,
+    top_sql: str,
+    fold: Callable[[int, int], object],
+    step: Callable[[int, int], int],
+) -> int:
+    """Fold rows (cursor ``name``, top]: each batch one transaction that moves the cursor with it."""
+    done = 0
+    while True:
+        with immediate(conn):
+            lo = _cursor(conn, name)
+            top = int(conn.execute(top_sql).fetchone()[0])
+            if top <= lo:
+                return done
+            hi = min(top, lo + step(lo, top))
+            fold(lo, hi)
+            _set_cursor(conn, name, hi)
+        done += hi - lo
+
+
 def refresh(conn: sqlite3.Connection, *, batch: int = 500_000) -> dict[str, int]:
     """Fold every event and member change since the last refresh into the fact tables.
 
@@ -418,51 +438,33 @@ def refresh(conn: sqlite3.Connection, *, batch: int = 500_000) -> dict[str, int]
     if has_events is None:
         return done
     first = False
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            lo = _cursor(conn, "events")
-            top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0])
-            if top <= lo:
-                conn.execute("COMMIT")
-                break
-            if lo == 0 and top > batch:
-                first = True
-                for ix in _FILL_INDEXES:
-                    conn.execute(f"DROP INDEX IF EXISTS {ix}")
-            hi = min(top, lo + (max(batch, FIRST_FILL_BATCH) if first else batch))
-            _fold_events(conn, lo, hi)
-            _set_cursor(conn, "events", hi)
-            conn.execute("COMMIT")
-            done["events"] += hi - lo
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            lo = _cursor(conn, "changes")
-            top = int(conn.execute("SELECT coalesce(max(version), 0) FROM changes").fetchone()[0])
-            if top <= lo:
-                conn.execute("COMMIT")
-                break
-            hi = min(top, lo + (max(batch, FIRST_FILL_BATCH) if first else batch))
-            conn.execute(_MEMBER_RECORDS, (lo, hi))
-            _set_cursor(conn, "changes", hi)
-            conn.execute("COMMIT")
-            done["changes"] += hi - lo
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+    def events_step(lo: int, top: int) -> int:
+        nonlocal first
+        if lo == 0 and top > batch:
+            first = True
+            for ix in _FILL_INDEXES:
+                conn.execute(f"DROP INDEX IF EXISTS {ix}")
+        return max(batch, FIRST_FILL_BATCH) if first else batch
+
+    done["events"] = _drain(
+        conn,
+        "events",
+        "SELECT coalesce(max(rowid), 0) FROM events",
+        lambda lo, hi: _fold_events(conn, lo, hi),
+        events_step,
+    )
+    done["changes"] = _drain(
+        conn,
+        "changes",
+        "SELECT coalesce(max(version), 0) FROM changes",
+        lambda lo, hi: conn.execute(_MEMBER_RECORDS, (lo, hi)),
+        lambda lo, top: max(batch, FIRST_FILL_BATCH) if first else batch,
+    )
     if first:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             for stmt in SCHEMA:
                 conn.execute(stmt)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         conn.execute("PRAGMA analysis_limit = 1000")
         conn.execute("ANALYZE")
     return done
@@ -489,8 +491,7 @@ def import_property_revenue(conn: sqlite3.Connection, csv_text: str) -> int:
         if len(month) != 7 or month[4] != "-":
             raise ValueError(f"line {n}: month must be YYYY-MM, got {month!r}")
         rows.append((prop, month, int((amount * 100).to_integral_value())))
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
+    with immediate(conn):
         conn.executemany(
             "INSERT INTO rpt_property_revenue (property, month, total_c) VALUES (?, ?, ?) "
             "ON CONFLICT (property, month) DO UPDATE SET total_c = excluded.total_c",
