@@ -438,10 +438,9 @@ class Ledger:
                     at,
                 )
             points, qualifying = earned.points, earned.points - earned.bonus
-            start = tiers.window_start(program.window, day).isoformat()
-            if program.window is Window.CALENDAR_YEAR and m["window_start"] < start:
+            if tiers.window_ended(program, m["window_start"], day):
                 m["qual_nights"], m["qual_points"] = 0, 0
-            m["window_start"] = start
+            m["window_start"] = tiers.window_start_of(program, day)
         m["points"] += points
         m["qual_nights"] += nights
         m["qual_points"] += qualifying
@@ -561,14 +560,14 @@ class Ledger:
             return counts
         counts["holds_expired"] = self.expire_holds(now)
         today = now.date()
-        start = tiers.window_start(program.window, today).isoformat()
+        start = tiers.window_start_of(program, today)
         with self.store.transaction():
             for number in self.store.member_numbers():
                 m = self.store.member(number)
                 if m is None:
                     continue
                 changed = False
-                if program.window is Window.CALENDAR_YEAR and m["window_start"] < start:
+                if tiers.window_ended(program, m["window_start"], today):
                     new = tiers.at_window_end(program, m["tier"], m["qual_nights"], m["qual_points"])
                     counts["downgraded" if new.rank < program.tier(m["tier"]).rank else "requalified"] += 1
                     m.update(tier=new.code, qual_nights=0, qual_points=0, window_start=start)

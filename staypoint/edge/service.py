@@ -24,7 +24,7 @@ from staypoint.loyalty.earning import stay_points
 from staypoint.loyalty.events import Event, EventType, iso, parse_iso, uuid7
 from staypoint.loyalty.expiry import expiring_soon
 from staypoint.loyalty.money import MoneyError, parse_amount
-from staypoint.loyalty.program import Outlet, Program, Window, parse_program
+from staypoint.loyalty.program import Outlet, Program, parse_program
 from staypoint.loyalty.redemption import (
     OfflineState,
     Refusal,
@@ -587,10 +587,7 @@ class NodeService:
     # -- summary --------------------------------------------------------------------------
 
     def _qualifying(self, row: MemberRow, today: date) -> tuple[int, int]:
-        start = tiers.window_start(self.program.window, today)
-        if self.program.window is Window.CALENDAR_YEAR and row.window_start < start.isoformat():
-            return 0, 0  # a new year: last year's nights no longer count
-        return row.qual_nights, row.qual_points
+        return tiers.qualifying_now(self.program, row.window_start, row.qual_nights, row.qual_points, today)
 
     def summary(self, member: str | MemberRow, now: datetime) -> MemberSummary:
         """Everything a dashboard shows for a member, in one consistent read."""

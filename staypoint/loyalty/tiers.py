@@ -24,6 +24,26 @@ def window_end(window: Window, start: date) -> date:
     return date(start.year, 12, 31) if window is Window.CALENDAR_YEAR else start
 
 
+def window_ended(program: Program, since: str, today: date) -> bool:
+    """True when figures counted from ``since`` (ISO date) belong to a window that has ended.
+
+    A calendar year ends on 31 December: from 1 January last year's nights no longer count.
+    (A rolling window never ends as a whole, so its figures are never reset in one go.)
+    """
+    start = window_start_of(program, today)
+    return program.window is Window.CALENDAR_YEAR and since < start
+
+
+def window_start_of(program: Program, today: date) -> str:
+    """The current window's first day as stored with a member's figures (ISO date)."""
+    return window_start(program.window, today).isoformat()
+
+
+def qualifying_now(program: Program, since: str, nights: int, points: int, today: date) -> tuple[int, int]:
+    """A member's qualifying (nights, points) as of ``today``: zero once their window ended."""
+    return (0, 0) if window_ended(program, since, today) else (nights, points)
+
+
 def earned_tier(program: Program, nights: int, points: int) -> Tier:
     """The highest tier whose nights *or* qualifying-points threshold is met."""
     best = program.base_tier

@@ -34,7 +34,7 @@ from staypoint.loyalty.earning import stay_points
 from staypoint.loyalty.events import iso, parse_iso, points_delta, uuid7
 from staypoint.loyalty.expiry import expiring_soon
 from staypoint.loyalty.money import MoneyError, parse_amount
-from staypoint.loyalty.program import Outlet, Program, Window
+from staypoint.loyalty.program import Outlet, Program
 from staypoint.loyalty.rates import OnlineRules, parse_online_rules, quote
 from staypoint.loyalty.redemption import check_redemption
 
@@ -227,9 +227,9 @@ class Services:
         program = self.program()
         m = self._member(number)
         today = now.date()
-        start = tiers.window_start(program.window, today).isoformat()
-        stale = program.window is Window.CALENDAR_YEAR and str(m["window_start"]) < start
-        nights, qpoints = (0, 0) if stale else (int(m["qual_nights"]), int(m["qual_points"]))
+        nights, qpoints = tiers.qualifying_now(
+            program, str(m["window_start"]), int(m["qual_nights"]), int(m["qual_points"]), today
+        )
         prog = tiers.progress(program, m["tier"], nights, qpoints)
         last = date.fromisoformat(m["last_activity"]) if m.get("last_activity") else None
         exp_points, exp_on = expiring_soon(program.expiry, last, int(m["points"]), today)
