@@ -188,3 +188,25 @@ def test_bad_bodies_get_a_clear_4xx(api: Api) -> None:
     assert r.status_code == 413 and "KiB" in r.json()["error"]
     r = api.client.post("/v1/members/login", json={"login": "123", "pin": "1"}, headers=h)
     assert r.status_code == 422 and "digits" in r.json()["error"]
+
+
+def test_loosely_typed_values_are_refused_not_guessed(api: Api) -> None:
+    # Each of these was once accepted by lax parsing (true as 1 star, 0.0 as "no", "0" as a
+    # Unix date): a client that sends them has a bug, and the API says so with a 422.
+    token = api.login(api.enrol())
+    h = api.h(token=token)
+    for method, path, body in (
+        ("post", "/v1/me/feedback", {"stars": True}),
+        ("post", "/v1/me/feedback", {"stars": "5"}),
+        ("patch", "/v1/me/profile", {"marketing_sms": 0.0}),
+        (
+            "post",
+            "/v1/me/claims",
+            {"folio": "F1", "property": "SHA", "arrival": "0", "departure": "2026-11-20"},
+        ),
+    ):
+        r = getattr(api.client, method)(path, json=body, headers=h)
+        assert r.status_code == 422, (path, body, r.status_code, r.text)
+        assert r.json()["error"]
+    ok = api.client.post("/v1/me/feedback", json={"stars": 5}, headers=h)
+    assert ok.status_code in (200, 201, 202), ok.text

@@ -41,14 +41,16 @@ Money = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}(\.[0-9]{1,2})?$")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Requests are JSON: a whole number is a number and a yes/no is true/false. Lax parsing
+    # would take true as 1, "5" as 5 and 0.0 as false (schemathesis found each of these).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _iso_date(value: Any) -> Any:
     # Pydantic's lax mode reads "0" or 1700000000 as a Unix time; a booking date is written
     # YYYY-MM-DD and nothing else, so anything else is the client's mistake (422).
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        return value
+        return date.fromisoformat(value)  # a bad day such as 2026-02-30 is a ValueError: 422
     if isinstance(value, date):
         return value
     raise ValueError("a date is written YYYY-MM-DD")
