@@ -41,6 +41,9 @@ _PACKET_HEADROOM = 8 * 1024
 DEFAULT_MAX_QUEUED_MESSAGES = 100_000
 """Per-client queue: ~45 min of head-office downtime at the fleet's peak event rate."""
 
+DEFAULT_AUTOSAVE_CHANGES = 1000
+"""Save the broker's database after this many changes: a crash costs at most a resend."""
+
 DEFAULT_MAX_INFLIGHT_MESSAGES = 100
 """Per-client QoS 1 window: lets head office drain a full queue in about a minute."""
 
@@ -71,7 +74,7 @@ class BrokerConfig:
     max_inflight_messages: int = DEFAULT_MAX_INFLIGHT_MESSAGES
     max_payload: int = MAX_PAYLOAD_BYTES
     persistent_client_expiration: str = "14d"
-    autosave_interval: int = 1
+    autosave_interval: int = DEFAULT_AUTOSAVE_CHANGES
     log_types: tuple[str, ...] = ("error", "warning", "notice")
 
     def __post_init__(self) -> None:
@@ -185,7 +188,7 @@ def write_broker_files(
     max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
     max_inflight_messages: int = DEFAULT_MAX_INFLIGHT_MESSAGES,
     max_payload: int = MAX_PAYLOAD_BYTES,
-    autosave_interval: int = 1,
+    autosave_interval: int = DEFAULT_AUTOSAVE_CHANGES,
     log_types: tuple[str, ...] = ("error", "warning", "notice"),
 ) -> BrokerFiles:
     """Write ``mosquitto.conf`` and ``acl`` into ``directory``, with ``data/`` for

@@ -81,7 +81,7 @@ def test_config_has_one_tls_listener_and_no_anonymous_access() -> None:
     assert {"cafile", "certfile", "keyfile", "crlfile", "acl_file"} <= settings.keys()
     assert settings["max_queued_messages"] == ["100000"]
     assert settings["autosave_on_changes"] == ["true"]
-    assert settings["autosave_interval"] == ["1"]
+    assert settings["autosave_interval"] == ["1000"]
 
 
 def test_fleet_ca_round_trip(tmp_path: Path) -> None:
@@ -336,20 +336,25 @@ def test_persistent_session_survives_sigterm_and_restart(fresh_mosquitto: Mosqui
     _resume(fresh_mosquitto, topic, payloads)
 
 
-def test_persistent_session_survives_sigkill_with_autosave(
-    fresh_mosquitto: MosquittoBroker,
-) -> None:
-    topic, payloads = _queue_while_offline(fresh_mosquitto, 20)
-    # The autosave follows the PUBACK; give it its moment, then pull the plug.
-    fresh_mosquitto.wait_persisted()
-    fresh_mosquitto.kill()
-    fresh_mosquitto.start()
-    _resume(fresh_mosquitto, topic, payloads)
+def test_persistent_session_survives_sigkill_with_autosave(pki: FleetPKI, tmp_path: Path) -> None:
+    """With a save on every change, a SIGKILL keeps the session and its queue. Production
+    saves every 1,000 changes instead (a crash costs a resend: tests/sync/test_crash.py)."""
+    broker = MosquittoBroker(pki, tmp_path / "mosquitto", autosave_interval=1)
+    broker.start()
+    try:
+        topic, payloads = _queue_while_offline(broker, 20)
+        # The autosave follows the PUBACK; give it its moment, then pull the plug.
+        broker.wait_persisted()
+        broker.kill()
+        broker.start()
+        _resume(broker, topic, payloads)
+    finally:
+        broker.stop()
 
 
 def test_without_autosave_a_sigkill_loses_the_queue(pki: FleetPKI, tmp_path: Path) -> None:
     """Negative control for the test above: the same steps, with saves only every 10,000
-    changes, lose the session and its queue. This is why the config saves on every change."""
+    changes, lose the session and its queue (the outbox is what makes that harmless)."""
     broker = MosquittoBroker(pki, tmp_path / "mosquitto", autosave_interval=10_000)
     broker.start()
     try:

@@ -40,9 +40,16 @@ def _agent_process(fleet: Fleet, node_id: str, tmp: Path) -> subprocess.Popen[by
     )
 
 
+@pytest.mark.parametrize("broker_stop", ["sigterm", "sigkill"])
 def test_agent_sigkill_mid_batch_and_broker_restart_lose_and_double_nothing(
-    fresh_mosquitto: MosquittoBroker, fleet_factory: Callable[[MosquittoBroker], Fleet], tmp_path: Path
+    fresh_mosquitto: MosquittoBroker,
+    fleet_factory: Callable[[MosquittoBroker], Fleet],
+    tmp_path: Path,
+    broker_stop: str,
 ) -> None:
+    """SIGTERM: the broker saves its queue and hands it over. SIGKILL: the broker saves only
+    every 1,000 changes, so the queued batches (and head office's session) are gone; the
+    agent's outbox sends them again after its reconnect. Either way: each event once."""
     fleet = fleet_factory(fresh_mosquitto)
     fleet.start_office()
     node = fleet.add_node("sha-lobby-01", start=False)
@@ -63,10 +70,18 @@ def test_agent_sigkill_mid_batch_and_broker_restart_lose_and_double_nothing(
         # Head office goes away; the restarted agent's batches queue at the broker for it...
         assert fleet.office is not None
         fleet.office.stop()
+        saves = fresh_mosquitto.log_text().count("Saving in-memory database")
         proc = _agent_process(fleet, "sha-lobby-01", tmp_path)
         time.sleep(1.5)
-        # ...and the broker restarts with them queued (SIGTERM: it saves its database).
-        fresh_mosquitto.restart()
+        # ...and the broker restarts with them queued (SIGTERM: it saves its database), or
+        # dies with them (SIGKILL: nothing saved since the last 1,000 changes).
+        if broker_stop == "sigterm":
+            fresh_mosquitto.restart()
+        else:
+            # The premise: no save since head office left, so its queue dies with the broker.
+            assert fresh_mosquitto.log_text().count("Saving in-memory database") == saves
+            fresh_mosquitto.kill()
+            fresh_mosquitto.start()
         fleet.start_office()
         wait_until(lambda: store.event_count() == total, 60, "every event at head office")
         wait_until(lambda: node.service.status(now())["outbox_depth"] == 0, 30, "every row acked")
