@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -203,7 +204,9 @@ class HeadOffice:
                 self._drop("oversized", msg.topic)
                 return
             try:
-                body = json.loads(msg.payload)
+                # orjson: the same JSON at half the cost, and stricter (no NaN, no lone
+                # surrogates, whole numbers past 64 bits become floats and fail validation).
+                body = orjson.loads(msg.payload)
             except (UnicodeDecodeError, ValueError):
                 self._drop("malformed", msg.topic)
                 return

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from staypoint.loyalty.events import points_delta
 
 APPLIED_VERSION_KEY = "sync_applied_version"
@@ -251,7 +253,7 @@ class _Trail:
     voids: list[tuple[int, int]] = field(default_factory=list)
 
     def add(self, epoch: int, seq: int, kind: str, body: str) -> None:
-        data = json.loads(body).get("data", {})
+        data = orjson.loads(body).get("data", {})
         points, value, nights, qual = points_delta(kind, data), Decimal(0), 0, 0
         if kind == "stay.posted":
             nights, qual = int(data.get("nights", 0)), int(data.get("qualifying_points", 0))

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 ENVELOPE_VERSION = 1
 
 
@@ -118,7 +120,20 @@ class EventFormatError(ValueError):
     """An event that does not match the contract."""
 
 
-_canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+_json_canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+
+
+def _canonical(body: Mapping[str, Any]) -> str:
+    """Sorted keys, no spaces, UTF-8 text: the bytes every stored body and comparison uses.
+
+    orjson writes the same bytes as the json encoder above for every value an event holds
+    (text, whole numbers, true/false/null, lists, objects; tests/unit/test_events_canonical.py
+    checks it) at a tenth of the cost, which head office pays per event. orjson refuses
+    integers past 64 bits; the json encoder spells those, so old and new bodies still match."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return _json_canonical(body)
 _EVENT_TYPES = frozenset(t.value for t in EventType)
 # The canonical spelling of a UUID, which ``uuid.UUID`` always accepts (anything else is
 # handed to ``uuid.UUID`` to decide).

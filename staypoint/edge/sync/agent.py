@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -387,7 +388,7 @@ class SyncAgent:
                 self._drop("oversized")
                 return
             try:
-                body = json.loads(msg.payload)
+                body = orjson.loads(msg.payload)  # as head office: faster, and stricter
             except (UnicodeDecodeError, ValueError):
                 self._drop("malformed")
                 return
@@ -545,7 +546,7 @@ class SyncAgent:
             self._drop("checksum")
             return
         try:
-            changes = json.loads(data)
+            changes = orjson.loads(data)
         except ValueError:
             self._drop("malformed")
             return
