@@ -1,6 +1,6 @@
 """Sync benchmark against one real Mosquitto (TLS, the fleet's ACL): prints one JSON object.
 
-    .venv/bin/python bench/sync.py [--members 1000000] [--backlog 100000] [--raw 5000]
+    .venv/bin/python bench/sync.py [--members 1000000] [--backlog 100000] [--raw 3000] [--raw-events 20000]
 
 Processes: as in production, head office (``staypoint central serve``) runs in its OWN process
 and the node agent in this one; the raw figure likewise has its subscriber in its own process
@@ -11,19 +11,26 @@ Figures:
   payload size as a real batch, the same TLS and MQTT 5, with the node's window
   (``SyncConfig.window_batches``) of messages published but not yet delivered: throughput,
   not stop-and-wait. Measured before and after the e2e drain (the machine is shared);
-  ``raw_qos1_msgs_per_s`` is their mean;
-- raw_ceiling_events_per_s: raw msgs/s x events per batch (the transport's limit in events);
+  ``raw_qos1_msgs_per_s`` is their mean. raw_ceiling_events_per_s: that x events per batch
+  (the transport's byte limit in events); e2e_vs_raw_batch: e2e events/s over it;
+- raw_qos1_event_msgs_per_s: the same for messages the size of ONE event (its outbox body,
+  ``event_payload_bytes``): the transport's rate if each event travelled alone;
+  e2e_vs_raw_event: e2e events/s over it (the ratio the README reports; docs/sync.md says
+  why both are printed);
+- raw_sqlite_insert_rows_per_s: the same events' rows into the ledger's own ``events``
+  table (schema, indexes, synchronous=FULL) in the ingest thread's group size, nothing
+  else: the fastest a durable ledger on this SQLite could go; ho_apply_vs_raw_sqlite and
+  raw_sqlite_vs_raw_batch compare it with head office's apply and with the batch ceiling;
 - e2e: a node's outbox -> head office's commit -> the ack back at the node, for a backlog
   of ``--backlog`` events after a reconnect (events/s, batches/s, drain seconds), and the
   publish -> ack latency of each batch during the drain (``e2e_batch_latency_ms``, which
   includes waiting in the window) and of single batches on an idle system
   (``idle_batch_latency_ms``);
-- e2e_vs_raw: e2e events/s over raw_ceiling_events_per_s (= e2e batches/s over raw msgs/s);
 - cpu_ms_per_1k_events: CPU seconds per 1,000 events of each process (the node / publisher
   process, head office's / the subscriber's process read from /proc/<pid>/stat, the broker),
   the figures that the other load on a shared machine disturbs least;
-- inprocess: the old arrangement for comparison (head office, agent and both raw clients in
-  this one process, one GIL), on a smaller backlog (``--inprocess-backlog``, 0 skips it);
+- inprocess (``--inprocess-backlog N``, off by default): the old arrangement for comparison
+  (head office, agent and both raw clients in this one process, one GIL);
 - ho_apply_events_per_s: head office's ingest alone (no broker), one member, batches of 500;
   ho_apply_grouped_events_per_s: the same over 1,000 members in groups of
   ``server.GROUP_BATCHES`` batches of a real batch's size (what the ingest thread does);

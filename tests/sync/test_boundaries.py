@@ -72,13 +72,13 @@ def test_new_node_bootstraps_by_snapshot_then_follows_changes(
     fleet = fleet_factory(fresh_mosquitto)
     program = fleet.ledger.program()
     assert program is not None
-    fleet.ledger.import_members(seed_docs(program, 10_000, now()))
+    fleet.ledger.import_members(seed_docs(program, 100_000, now()))
     fleet.start_office()
     a = fleet.add_node("sha-lobby-01")
     started = time.monotonic()
     fleet.settle(timeout=60)
     took = time.monotonic() - started
-    assert a.service.replica.member_count() == 10_000
+    assert a.service.replica.member_count() == 100_000
     assert a.agent is not None and a.agent.stats["snapshots"] == 1
     # Then it follows changes made elsewhere.
     b = fleet.add_node("sha-lobby-02")
@@ -88,4 +88,4 @@ def test_new_node_bootstraps_by_snapshot_then_follows_changes(
     b.service.post_stay(some, "SNAP-1", now(), nights=1, revenue={Outlet.ROOM: Decimal("50")})
     fleet.settle()
     assert a.points(some) == before + 500
-    print(f"bootstrap of 10,000 members: {took:.2f}s")
+    print(f"bootstrap of 100,000 members: {took:.2f}s")
