@@ -68,7 +68,7 @@ from staypoint.edge.service import NodeService
 from staypoint.edge.sync.agent import SyncAgent, SyncConfig
 from staypoint.loyalty.events import Event, iso, uuid7
 from staypoint.loyalty.program import default_program_text
-from tests.mqtt_fixtures import FleetPKI, MosquittoBroker, _make_pki, close, make_client
+from tests.mqtt_fixtures import FleetPKI, MosquittoBroker, _make_pki, close, make_client, office_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -289,30 +289,11 @@ class OfficeProcess:
     """``staypoint central serve`` in its own process, as in production (and test_office_kill)."""
 
     def __init__(self, broker: MosquittoBroker, db: Path, log: Path) -> None:
-        tls = broker.client_tls("head-office")
         self.log = log
         mark = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "staypoint.central.cli",
-                    "central",
-                    "serve",
-                    "--db",
-                    str(db),
-                    "--host",
-                    broker.host,
-                    "--port",
-                    str(broker.port),
-                    "--ca",
-                    str(tls.ca),
-                    "--cert",
-                    str(tls.cert),
-                    "--key",
-                    str(tls.key),
-                ],
+                office_command(broker, db),
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=err,

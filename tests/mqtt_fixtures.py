@@ -34,6 +34,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -359,6 +360,31 @@ class MosquittoBroker:
                 return
             time.sleep(0.02)
         raise TimeoutError("mosquitto's database never settled")
+
+
+def office_command(broker: MosquittoBroker, db: Path) -> list[str]:
+    """The argv of ``staypoint central serve`` for ledger ``db`` on ``broker``, with head
+    office's certificate: head office in its own process, as production runs it."""
+    tls = broker.client_tls("head-office")
+    return [
+        sys.executable,
+        "-m",
+        "staypoint.central.cli",
+        "central",
+        "serve",
+        "--db",
+        str(db),
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--ca",
+        str(tls.ca),
+        "--cert",
+        str(tls.cert),
+        "--key",
+        str(tls.key),
+    ]
 
 
 def _require_mosquitto() -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from staypoint.loyalty.events import points_delta
 from staypoint.loyalty.program import Outlet
-from tests.mqtt_fixtures import MosquittoBroker
+from tests.mqtt_fixtures import MosquittoBroker, office_command
 from tests.sync.conftest import PIN, Fleet, now, wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
@@ -25,27 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _office_process(fleet: Fleet, tmp: Path) -> subprocess.Popen[bytes]:
-    tls = fleet.broker.client_tls("head-office")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "staypoint.central.cli",
-            "central",
-            "serve",
-            "--db",
-            str(fleet.directory / "ledger.db"),
-            "--host",
-            fleet.broker.host,
-            "--port",
-            str(fleet.broker.port),
-            "--ca",
-            str(tls.ca),
-            "--cert",
-            str(tls.cert),
-            "--key",
-            str(tls.key),
-        ],
+        office_command(fleet.broker, fleet.directory / "ledger.db"),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "office.log", "ab"),
