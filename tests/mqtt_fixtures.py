@@ -211,7 +211,8 @@ class MosquittoBroker:
         """Write the broker's files into ``directory`` (it is not started: ``start()``).
 
         ``overrides`` go to ``write_broker_files``, e.g. ``max_queued_messages=10`` to
-        test an overflow, or ``autosave_interval=10_000`` to show what a crash loses.
+        test an overflow, or ``autosave_interval=1`` to save on every change (production
+        saves every 1,000, so a SIGKILL loses what came since).
         """
         if MOSQUITTO_BIN is None:
             raise RuntimeError("mosquitto is not installed")

@@ -189,29 +189,34 @@ def _own_marks(folded: Any, node: str) -> dict[int, int]:
     return marks
 
 
+def _unfolded_rows(conn: sqlite3.Connection, member: str, marks: Mapping[int, int]) -> sqlite3.Cursor:
+    """(epoch, seq, type, body) of ``member``'s outbox rows past head office's ``marks``.
+
+    Only rows past the marks, as index ranges: a member with a long history (or a long
+    backlog) must not cost a scan of all their rows on every record that arrives. Epochs
+    below the highest mark without a mark of their own hold no unfolded rows: head office
+    folds epochs in order."""
+    where = ["epoch > ?"] + ["(epoch = ? AND seq > ?)"] * len(marks)
+    args: list[Any] = [member, max(marks, default=0)]
+    for e, s in marks.items():
+        args += [e, s]
+    return conn.execute(
+        f"SELECT epoch, seq, type, body FROM outbox WHERE member = ? AND ({' OR '.join(where)}) "
+        "ORDER BY epoch, seq",
+        args,
+    )
+
+
 def _overlay(
     conn: sqlite3.Connection, doc: dict[str, Any], marks: Mapping[int, int], tier_ranks: Mapping[str, int]
 ) -> None:
     """Replay this node's events that head office has not folded in yet onto ``doc``."""
-    # Only rows past the marks, as index ranges: a member with a long history (or a long
-    # backlog) must not cost a scan of all their rows on every record that arrives.
-    # Epochs below the highest mark without a mark of their own hold no unfolded rows:
-    # head office folds epochs in order.
-    top = max(marks, default=0)
-    where = ["epoch > ?"] + ["(epoch = ? AND seq > ?)"] * len(marks)
-    args: list[Any] = [doc["number"], top]
-    for e, s in marks.items():
-        args += [e, s]
-    rows = conn.execute(
-        f"SELECT epoch, seq, type, body FROM outbox WHERE member = ? AND ({' OR '.join(where)}) "
-        "ORDER BY epoch, seq",
-        args,
-    ).fetchall()
+    rows = _unfolded_rows(conn, str(doc["number"]), marks).fetchall()
     value = Decimal(doc["stored_value"])
     for epoch, seq, kind, body in rows:
         if seq <= marks.get(int(epoch), 0):
             continue
-        data = json.loads(body).get("data", {})
+        data = orjson.loads(body).get("data", {})
         doc["points"] += points_delta(kind, data)
         if kind == "stay.posted":
             doc["qual_nights"] += int(data.get("nights", 0))
@@ -329,17 +334,8 @@ class UnfoldedCache:
             if max(marks, default=0) < max(before, default=0) or any(now[e] < then[e] for e in epochs):
                 trail = None
         if trail is None:
-            top = max(marks, default=0)
-            where = ["epoch > ?"] + ["(epoch = ? AND seq > ?)"] * len(marks)
-            args: list[Any] = [member, top]
-            for e, s in marks.items():
-                args += [e, s]
             trail = _Trail(loaded=dict(marks))
-            for epoch, seq, kind, body in conn.execute(
-                f"SELECT epoch, seq, type, body FROM outbox WHERE member = ? AND ({' OR '.join(where)}) "
-                "ORDER BY epoch, seq",
-                args,
-            ):
+            for epoch, seq, kind, body in _unfolded_rows(conn, member, marks):
                 trail.add(int(epoch), int(seq), str(kind), str(body))
             self._trails[member] = trail
         return trail

@@ -134,6 +134,8 @@ def _canonical(body: Mapping[str, Any]) -> str:
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:
         return _json_canonical(body)
+
+
 _EVENT_TYPES = frozenset(t.value for t in EventType)
 # The canonical spelling of a UUID, which ``uuid.UUID`` always accepts (anything else is
 # handed to ``uuid.UUID`` to decide).
