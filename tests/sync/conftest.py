@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ from staypoint.loyalty.program import default_program_text
 from tests.mqtt_fixtures import MosquittoBroker
 
 PIN = "2580"
+
+
+@pytest.fixture(autouse=True)
+def _sync_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """A failing sync test shows the agents' and head office's reconnects and resyncs."""
+    caplog.set_level(logging.INFO, logger="staypoint")
 
 
 def now() -> datetime:
@@ -105,7 +112,28 @@ class Fleet:
                 for n in self.nodes.values()
             )
 
-        wait_until(done, timeout, "the fleet to settle")
+        try:
+            wait_until(done, timeout, "the fleet to settle")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{self.describe()}") from None
+
+    def describe(self) -> str:
+        """Where each side stands: what a settle timeout needs to be diagnosed."""
+        lines = [f"head office: latest version {self.ledger.store.latest_version()}"]
+        if self.office is not None:
+            lines.append(f"  dropped {dict(self.office.dropped)}")
+        for name, n in self.nodes.items():
+            if n.agent is None:
+                lines.append(f"{name}: no agent")
+                continue
+            lines.append(
+                f"{name}: online={n.agent.online.is_set()} pending={n.agent.pending()} "
+                f"applied={n.agent.applied_version()} stats={dict(n.agent.stats)} "
+                f"dropped={dict(n.agent.dropped)}"
+            )
+        lines.append("broker log (tail):")
+        lines.extend(self.broker.log_text().splitlines()[-25:])
+        return "\n".join(lines)
 
     def close(self) -> None:
         for node in self.nodes.values():
