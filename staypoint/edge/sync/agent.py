@@ -53,6 +53,9 @@ log = logging.getLogger("staypoint.sync")
 
 MAX_PAYLOAD = 256 * 1024  # the broker's message size limit: anything bigger is dropped
 ACK_FLUSH_SECONDS = 0.1  # an ack is written to the outbox within this, or with the next write
+# Fan-out parts kept while a resync runs (a 2,000-node fleet sees a few per second): past
+# this many, the agent forgets them and resyncs again once the current resync is done.
+HELD_FAN_OUT_MAX = 1000
 
 
 def now_utc() -> datetime:
@@ -144,6 +147,12 @@ class SyncAgent:
         self.latencies: deque[float] = deque(maxlen=20_000)
         self._progress_at = time.monotonic()
         self._resync: _Resync | None = None
+        # Fan-out parts that arrived during a resync. Head office answers a resync from one
+        # thread and fans out new changes from another, so a change committed after the
+        # answer was read can arrive before the answer's last part: applying it then could
+        # go back in time, dropping it would leave the node behind until the next change.
+        self._held: list[dict[str, Any]] = []
+        self._held_overflow = False
         self._session = 0
         self._last_contact = 0.0
         self._last_health = 0.0
@@ -289,6 +298,7 @@ class SyncAgent:
         # Whatever was in flight on the last connection may be gone: start from the ack.
         self._rewind()
         self._resync = None
+        self._held, self._held_overflow = [], False  # the new resync's answer covers them
         self._request_resync()
         self.online.set()
         self.stats["connects"] += 1
@@ -499,7 +509,11 @@ class SyncAgent:
             self._drop("wrong_type")
             return
         if self._resync is not None:
-            return  # the resync answer covers it; applying now could go back in time
+            if len(self._held) < HELD_FAN_OUT_MAX:
+                self._held.append(body)
+            else:
+                self._held_overflow = True
+            return
         with self.replica.write():
             self._flush_ack()
             applied = sync_store.applied_version(self.replica.conn)
@@ -561,12 +575,26 @@ class SyncAgent:
             rs.parts.add(part)
             if body.get("last") is True:
                 rs.last = part
-            if rs.last is not None and rs.parts >= set(range(rs.last + 1)):
+            done = rs.last is not None and rs.parts >= set(range(rs.last + 1))
+            if done:
                 sync_store.set_applied_version(self.replica.conn, to)
                 self._resync = None
                 self.stats["resyncs_done"] += 1
                 if body.get("mode") == "snapshot":
                     self.stats["snapshots"] += 1
+        if done:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Apply the fan-out held during a resync: what the answer covered is skipped by
+        version, a gap asks for another resync (which holds the rest again)."""
+        held, self._held = self._held, []
+        overflow, self._held_overflow = self._held_overflow, False
+        for body in sorted(held, key=lambda b: (self._int(b, "from") or 0, self._int(b, "to") or 0)):
+            self._on_fleet_changes(body)
+            self.stats["held_changes_released"] += 1
+        if overflow:
+            self._request_resync()  # some fan-out was forgotten: ask for what it carried
 
     # -- contact -------------------------------------------------------------------------------
 

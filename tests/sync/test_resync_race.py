@@ -1,0 +1,70 @@
+"""A change fanned out while a node's resync is still arriving is applied, not lost.
+
+Head office reads a resync answer in one thread and fans out new changes from another,
+so a change committed just after the answer was read can reach the node before the
+answer's last part. Here a test client holding head office's certificate plays that
+interleaving exactly: read the snapshot, commit a change, fan it out, then send the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+import pytest
+
+from staypoint.central.seed import seed_docs
+from staypoint.central.server import chunk_changes
+from tests.mqtt_fixtures import ClientFactory, MosquittoBroker, publish, state, subscribe, unique_client_id
+from tests.sync.conftest import Fleet, now, wait_until
+
+pytest_plugins = ["tests.mqtt_fixtures"]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def test_a_change_fanned_out_during_a_resync_is_applied_after_it(
+    fresh_mosquitto: MosquittoBroker,
+    fleet_factory: Callable[[MosquittoBroker], Fleet],
+    mqtt_client: ClientFactory,
+) -> None:
+    fleet = fleet_factory(fresh_mosquitto)
+    office = mqtt_client(fresh_mosquitto, "head-office", unique_client_id("ho"), clean_start=True)
+    assert subscribe(office, "sp/v1/node/+/resync") == 1
+    node = fleet.add_node("sha-lobby-01")
+    [request] = state(office).messages.wait_for(1)
+    session = json.loads(request.payload)["session"]
+
+    # The answer is read first (up to the current version) ...
+    mode, answered_to, rows = fleet.ledger.resync(0)
+    parts = list(chunk_changes(rows))
+    # ... then a new member is committed and fanned out before the answer goes out.
+    program = fleet.ledger.program()
+    assert program is not None
+    doc = seed_docs(program, 1, now())[0]
+    fleet.ledger.import_members([doc])
+    fresh = fleet.ledger.store.changes_since(answered_to, 100)
+    assert fresh
+    latest = fresh[-1].version
+    fan_out = {"v": 1, "from": answered_to, "to": latest, "changes": [c.to_wire() for c in fresh]}
+    assert publish(office, "sp/v1/fleet/changes", json.dumps(fan_out)) in (0, 16)
+    for index, part in enumerate(parts):
+        data = json.dumps(part, separators=(",", ":"))
+        answer = {
+            "v": 1,
+            "session": session,
+            "mode": mode,
+            "from": 0,
+            "to": answered_to,
+            "part": index,
+            "last": index == len(parts) - 1,
+            "sha256": hashlib.sha256(data.encode()).hexdigest(),
+            "data": data,
+        }
+        assert publish(office, "sp/v1/node/sha-lobby-01/changes", json.dumps(answer)) in (0, 16)
+
+    agent = node.agent
+    assert agent is not None
+    wait_until(lambda: agent.applied_version() >= latest, 10, "the node to apply the change held back")
+    assert node.service.replica.member(doc["number"]) is not None
+    assert agent.stats["resyncs"] == 1  # no second round trip was needed
