@@ -59,6 +59,13 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         sp("member", "enrol", "--db", str(db), "--name", "Noor Poor", "--pin", "1357", "--json").stdout
     )
     (db.parent / "poor").write_text(poor["member"])
+    # One who can afford a late check-out: the rules are checked before the PIN, so a
+    # wrong-PIN refusal needs a member the rules allow (whatever order the tests run in).
+    rich = json.loads(
+        sp("member", "enrol", "--db", str(db), "--name", "Ravi Rich", "--pin", "2468", "--json").stdout
+    )["member"]
+    sp("stay", "post", "--db", str(db), rich, "--folio", "F200", "--nights", "3", "--room", "400.00")
+    (db.parent / "rich").write_text(rich)
     return db, out["member"]
 
 
@@ -100,8 +107,10 @@ def test_a_desk_journey(desk: tuple[Path, str]) -> None:
     assert [(e["seq"], e["type"]) for e in events] == [
         (1, "member.enrolled"),
         (2, "member.enrolled"),
-        (3, "stay.posted"),
-        (4, "points.redeemed"),
+        (3, "member.enrolled"),
+        (4, "stay.posted"),
+        (5, "stay.posted"),
+        (6, "points.redeemed"),
     ]
     assert all(set(e) >= {"seq", "id", "type"} for e in events)
     text = sp("member", "show", "--db", str(db), m).stdout
@@ -111,7 +120,7 @@ def test_a_desk_journey(desk: tuple[Path, str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["redeem", "{m}", "LATE-CO", "--pin", "9999"], "wrong PIN: 4 tries left"),
+        (["redeem", "{rich}", "LATE-CO", "--pin", "9999"], "wrong PIN: 4 tries left"),
         (["member", "show", "0000000000"], "no member 0000000000"),
         (["member", "show", "{typo}"], "wrong check digit"),
         (["redeem", "{poor}", "BREAKFAST", "--pin", "1357"], "needs 3,000 more points"),
@@ -128,7 +137,8 @@ def test_refusals_are_one_line_nonzero_and_change_nothing(
     typo = m[:-1] + str((int(m[-1]) + 1) % 10)
     before = digest(db)
     poor = (db.parent / "poor").read_text()
-    argv = [a.format(m=m, typo=typo, poor=poor) for a in args]
+    rich = (db.parent / "rich").read_text()
+    argv = [a.format(m=m, typo=typo, poor=poor, rich=rich) for a in args]
     res = sp(
         argv[0],
         *([argv[1]] if argv[0] in ("member", "voucher", "stay") else []),
