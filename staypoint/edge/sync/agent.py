@@ -53,9 +53,10 @@ log = logging.getLogger("staypoint.sync")
 
 MAX_PAYLOAD = 256 * 1024  # the broker's message size limit: anything bigger is dropped
 ACK_FLUSH_SECONDS = 0.1  # an ack is written to the outbox within this, or with the next write
-# Fan-out parts kept while a resync runs (a 2,000-node fleet sees a few per second): past
-# this many, the agent forgets them and resyncs again once the current resync is done.
-HELD_FAN_OUT_MAX = 1000
+# Fan-out changes kept while a resync runs (a fleet makes a few parts a second; a 1M-member
+# snapshot takes ~12 s). Counted in changes, not parts, so a Pi's memory stays bounded
+# (~10 MB) whatever the part size; past it the agent resyncs again once this one is done.
+HELD_CHANGES_MAX = 20_000
 
 
 def now_utc() -> datetime:
@@ -152,6 +153,7 @@ class SyncAgent:
         # answer was read can arrive before the answer's last part: applying it then could
         # go back in time, dropping it would leave the node behind until the next change.
         self._held: list[dict[str, Any]] = []
+        self._held_changes = 0
         self._held_overflow = False
         self._session = 0
         self._last_contact = 0.0
@@ -298,7 +300,7 @@ class SyncAgent:
         # Whatever was in flight on the last connection may be gone: start from the ack.
         self._rewind()
         self._resync = None
-        self._held, self._held_overflow = [], False  # the new resync's answer covers them
+        self._held, self._held_changes, self._held_overflow = [], 0, False  # the answer covers them
         self._request_resync()
         self.online.set()
         self.stats["connects"] += 1
@@ -509,8 +511,9 @@ class SyncAgent:
             self._drop("wrong_type")
             return
         if self._resync is not None:
-            if len(self._held) < HELD_FAN_OUT_MAX:
+            if self._held_changes + len(changes) <= HELD_CHANGES_MAX:
                 self._held.append(body)
+                self._held_changes += len(changes)
             else:
                 self._held_overflow = True
             return
@@ -588,7 +591,7 @@ class SyncAgent:
     def _release_held(self) -> None:
         """Apply the fan-out held during a resync: what the answer covered is skipped by
         version, a gap asks for another resync (which holds the rest again)."""
-        held, self._held = self._held, []
+        held, self._held, self._held_changes = self._held, [], 0
         overflow, self._held_overflow = self._held_overflow, False
         for body in sorted(held, key=lambda b: (self._int(b, "from") or 0, self._int(b, "to") or 0)):
             self._on_fleet_changes(body)
