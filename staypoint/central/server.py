@@ -87,6 +87,37 @@ def chunk_changes(changes: Iterable[Change], limit: int = CHUNK_BYTES) -> Iterat
         yield part
 
 
+def resync_parts(
+    session: str, mode: str, from_version: int, to: int, changes: Iterable[Change]
+) -> Iterator[bytes]:
+    """The messages answering one resync session: checksummed parts, the last one marked.
+
+    An empty answer is still one (empty, last) part: it is what moves the node's version.
+    """
+    parts = chunk_changes(changes)
+    current = next(parts, [])
+    index = 0
+    while True:
+        following = next(parts, None)
+        data = json.dumps(current, separators=(",", ":"), ensure_ascii=False)
+        yield dumps(
+            {
+                "v": 1,
+                "session": session,
+                "mode": mode,
+                "from": from_version if mode == "delta" else 0,
+                "to": to,
+                "part": index,
+                "last": following is None,
+                "sha256": hashlib.sha256(data.encode()).hexdigest(),
+                "data": data,
+            }
+        )
+        if following is None:
+            return
+        current, index = following, index + 1
+
+
 class HeadOffice:
     """The head-office MQTT service around one ``Ledger``."""
 
@@ -396,28 +427,13 @@ class HeadOffice:
                 changes = list(changes)  # read now, under the lock, from the writer's view
         topic = f"sp/v1/node/{node}/changes"
         pending: list[mqtt.MQTTMessageInfo] = []
-        index = -1
-        parts = chunk_changes(changes)
-        current = next(parts, [])
-        while True:
-            following = next(parts, None)
-            index += 1
-            data = json.dumps(current, separators=(",", ":"), ensure_ascii=False)
-            payload = {
-                "v": 1,
-                "session": session,
-                "mode": mode,
-                "from": from_version if mode == "delta" else 0,
-                "to": to,
-                "part": index,
-                "last": following is None,
-                "sha256": hashlib.sha256(data.encode()).hexdigest(),
-                "data": data,
-            }
-            info = self.client.publish(topic, dumps(payload), qos=1)
+        sent = 0
+        for payload in resync_parts(session, mode, from_version, to, changes):
+            info = self.client.publish(topic, payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 log.warning("resync for %s aborted: %s", node, mqtt.error_string(info.rc))
                 return
+            sent += 1
             pending.append(info)
             if len(pending) >= SNAPSHOT_WINDOW:
                 oldest = pending.pop(0)
@@ -427,7 +443,4 @@ class HeadOffice:
                 if not oldest.is_published():
                     log.warning("resync for %s stalled; the node will ask again", node)
                     return
-            if following is None:
-                break
-            current = following
-        self.handled["resync_parts"] += index + 1
+        self.handled["resync_parts"] += sent

@@ -3,15 +3,14 @@
 Head office reads a resync answer in one thread and fans out new changes from another,
 so a change committed just after the answer was read can reach the node before the
 answer's last part. Here a test client holding head office's certificate plays that
-interleaving exactly: read the answer, commit a change, fan it out, then send the answer.
+interleaving exactly: read the answer, commit a change, fan it out, then send the answer
+(encoded by head office's own ``resync_parts``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -19,7 +18,7 @@ import pytest
 import staypoint.edge.sync.agent as agent_module
 from staypoint.central.ledger import Ledger
 from staypoint.central.seed import seed_docs
-from staypoint.central.server import chunk_changes
+from staypoint.central.server import resync_parts
 from tests.mqtt_fixtures import ClientFactory, MosquittoBroker, publish, state, subscribe, unique_client_id
 from tests.sync.conftest import Fleet, now, wait_until
 
@@ -27,31 +26,15 @@ pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-def read_answer(ledger: Ledger, from_version: int) -> tuple[str, int, list[list[dict[str, Any]]]]:
-    """What head office's resync worker reads under its lock: mode, version, parts."""
+def read_answer(ledger: Ledger, session: str, from_version: int) -> tuple[int, list[bytes]]:
+    """What head office's resync worker reads under its lock: the version and the messages."""
     mode, to, rows = ledger.resync(from_version)
-    return mode, to, list(chunk_changes(rows))
+    return to, list(resync_parts(session, mode, from_version, to, rows))
 
 
-def send_answer(
-    office: mqtt.Client, session: str, from_version: int, answer: tuple[str, int, list[list[dict[str, Any]]]]
-) -> None:
-    mode, to, parts = answer
-    parts = parts or [[]]
-    for index, part in enumerate(parts):
-        data = json.dumps(part, separators=(",", ":"))
-        body = {
-            "v": 1,
-            "session": session,
-            "mode": mode,
-            "from": from_version if mode == "delta" else 0,
-            "to": to,
-            "part": index,
-            "last": index == len(parts) - 1,
-            "sha256": hashlib.sha256(data.encode()).hexdigest(),
-            "data": data,
-        }
-        assert publish(office, "sp/v1/node/sha-lobby-01/changes", json.dumps(body)) in (0, 16)
+def send_answer(office: mqtt.Client, parts: list[bytes]) -> None:
+    for payload in parts:
+        assert publish(office, "sp/v1/node/sha-lobby-01/changes", payload) in (0, 16)
 
 
 @pytest.mark.parametrize("held_max", [agent_module.HELD_CHANGES_MAX, 0], ids=["held", "over-the-bound"])
@@ -71,8 +54,7 @@ def test_a_change_fanned_out_during_a_resync_is_applied_after_it(
     session = json.loads(request.payload)["session"]
 
     # The answer is read first (up to the current version) ...
-    answer = read_answer(fleet.ledger, 0)
-    answered_to = answer[1]
+    answered_to, answer = read_answer(fleet.ledger, session, 0)
     # ... then a new member is committed and fanned out before the answer goes out.
     program = fleet.ledger.program()
     assert program is not None
@@ -83,7 +65,7 @@ def test_a_change_fanned_out_during_a_resync_is_applied_after_it(
     latest = fresh[-1].version
     fan_out = {"v": 1, "from": answered_to, "to": latest, "changes": [c.to_wire() for c in fresh]}
     assert publish(office, "sp/v1/fleet/changes", json.dumps(fan_out)) in (0, 16)
-    send_answer(office, session, 0, answer)
+    send_answer(office, answer)
 
     agent = node.agent
     assert agent is not None
@@ -92,7 +74,7 @@ def test_a_change_fanned_out_during_a_resync_is_applied_after_it(
         [_, again] = state(office).messages.wait_for(2)
         second = json.loads(again.payload)
         assert second["from"] == answered_to
-        send_answer(office, second["session"], answered_to, read_answer(fleet.ledger, answered_to))
+        send_answer(office, read_answer(fleet.ledger, second["session"], answered_to)[1])
     wait_until(lambda: agent.applied_version() >= latest, 10, "the node to apply the change")
     assert node.service.replica.member(doc["number"]) is not None
     assert agent.stats["resyncs"] == (1 if held_max else 2)
