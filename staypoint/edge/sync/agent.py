@@ -114,6 +114,14 @@ class _Resync:
     deadline: float
     parts: set[int] = field(default_factory=set)
     last: int | None = None
+    # Fan-out that arrived while this session ran. Head office answers a resync from one
+    # thread and fans out new changes from another, so a change committed after the answer
+    # was read can arrive before the answer's last part: applying it then could go back in
+    # time, dropping it would leave the node behind until the next change. A session that
+    # is abandoned (reconnect, timeout) drops these: the next answer is read later.
+    held: list[dict[str, Any]] = field(default_factory=list)
+    held_changes: int = 0
+    held_overflow: bool = False
 
 
 class SyncAgent:
@@ -148,13 +156,6 @@ class SyncAgent:
         self.latencies: deque[float] = deque(maxlen=20_000)
         self._progress_at = time.monotonic()
         self._resync: _Resync | None = None
-        # Fan-out parts that arrived during a resync. Head office answers a resync from one
-        # thread and fans out new changes from another, so a change committed after the
-        # answer was read can arrive before the answer's last part: applying it then could
-        # go back in time, dropping it would leave the node behind until the next change.
-        self._held: list[dict[str, Any]] = []
-        self._held_changes = 0
-        self._held_overflow = False
         self._session = 0
         self._last_contact = 0.0
         self._last_health = 0.0
@@ -300,7 +301,6 @@ class SyncAgent:
         # Whatever was in flight on the last connection may be gone: start from the ack.
         self._rewind()
         self._resync = None
-        self._held, self._held_changes, self._held_overflow = [], 0, False  # the answer covers them
         self._request_resync()
         self.online.set()
         self.stats["connects"] += 1
@@ -510,12 +510,13 @@ class SyncAgent:
         if start is None or to is None or not isinstance(changes, list) or start > to:
             self._drop("wrong_type")
             return
-        if self._resync is not None:
-            if self._held_changes + len(changes) <= HELD_CHANGES_MAX:
-                self._held.append(body)
-                self._held_changes += len(changes)
+        rs = self._resync
+        if rs is not None:
+            if rs.held_changes + len(changes) <= HELD_CHANGES_MAX:
+                rs.held.append(body)
+                rs.held_changes += len(changes)
             else:
-                self._held_overflow = True
+                rs.held_overflow = True
             return
         with self.replica.write():
             self._flush_ack()
@@ -586,17 +587,15 @@ class SyncAgent:
                 if body.get("mode") == "snapshot":
                     self.stats["snapshots"] += 1
         if done:
-            self._release_held()
+            self._release_held(rs)
 
-    def _release_held(self) -> None:
-        """Apply the fan-out held during a resync: what the answer covered is skipped by
-        version, a gap asks for another resync (which holds the rest again)."""
-        held, self._held, self._held_changes = self._held, [], 0
-        overflow, self._held_overflow = self._held_overflow, False
-        for body in sorted(held, key=lambda b: (self._int(b, "from") or 0, self._int(b, "to") or 0)):
+    def _release_held(self, rs: _Resync) -> None:
+        """Apply the fan-out held during a finished resync: what the answer covered is
+        skipped by version, a gap asks for another resync (which holds the rest again)."""
+        for body in sorted(rs.held, key=lambda b: (b["from"], b["to"])):  # validated on arrival
             self._on_fleet_changes(body)
-            self.stats["held_changes_released"] += 1
-        if overflow:
+            self.stats["held_parts_released"] += 1
+        if rs.held_overflow:
             self._request_resync()  # some fan-out was forgotten: ask for what it carried
 
     # -- contact -------------------------------------------------------------------------------
