@@ -14,6 +14,7 @@ from typing import Any
 from staypoint.central.ledger import Ledger
 from staypoint.central.server import HeadOffice, MqttSettings
 from staypoint.central.store_sqlite import SqliteLedgerStore
+from staypoint.entry import run_group
 from staypoint.loyalty.events import parse_iso
 
 
@@ -139,11 +140,7 @@ def register(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="staypoint")
-    register(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    args.fn(args)
-    return 0
+    return run_group(register, argv)
 
 
 if __name__ == "__main__":

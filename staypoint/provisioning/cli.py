@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from staypoint.entry import run_group
 from staypoint.provisioning.enrol import EnrolError, enrol, parse_broker
 from staypoint.provisioning.enrol_service import EnrolService, NodeRecord, ProvisioningState
 from staypoint.provisioning.pki import CSRRejected, TLSFiles
@@ -298,11 +299,7 @@ def register(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry: ``python -m staypoint.provisioning.cli provision ...``."""
-    parser = argparse.ArgumentParser(prog="staypoint")
-    register(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    args.fn(args)
-    return 0
+    return run_group(register, argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from staypoint.entry import run_group
+
 
 def openapi_document() -> dict[str, Any]:
     """The API's OpenAPI document (built over throw-away stores: it depends on no data)."""
@@ -121,11 +123,7 @@ def register(central_sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="staypoint central")
-    register(parser.add_subparsers(dest="central_cmd", required=True))
-    args = parser.parse_args(argv)
-    args.fn(args)
-    return 0
+    return run_group(register, argv, prog="staypoint central", dest="central_cmd")
 
 
 if __name__ == "__main__":

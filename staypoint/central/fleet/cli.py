@@ -20,6 +20,7 @@ from staypoint.central.fleet.alerts import Sink, SmtpSink
 from staypoint.central.fleet.config import FleetFileConfig, load_fleet_config
 from staypoint.central.fleet.monitor import FleetMonitor
 from staypoint.central.fleet.state import summarise, utcnow
+from staypoint.entry import run_group
 
 __all__ = ["DEFAULT_CONFIG", "main", "register", "start_monitor"]
 
@@ -148,11 +149,7 @@ def register(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry: ``python -m staypoint.central.fleet.cli fleet ...``."""
-    parser = argparse.ArgumentParser(prog="staypoint")
-    register(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    args.fn(args)
-    return 0
+    return run_group(register, argv)
 
 
 if __name__ == "__main__":
