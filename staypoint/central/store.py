@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 
@@ -46,6 +46,10 @@ class HoldRecord:
     created: str
     expires: str
     status: str  # held | settled | expired
+
+
+# The holds table's columns, in HoldRecord's field order (rows map back with HoldRecord(*row)).
+HOLD_COLUMNS = ", ".join(f.name for f in fields(HoldRecord))
 
 
 @dataclass(frozen=True)

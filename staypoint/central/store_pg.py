@@ -18,13 +18,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import astuple
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from staypoint.central.store import Change, HoldRecord, StoredEvent
+from staypoint.central.store import HOLD_COLUMNS, Change, HoldRecord, StoredEvent
 
 WRITER_LOCK = 0x5350_4C44  # "SPLD": the ledger's single-writer advisory lock
 
@@ -65,8 +66,6 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
 )
-
-_HOLD_COLS = "id, member, node, reward, points, created, expires, status"
 
 
 class PgLedgerStore:
@@ -268,21 +267,11 @@ class PgLedgerStore:
     # -- holds ------------------------------------------------------------------------------------
     def put_hold(self, hold: HoldRecord) -> None:
         self._exec(
-            f"INSERT INTO holds ({_HOLD_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                hold.id,
-                hold.member,
-                hold.node,
-                hold.reward,
-                hold.points,
-                hold.created,
-                hold.expires,
-                hold.status,
-            ),
+            f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", astuple(hold)
         )
 
     def hold(self, hold_id: str) -> HoldRecord | None:
-        row = self._row(f"SELECT {_HOLD_COLS} FROM holds WHERE id = %s", (hold_id,))
+        row = self._row(f"SELECT {HOLD_COLUMNS} FROM holds WHERE id = %s", (hold_id,))
         return None if row is None else HoldRecord(*row)
 
     def set_hold_status(self, hold_id: str, status: str) -> None:
@@ -296,7 +285,7 @@ class PgLedgerStore:
         )
 
     def holds_expiring(self, now: str) -> list[HoldRecord]:
-        rows = self._all(f"SELECT {_HOLD_COLS} FROM holds WHERE status = 'held' AND expires <= %s", (now,))
+        rows = self._all(f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'held' AND expires <= %s", (now,))
         return [HoldRecord(*r) for r in rows]
 
     # -- overdrafts, alarms, counters -------------------------------------------------------------

@@ -7,10 +7,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
-from staypoint.central.store import Change, HoldRecord, StoredEvent
+from staypoint.central.store import HOLD_COLUMNS, Change, HoldRecord, StoredEvent
 from staypoint.sqlitetx import immediate
 
 SCHEMA = (
@@ -239,23 +240,12 @@ class SqliteLedgerStore:
     # -- holds -------------------------------------------------------------------------------------
     def put_hold(self, hold: HoldRecord) -> None:
         self.conn.execute(
-            "INSERT INTO holds (id, member, node, reward, points, created, expires, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                hold.id,
-                hold.member,
-                hold.node,
-                hold.reward,
-                hold.points,
-                hold.created,
-                hold.expires,
-                hold.status,
-            ),
+            f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", astuple(hold)
         )
 
     def hold(self, hold_id: str) -> HoldRecord | None:
         row = self.conn.execute(
-            "SELECT id, member, node, reward, points, created, expires, status FROM holds WHERE id = ?",
+            f"SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?",
             (hold_id,),
         ).fetchone()
         return None if row is None else HoldRecord(*row)
@@ -274,7 +264,7 @@ class SqliteLedgerStore:
         return [
             HoldRecord(*row)
             for row in self.conn.execute(
-                "SELECT id, member, node, reward, points, created, expires, status FROM holds "
+                f"SELECT {HOLD_COLUMNS} FROM holds "
                 "WHERE status = 'held' AND expires <= ?",
                 (now,),
             )
