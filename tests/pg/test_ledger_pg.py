@@ -20,6 +20,7 @@ pytest_plugins = ["tests.pg_fixtures"]
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 UNIT_TESTS = [
     unit.test_ingest_is_idempotent_stops_at_gaps_and_rejects_conflicts,
+    unit.test_a_hold_sets_points_aside_until_it_expires,
     unit.test_stay_points_are_rechecked_with_the_loyalty_code,
     unit.test_shown_balance_never_double_counts_whatever_the_order,
     unit.test_restore_starts_a_new_epoch_and_jobs_downgrade_one_tier,

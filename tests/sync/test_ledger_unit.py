@@ -48,6 +48,25 @@ def test_ingest_is_idempotent_stops_at_gaps_and_rejects_conflicts(tmp_path: Path
     assert r.rejected == 2 and ledger.store.counters()["events_malformed"] == 2
 
 
+def test_a_hold_sets_points_aside_until_it_expires(tmp_path: Path) -> None:
+    ledger, _, events = _setup(tmp_path)
+    ledger.ingest("sha-lobby-01", events, NOW)
+    member = str(events[0]["member"])
+    program = ledger.program()
+    reward = program.reward("LATE-CO") if program else None
+    assert reward is not None and 3000 - reward.points < reward.points  # one fits, two do not
+    first = ledger.authorise("sha-lobby-01", member, reward.points, reward.code, NOW)
+    assert first.ok and first.hold is not None
+    held = ledger.store.hold(first.hold)
+    assert held is not None and (held.member, held.points, held.status) == (member, reward.points, "held")
+    second = ledger.authorise("sha-lobby-02", member, reward.points, reward.code, NOW)
+    assert not second.ok and second.reason == "not enough points"
+    assert ledger.expire_holds(NOW + ledger.hold_ttl - timedelta(seconds=1)) == 0
+    assert ledger.expire_holds(NOW + ledger.hold_ttl) == 1
+    assert ledger.store.hold(first.hold).status == "expired"  # type: ignore[union-attr]
+    assert ledger.authorise("sha-lobby-02", member, reward.points, reward.code, NOW + ledger.hold_ttl).ok
+
+
 def test_stay_points_are_rechecked_with_the_loyalty_code(tmp_path: Path) -> None:
     ledger, _, events = _setup(tmp_path)
     inflated = dict(events[1], data=dict(events[1]["data"], points=5000))  # type: ignore[arg-type]
