@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from staypoint.central.fleet.monitor import FleetMonitor, MonitorSettings
 from staypoint.central.fleet.state import FleetConfig, utcnow
+from staypoint.mqtt_tls import use_fleet_tls
 
 
 def publisher(
     host: str, port: int, ca: str, cert: str, key: str, nodes: int, rounds: int, conns: int
 ) -> None:
     """Child process: ``rounds`` heartbeats from each of ``nodes`` nodes over ``conns`` connections."""
-    import ssl
 
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -53,13 +53,7 @@ def publisher(
             client_id=f"bench-pub-{os.getpid()}-{i}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
-        c.tls_set(
-            ca_certs=ca,
-            certfile=cert,
-            keyfile=key,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        use_fleet_tls(c, ca, cert, key)
         c.max_queued_messages_set(0)
         c.connect(host, port)
         c.loop_start()

@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -68,6 +67,7 @@ from staypoint.edge.service import NodeService
 from staypoint.edge.sync.agent import SyncAgent, SyncConfig
 from staypoint.loyalty.events import Event, iso, uuid7
 from staypoint.loyalty.program import default_program_text
+from staypoint.mqtt_tls import use_fleet_tls
 from tests.mqtt_fixtures import FleetPKI, MosquittoBroker, _make_pki, close, make_client, office_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,13 +146,7 @@ def publisher(broker: MosquittoBroker, identity: str, client_id: str, *, infligh
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
     )
-    client.tls_set(
-        ca_certs=str(files.ca),
-        certfile=str(files.cert),
-        keyfile=str(files.key),
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
-    )
+    use_fleet_tls(client, files.ca, files.cert, files.key)
     client.max_inflight_messages_set(inflight)
     up = threading.Event()
     client.on_connect = lambda *_: up.set()
@@ -174,13 +168,7 @@ def raw_subscriber_main(argv: list[str]) -> None:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id="bench-raw-sub", protocol=MQTTProtocolVersion.MQTTv5
     )
-    client.tls_set(
-        ca_certs=ca,
-        certfile=cert,
-        keyfile=key,
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
-    )
+    use_fleet_tls(client, ca, cert, key)
     client.max_inflight_messages_set(100)
     out = sys.stdout.buffer
     subscribed = threading.Event()

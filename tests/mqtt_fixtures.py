@@ -50,6 +50,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from staypoint.mqtt_tls import use_fleet_tls
 from staypoint.provisioning.broker import BrokerFiles, write_broker_files
 from staypoint.provisioning.pki import FleetCA, IssuedCert, TLSFiles
 
@@ -591,13 +592,7 @@ def make_client(
         reconnect_on_failure=False,
     )
     files = tls or broker.client_tls(identity)
-    client.tls_set(
-        ca_certs=str(files.ca),
-        certfile=str(files.cert),
-        keyfile=str(files.key),
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
-    )
+    use_fleet_tls(client, files.ca, files.cert, files.key)
     client.on_connect = _on_connect
     client.on_disconnect = _on_disconnect
     client.on_message = _on_message

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import queue
-import ssl
 import threading
 import time
 from collections import Counter
@@ -44,6 +43,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from staypoint.central.ledger import Ledger, dumps
 from staypoint.central.store import Change
+from staypoint.mqtt_tls import use_fleet_tls
 
 log = logging.getLogger("staypoint.central")
 
@@ -149,13 +149,7 @@ class HeadOffice:
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,  # a batch's PUBACK leaves after the ledger commit, from the ingester
         )
-        client.tls_set(
-            ca_certs=str(settings.ca),
-            certfile=str(settings.cert),
-            keyfile=str(settings.key),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        use_fleet_tls(client, settings.ca, settings.cert, settings.key)
         client.reconnect_delay_set(1, 10)
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)

@@ -48,6 +48,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from staypoint.edge.keys import CARD_KEY, VOUCHER_KEY, public_key_hex
 from staypoint.edge.service import NodeService
+from staypoint.mqtt_tls import use_fleet_tls
 from staypoint.provisioning.enrol_service import ENROL_REPLY_PREFIX, ENROL_REQUEST_PREFIX
 from staypoint.provisioning.pki import TLSFiles, generate_key, key_pem, load_certificate, make_csr
 from staypoint.provisioning.render import (
@@ -198,13 +199,7 @@ def _mqtt_request(
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
     )
-    client.tls_set(
-        ca_certs=str(tls.ca),
-        certfile=str(tls.cert),
-        keyfile=str(tls.key),
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
-    )
+    use_fleet_tls(client, tls.ca, tls.cert, tls.key)
     client.on_connect, client.on_subscribe = on_connect, on_subscribe
     client.on_message, client.on_disconnect = on_message, on_disconnect
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

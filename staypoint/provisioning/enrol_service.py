@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import secrets
-import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from staypoint.central.fleet.revoked import RevokedNodes
+from staypoint.mqtt_tls import use_fleet_tls
 from staypoint.provisioning.pki import (
     ENROL_IDENTITY,
     HEAD_OFFICE_IDENTITY,
@@ -362,13 +362,7 @@ class EnrolService:
             client_id=self.client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
         )
-        client.tls_set(
-            ca_certs=str(self.tls.ca),
-            certfile=str(self.tls.cert),
-            keyfile=str(self.tls.key),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        use_fleet_tls(client, self.tls.ca, self.tls.cert, self.tls.key)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = lambda *a: self._ready.set()

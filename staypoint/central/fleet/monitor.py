@@ -11,7 +11,6 @@ a monitor restart.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from prometheus_client import start_http_server
 from staypoint.central.fleet.alerts import AlertManager, LogSink, MemorySink, Sink
 from staypoint.central.fleet.metrics import make_registry
 from staypoint.central.fleet.state import FleetConfig, FleetState, utcnow
+from staypoint.mqtt_tls import use_fleet_tls
 
 __all__ = ["FleetMonitor", "MonitorSettings"]
 
@@ -78,13 +78,7 @@ class FleetMonitor:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
-        client.tls_set(
-            ca_certs=str(s.ca),
-            certfile=str(s.cert),
-            keyfile=str(s.key),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        use_fleet_tls(client, s.ca, s.cert, s.key)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = lambda *a: self._ready.set()

@@ -48,6 +48,7 @@ from staypoint.edge.replica import Replica
 from staypoint.edge.service import AuthorisationDenied, Hold, NodeService
 from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import ProgramError, parse_program
+from staypoint.mqtt_tls import use_fleet_tls
 
 log = logging.getLogger("staypoint.sync")
 
@@ -183,13 +184,7 @@ class SyncAgent:
             protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=False,  # our own loop reconnects, with backoff and jitter
         )
-        client.tls_set(
-            ca_certs=str(self.config.ca),
-            certfile=str(self.config.cert),
-            keyfile=str(self.config.key),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        use_fleet_tls(client, self.config.ca, self.config.cert, self.config.key)
         client.max_inflight_messages_set(max(20, self.config.window_batches * 2))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

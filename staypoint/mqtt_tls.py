@@ -1,0 +1,20 @@
+"""The fleet's MQTT transport security, in one place for every client that talks to the broker."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+
+def use_fleet_tls(client: mqtt.Client, ca: str | Path, cert: str | Path, key: str | Path) -> None:
+    """Mutual TLS to the fleet's broker: the server must chain to ``ca``, and the client
+    presents ``cert``/``key`` (its CN is the identity the broker's ACL sees)."""
+    client.tls_set(
+        ca_certs=str(ca),
+        certfile=str(cert),
+        keyfile=str(key),
+        cert_reqs=ssl.CERT_REQUIRED,
+        tls_version=ssl.PROTOCOL_TLS_CLIENT,
+    )
