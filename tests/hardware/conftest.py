@@ -34,6 +34,14 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free port pair for vpcd")
 
 
+def _pid_file_pid() -> int:
+    """The PID pcscd wrote to its PID file (0 if none). pcscd pads the file with a NUL."""
+    try:
+        return int(PCSCD_PID_FILE.read_text().replace("\0", "").strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -83,9 +91,16 @@ class Pcscd:
             if hr == scard.SCARD_S_SUCCESS:
                 hr, names = scard.SCardListReaders(ctx, [])
                 scard.SCardReleaseContext(ctx)
-                if hr == scard.SCARD_S_SUCCESS and any(self.reader_name in n for n in names):
+                # The reader list comes from whichever pcscd owns the system socket: it is
+                # ours only if the PID file names our process (a second pcscd exits instead).
+                if (
+                    hr == scard.SCARD_S_SUCCESS
+                    and any(self.reader_name in n for n in names)
+                    and _pid_file_pid() == self.proc.pid
+                ):
                     return
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError("pcscd did not list the virtual readers in 10 s")
 
     def stop(self) -> None:
@@ -108,13 +123,9 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
     if not VPCD_DRIVER.exists():
         pytest.skip(f"vsmartcard-vpcd driver not installed ({VPCD_DRIVER})")
     pytest.importorskip("smartcard", reason="pyscard not installed")
-    if PCSCD_PID_FILE.exists():
-        try:
-            pid = int(PCSCD_PID_FILE.read_text().strip() or 0)
-        except ValueError:
-            pid = 0
-        if pid and _pid_alive(pid):
-            pytest.skip(f"another pcscd (pid {pid}) is running; pcscd allows one per host")
+    pid = _pid_file_pid()
+    if pid and _pid_alive(pid):
+        pytest.skip(f"another pcscd (pid {pid}) is running; pcscd allows one per host")
     daemon = Pcscd(tmp_path_factory.mktemp("pcscd"))
     daemon.start()
     try:

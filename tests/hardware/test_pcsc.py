@@ -15,7 +15,8 @@ from staypoint.kiosk.hardware.status import DeviceState
 from .conftest import Pcscd
 from .vcard import VirtualCard, garbled_card, member_file_card, uid_card
 
-pytestmark = pytest.mark.integration
+# pcscd allows one daemon per host: every PC/SC test runs on the same xdist worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pcscd")]
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
