@@ -16,17 +16,14 @@ from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from staypoint.central.store import Change, HoldRecord, LedgerStore, StoredEvent
-from staypoint.loyalty import tiers
-from staypoint.loyalty.earning import stay_points
+from staypoint.loyalty import bounds, fold, tiers
 from staypoint.loyalty.events import Event, EventFormatError, event_from_dict, iso, parse_iso, uuid7
 from staypoint.loyalty.expiry import expiry_date
-from staypoint.loyalty.program import Outlet, Program, ProgramError, Window, parse_program
-
-_OUTLETS: dict[Any, Outlet] = {o.value: o for o in Outlet}  # Outlet(k) for the common case, no enum call
+from staypoint.loyalty.program import Program, parse_program
 
 DEFAULT_HOLD_TTL = timedelta(minutes=10)
 DELTA_LIMIT = 5000  # past this many changed keys a resync gets a snapshot instead
@@ -42,6 +39,7 @@ class IngestResult:
     skipped: int = 0
     rejected: int = 0
     resend_from: tuple[int, int] | None = None  # (epoch, seq) the node must send again from
+    quarantined: list[tuple[int, int]] = field(default_factory=list)  # (epoch, seq) refused and kept
     changes: list[Change] = field(default_factory=list)
 
 
@@ -76,6 +74,8 @@ class Ledger:
         # stays written at the end of the group (with the events) instead of one by one.
         self._prefetched: dict[str, dict[str, Any]] | None = None
         self._pending_stays: dict[str, tuple[str, int, int]] | None = None
+        # Who posted each stay booked in this group (its event row is written at the end).
+        self._stay_origin: dict[str, tuple[str, str | None]] = {}
 
     # -- programmes, nodes, members ----------------------------------------------------------
 
@@ -104,11 +104,14 @@ class Ledger:
             )
         return [Change(v, "program", str(program.version), {"version": program.version, "document": text})]
 
-    def register_node(self, node: str, public_key_hex: str) -> list[Change]:
-        """A provisioned node's voucher-signing key, so every node can verify its vouchers."""
+    def register_node(self, node: str, public_key_hex: str, property_: str | None = None) -> list[Change]:
+        """A provisioned node's voucher-signing key, so every node can verify its vouchers, and
+        its property, which bounds what it may void."""
         body = {"node": node, "public_key": public_key_hex}
         with self.store.transaction():
             self.store.put_node_key(node, public_key_hex)
+            if property_:
+                self.store.put_node_property(node, property_)
             v = self.store.append_change("node_key", node, body)
         return [Change(v, "node_key", node, body)]
 
@@ -210,7 +213,11 @@ class Ledger:
                         known_body = pending.get((node, ev.epoch, ev.seq))
                         if known_body is None:
                             known = self.store.event_at(node, ev.epoch, ev.seq)
-                            known_body = None if known is None else known.body
+                            known_body = (
+                                self.store.quarantined_at(node, ev.epoch, ev.seq)
+                                if known is None
+                                else known.body
+                            )
                         if known_body is not None and known_body != ev.to_json():
                             result.rejected += 1
                             self.store.bump_counter("events_conflicting")
@@ -233,8 +240,10 @@ class Ledger:
                         result.rejected += 1
                         self.store.bump_counter("events_duplicate_id")
                         self.store.add_alarm("duplicate_id", node, f"id {ev.id} at seq {ev.seq}", at)
+                    elif not self._apply(ev, dirty, extra, at, now):
+                        result.rejected += 1
+                        result.quarantined.append((ev.epoch, ev.seq))
                     else:
-                        self._apply(ev, dirty, extra, at)
                         if insert_events is not None and taken is not None:
                             rows.append((ev.id, node, ev.epoch, ev.seq, ev.type, ev.member, body, at))
                             pending[(node, ev.epoch, ev.seq)] = body
@@ -257,7 +266,7 @@ class Ledger:
                 self.store.set_high_water(node, epoch, hws[(node, epoch)])
             changes = parsed[-1][0].changes if parsed else []
             for kind, name, body_ in extra:
-                if kind == "voucher":
+                if kind in ("voucher", "quarantine"):
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
             if put_logged is not None:
                 # One write and one change per member per group, each record serialised once.
@@ -279,11 +288,13 @@ class Ledger:
     def _group_state(self, defer_stays: bool) -> Iterator[None]:
         self._prefetched = None
         self._pending_stays = {} if defer_stays else None
+        self._stay_origin = {}
         try:
             yield
         finally:
             self._prefetched = None
             self._pending_stays = None
+            self._stay_origin = {}
 
     def _member_doc(self, number: str) -> dict[str, Any] | None:
         if self._prefetched is not None:
@@ -305,201 +316,128 @@ class Ledger:
         self.store.bump_counter(kind)
         self.store.add_alarm(kind, node, detail[:300], at)
 
+    # -- fold.Refs: what the one fold may look up ---------------------------------------------
+
+    def stay(self, event_id: str) -> fold.StayRef | None:
+        """A booked stay, with the node and property that posted it (for a void's rights)."""
+        found = self._stay_of(event_id)
+        if found is None:
+            return None
+        origin = self._stay_origin.get(event_id)
+        if origin is None:
+            posted = self.store.event_by_id(event_id)
+            if posted is not None:
+                prop = json.loads(posted.body).get("data", {}).get("property")
+                origin = (posted.node, prop if isinstance(prop, str) else None)
+        node, prop = origin or (None, None)
+        return fold.StayRef(found[0], found[1], found[2], node, prop)
+
+    def voucher(self, code: str) -> Mapping[str, Any] | None:
+        return self.store.voucher(code)
+
+    def node_property(self, node: str) -> str | None:
+        return self.store.node_property(node)
+
     def _apply(
         self,
         ev: Event,
         dirty: dict[str, dict[str, Any]],
         extra: list[tuple[str, str, dict[str, Any]]],
         at: str,
-    ) -> None:
-        """Fold one event into the member's record (``dirty`` collects the records touched)."""
-        if ev.member is None:
-            return
-        data = ev.data
-        day = parse_iso(ev.at).date()
+        now: datetime,
+    ) -> bool:
+        """Fold one event into the member's record (``dirty`` collects the records touched).
+
+        Returns False when the event is quarantined: kept with its reason, alarmed, sent to
+        the fleet as a ``quarantine`` change, its fold mark moved so the node stops showing
+        it, and nothing else written (design.md, Security)."""
         program = self.program(ev.program)
-        m = dirty.get(ev.member) or self._member_doc(ev.member)
-        if ev.type == "member.enrolled":
-            if m is not None:
-                self._alarm("duplicate_member", ev.node, f"member {ev.member} enrolled twice", at)
-            else:
-                m = self._new_member(ev, program, day)
-                self.store.set_personal(ev.member, str(data.get("name", "")), at)
-        if m is None:
-            self._alarm("unknown_member", ev.node, f"{ev.type} for unknown member {ev.member}", at)
-            return
+        m = dirty.get(ev.member) if ev.member else None
+        if ev.member is not None and m is None:
+            m = self._member_doc(ev.member)
         try:
-            self._effect(ev, m, program, day, extra, at)
-        except (KeyError, ValueError, TypeError, InvalidOperation, ProgramError) as exc:
-            # The envelope was valid but its data does not make sense here: booked as a
-            # no-op with an alarm (a person looks at it), the stream goes on.
-            self._alarm("bad_event_data", ev.node, f"{ev.type} seq {ev.seq}: {exc!r}", at)
-        m["folded"][f"{ev.node}:{ev.epoch}"] = ev.seq
-        if m.get("overdrawn") and m["points"] >= 0:
-            # Positive again (a stay, an adjustment): redemptions are allowed again.
-            m["overdrawn"] = False
-            m["blocked"] = False
-            self.store.resolve_overdrafts(m["number"], at)
-            extra.append(("deny", m["number"], {"member": m["number"], "blocked": False}))
-        dirty[ev.member] = m
-
-    def _new_member(self, ev: Event, program: Program | None, day: date) -> dict[str, Any]:
-        data = ev.data
-        window = program.window if program else Window.CALENDAR_YEAR
-        card = data.get("card_hash")
-        return {
-            "number": ev.member,
-            "name": str(data.get("display_name", "")),
-            "tier": str(data.get("tier") or (program.base_tier.code if program else "MEMBER")),
-            "points": 0,
-            "stored_value": "0.00",
-            "window_start": tiers.window_start(window, day).isoformat(),
-            "qual_nights": 0,
-            "qual_points": 0,
-            "last_activity": day.isoformat(),
-            "pin_hash": str(data.get("pin_hash", "")),
-            "blocked": False,
-            "overdrawn": False,
-            "enrolled_at": ev.at,
-            "home_property": str(data.get("home_property", "")),
-            "cards": [card] if isinstance(card, str) else [],
-            "folded": {},
-        }
-
-    def _effect(
-        self,
-        ev: Event,
-        m: dict[str, Any],
-        program: Program | None,
-        day: date,
-        extra: list[tuple[str, str, dict[str, Any]]],
-        at: str,
-    ) -> None:
-        data = ev.data
-        kind = ev.type
-        if kind == "card.bound":
-            if data["card_hash"] not in m["cards"]:
-                m["cards"].append(str(data["card_hash"]))
-        elif kind == "stay.posted":
-            self._stay(ev, m, program, day, at)
-        elif kind == "stay.voided":
-            stay = self._stay_of(str(data.get("stay", "")))
-            points, nights = (stay[1], stay[2]) if stay else (int(data["points"]), int(data.get("nights", 0)))
-            m["points"] -= points
-            m["qual_nights"] = max(0, m["qual_nights"] - nights)
-            m["qual_points"] = max(0, m["qual_points"] - points)
-        elif kind == "points.redeemed":
-            self._redeemed(ev, m, program, day, extra, at)
-        elif kind == "points.adjusted":
-            m["points"] += int(data["points"])
-            m["last_activity"] = day.isoformat()
-        elif kind == "points.expired":
-            m["points"] -= int(data["points"])
-        elif kind in ("voucher.used", "voucher.voided"):
-            code = str(data["voucher"])
-            voucher = self.store.voucher(code)
-            if voucher is not None and voucher["status"] == "issued":
-                voucher["status"] = "used" if kind == "voucher.used" else "voided"
-                voucher["changed_at"] = ev.at
-                self.store.put_voucher(voucher)
-                extra.append(("voucher", code, voucher))
-            if kind == "voucher.voided":
-                m["points"] += int(voucher["points"]) if voucher is not None else int(data["points"])
-        elif kind == "value.topped_up":
-            m["stored_value"] = f"{Decimal(m['stored_value']) + Decimal(str(data['amount'])):.2f}"
-        elif kind == "value.spent":
-            m["stored_value"] = f"{Decimal(m['stored_value']) - Decimal(str(data['amount'])):.2f}"
-
-    def _stay(self, ev: Event, m: dict[str, Any], program: Program | None, day: date, at: str) -> None:
-        data = ev.data
-        nights = int(data.get("nights", 0))
-        claimed = int(data.get("points", 0))
-        points, qualifying = claimed, int(data.get("qualifying_points", claimed))
-        if program is None:
-            self._alarm("unknown_program", ev.node, f"stay seq {ev.seq} names programme v{ev.program}", at)
-        else:
-            charged = dict(data.get("revenue", {}))
-            revenue = {_OUTLETS.get(k) or Outlet(k): Decimal(str(v)) for k, v in charged.items()}
-            departure = date.fromisoformat(str(data["departure"]))
-            # The tier the node earned at is trusted up to head office's own view of the
-            # member (another node's stay may have upgraded it already, never the reverse).
-            tier = str(data.get("tier", m["tier"]))
-            try:
-                if program.tier(tier).rank > program.tier(m["tier"]).rank:
-                    tier = m["tier"]
-            except KeyError:
-                tier = m["tier"]
-            earned = stay_points(program, tier, revenue, departure)
-            if earned.points != claimed:
-                self._alarm(
-                    "points_mismatch",
-                    ev.node,
-                    f"stay seq {ev.seq}: node {claimed}, head office {earned.points}",
-                    at,
-                )
-            points, qualifying = earned.points, earned.points - earned.bonus
-            if tiers.window_ended(program, m["window_start"], day):
-                m["qual_nights"], m["qual_points"] = 0, 0
-            m["window_start"] = tiers.window_start_of(program, day)
-        m["points"] += points
-        m["qual_nights"] += nights
-        m["qual_points"] += qualifying
-        if program is not None:
-            # Upgrades take effect at once, as the stays arrive; downgrades wait for the job.
-            m["tier"] = tiers.after_activity(program, m["tier"], m["qual_nights"], m["qual_points"]).code
-        m["last_activity"] = day.isoformat()
-        self._put_stay(ev.id, m["number"], points, nights)
-
-    def _redeemed(
-        self,
-        ev: Event,
-        m: dict[str, Any],
-        program: Program | None,
-        day: date,
-        extra: list[tuple[str, str, dict[str, Any]]],
-        at: str,
-    ) -> None:
-        data = ev.data
-        points = int(data["points"])
-        reward = program.reward(str(data["reward"])) if program else None
-        if reward is not None and reward.points != points:
-            self._alarm(
-                "points_mismatch", ev.node, f"redemption seq {ev.seq}: {points} vs {reward.points}", at
-            )
-            points = reward.points
-        m["points"] -= points
-        m["last_activity"] = day.isoformat()
-        hold_id = data.get("hold")
-        if isinstance(hold_id, str):
-            hold = self.store.hold(hold_id)
+            bounds.check_event(ev, program.bounds if program else bounds.Bounds(), now)
+            if ev.type == "member.enrolled":
+                if m is not None:
+                    raise fold.Quarantine("duplicate_member", f"member {ev.member} enrolled twice")
+                m = fold.new_member(ev, program, parse_iso(ev.at).date())
+                self.store.set_personal(str(ev.member), str(ev.data.get("name", ""))[:200], at)
+            elif ev.member is None:
+                return True
+            if m is None:
+                raise fold.Quarantine("unknown_member", f"{ev.type} for unknown member {ev.member}")
+            outcome = fold.apply(m, ev, program, self)
+        except (fold.Quarantine, bounds.BoundError) as exc:
+            kind = exc.kind if isinstance(exc, fold.Quarantine) else "out_of_bounds"
+            self._quarantine(ev, kind, str(exc), m, dirty, extra, at)
+            return False
+        for alarm, detail in outcome.alarms:
+            self._alarm(alarm, ev.node, detail, at)
+        if outcome.stay is not None and ev.type == "stay.posted":
+            self._put_stay(ev.id, m["number"], *outcome.stay)
+            prop = ev.data.get("property")
+            self._stay_origin[ev.id] = (ev.node, prop if isinstance(prop, str) else None)
+        if outcome.voucher is not None:
+            self.store.put_voucher(outcome.voucher)
+            extra.append(("voucher", outcome.voucher["code"], outcome.voucher))
+        if outcome.settle_hold is not None:
+            hold = self.store.hold(outcome.settle_hold)
             if hold is None:
-                self._alarm("unknown_hold", ev.node, f"redemption seq {ev.seq} names hold {hold_id}", at)
+                self._alarm(
+                    "unknown_hold", ev.node, f"redemption seq {ev.seq} names hold {outcome.settle_hold}", at
+                )
             elif hold.status != "settled":
-                self.store.set_hold_status(hold_id, "settled")
-        voucher = {
-            "code": str(data["voucher"]),
-            "token": str(data.get("token", "")),
-            "reward": str(data["reward"]),
-            "member": m["number"],
-            "node": ev.node,
-            "serial": int(data.get("serial", 0)),
-            "points": points,
-            "issued_at": ev.at,
-            "expires": str(data.get("expires", "")),
-            "status": "issued",
-            "changed_at": None,
-        }
-        self.store.put_voucher(voucher)
-        extra.append(("voucher", voucher["code"], voucher))
-        if m["points"] < 0:
-            # Offline redemptions at several nodes overdrew the member: written down, the
-            # member blocked for redemptions fleet-wide until the balance is positive again.
-            self.store.add_overdraft(m["number"], ev.node, ev.id, m["points"], at)
+                self.store.set_hold_status(outcome.settle_hold, "settled")
+        for debt, amount in outcome.debts:
+            balance = m["points"] if debt != "value_overdraft" else int(Decimal(amount) * 100)
+            self.store.add_overdraft(m["number"], ev.node, ev.id, balance, at, debt)
             self.store.bump_counter("overdrafts")
-            if not m.get("overdrawn"):
-                m["overdrawn"] = True
-                m["blocked"] = True
-                extra.append(("deny", m["number"], {"member": m["number"], "blocked": True}))
+        if outcome.deny is not None:
+            if outcome.deny is False:
+                self.store.resolve_overdrafts(m["number"], at)
+            extra.append(("deny", m["number"], {"member": m["number"], "blocked": outcome.deny}))
+        m["folded"][f"{ev.node}:{ev.epoch}"] = ev.seq
+        dirty[m["number"]] = m
+        return True
+
+    def _quarantine(
+        self,
+        ev: Event,
+        kind: str,
+        reason: str,
+        m: dict[str, Any] | None,
+        dirty: dict[str, dict[str, Any]],
+        extra: list[tuple[str, str, dict[str, Any]]],
+        at: str,
+    ) -> None:
+        reason = reason[:300]
+        self.store.add_quarantine(
+            {
+                "event_id": ev.id,
+                "node": ev.node,
+                "epoch": ev.epoch,
+                "seq": ev.seq,
+                "member": ev.member,
+                "type": ev.type,
+                "kind": kind,
+                "reason": reason,
+                "body": ev.to_json(),
+                "at": at,
+            }
+        )
+        self._alarm("quarantined", ev.node, f"{ev.type} seq {ev.seq} ({kind}): {reason}", at)
+        key = f"{ev.node}:{ev.epoch}:{ev.seq}"
+        extra.append(
+            (
+                "quarantine",
+                key,
+                {"node": ev.node, "epoch": ev.epoch, "seq": ev.seq, "id": ev.id, "reason": reason},
+            )
+        )
+        if m is not None:
+            # Folded as nothing: the node's overlay stops replaying the refused event.
+            m["folded"][f"{ev.node}:{ev.epoch}"] = ev.seq
+            dirty[m["number"]] = m
 
     # -- online authorisation ---------------------------------------------------------------------
 

@@ -65,6 +65,18 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE TABLE node_keys (node TEXT PRIMARY KEY, public_key TEXT NOT NULL)",
         ),
     ),
+    (
+        2,
+        (
+            """CREATE TABLE quarantine (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, node TEXT NOT NULL,
+                epoch BIGINT NOT NULL, seq BIGINT NOT NULL, member TEXT, type TEXT NOT NULL,
+                kind TEXT NOT NULL, reason TEXT NOT NULL, body TEXT NOT NULL, at TEXT NOT NULL,
+                acknowledged_at TEXT,
+                UNIQUE (node, epoch, seq))""",
+            "CREATE TABLE node_properties (node TEXT PRIMARY KEY, property TEXT NOT NULL)",
+            "ALTER TABLE overdrafts ADD COLUMN kind TEXT NOT NULL DEFAULT 'points_overdraft'",
+        ),
+    ),
 )
 
 
@@ -125,7 +137,7 @@ class PgLedgerStore:
             with self.pool.connection() as fresh:
                 yield fresh
 
-    def _exec(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> None:
+    def _exec(self, sql: str, args: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> None:
         with self._conn() as conn:
             conn.execute(sql, args)
 
@@ -289,10 +301,13 @@ class PgLedgerStore:
         return [HoldRecord(*r) for r in rows]
 
     # -- overdrafts, alarms, counters -------------------------------------------------------------
-    def add_overdraft(self, member: str, node: str, event_id: str, balance: int, at: str) -> None:
+    def add_overdraft(
+        self, member: str, node: str, event_id: str, balance: int, at: str, kind: str = "points_overdraft"
+    ) -> None:
         self._exec(
-            "INSERT INTO overdrafts (member, node, event_id, balance, at) VALUES (%s, %s, %s, %s, %s)",
-            (member, node, event_id, balance, at),
+            "INSERT INTO overdrafts (member, node, event_id, balance, at, kind) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (member, node, event_id, balance, at, kind),
         )
 
     def resolve_overdrafts(self, member: str, at: str) -> None:
@@ -302,9 +317,51 @@ class PgLedgerStore:
 
     def open_overdrafts(self) -> list[dict[str, Any]]:
         rows = self._all(
-            "SELECT member, node, event_id, balance, at FROM overdrafts WHERE resolved_at IS NULL ORDER BY id"
+            "SELECT member, node, event_id, balance, at, kind FROM overdrafts "
+            "WHERE resolved_at IS NULL ORDER BY id"
         )
-        return [dict(zip(("member", "node", "event_id", "balance", "at"), r, strict=True)) for r in rows]
+        return [
+            dict(zip(("member", "node", "event_id", "balance", "at", "kind"), r, strict=True)) for r in rows
+        ]
+
+    def add_quarantine(self, record: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO quarantine (event_id, node, epoch, seq, member, type, kind, reason, body, at) "
+            "VALUES (%(event_id)s, %(node)s, %(epoch)s, %(seq)s, %(member)s, %(type)s, %(kind)s, %(reason)s, "
+            "%(body)s, %(at)s) ON CONFLICT (node, epoch, seq) DO NOTHING",
+            record,
+        )
+
+    def quarantined(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        cols = (
+            "event_id",
+            "node",
+            "epoch",
+            "seq",
+            "member",
+            "type",
+            "kind",
+            "reason",
+            "at",
+            "acknowledged_at",
+        )
+        where = " WHERE acknowledged_at IS NULL" if open_only else ""
+        rows = self._all(f"SELECT {', '.join(cols)} FROM quarantine{where} ORDER BY id")
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def acknowledge_quarantine(self, event_id: str, at: str) -> bool:
+        rows = self._all(
+            "UPDATE quarantine SET acknowledged_at = %s WHERE event_id = %s AND acknowledged_at IS NULL "
+            "RETURNING id",
+            (at, event_id),
+        )
+        return bool(rows)
+
+    def quarantined_at(self, node: str, epoch: int, seq: int) -> str | None:
+        rows = self._all(
+            "SELECT body FROM quarantine WHERE node = %s AND epoch = %s AND seq = %s", (node, epoch, seq)
+        )
+        return str(rows[0][0]) if rows else None
 
     def add_alarm(self, kind: str, node: str | None, detail: str, at: str) -> None:
         self._exec(
@@ -396,6 +453,17 @@ class PgLedgerStore:
     def latest_program_version(self) -> int | None:
         value = self._one("SELECT max(version) FROM programs")
         return None if value is None else int(value)
+
+    def put_node_property(self, node: str, property_: str) -> None:
+        self._exec(
+            "INSERT INTO node_properties (node, property) VALUES (%s, %s) "
+            "ON CONFLICT (node) DO UPDATE SET property = excluded.property",
+            (node, property_),
+        )
+
+    def node_property(self, node: str) -> str | None:
+        rows = self._all("SELECT property FROM node_properties WHERE node = %s", (node,))
+        return str(rows[0][0]) if rows else None
 
     def put_node_key(self, node: str, public_key: str) -> None:
         self._exec(

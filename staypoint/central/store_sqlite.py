@@ -48,7 +48,16 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS events_member ON events (member)",
     "CREATE INDEX IF NOT EXISTS events_type ON events (type)",
     "CREATE INDEX IF NOT EXISTS vouchers_member ON vouchers (json_extract(doc, '$.member'))",
+    # Events head office would not book (a bound, a rule or a node's rights broken).
+    """CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL,
+        node TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL, member TEXT, type TEXT NOT NULL,
+        kind TEXT NOT NULL, reason TEXT NOT NULL, body TEXT NOT NULL, at TEXT NOT NULL, acknowledged_at TEXT,
+        UNIQUE (node, epoch, seq))""",
+    "CREATE TABLE IF NOT EXISTS node_properties (node TEXT PRIMARY KEY, property TEXT NOT NULL) "
+    "WITHOUT ROWID",
 )
+# Columns added after the first release: (table, column, definition).
+ADDED_COLUMNS = (("overdrafts", "kind", "TEXT NOT NULL DEFAULT 'points_overdraft'"),)
 
 
 def _dumps(doc: dict[str, Any]) -> str:
@@ -65,6 +74,10 @@ class SqliteLedgerStore:
         self._lock = threading.RLock()
         for stmt in SCHEMA:
             self.conn.execute(stmt)
+        for table, column, definition in ADDED_COLUMNS:
+            have = {str(r[1]) for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
@@ -264,17 +277,18 @@ class SqliteLedgerStore:
         return [
             HoldRecord(*row)
             for row in self.conn.execute(
-                f"SELECT {HOLD_COLUMNS} FROM holds "
-                "WHERE status = 'held' AND expires <= ?",
+                f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'held' AND expires <= ?",
                 (now,),
             )
         ]
 
     # -- overdrafts, alarms, counters ----------------------------------------------------------------
-    def add_overdraft(self, member: str, node: str, event_id: str, balance: int, at: str) -> None:
+    def add_overdraft(
+        self, member: str, node: str, event_id: str, balance: int, at: str, kind: str = "points_overdraft"
+    ) -> None:
         self.conn.execute(
-            "INSERT INTO overdrafts (member, node, event_id, balance, at) VALUES (?, ?, ?, ?, ?)",
-            (member, node, event_id, balance, at),
+            "INSERT INTO overdrafts (member, node, event_id, balance, at, kind) VALUES (?, ?, ?, ?, ?, ?)",
+            (member, node, event_id, balance, at, kind),
         )
 
     def resolve_overdrafts(self, member: str, at: str) -> None:
@@ -284,9 +298,50 @@ class SqliteLedgerStore:
 
     def open_overdrafts(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT member, node, event_id, balance, at FROM overdrafts WHERE resolved_at IS NULL ORDER BY id"
+            "SELECT member, node, event_id, balance, at, kind FROM overdrafts "
+            "WHERE resolved_at IS NULL ORDER BY id"
         )
-        return [dict(zip(("member", "node", "event_id", "balance", "at"), r, strict=True)) for r in cur]
+        return [
+            dict(zip(("member", "node", "event_id", "balance", "at", "kind"), r, strict=True)) for r in cur
+        ]
+
+    def add_quarantine(self, record: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO quarantine "
+            "(event_id, node, epoch, seq, member, type, kind, reason, body, at) "
+            "VALUES (:event_id, :node, :epoch, :seq, :member, :type, :kind, :reason, :body, :at)",
+            record,
+        )
+
+    def quarantined(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        cols = (
+            "event_id",
+            "node",
+            "epoch",
+            "seq",
+            "member",
+            "type",
+            "kind",
+            "reason",
+            "at",
+            "acknowledged_at",
+        )
+        where = " WHERE acknowledged_at IS NULL" if open_only else ""
+        cur = self.conn.execute(f"SELECT {', '.join(cols)} FROM quarantine{where} ORDER BY id")
+        return [dict(zip(cols, r, strict=True)) for r in cur]
+
+    def acknowledge_quarantine(self, event_id: str, at: str) -> bool:
+        cur = self.conn.execute(
+            "UPDATE quarantine SET acknowledged_at = ? WHERE event_id = ? AND acknowledged_at IS NULL",
+            (at, event_id),
+        )
+        return cur.rowcount > 0
+
+    def quarantined_at(self, node: str, epoch: int, seq: int) -> str | None:
+        value = self._one(
+            "SELECT body FROM quarantine WHERE node = ? AND epoch = ? AND seq = ?", (node, epoch, seq)
+        )
+        return None if value is None else str(value)
 
     def add_alarm(self, kind: str, node: str | None, detail: str, at: str) -> None:
         self.conn.execute(
@@ -377,6 +432,15 @@ class SqliteLedgerStore:
         self.conn.execute(
             "INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)", (node, public_key)
         )
+
+    def put_node_property(self, node: str, property_: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO node_properties (node, property) VALUES (?, ?)", (node, property_)
+        )
+
+    def node_property(self, node: str) -> str | None:
+        value = self._one("SELECT property FROM node_properties WHERE node = ?", (node,))
+        return None if value is None else str(value)
 
     # -- reads for the API and the console (added with the PostgreSQL store) --------------------------
     def events_after(self, position: int, kinds: list[str], limit: int = 500) -> list[tuple[int, str]]:

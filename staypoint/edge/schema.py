@@ -162,6 +162,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX outbox_member ON outbox (member, epoch, seq)",
         ),
     ),
+    Migration(
+        5,
+        "quarantine: head office's reason for an event of ours it would not book",
+        (
+            # Set when a ``quarantine`` change names one of our events: shown on the staff
+            # status screen; the row stays (it is still the record of what happened here).
+            "ALTER TABLE outbox ADD COLUMN rejected TEXT",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

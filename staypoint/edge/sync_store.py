@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from staypoint.loyalty.events import points_delta
+from staypoint.loyalty import fold
 
 APPLIED_VERSION_KEY = "sync_applied_version"
 SESSION_KEY = "sync_session"
@@ -152,6 +152,18 @@ def mark_acked(conn: sqlite3.Connection, epoch: int, hw: int, at: str) -> int:
     return int(cur.rowcount)
 
 
+def rejected_events(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, Any]]:
+    """Our events head office quarantined, newest first (for the staff status screen)."""
+    return [
+        {"epoch": int(e), "seq": int(q), "type": str(t), "member": m, "at": str(a), "reason": str(r)}
+        for e, q, t, m, a, r in conn.execute(
+            "SELECT epoch, seq, type, member, at, rejected FROM outbox WHERE rejected IS NOT NULL "
+            "ORDER BY epoch DESC, seq DESC LIMIT ?",
+            (limit,),
+        )
+    ]
+
+
 def outbox_depth(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0])
 
@@ -212,26 +224,10 @@ def _overlay(
 ) -> None:
     """Replay this node's events that head office has not folded in yet onto ``doc``."""
     rows = _unfolded_rows(conn, str(doc["number"]), marks).fetchall()
-    value = Decimal(doc["stored_value"])
     for epoch, seq, kind, body in rows:
         if seq <= marks.get(int(epoch), 0):
             continue
-        data = orjson.loads(body).get("data", {})
-        doc["points"] += points_delta(kind, data)
-        if kind == "stay.posted":
-            doc["qual_nights"] += int(data.get("nights", 0))
-            doc["qual_points"] += int(data.get("qualifying_points", 0))
-            after = data.get("tier_after")
-            if isinstance(after, str) and tier_ranks.get(after, -1) > tier_ranks.get(doc["tier"], -1):
-                doc["tier"] = after
-        elif kind == "stay.voided":
-            doc["qual_nights"] = max(0, doc["qual_nights"] - int(data.get("nights", 0)))
-            doc["qual_points"] = max(0, doc["qual_points"] - int(data.get("points", 0)))
-        elif kind == "value.topped_up":
-            value += Decimal(str(data.get("amount", "0")))
-        elif kind == "value.spent":
-            value -= Decimal(str(data.get("amount", "0")))
-    doc["stored_value"] = f"{value:.2f}"
+        fold.overlay(doc, kind, orjson.loads(body).get("data", {}), tier_ranks)
 
 
 _INF = 1 << 62
@@ -258,19 +254,12 @@ class _Trail:
     voids: list[tuple[int, int]] = field(default_factory=list)
 
     def add(self, epoch: int, seq: int, kind: str, body: str) -> None:
-        data = orjson.loads(body).get("data", {})
-        points, value, nights, qual = points_delta(kind, data), Decimal(0), 0, 0
-        if kind == "stay.posted":
-            nights, qual = int(data.get("nights", 0)), int(data.get("qualifying_points", 0))
-            after = data.get("tier_after")
-            if isinstance(after, str):
-                self.tiers[(after, epoch)] = seq
-        elif kind == "stay.voided":
+        d = fold.stated(kind, orjson.loads(body).get("data", {}))
+        points, value, nights, qual = d.points, d.value, d.nights, d.qualifying
+        if d.tier_after is not None:
+            self.tiers[(d.tier_after, epoch)] = seq
+        if d.clamps:
             self.voids.append((epoch, seq))  # clamps at zero: order matters, replayed row by row
-        elif kind == "value.topped_up":
-            value = Decimal(str(data.get("amount", "0")))
-        elif kind == "value.spent":
-            value = -Decimal(str(data.get("amount", "0")))
         if not self.epochs or self.epochs[-1] != epoch:
             self.epochs.append(epoch)
         self.keys.append((epoch, seq))
@@ -506,7 +495,8 @@ def apply_changes(
     """Apply downstream changes in the order given (callers sort by version); returns the count.
 
     Kinds: ``member`` (a full record), ``deny`` (block / unblock redemptions), ``voucher``,
-    ``node_key`` (a node's voucher-signing public key), ``program`` (a versioned document).
+    ``node_key`` (a node's voucher-signing public key), ``program`` (a versioned document),
+    ``quarantine`` (an event head office refused, with its reason).
     Raises ChangeError on a malformed change; the caller's transaction then rolls back.
     """
     node = node_id(conn)
@@ -541,6 +531,14 @@ def apply_changes(
                 "INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)",
                 (_str(body, "node"), _str(body, "public_key")),
             )
+        elif kind == "quarantine":
+            # Head office would not book one of our events: the row is marked for the staff
+            # status screen (its effect is already gone from the member record it sent).
+            if _str(body, "node") == node:
+                conn.execute(
+                    "UPDATE outbox SET rejected = ? WHERE epoch = ? AND seq = ?",
+                    (_str(body, "reason")[:300], _int(body, "epoch"), _int(body, "seq")),
+                )
         elif kind == "program":
             version = _int(body, "version")
             conn.execute(

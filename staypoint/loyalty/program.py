@@ -9,12 +9,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from staypoint.loyalty.bounds import Bounds
 
 
 class ProgramError(ValueError):
@@ -138,6 +140,7 @@ class Program:
     pin: PinPolicy
     offline: OfflineLimits
     offers: tuple[Offer, ...] = ()
+    bounds: Bounds = field(default_factory=Bounds)
     source_text: str = field(default="", compare=False, repr=False)
 
     def tier(self, code: str) -> Tier:
@@ -389,6 +392,9 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         Offer(code=_code(o), name=o.str_("name"), tiers=tier_set(o, "tiers"))
         for o in root.tables("offers", required=False)
     )
+    bounds = _bounds(root.table("bounds")) if root.has("bounds") else Bounds()
+    if bounds.nights_per_stay < 1 or bounds.points_per_event < max((r.points for r in rewards), default=1):
+        raise ProgramError(source, "bounds", "points_per_event must cover the dearest reward")
     currency = head.str_("currency")
     if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
         raise head.fail("currency", f"an ISO 4217 code such as EUR, got {currency!r}")
@@ -410,7 +416,49 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         pin=pin,
         offline=offline,
         offers=offers,
+        bounds=bounds,
         source_text=text,
+    )
+
+
+def _bounds(b: _Reader) -> Bounds:
+    """The ``[bounds]`` table: each key optional, each tighter than the hard limits."""
+    known = {
+        "points_per_event",
+        "nights_per_stay",
+        "money_per_event",
+        "balance_points",
+        "balance_money",
+        "earliest",
+        "clock_skew_hours",
+    }
+    for key in b.data:
+        if key not in known:
+            raise b.fail(key, f"unknown key; one of: {', '.join(sorted(known))}")
+    d = Bounds()
+
+    def capped(key: str, default: int, cap: int) -> int:
+        value = b.int_(key, default, minimum=1)
+        if value > cap:
+            raise b.fail(key, f"must be at most {cap:,}, got {value:,}")
+        return value
+
+    def capped_money(key: str, default: Decimal, cap: Decimal) -> Decimal:
+        value = b.decimal(key, str(default), positive=True)
+        if value > cap:
+            raise b.fail(key, f"must be at most {cap}, got {value}")
+        return value
+
+    return Bounds(
+        points_per_event=capped("points_per_event", d.points_per_event, 10**9),
+        nights_per_stay=capped("nights_per_stay", d.nights_per_stay, 366),
+        money_per_event=capped_money("money_per_event", d.money_per_event, Decimal(10**12)),
+        balance_points=capped("balance_points", d.balance_points, 10**15),
+        balance_money=capped_money("balance_money", d.balance_money, Decimal(10**13)),
+        earliest=b.date_("earliest") if b.has("earliest") else d.earliest,
+        clock_skew=timedelta(
+            hours=capped("clock_skew_hours", int(d.clock_skew.total_seconds() // 3600), 24 * 7)
+        ),
     )
 
 

@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         ledger = Ledger(SqliteLedgerStore(Path(args.ledger)))
 
         def on_enrolled(record: NodeRecord) -> None:
-            ledger.register_node(record.node, record.voucher_public_key)
+            ledger.register_node(record.node, record.voucher_public_key, record.property)
 
         def program() -> str:
             version = ledger.store.latest_program_version()

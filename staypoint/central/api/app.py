@@ -28,6 +28,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from staypoint.central.api.service import ApiError, ApiKey, Services
+from staypoint.central.api.sources import OutOfBounds
 from staypoint.central.api.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileStore
@@ -346,6 +347,10 @@ def build_app(
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.message, "code": exc.code}, status_code=exc.status)
+
+    @app.exception_handler(OutOfBounds)
+    async def out_of_bounds(request: Request, exc: OutOfBounds) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "code": "out_of_bounds"}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

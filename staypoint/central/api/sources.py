@@ -20,6 +20,7 @@ from typing import Any
 
 from staypoint.central.ledger import Ledger
 from staypoint.central.store import Change
+from staypoint.loyalty import bounds
 from staypoint.loyalty.events import Event, iso, uuid7
 
 EPOCH = 1  # head office's streams are never restored from a node backup: one epoch
@@ -38,6 +39,10 @@ class Draft:
     data: Mapping[str, Any]
     id: str | None = None  # a caller-chosen idempotency key; else a fresh UUIDv7
     auth: str | None = None
+
+
+class OutOfBounds(ValueError):
+    """An event of head office's own streams that breaks the contract's bounds or rules."""
 
 
 class EventSources:
@@ -83,7 +88,17 @@ class EventSources:
                 )
                 for i, d in enumerate(drafts)
             ]
+            current = self.ledger.program(program)
+            limits = current.bounds if current is not None else bounds.Bounds()
+            for ev in events:
+                try:
+                    bounds.check_event(ev, limits, now)
+                except bounds.BoundError as exc:
+                    # The same bounds a node's events meet: refused before anything is written.
+                    raise OutOfBounds(f"{ev.type}: {exc}") from None
             result = self.ledger.ingest(node, [e.to_dict() for e in events], now)
+        if result.quarantined:
+            raise OutOfBounds(f"{node}: head office's rules refused this (see the quarantine list)")
         if result.applied != len(events):
             raise EmitError(
                 f"{node}: {len(events)} events, {result.applied} applied, {result.rejected} rejected, "

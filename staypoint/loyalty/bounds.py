@@ -1,0 +1,151 @@
+"""Bounds: the largest and smallest value every number and date of an event may take.
+
+They are part of the event contract (design.md, Security): the node refuses an operation
+whose event would break one (a one-line refusal, nothing written) and head office
+quarantines an event that breaks one (kept with its reason, the stream goes on). Both run
+``check_event`` below, so the two ends can never disagree about what is in bounds.
+
+The defaults are far above any real hotel's figures and far below what a store or a
+64-bit integer can hold: the largest balance times the longest history still fits.
+A programme may tighten them in its ``[bounds]`` table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from staypoint.loyalty.events import Event, parse_iso
+
+# Not tunable: these keep every column of every store (SQLite INTEGER, PostgreSQL BIGINT
+# and INTEGER) and every JSON reader (2**53) safe whatever a programme says.
+MAX_SEQ = 2**53 - 1
+MAX_EPOCH = 2**53 - 1
+MAX_PROGRAM_VERSION = 2**31 - 1
+MAX_TEXT = 500  # any free text an event carries (reasons, notes, folios are shorter)
+_MONEY_TEXT = re.compile(r"\d{1,15}(\.\d{1,2})?")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The programme's stated bounds (``[bounds]``), with defaults for a hotel chain."""
+
+    points_per_event: int = 1_000_000
+    nights_per_stay: int = 365
+    money_per_event: Decimal = Decimal("1000000.00")
+    balance_points: int = 1_000_000_000_000  # |balance| never passes this (2**63 is 9.2e18)
+    balance_money: Decimal = Decimal("100000000.00")
+    earliest: date = date(2000, 1, 1)  # the programme's life: nothing happened before it
+    clock_skew: timedelta = timedelta(hours=24)  # a board's clock may run this far ahead
+
+
+class BoundError(ValueError):
+    """A value outside its bound: one line naming the field, the value and the bound."""
+
+
+def _int(data: Mapping[str, Any], key: str, low: int, high: int, *, required: bool = True) -> int | None:
+    if key not in data:
+        if required:
+            raise BoundError(f"{key} is missing")
+        return None
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BoundError(f"{key} must be a whole number")
+    if not low <= value <= high:
+        raise BoundError(f"{key} {value} is outside {low:,}..{high:,}")
+    return value
+
+
+def money(raw: Any, key: str, bound: Decimal, *, allow_zero: bool = False) -> Decimal:
+    """An amount as the contract spells it (a decimal string, two places at most), bounded."""
+    if not isinstance(raw, str | int) or isinstance(raw, bool) or not _MONEY_TEXT.fullmatch(str(raw)):
+        raise BoundError(f'{key} must be an amount such as "120.50"')
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:  # pragma: no cover - the pattern above admits only numbers
+        raise BoundError(f"{key} must be an amount") from None
+    if value > bound:
+        raise BoundError(f"{key} {value} is above the bound of {bound}")
+    if value == 0 and not allow_zero:
+        raise BoundError(f"{key} must be positive")
+    return value
+
+
+def _day(data: Mapping[str, Any], key: str, low: date, high: date) -> date:
+    raw = data.get(key)
+    try:
+        day = date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise BoundError(f"{key} must be a date YYYY-MM-DD")
+    if not low <= day <= high:
+        raise BoundError(f"{key} {day} is outside {low}..{high}")
+    return day
+
+
+def _text(data: Mapping[str, Any], key: str) -> None:
+    value = data.get(key)
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+        raise BoundError(f"{key} must be text of at most {MAX_TEXT} characters")
+
+
+def check_event(ev: Event, bounds: Bounds, now: datetime) -> None:
+    """Raise BoundError when any number or date of ``ev`` is outside its bound.
+
+    ``now`` is the checker's clock (the node's when it writes, head office's when it
+    receives): an event may not come from further in the future than the clock skew."""
+    if not 1 <= ev.seq <= MAX_SEQ or not 1 <= ev.epoch <= MAX_EPOCH:
+        raise BoundError(f"seq and epoch are 1..{MAX_SEQ:,}")
+    if not 1 <= ev.program <= MAX_PROGRAM_VERSION:
+        raise BoundError(f"programme version {ev.program} is outside 1..{MAX_PROGRAM_VERSION:,}")
+    latest = (now + bounds.clock_skew).astimezone(UTC)
+    at = parse_iso(ev.at)
+    if not bounds.earliest <= at.date() or at > latest:
+        raise BoundError(f"event time {ev.at} is outside {bounds.earliest}..{latest:%Y-%m-%d %H:%M}Z")
+    data, kind, pts = ev.data, ev.type, bounds.points_per_event
+    for key in ("reason", "note", "folio", "staff", "reward", "voucher", "property"):
+        _text(data, key)
+    if kind == "stay.posted":
+        nights = _int(data, "nights", 0, bounds.nights_per_stay)
+        points = _int(data, "points", 0, pts)
+        _int(data, "qualifying_points", 0, points or 0, required=False)
+        departure = _day(data, "departure", bounds.earliest, latest.date())
+        arrival = _day(data, "arrival", bounds.earliest, departure)
+        if nights is not None and (departure - arrival).days != nights:
+            raise BoundError(f"a stay of {nights} nights cannot run from {arrival} to {departure}")
+        revenue = data.get("revenue", {})
+        if not isinstance(revenue, Mapping) or len(revenue) > 8:
+            raise BoundError("revenue must be an object of outlet amounts")
+        for outlet, amount in revenue.items():
+            money(amount, f"revenue.{outlet}", bounds.money_per_event, allow_zero=True)
+    elif kind == "stay.voided":
+        _int(data, "points", 0, pts)
+        _int(data, "nights", 0, bounds.nights_per_stay, required=False)
+    elif kind in ("points.redeemed",):
+        _int(data, "points", 1, pts)
+    elif kind == "points.adjusted":
+        value = _int(data, "points", -pts, pts)
+        if value == 0:
+            raise BoundError("an adjustment is not zero")
+    elif kind in ("points.expired", "voucher.voided"):
+        _int(data, "points", 0, pts, required=kind == "points.expired")
+    elif kind in ("value.topped_up", "value.spent"):
+        money(data.get("amount"), "amount", bounds.money_per_event)
+    elif kind == "feedback.recorded":
+        _int(data, "stars", 1, 5)
+    elif kind == "claim.recorded":
+        departure = _day(data, "departure", bounds.earliest, latest.date())
+        _day(data, "arrival", bounds.earliest, departure)
+
+
+def check_balance(points: int, stored_value: Decimal, bounds: Bounds) -> None:
+    """Raise BoundError when a member's balances after an event would leave their bounds."""
+    if abs(points) > bounds.balance_points:
+        raise BoundError(f"a balance of {points:,} points is past the bound of {bounds.balance_points:,}")
+    if abs(stored_value) > bounds.balance_money:
+        raise BoundError(f"a stored value of {stored_value} is past the bound of {bounds.balance_money}")
