@@ -53,6 +53,7 @@ from staypoint.mqtt_tls import use_fleet_tls
 log = logging.getLogger("staypoint.sync")
 
 MAX_PAYLOAD = 256 * 1024  # the broker's message size limit: anything bigger is dropped
+MAX_VERSION = 2**53 - 1  # change-log versions: what every store and JSON reader holds
 ACK_FLUSH_SECONDS = 0.1  # an ack is written to the outbox within this, or with the next write
 # Fan-out changes kept while a resync runs (a fleet makes a few parts a second; a 1M-member
 # snapshot takes ~12 s). Counted in changes, not parts, so a Pi's memory stays bounded
@@ -505,6 +506,14 @@ class SyncAgent:
         if start is None or to is None or not isinstance(changes, list) or start > to:
             self._drop("wrong_type")
             return
+        # Head office sends each version once, in a contiguous run: a part whose range,
+        # count and versions do not add up would move the applied version past changes
+        # never seen (and the node would then ignore every real change): dropped, counted.
+        if to - start != len(changes) or [
+            c.get("version") if isinstance(c, dict) else None for c in changes
+        ] != list(range(start + 1, to + 1)):
+            self._drop("bad_range")
+            return
         rs = self._resync
         if rs is not None:
             if rs.held_changes + len(changes) <= HELD_CHANGES_MAX:
@@ -565,6 +574,10 @@ class SyncAgent:
             return
         if not isinstance(changes, list):
             self._drop("wrong_type")
+            return
+        versions = [c.get("version") if isinstance(c, dict) else None for c in changes]
+        if not all(type(v) is int and 0 <= v <= to for v in versions) or to > MAX_VERSION:
+            self._drop("bad_range")  # a part that claims to end before its own changes
             return
         rs.deadline = time.monotonic() + self.config.resync_timeout
         with self.replica.write():
