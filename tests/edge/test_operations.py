@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +23,18 @@ from staypoint.edge.service import (
     WrongPin,
 )
 from staypoint.loyalty.program import Outlet
+from staypoint.loyalty.roles import SUPERVISOR, TABLE, Task
+
+#: Voids, unlocks and adjustments are supervisors' tasks (staypoint.loyalty.roles).
+SUP = StaffProof("sup", "Sup", SUPERVISOR)
+
+
+def give(node: NodeService, member: str, points: int, now: datetime) -> None:
+    """Points for a test's set-up, in adjustments no larger than a supervisor may make."""
+    step = TABLE[SUPERVISOR].ceiling(Task.ADJUST)
+    while points > 0:
+        node.adjust(member, min(step, points), "test set-up", now, SUP)
+        points -= step
 
 
 def file_digest(svc: NodeService) -> str:
@@ -58,7 +70,7 @@ def test_stay_earns_upgrades_and_voids(node: NodeService, now, desk) -> None:
     assert "13 more nights to Gold" in s.next_tier_message
     with pytest.raises(BadInput, match="already posted"):
         node.post_stay(m.number, "F1", now, nights=1, revenue={Outlet.ROOM: "10"})
-    node.void_stay("F1", now, desk, "wrong guest")
+    node.void_stay("F1", now, SUP, "wrong guest")
     s = node.summary(m.number, now)
     assert s.points == 0 and s.qualifying_nights == 0
     assert s.tier == "SILVER"  # downgrades wait for the window's end
@@ -91,11 +103,11 @@ def test_redeem_issues_a_signed_voucher_and_refusals_change_nothing(node: NodeSe
 
 def test_voiding_a_voucher_returns_points_and_stock(node: NodeService, now, desk) -> None:
     m = node.enrol("Dora Fox", "2580", now)
-    node.adjust(m.number, 9000, "welcome gift", now, StaffProof("sup", "Sup", "supervisor"))
+    give(node, m.number, 9000, now)
     stock = node.replica.stock("SPA-60")
     red = node.redeem(node.verify_pin(m.number, "2580", now), "SPA-60", now)
     assert node.replica.stock("SPA-60") == stock - 1
-    node.void_voucher(red.voucher, now, desk, "guest changed plans")
+    node.void_voucher(red.voucher, now, SUP, "guest changed plans")
     assert node.summary(m.number, now).points == 9000
     assert node.replica.stock("SPA-60") == stock
 
@@ -124,7 +136,7 @@ def test_wrong_pin_to_lock_out_then_timeout_or_unlock(node: NodeService, now, de
     for _ in range(5):
         with pytest.raises((WrongPin, PinLocked)):
             node.verify_pin(m.number, "9999", now)
-    node.unlock(m.number, now, desk)
+    node.unlock(m.number, now, SUP)
     assert node.verify_pin(m.number, "2580", now).member == m.number
 
 
@@ -163,7 +175,7 @@ def test_stored_value_top_up_and_spend(node: NodeService, now, desk) -> None:
 
 def test_offline_limits_bound_what_a_stale_or_busy_node_gives(node: NodeService, now) -> None:
     m = node.enrol("Ivo Kim", "2580", now)
-    node.adjust(m.number, 40_000, "test", now, StaffProof("s", "S", "supervisor"))
+    give(node, m.number, 40_000, now)
     proof = node.verify_pin(m.number, "2580", now)
     for _ in range(3):
         node.redeem(proof, "BREAKFAST", now)

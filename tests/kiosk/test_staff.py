@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input
 
@@ -15,6 +16,8 @@ from staypoint.kiosk.hardware.reader.sim import SimReader
 from staypoint.kiosk.screens.attract import AttractScreen
 from staypoint.kiosk.screens.staff import StaffMenuScreen
 from staypoint.kiosk.screens.staff_status import StaffStatusScreen
+from staypoint.loyalty import roles
+from staypoint.loyalty.roles import Task
 from tests.kiosk.conftest import ANNA, BEN, NOW, SMALL, STAFF_CARD, TECH_CARD, number
 from tests.kiosk.helpers import keypad, settle, text_of
 
@@ -144,6 +147,54 @@ async def test_roles_limit_tasks(build: Build, devices: Devices, service: NodeSe
         await settle(pilot)
         await staff_sign_in(pilot, devices, TECH_CARD, "1357")
         assert not app.screen.query("#task-stay") and app.screen.query("#task-exit")
+
+
+#: Where the kiosk offers each task of the role table: (menu button, or a button on the screen
+#: that menu button opens). Tasks not here are the command line's alone.
+KIOSK_PLACES: dict[Task, tuple[str, str | None]] = {
+    Task.POST_STAY: ("stay", None),
+    Task.ENROL: ("enrol", None),
+    Task.BIND_CARD: ("bind", None),
+    Task.TOP_UP: ("topup", None),
+    Task.USE_VOUCHER: ("voucher", None),
+    Task.VOID_VOUCHER: ("voucher", "#do-void"),
+    Task.REPRINT: ("reprint", None),
+    Task.UNLOCK: ("unlock", None),
+    Task.NODE_STATUS: ("status", None),
+    Task.PRINTER_TEST: ("status", "#test-page"),
+    Task.CLOSE_KIOSK: ("exit", None),
+}
+CLI_ONLY = {Task.VOID_STAY, Task.ADJUST, Task.ADD_STAFF}
+ROLE_CARDS = {
+    roles.STAFF: ("5AFF0003", "4321"),  # added by the test
+    roles.SUPERVISOR: (STAFF_CARD, "2468"),
+    roles.TECHNICIAN: (TECH_CARD, "1357"),
+}
+
+
+@pytest.mark.parametrize("role", roles.STAFF_ROLES)
+async def test_the_staff_menu_offers_exactly_what_the_role_table_allows(
+    build: Build, devices: Devices, service: NodeService, role: str
+) -> None:
+    assert set(KIOSK_PLACES) | CLI_ONLY == set(Task), "a task of the role table has no place"
+    service.add_staff("clerk", "Clerk", roles.STAFF, "4321", card_uid="5AFF0003")
+    allowed = roles.tasks_for(role)
+    app = build()
+    async with app.run_test(size=SMALL) as pilot:
+        await staff_sign_in(pilot, devices, *ROLE_CARDS[role])
+        shown = {str(b.id).removeprefix("task-") for b in app.screen.query("#staff-tasks Button")}
+        assert shown == {
+            KIOSK_PLACES[t][0] for t in allowed if t in KIOSK_PLACES and KIOSK_PLACES[t][1] is None
+        }
+        # Buttons inside a task's screen follow the table too.
+        for task, (menu, inner) in KIOSK_PLACES.items():
+            if inner is None or menu not in shown:
+                continue
+            await pilot.click(f"#task-{menu}")
+            await settle(pilot)
+            assert bool(app.screen.query(inner)) == (task in allowed), (role, task)
+            await pilot.click("#back")
+            await settle(pilot)
 
 
 async def test_node_status_page(build: Build, devices: Devices) -> None:

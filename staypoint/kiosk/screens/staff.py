@@ -19,30 +19,28 @@ from staypoint.edge.service import NotAllowed, StaffProof
 from staypoint.kiosk.screens.base import KioskScreen
 from staypoint.kiosk.session import PrintOutcome, sentence
 from staypoint.kiosk.widgets.keypad import Keypad
+from staypoint.loyalty import roles
 from staypoint.loyalty.program import Outlet
+from staypoint.loyalty.roles import Task
 from staypoint.loyalty.vouchers import format_code
 
 if TYPE_CHECKING:
     from staypoint.kiosk.hardware.reader.base import CardRead
 
-#: Which task each role sees. Supervisors do everything a desk does plus unlocks and voids;
-#: technicians keep the node running (status, reprint, leaving the kiosk) and no member tasks.
-ROLE_TASKS: dict[str, tuple[str, ...]] = {
-    "staff": ("stay", "enrol", "bind", "topup", "voucher", "reprint", "status"),
-    "supervisor": ("stay", "enrol", "bind", "topup", "voucher", "reprint", "unlock", "status"),
-    "technician": ("reprint", "status", "exit"),
-}
-TASK_LABELS = {
-    "stay": "Post a stay",
-    "enrol": "Enrol a member",
-    "bind": "Bind a card",
-    "topup": "Top up stored value",
-    "voucher": "Vouchers: verify / use / void",
-    "reprint": "Reprint last voucher",
-    "unlock": "Unlock a member",
-    "status": "Node status",
-    "exit": "Close the kiosk",
-}
+#: The menu, in screen order: button id, the role-table task it needs, label. Who sees which
+#: button is staypoint.loyalty.roles' call, the same table the node service enforces.
+MENU: tuple[tuple[str, Task, str], ...] = (
+    ("stay", Task.POST_STAY, "Post a stay"),
+    ("enrol", Task.ENROL, "Enrol a member"),
+    ("bind", Task.BIND_CARD, "Bind a card"),
+    ("topup", Task.TOP_UP, "Top up stored value"),
+    ("voucher", Task.USE_VOUCHER, "Vouchers: verify / use / void"),
+    ("reprint", Task.REPRINT, "Reprint last voucher"),
+    ("unlock", Task.UNLOCK, "Unlock a member"),
+    ("status", Task.NODE_STATUS, "Node status"),
+    ("exit", Task.CLOSE_KIOSK, "Close the kiosk"),
+)
+TASK_LABELS = {button: label for button, _, label in MENU}
 
 
 class StaffLoginScreen(KioskScreen):
@@ -90,8 +88,8 @@ class StaffMenuScreen(KioskScreen):
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """Tasks for the signed-in role."""
-        return ROLE_TASKS.get(self.proof.role, ())
+        """Menu buttons for the signed-in role."""
+        return tuple(button for button, task, _ in MENU if roles.allows(self.proof.role, task))
 
     def compose_body(self) -> ComposeResult:
         yield Static(f"Staff · {self.proof.name} ({self.proof.role})", classes="title")
@@ -346,8 +344,8 @@ class VoucherForm(StaffForm):
     SHOW_DEMO_CARDS = False
 
     def actions_for(self) -> tuple[tuple[str, str], ...]:
-        """Voids give points back: supervisors only."""
-        if self.proof.role in ("supervisor", "technician"):
+        """Void only for a role that may void (it gives points back)."""
+        if roles.allows(self.proof.role, Task.VOID_VOUCHER):
             return self.ACTIONS
         return self.ACTIONS[:2]
 
@@ -359,8 +357,6 @@ class VoucherForm(StaffForm):
         elif action == "use":
             info = self.service.use_voucher(code, now, self.proof)
         else:
-            if self.proof.role not in ("supervisor", "technician"):
-                raise NotAllowed("voids need a supervisor")
             info = self.service.void_voucher(code, now, self.proof, values["reason"])
         return (
             f"{format_code(info.code.replace('-', ''))} · {info.reward_name} · member {info.member} · "

@@ -11,6 +11,7 @@ from textual.widgets import Button, Static
 from staypoint.edge.service import StaffProof
 from staypoint.kiosk.screens.base import KioskScreen
 from staypoint.kiosk.session import describe_age
+from staypoint.loyalty.roles import Task, allows
 
 
 class StaffStatusScreen(KioskScreen):
@@ -28,7 +29,7 @@ class StaffStatusScreen(KioskScreen):
         yield Static("", id="device-status")
         with Horizontal(classes="actions"):
             yield Button("Refresh", id="refresh", classes="big")
-            if self.proof.role == "technician":
+            if allows(self.proof.role, Task.PRINTER_TEST):
                 yield Button("Printer test page", id="test-page", classes="big")
             yield Button("Back", id="back", classes="big secondary")
 
