@@ -105,7 +105,7 @@ def run_publisher(
         __file__,
         "--publisher",
         broker.host,
-        str(broker.port),
+        str(broker.office_port),  # type: ignore[attr-defined]
         str(tls.ca),
         str(tls.cert),  # type: ignore[attr-defined]
         str(tls.key),
@@ -137,7 +137,9 @@ def main() -> None:
         tls = broker.client_tls("head-office")
         # A long period: every node stays "online" however long the run takes.
         monitor = FleetMonitor(
-            MonitorSettings(broker.host, broker.port, tls.ca, tls.cert, tls.key, client_id="bench-fleet"),
+            MonitorSettings(
+                broker.host, broker.office_port, tls.ca, tls.cert, tls.key, client_id="head-office-bench"
+            ),
             FleetConfig(period_s=3600),
             tick_s=3600,
         )

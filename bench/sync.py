@@ -150,7 +150,7 @@ def publisher(broker: MosquittoBroker, identity: str, client_id: str, *, infligh
     client.max_inflight_messages_set(inflight)
     up = threading.Event()
     client.on_connect = lambda *_: up.set()
-    client.connect(broker.host, broker.port, keepalive=30, clean_start=True)
+    client.connect(broker.host, broker.port_for(identity), keepalive=30, clean_start=True)
     client.loop_start()
     if not up.wait(10):
         raise RuntimeError("raw publisher could not connect")
@@ -218,7 +218,7 @@ def raw_transport(
                 str(Path(__file__).resolve()),
                 "--raw-sub",
                 broker.host,
-                str(broker.port),
+                str(broker.office_port),
                 str(tls.ca),
                 str(tls.cert),
                 str(tls.key),
@@ -443,7 +443,7 @@ def inprocess_figures(
     in this one process (one GIL), a smaller backlog."""
     ledger, members = prepare_ledger(tmp / "ledger-inproc.db")
     tls = pki.tls("head-office")
-    office = HeadOffice(ledger, MqttSettings(broker.host, broker.port, tls.ca, tls.cert, tls.key))
+    office = HeadOffice(ledger, MqttSettings(broker.host, broker.office_port, tls.ca, tls.cert, tls.key))
     office.start()
     try:
         node, config, size = node_with_backlog(tmp, broker, pki, "sha-lobby-03", members, backlog)

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+FLEET_PORT = 8883
+"""The broker's fleet listener: nodes and enrolling boards; the client id is the CN."""
+
+OFFICE_PORT = 8884
+"""The broker's head-office listener: head office's certificate only, client ids free."""
+
 
 def use_fleet_tls(client: mqtt.Client, ca: str | Path, cert: str | Path, key: str | Path) -> None:
     """Mutual TLS to the fleet's broker: the server must chain to ``ca``, and the client

@@ -13,16 +13,20 @@ Use it as a plugin, in a test module or the root ``conftest.py``::
         office_log.wait_for(1, topic="sp/v1/node/sha-lobby-01/events")
 
 Fixtures
-    ``pki`` (session): a :class:`FleetPKI`: a fleet CA in a temp dir with certificates for
-    ``head-office``, ``sha-lobby-01``, ``sha-lobby-02`` and ``enrol``; ``pki.tls(identity)``
-    issues any other identity on demand.
+    ``pki`` (session): a :class:`FleetPKI`: a fleet CA and a head-office CA in a temp dir
+    with certificates for ``head-office``, ``sha-lobby-01``, ``sha-lobby-02`` and ``enrol``;
+    ``pki.tls(identity)`` issues any other identity on demand (head office's from its CA).
     ``mosquitto`` (module): a running :class:`MosquittoBroker` shared by a module's tests.
     ``fresh_mosquitto`` (function): a private broker with its own persistence, for tests
     that stop, kill or restart it.
     ``mqtt_client`` (function): ``make_client`` that disconnects its clients at teardown.
 
-Brokers are started with ``mosquitto -c`` and stopped by PID. Tests sharing the module
-broker should use client ids of their own (see :func:`unique_client_id`).
+Brokers are started with ``mosquitto -c`` and stopped by PID. A broker has the fleet
+listener (``port``: nodes, enrol; the client id is the certificate's CN whatever the client
+sends) and head office's (``office_port``: head-office certificates only, client ids free);
+:func:`make_client` picks the listener by identity. Tests sharing the module broker should
+use client ids of their own (see :func:`unique_client_id`) for head office, and for the
+fleet listener identities of their own: there a node's identity *is* its session.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from staypoint.mqtt_tls import use_fleet_tls
 from staypoint.provisioning.broker import BrokerFiles, write_broker_files
-from staypoint.provisioning.pki import FleetCA, IssuedCert, TLSFiles
+from staypoint.provisioning.pki import OFFICE_CA_NAME, FleetCA, IssuedCert, TLSFiles, is_head_office_identity
 
 __all__ = [
     "HOST",
@@ -88,9 +92,11 @@ DEFAULT_TIMEOUT = 5.0
 
 @dataclass
 class FleetPKI:
-    """A fleet CA for tests plus the key/cert files issued from it, cached per identity."""
+    """The fleet and head-office CAs for tests plus the key/cert files issued from them,
+    cached per identity."""
 
     ca: FleetCA
+    office_ca: FleetCA
     directory: Path
     server: TLSFiles
     issued: dict[str, IssuedCert] = field(default_factory=dict)
@@ -102,11 +108,18 @@ class FleetPKI:
         """The CA certificate every client trusts."""
         return self.ca.cert_path
 
+    def issuer(self, identity: str) -> FleetCA:
+        """The CA that signs ``identity``: head office's own for ``head-office...``."""
+        return self.office_ca if is_head_office_identity(identity) else self.ca
+
     def tls(self, identity: str) -> TLSFiles:
-        """(ca, cert, key) paths for ``identity``, issuing its certificate on first use."""
+        """(ca, cert, key) paths for ``identity``, issuing its certificate on first use.
+
+        ``ca`` is always the fleet CA: it signed the broker's certificate.
+        """
         with self._lock:
             if identity not in self._files:
-                cert = self.ca.issue_client(identity)
+                cert = self.issuer(identity).issue_client(identity)
                 self.issued[identity] = cert
                 self._files[identity] = cert.write(self.directory, self.ca.cert_path)
             return self._files[identity]
@@ -117,14 +130,15 @@ class FleetPKI:
         The broker sees it after ``reload()`` or a restart.
         """
         self.tls(identity)
-        self.ca.revoke(self.issued[identity].serial)
+        self.issuer(identity).revoke(self.issued[identity].serial)
 
 
 def _make_pki(directory: Path) -> FleetPKI:
     ca = FleetCA.create(directory / "ca")
+    office_ca = FleetCA.create(directory / "office-ca", name=OFFICE_CA_NAME)
     creds = directory / "creds"
     server = ca.issue_server(["localhost"]).write(creds, ca.cert_path)
-    pki = FleetPKI(ca=ca, directory=creds, server=server)
+    pki = FleetPKI(ca=ca, office_ca=office_ca, directory=creds, server=server)
     for identity in STANDARD_IDENTITIES:
         pki.tls(identity)
     return pki
@@ -190,17 +204,20 @@ def tls_context(files: TLSFiles | None, ca: Path) -> ssl.SSLContext:
 # --------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
+def _free_port(*, not_: int | None = None) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port: int = s.getsockname()[1]
+        if port != not_:
+            return port
 
 
 class MosquittoBroker:
-    """A real ``mosquitto`` process with the fleet's TLS listener, ACL and CRL.
+    """A real ``mosquitto`` process with the fleet's TLS listeners, ACL and CRLs.
 
-    ``host``/``port`` to connect to; ``ca`` is the CA certificate clients trust.
+    ``host``/``port`` for the fleet listener, ``office_port`` for head office's
+    (:meth:`port_for` says which an identity uses); ``ca`` is the CA certificate clients trust.
     ``stop()`` sends SIGTERM (Mosquitto saves its database), ``kill()`` SIGKILL,
     ``start()`` starts it again on the same port and persistence folder, ``reload()``
     sends SIGHUP (re-reads ACL, CRL and certificates).
@@ -220,6 +237,7 @@ class MosquittoBroker:
         self.pki = pki
         self.directory = directory
         self.port = port or _free_port()
+        self.office_port = _free_port(not_=self.port)
         self.files: BrokerFiles = write_broker_files(
             directory,
             port=self.port,
@@ -227,6 +245,9 @@ class MosquittoBroker:
             certfile=pki.server.cert,
             keyfile=pki.server.key,
             crlfile=pki.ca.crl_path,
+            office_port=self.office_port,
+            office_cafile=pki.office_ca.cert_path,
+            office_crlfile=pki.office_ca.crl_path,
             # Tests run as root in root-owned temp dirs: without this, Mosquitto drops to
             # user "mosquitto" and cannot write its log or database.
             run_as_user="root" if os.geteuid() == 0 else None,
@@ -262,6 +283,10 @@ class MosquittoBroker:
         """(ca, cert, key) paths for a client with CN = ``identity`` (issued on demand)."""
         return self.pki.tls(identity)
 
+    def port_for(self, identity: str) -> int:
+        """The listener ``identity`` connects to: head office's own, or the fleet's."""
+        return self.office_port if is_head_office_identity(identity) else self.port
+
     def log_text(self) -> str:
         """The broker's log so far (plus anything it wrote to stderr)."""
         parts = []
@@ -288,13 +313,18 @@ class MosquittoBroker:
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
-        """Wait until head office's certificate gets a CONNACK; raise with the log if not."""
+        """Wait until head office's certificate gets a CONNACK; raise with the log if not.
+
+        On head office's listener, where the probe's own random client id disconnects
+        nobody (on the fleet listener it would be the CN's, and knock that client off).
+        Mosquitto opens every listener before it serves any.
+        """
         ctx = tls_context(self.pki.tls("head-office"), self.ca)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited at start:\n{self.log_text()}")
-            if raw_connect(self.host, self.port, ctx, timeout=1.0) == 0:
+            if raw_connect(self.host, self.office_port, ctx, timeout=1.0) == 0:
                 return
             time.sleep(0.02)
         raise TimeoutError(f"mosquitto not ready after {timeout}s:\n{self.log_text()}")
@@ -379,7 +409,7 @@ def office_command(broker: MosquittoBroker, db: Path) -> list[str]:
         "--host",
         broker.host,
         "--port",
-        str(broker.port),
+        str(broker.office_port),
         "--ca",
         str(tls.ca),
         "--cert",
@@ -569,9 +599,13 @@ def make_client(
     *,
     will: Will | None = None,
     tls: TLSFiles | None = None,
+    port: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> mqtt.Client:
     """A paho client (MQTT 5, TLS as ``identity``) connected to ``broker``, loop running.
+
+    It connects to ``broker.port_for(identity)`` unless ``port`` says otherwise; on the
+    fleet listener the broker uses the certificate's CN as client id, not ``client_id``.
 
     ``clean_start`` and the session expiry are always sent explicitly: paho 2.x with
     MQTT 5 otherwise starts clean on the first connect of every process, wiping the
@@ -603,7 +637,13 @@ def make_client(
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = session_expiry
     try:
-        client.connect(broker.host, broker.port, keepalive=30, clean_start=clean_start, properties=props)
+        client.connect(
+            broker.host,
+            port if port is not None else broker.port_for(identity),
+            keepalive=30,
+            clean_start=clean_start,
+            properties=props,
+        )
     except (ssl.SSLError, OSError) as err:
         raise MQTTConnectError(f"{identity}: connect failed: {err}") from err
     client.loop_start()
@@ -662,7 +702,7 @@ def mqtt_client() -> Iterator[ClientFactory]:
     """``make_client`` whose clients are closed at teardown, even when the test fails.
 
     ``mqtt_client(broker, identity, client_id, clean_start=False, session_expiry=3600,
-    will=None, tls=None)``.
+    will=None, tls=None, port=None)``.
     """
     made: list[mqtt.Client] = []
 

@@ -16,6 +16,7 @@ from staypoint.central.server import HeadOffice, MqttSettings
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.entry import run_group
 from staypoint.loyalty.events import parse_iso
+from staypoint.mqtt_tls import OFFICE_PORT
 
 
 def _ledger(args: argparse.Namespace) -> Ledger:
@@ -109,11 +110,13 @@ def register(sub: Any) -> None:
     p = central.add_parser("serve", help="serve the fleet on the broker")
     p.add_argument("--db", required=True, help="ledger file (SQLite, WAL)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8883)
+    p.add_argument("--port", type=int, default=OFFICE_PORT, help="the broker's head-office listener")
     p.add_argument("--ca", required=True)
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
-    p.add_argument("--client-id", default="head-office")
+    p.add_argument(
+        "--client-id", default="head-office", help="head-office or head-office-...: one per process"
+    )
     p.add_argument("--program", help="publish this programme document before serving")
     p.add_argument("--revoked", help="revoked-nodes.json from `provision revoke`: their events are refused")
     p.add_argument("--connect-timeout", type=float, default=30.0)

@@ -55,7 +55,11 @@ GROUP_BATCHES = 32  # node batches applied in one ledger transaction at most
 
 @dataclass(frozen=True)
 class MqttSettings:
-    """How head office reaches the broker (TLS with its own client certificate)."""
+    """How head office reaches the broker (TLS with its own client certificate).
+
+    ``port`` is the broker's head-office listener, where client ids are free: each
+    head-office process needs one of its own, starting with ``head-office``.
+    """
 
     host: str
     port: int

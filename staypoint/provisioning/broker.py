@@ -1,8 +1,11 @@
 """Render the fleet broker's Mosquitto configuration and ACL.
 
-The broker has one TLS listener with client certificates from the fleet CA and no plain
-listener; the certificate's CN is the MQTT username, and the ACL's ``%u`` patterns confine
-each node to ``sp/v1/node/<its id>/``. The templates live in
+The broker has two TLS listeners, both with client certificates, and no plain one. On the
+fleet listener (nodes, enrolment) certificates come from the fleet CA and the CN is both
+the MQTT username and the client id, so no client can take over another's session; on head
+office's listener only the head-office CA's certificates are accepted and client ids are
+free, for head office's several clients. The ACL's ``%u`` patterns confine each node to
+``sp/v1/node/<its id>/``. The templates live in
 ``staypoint/provisioning/templates/`` and carry a comment for every setting; the committed
 production example in ``broker/`` is rendered from them (``python -m
 staypoint.provisioning.broker --example broker/``) and a test keeps it in step.
@@ -17,11 +20,13 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from staypoint.mqtt_tls import OFFICE_PORT
 from staypoint.provisioning.pki import ENROL_IDENTITY, HEAD_OFFICE_IDENTITY, validate_identity
 
 __all__ = [
     "DEFAULT_MAX_INFLIGHT_MESSAGES",
     "DEFAULT_MAX_QUEUED_MESSAGES",
+    "DEFAULT_OFFICE_PORT",
     "MAX_PAYLOAD_BYTES",
     "PRODUCTION_EXAMPLE",
     "BrokerConfig",
@@ -47,6 +52,9 @@ DEFAULT_AUTOSAVE_CHANGES = 1000
 DEFAULT_MAX_INFLIGHT_MESSAGES = 100
 """Per-client QoS 1 window: lets head office drain a full queue in about a minute."""
 
+DEFAULT_OFFICE_PORT = OFFICE_PORT
+"""Head office's listener (the fleet's is 8883)."""
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
@@ -58,6 +66,8 @@ class BrokerConfig:
     ``crlfile``: the CA's CRL; ``None`` leaves revocation off (not for production).
     ``log_dest``: a Mosquitto ``log_dest`` value, e.g. ``"file /var/log/x.log"``,
     ``"stderr"``, ``"syslog"``.
+    ``office_port``, ``office_cafile``, ``office_crlfile``, ``office_bind_address``: head
+    office's listener and its CA (the fleet CA must not be accepted there).
     """
 
     port: int
@@ -67,8 +77,12 @@ class BrokerConfig:
     acl_file: Path
     persistence_dir: Path
     log_dest: str
+    office_port: int
+    office_cafile: Path
     crlfile: Path | None = None
+    office_crlfile: Path | None = None
     bind_address: str = "127.0.0.1"
+    office_bind_address: str = "127.0.0.1"
     run_as_user: str | None = None
     max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES
     max_inflight_messages: int = DEFAULT_MAX_INFLIGHT_MESSAGES
@@ -78,8 +92,14 @@ class BrokerConfig:
     log_types: tuple[str, ...] = ("error", "warning", "notice")
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port {self.port} out of range")
+        for port in (self.port, self.office_port):
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} out of range")
+        if self.port == self.office_port:
+            raise ValueError("the fleet and head office listeners need ports of their own")
+        if self.cafile == self.office_cafile:
+            # Head office's listener leaves client ids free: a node there could take any id.
+            raise ValueError("head office's listener must not accept the fleet CA")
         if self.max_queued_messages <= 0:
             # 0 means "no limit" to Mosquitto: memory would be the only bound.
             raise ValueError("max_queued_messages must be positive")
@@ -96,7 +116,7 @@ class BrokerConfig:
         known = {"debug", "error", "warning", "notice", "information", "subscribe", "all"}
         if not self.log_types or not set(self.log_types) <= known:
             raise ValueError(f"log_types must be among {sorted(known)}")
-        for value in (self.bind_address, self.log_dest, self.run_as_user or ""):
+        for value in (self.bind_address, self.office_bind_address, self.log_dest, self.run_as_user or ""):
             if "\n" in value:
                 raise ValueError("config values must be single lines")
 
@@ -146,6 +166,12 @@ def render_config(config: BrokerConfig) -> str:
         if config.crlfile is not None
         else ""
     )
+    office_crl_block = (
+        "# The head-office CA's CRL: the same rules (reload, expiry) as the fleet's.\n"
+        f"crlfile {_path(config.office_crlfile)}\n"
+        if config.office_crlfile is not None
+        else ""
+    )
     return _template("mosquitto.conf").substitute(
         acl_file=_path(config.acl_file),
         user_block=user_block,
@@ -164,6 +190,10 @@ def render_config(config: BrokerConfig) -> str:
         certfile=_path(config.certfile),
         keyfile=_path(config.keyfile),
         crl_block=crl_block,
+        office_port=config.office_port,
+        office_bind_address=config.office_bind_address,
+        office_cafile=_path(config.office_cafile),
+        office_crl_block=office_crl_block,
     )
 
 
@@ -182,7 +212,10 @@ def write_broker_files(
     cafile: Path,
     certfile: Path,
     keyfile: Path,
+    office_port: int,
+    office_cafile: Path,
     crlfile: Path | None = None,
+    office_crlfile: Path | None = None,
     bind_address: str = "127.0.0.1",
     run_as_user: str | None = None,
     max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
@@ -209,7 +242,10 @@ def write_broker_files(
         acl_file=acl,
         persistence_dir=data,
         log_dest=f"file {_path(log_file)}",
+        office_port=office_port,
+        office_cafile=Path(office_cafile).resolve(),
         crlfile=Path(crlfile).resolve() if crlfile is not None else None,
+        office_crlfile=Path(office_crlfile).resolve() if office_crlfile is not None else None,
         bind_address=bind_address,
         run_as_user=run_as_user,
         max_queued_messages=max_queued_messages,
@@ -233,6 +269,12 @@ PRODUCTION_EXAMPLE = BrokerConfig(
     # Owned root:mosquitto, mode 0640: read at start (as root) and on reload (as mosquitto).
     keyfile=Path("/etc/mosquitto/staypoint/broker.key"),
     crlfile=Path("/etc/mosquitto/staypoint/crl.pem"),
+    office_port=DEFAULT_OFFICE_PORT,
+    # Head office's processes run beside the broker (docs/head-office.md); bind head
+    # office's own network address instead when they do not, never one the hotels reach.
+    office_bind_address="127.0.0.1",
+    office_cafile=Path("/etc/mosquitto/staypoint/office-ca.crt"),
+    office_crlfile=Path("/etc/mosquitto/staypoint/office-crl.pem"),
     acl_file=Path("/etc/mosquitto/staypoint/acl"),
     persistence_dir=Path("/var/lib/mosquitto"),
     log_dest="file /var/log/mosquitto/mosquitto.log",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from staypoint.entry import run_group
+from staypoint.mqtt_tls import OFFICE_PORT
 from staypoint.provisioning.enrol import EnrolError, enrol, parse_broker
 from staypoint.provisioning.enrol_service import EnrolService, NodeRecord, ProvisioningState
 from staypoint.provisioning.pki import CSRRejected, TLSFiles
@@ -60,12 +61,17 @@ def _guard(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Names
 
 
 def cmd_ca_init(args: argparse.Namespace) -> None:
-    """Fleet CA, broker certificate, head-office and enrol client certificates, card key."""
+    """Fleet and head-office CAs, broker, head-office and enrol certificates, card key."""
     state = ProvisioningState(Path(args.state))
     done = state.init(broker_hosts=tuple(args.broker_host), broker_ips=tuple(args.broker_ip))
     data = {"state": str(state.directory), **done, "tls": str(state.tls_dir)}
     text = "\n".join(f"{k:12} {v}" for k, v in done.items())
-    text += f"\nbroker and client certificates in {state.tls_dir}; CRL at {state.ca_dir / 'crl.pem'}"
+    text += (
+        f"\nbroker and client certificates in {state.tls_dir}; CRLs at {state.ca_dir / 'crl.pem'} "
+        f"(fleet listener) and {state.office_ca_dir / 'crl.pem'} (head office's listener)"
+    )
+    if "replaced" in done.values():
+        text += "\nan old certificate was revoked: copy the fleet CRL to the broker and reload it"
     _emit(args, data, text)
 
 
@@ -133,8 +139,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from staypoint.loyalty.program import default_program_text
 
         program = default_program_text
+    def publish_crl() -> None:
+        log = logging.getLogger("staypoint.provisioning")
+        log.info("CRL published: %s", _publish_crl(state, args))
+
     service = EnrolService(
-        state, program, host=host, port=port, on_enrolled=on_enrolled, backup_url=args.backup_url
+        state,
+        program,
+        host=host,
+        port=port,
+        on_enrolled=on_enrolled,
+        on_crl_changed=publish_crl,
+        backup_url=args.backup_url,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -145,10 +161,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     service.stop()
 
 
-def cmd_revoke(args: argparse.Namespace) -> None:
-    """Revoke a node: CRL re-signed, broker reloaded, head office rejects its events."""
-    state = ProvisioningState(Path(args.state))
-    record = state.revoke(args.node)
+def _publish_crl(state: ProvisioningState, args: argparse.Namespace) -> dict[str, str]:
+    """Copy the fleet CRL to ``--crl-dest`` and reload the broker; what was done.
+
+    ``RuntimeError`` when the reload command fails.
+    """
     crl = state.ca_dir / "crl.pem"
     steps = {"crl": str(crl)}
     if args.crl_dest:
@@ -161,10 +178,19 @@ def cmd_revoke(args: argparse.Namespace) -> None:
     elif args.reload:
         res = subprocess.run(args.reload, shell=True, capture_output=True, text=True, timeout=30)
         if res.returncode != 0:
-            _fail(
-                f"revoked {args.node}, but the broker reload failed: {res.stderr.strip() or res.returncode}"
-            )
+            raise RuntimeError(f"the broker reload failed: {res.stderr.strip() or res.returncode}")
         steps["broker"] = f"reloaded ({args.reload})"
+    return steps
+
+
+def cmd_revoke(args: argparse.Namespace) -> None:
+    """Revoke a node: CRL re-signed, broker reloaded, head office rejects its events."""
+    state = ProvisioningState(Path(args.state))
+    record = state.revoke(args.node)
+    try:
+        steps = _publish_crl(state, args)
+    except RuntimeError as err:
+        _fail(f"revoked {args.node}, but {err}")
     _emit(
         args,
         {"node": record.node, "serial": record.serial, "revoked_at": record.revoked_at, **steps},
@@ -233,7 +259,12 @@ def register(sub: Any) -> None:
         )
 
     ca = psub.add_parser("ca", help="the fleet CA").add_subparsers(dest="ca_cmd", required=True)
-    p = add(ca, "init", cmd_ca_init, "create the fleet CA, broker, head-office and enrol certificates")
+    p = add(
+        ca,
+        "init",
+        cmd_ca_init,
+        "create the fleet and head-office CAs, the broker, head-office and enrol certificates",
+    )
     state(p)
     p.add_argument("--broker-host", action="append", default=[], help="broker DNS name for its certificate")
     p.add_argument("--broker-ip", action="append", default=[], help="broker IP address for its certificate")
@@ -252,9 +283,20 @@ def register(sub: Any) -> None:
     state(p)
     p.add_argument("--json", action="store_true")
 
+    def crl_publishing(p: Any) -> None:
+        p.add_argument("--crl-dest", help="copy the new CRL here (the broker's crlfile)")
+        p.add_argument("--broker-pid", type=int, help="send SIGHUP to this broker process")
+        p.add_argument(
+            "--reload",
+            default="systemctl reload mosquitto",
+            help="command that reloads the broker ('' for none)",
+        )
+
     p = add(psub, "serve", cmd_serve, "answer enrolment requests (head office)")
     state(p)
-    p.add_argument("--broker", default="127.0.0.1:8883", help="HOST:PORT of the fleet broker")
+    p.add_argument(
+        "--broker", default=f"127.0.0.1:{OFFICE_PORT}", help="HOST:PORT of the broker's head-office listener"
+    )
     p.add_argument("--ledger", help="ledger DB: register node keys there and hand out its programme")
     p.add_argument("--program", help="programme document to hand out (without --ledger)")
     p.add_argument(
@@ -262,6 +304,9 @@ def register(sub: Any) -> None:
         default="file:///var/backups/staypoint/{node}",
         help="Litestream replica URL for a node ({node} is replaced)",
     )
+    # A node enrolled again has its previous certificate revoked: the CRL goes out as
+    # with `provision revoke`.
+    crl_publishing(p)
 
     p = add(psub, "enrol", cmd_enrol, "enrol this board with head office (run on the board)")
     p.add_argument("--broker", required=True, help="HOST:PORT of the fleet broker")
@@ -277,13 +322,7 @@ def register(sub: Any) -> None:
     p = add(psub, "revoke", cmd_revoke, "revoke a node's certificate and reject its events")
     state(p)
     p.add_argument("--node", required=True)
-    p.add_argument("--crl-dest", help="copy the new CRL here (the broker's crlfile)")
-    p.add_argument("--broker-pid", type=int, help="send SIGHUP to this broker process")
-    p.add_argument(
-        "--reload",
-        default="systemctl reload mosquitto",
-        help="command that reloads the broker ('' for none)",
-    )
+    crl_publishing(p)
     p.add_argument("--json", action="store_true")
 
     p = add(psub, "nodes", cmd_nodes, "nodes enrolled (and revoked) through this folder")

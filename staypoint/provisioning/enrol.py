@@ -5,10 +5,12 @@ Steps, each idempotent, each writing with temp file + rename (see :data:`STEPS`)
 1. ``keys``     make the node's TLS key (EC P-256) and Ed25519 voucher key *on the board*,
                 in a private staging folder (``var/lib/staypoint/.enrol``, 0700); a re-run
                 reuses them, so the same board keeps the same key.
-2. ``request``  connect as the shared ``enrol`` identity with a random client id, send the
-                token + CSR + voucher public key on ``sp/v1/enrol/request/<id>``, wait for
-                head office on ``sp/v1/enrol/reply/<id>``; the answer is kept (0600) in
-                staging, so a crash after it never needs the token again.
+2. ``request``  connect as the shared ``enrol`` identity (the broker makes that the client
+                id too), send the token + CSR + voucher public key + a one-off reply key
+                on ``sp/v1/enrol/request/<random id>``, wait for head office's answer,
+                sealed to that key, on ``sp/v1/enrol/reply/<id>``; a board that another
+                board enrolling knocked off the broker asks again. The opened answer is
+                kept (0600) in staging, so a crash after it never needs the token again.
 3. ``tls``      CA certificate, node certificate, node TLS key (0600).
 4. ``secrets``  voucher key and fleet card-hash key into ``var/lib/staypoint/keys`` (0600).
 5. ``replica``  initialise the replica with the programme, member blocks and the fleet's
@@ -27,9 +29,11 @@ import datetime as dt
 import json
 import os
 import pwd
+import random
 import shutil
 import ssl
 import threading
+import time
 import tomllib
 import uuid
 from collections.abc import Callable
@@ -50,7 +54,14 @@ from staypoint.edge.keys import CARD_KEY, VOUCHER_KEY, public_key_hex
 from staypoint.edge.service import NodeService
 from staypoint.mqtt_tls import use_fleet_tls
 from staypoint.provisioning.enrol_service import ENROL_REPLY_PREFIX, ENROL_REQUEST_PREFIX
-from staypoint.provisioning.pki import TLSFiles, generate_key, key_pem, load_certificate, make_csr
+from staypoint.provisioning.pki import (
+    ENROL_IDENTITY,
+    TLSFiles,
+    generate_key,
+    key_pem,
+    load_certificate,
+    make_csr,
+)
 from staypoint.provisioning.render import (
     NODE_UNITS,
     NodeLayout,
@@ -58,6 +69,7 @@ from staypoint.provisioning.render import (
     render_node_toml,
     unit_text,
 )
+from staypoint.provisioning.sealing import new_reply_key, open_reply, reply_key_hex
 from staypoint.provisioning.tokens import atomic_write, split_token
 
 __all__ = ["STEPS", "EnrolError", "EnrolRefused", "EnrolResult", "enrol", "parse_broker"]
@@ -153,25 +165,22 @@ def step_keys(layout: NodeLayout, node: str) -> tuple[ec.EllipticCurvePrivateKey
     )
 
 
+class _Dropped(EnrolError):
+    """The broker closed the connection before the answer came (see :func:`_ask`)."""
+
+
 def _mqtt_request(
-    host: str, port: int, tls: TLSFiles, body: dict[str, Any], timeout: float
+    host: str, port: int, tls: TLSFiles, body: dict[str, Any], request_id: str, deadline: float
 ) -> dict[str, Any]:
-    """One MQTT 5 request/response as the ``enrol`` identity; the reply body."""
-    for path in (tls.ca, tls.cert, tls.key):
-        if not path.exists():
-            raise EnrolError(
-                f"{path}: missing enrol credentials (copy ca.crt, enrol.crt and enrol.key from "
-                "head office's provisioning tls/ folder, or pass --enrol-tls DIR)"
-            )
-    client_id = f"enrol-{uuid.uuid4().hex}"
-    reply_topic = ENROL_REPLY_PREFIX + client_id
+    """One MQTT 5 request/response as the ``enrol`` identity; the answer as it came."""
+    reply_topic = ENROL_REPLY_PREFIX + request_id
     correlation = uuid.uuid4().bytes
     subscribed, answered, failed = threading.Event(), threading.Event(), threading.Event()
     result: dict[str, Any] = {}
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
-            result["error"] = f"broker refused the enrol identity: {rc}"
+            result["refused"] = f"broker refused the enrol identity: {rc}"
             failed.set()
             return
         client.subscribe(reply_topic, qos=1)
@@ -182,7 +191,7 @@ def _mqtt_request(
     def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         got = getattr(getattr(msg, "properties", None), "CorrelationData", None)
         if msg.topic != reply_topic or (got is not None and bytes(got) != correlation):
-            return  # an answer to some earlier request of a connection with this id
+            return  # not the answer to this request
         try:
             body = json.loads(msg.payload)
         except ValueError:
@@ -193,11 +202,16 @@ def _mqtt_request(
 
     def on_disconnect(client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if not answered.is_set():
-            result.setdefault("error", f"broker closed the connection ({rc})")
+            result.setdefault("dropped", f"broker closed the connection ({rc})")
             failed.set()
 
+    # The broker replaces the client id by the certificate's CN: say so instead of
+    # pretending to a session of our own.
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        CallbackAPIVersion.VERSION2,
+        client_id=ENROL_IDENTITY,
+        protocol=MQTTProtocolVersion.MQTTv5,
+        reconnect_on_failure=False,
     )
     use_fleet_tls(client, tls.ca, tls.cert, tls.key)
     client.on_connect, client.on_subscribe = on_connect, on_subscribe
@@ -209,26 +223,67 @@ def _mqtt_request(
     except (OSError, ssl.SSLError) as err:
         raise EnrolError(f"cannot reach the broker at {host}:{port}: {err}") from None
     client.loop_start()
+
+    def wait(event: threading.Event) -> bool:
+        while not event.is_set() and not failed.is_set() and time.monotonic() < deadline:
+            event.wait(0.05)
+        return event.is_set()
+
     try:
-        deadline = dt.datetime.now() + dt.timedelta(seconds=timeout)
-        while not subscribed.is_set() and not failed.is_set() and dt.datetime.now() < deadline:
-            subscribed.wait(0.05)
-        if not subscribed.is_set():
-            raise EnrolError(result.get("error", f"no answer from the broker at {host}:{port}"))
+        if not wait(subscribed):
+            if "refused" in result:
+                raise EnrolError(result["refused"])
+            if "dropped" in result:
+                raise _Dropped(result["dropped"])
+            raise EnrolError(f"no answer from the broker at {host}:{port}")
         pub = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         pub.ResponseTopic = reply_topic
         pub.CorrelationData = correlation
-        client.publish(ENROL_REQUEST_PREFIX + client_id, json.dumps(body).encode(), qos=1, properties=pub)
-        remaining = max(0.1, (deadline - dt.datetime.now()).total_seconds())
-        if not answered.wait(remaining):
-            raise EnrolError(
-                result.get("error", "head office did not answer: is `staypoint provision serve` running?")
-            )
+        client.publish(ENROL_REQUEST_PREFIX + request_id, json.dumps(body).encode(), qos=1, properties=pub)
+        if not wait(answered):
+            if "dropped" in result:
+                raise _Dropped(result["dropped"])
+            raise EnrolError("head office did not answer: is `staypoint provision serve` running?")
         reply: dict[str, Any] = result["reply"]
         return reply
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _ask(host: str, port: int, tls: TLSFiles, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Ask head office, with a fresh request id and reply key per attempt; the opened answer.
+
+    Every board enrolling connects under the one client id of the enrol certificate, so a
+    second board starting meanwhile disconnects this one: it then asks again (the token
+    lets the same CSR key finish), after a random pause so that two boards stop
+    alternating, until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        request_id = uuid.uuid4().hex
+        key = new_reply_key()
+        try:
+            answer = _mqtt_request(
+                host, port, tls, {**body, "reply_key": reply_key_hex(key)}, request_id, deadline
+            )
+        except _Dropped:
+            attempt += 1
+            pause = random.uniform(0.05, min(2.0, 0.1 * 2**attempt))
+            if time.monotonic() + pause >= deadline:
+                raise
+            time.sleep(pause)
+            continue
+        if "sealed" not in answer:
+            if answer.get("ok") is False:
+                # Head office could not seal a refusal of a request it could not read.
+                return answer
+            raise EnrolError("head office answered in the clear: upgrade head office")
+        try:
+            return open_reply(answer, key, request_id)
+        except ValueError as err:
+            raise EnrolError(f"head office's answer is unreadable ({err}): run the enrolment again") from None
 
 
 def step_request(
@@ -248,13 +303,19 @@ def step_request(
         reply: dict[str, Any] = json.loads(cached.read_text("utf-8"))
         if reply.get("node") == node:
             return reply
+    for path in (enrol_tls.ca, enrol_tls.cert, enrol_tls.key):
+        if not path.exists():
+            raise EnrolError(
+                f"{path}: missing enrol credentials (copy ca.crt, enrol.crt and enrol.key from "
+                "head office's provisioning tls/ folder, or pass --enrol-tls DIR)"
+            )
     body = {
-        "v": 1,
+        "v": 2,
         "token": token,
         "csr": make_csr(tls_key, node).decode(),
         "voucher_public_key": public_key_hex(voucher.public_key()),
     }
-    reply = _mqtt_request(host, port, enrol_tls, body, timeout)
+    reply = _ask(host, port, enrol_tls, body, timeout)
     if not reply.get("ok"):
         raise EnrolRefused(f"head office refused the enrolment: {reply.get('error', 'no reason given')}")
     for key, kind in (

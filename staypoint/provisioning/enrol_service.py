@@ -3,7 +3,9 @@
 State folder (``--state``, default ``/var/lib/staypoint-central/provisioning``)::
 
     ca/                 the fleet CA (pki.FleetCA): ca.key 0600, ca.crt, crl.pem, revoked.json
-    tls/                ca.crt, broker.{crt,key}, head-office.{crt,key}, enrol.{crt,key}
+    office-ca/          the head-office CA, same layout: it signs head office's certificate only
+    tls/                ca.crt, office-ca.crt, broker.{crt,key}, head-office.{crt,key},
+                        enrol.{crt,key}
     tokens.json         one-time tokens, hashed (tokens.TokenStore), 0600
     nodes.json          enrolled nodes: property, cert serial, voucher key, member blocks
     fleet-card.key      the fleet-wide card-UID hash key (hex), 0600
@@ -11,8 +13,13 @@ State folder (``--state``, default ``/var/lib/staypoint-central/provisioning``):
 
 The responder listens on ``sp/v1/enrol/request/+`` as head office and answers on
 ``sp/v1/enrol/reply/<the request topic's last level>`` — never on a Response Topic the
-board chose — so an answer (which carries the fleet card key) can only reach the
-connection that asked: the ACL lets a client read only the reply topic of its own client id.
+board chose. Every enrolling board is the same MQTT client (the ``enrol`` certificate's CN
+is its client id) and may read every reply topic, so the answer, which carries the fleet
+card key, is sealed to the key the board sent in its request (:mod:`.sealing`).
+
+A node enrolled again (a replaced board keeping its id) gets a new certificate, and the
+one it had is revoked at once: the CRL is re-signed and ``on_crl_changed`` publishes it to
+the broker, so a lost or stolen old board cannot connect any more.
 """
 
 from __future__ import annotations
@@ -38,14 +45,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from staypoint.central.fleet.revoked import RevokedNodes
-from staypoint.mqtt_tls import use_fleet_tls
+from staypoint.mqtt_tls import OFFICE_PORT, use_fleet_tls
 from staypoint.provisioning.pki import (
     ENROL_IDENTITY,
     HEAD_OFFICE_IDENTITY,
+    OFFICE_CA_NAME,
     CSRRejected,
     FleetCA,
     TLSFiles,
+    load_certificate,
 )
+from staypoint.provisioning.sealing import parse_reply_key, seal_reply
 from staypoint.provisioning.tokens import TokenRefused, TokenStore, atomic_write, locked
 
 __all__ = [
@@ -113,6 +123,10 @@ class ProvisioningState:
         return self.directory / "ca"
 
     @property
+    def office_ca_dir(self) -> Path:
+        return self.directory / "office-ca"
+
+    @property
     def tls_dir(self) -> Path:
         return self.directory / "tls"
 
@@ -137,7 +151,11 @@ class ProvisioningState:
         return RevokedNodes(self.revoked_path)
 
     def tls(self, identity: str) -> TLSFiles:
-        """The key/cert files of ``head-office``, ``enrol`` or ``broker`` in ``tls/``."""
+        """The key/cert files of ``head-office``, ``enrol`` or ``broker`` in ``tls/``.
+
+        ``ca`` is the fleet CA, which signed the broker's certificate: what every client
+        trusts, whichever CA signed its own certificate.
+        """
         return TLSFiles(
             ca=self.tls_dir / "ca.crt",
             cert=self.tls_dir / f"{identity}.crt",
@@ -147,10 +165,14 @@ class ProvisioningState:
     # -- set-up -----------------------------------------------------------------------------
 
     def init(self, *, broker_hosts: tuple[str, ...] = (), broker_ips: tuple[str, ...] = ()) -> dict[str, str]:
-        """``provision ca init``: CA, broker, head-office and enrol certificates, card key.
+        """``provision ca init``: the fleet and head-office CAs, broker, head-office and
+        enrol certificates, card key.
 
         Idempotent: what exists is kept (a second run never replaces the CA under a fleet
-        that trusts it); what is missing is made. Returns what was created or kept.
+        that trusts it); what is missing is made. Returns what was created, kept or
+        replaced: a head-office certificate from the fleet CA (made before head office
+        had a CA of its own) is revoked and replaced, since the fleet listener would still
+        take it, as client id ``head-office``; copy the CRL to the broker after that.
         """
         done: dict[str, str] = {}
         if (self.ca_dir / "ca.key").exists():
@@ -159,7 +181,14 @@ class ProvisioningState:
         else:
             ca = FleetCA.create(self.ca_dir)
             done["ca"] = "created"
+        if (self.office_ca_dir / "ca.key").exists():
+            office = FleetCA.load(self.office_ca_dir)
+            done["office_ca"] = "kept"
+        else:
+            office = FleetCA.create(self.office_ca_dir, name=OFFICE_CA_NAME)
+            done["office_ca"] = "created"
         atomic_write(self.tls_dir / "ca.crt", ca.cert_pem(), 0o644)
+        atomic_write(self.tls_dir / "office-ca.crt", office.cert_pem(), 0o644)
         if self.tls("broker").key.exists():
             done["broker"] = "kept"
         else:
@@ -167,12 +196,20 @@ class ProvisioningState:
                 self.tls_dir, self.tls_dir / "ca.crt"
             )
             done["broker"] = "created"
-        for identity in (HEAD_OFFICE_IDENTITY, ENROL_IDENTITY):
-            if self.tls(identity).key.exists():
-                done[identity] = "kept"
+        for identity, issuer in ((HEAD_OFFICE_IDENTITY, office), (ENROL_IDENTITY, ca)):
+            files = self.tls(identity)
+            if files.key.exists():
+                cert = load_certificate(files.cert.read_bytes())
+                if cert.issuer == issuer.cert.subject:
+                    done[identity] = "kept"
+                    continue
+                # Not from the CA it belongs to: a head-office certificate from the fleet
+                # CA, which the fleet listener would still take.
+                ca.revoke(cert.serial_number)
+                done[identity] = "replaced"
             else:
-                ca.issue_client(identity).write(self.tls_dir, self.tls_dir / "ca.crt")
                 done[identity] = "created"
+            issuer.issue_client(identity).write(self.tls_dir, self.tls_dir / "ca.crt")
         if self.card_key_path.exists():
             done["card_key"] = "kept"
         else:
@@ -185,6 +222,14 @@ class ProvisioningState:
         if not (self.ca_dir / "ca.key").exists():
             raise FileNotFoundError(f"{self.ca_dir}: no fleet CA here (run `staypoint provision ca init`)")
         return FleetCA.load(self.ca_dir)
+
+    def office_ca(self) -> FleetCA:
+        """The head-office CA; a clear error when ``ca init`` has not been run since it came."""
+        if not (self.office_ca_dir / "ca.key").exists():
+            raise FileNotFoundError(
+                f"{self.office_ca_dir}: no head-office CA here (run `staypoint provision ca init`)"
+            )
+        return FleetCA.load(self.office_ca_dir)
 
     def card_key(self) -> bytes:
         """The fleet-wide card-UID hash key."""
@@ -228,6 +273,23 @@ class ProvisioningState:
             nodes[record.node] = record
             self._save_nodes(nodes)
 
+    def enrolled(self, record: NodeRecord, *, now: dt.datetime | None = None) -> int | None:
+        """Record a node's (new) certificate and revoke the one it replaces, if any.
+
+        Returns the serial revoked (``None`` for a first enrolment); the CRL is re-signed
+        then, and the caller publishes it to the broker. The old certificate is revoked
+        *before* the new record is saved: a crash in between leaves a revoked certificate
+        on record, and the board's re-run of enrolment (it has no answer yet) fixes that,
+        whereas the other order could leave the old certificate valid for good.
+        """
+        previous = self.nodes().get(record.node)
+        revoked = None
+        if previous is not None and previous.serial != record.serial:
+            revoked = int(previous.serial, 16)
+            self.ca().revoke(revoked, now=now)
+        self.record_node(record)
+        return revoked
+
     def revoke(self, node: str, *, now: dt.datetime | None = None) -> NodeRecord:
         """Revoke the node's certificate (CRL re-signed) and add it to the revoked set.
 
@@ -248,15 +310,19 @@ class ProvisioningState:
 
 ProgramSource = Callable[[], str]
 Enrolled = Callable[[NodeRecord], None]
+CrlChanged = Callable[[], None]
 
 
 class EnrolService:
     """The enrolment responder: token check, CSR signing, the answer a new board needs.
 
-    Runs its own paho client as head office (``start``/``stop``); :meth:`handle` is the
-    pure-ish core (request body in, reply body out), usable without a broker.
-    ``program`` returns the programme document to hand out; ``on_enrolled`` is told of
-    each node enrolled (head office registers the voucher key with the ledger there).
+    Runs its own paho client as head office (``start``/``stop``), on head office's
+    listener; :meth:`handle` is the pure-ish core (request body in, reply body out, not
+    yet sealed), usable without a broker. ``program`` returns the programme document to
+    hand out; ``on_enrolled`` is told of each node enrolled (head office registers the
+    voucher key with the ledger there); ``on_crl_changed`` is called when a re-enrolment
+    revoked a node's previous certificate, to copy the CRL to the broker and reload it
+    (an error there is logged and counted, and the enrolment still answered).
     """
 
     def __init__(
@@ -265,9 +331,10 @@ class EnrolService:
         program: ProgramSource,
         *,
         host: str = "127.0.0.1",
-        port: int = 8883,
+        port: int = OFFICE_PORT,
         tls: TLSFiles | None = None,
         on_enrolled: Enrolled | None = None,
+        on_crl_changed: CrlChanged | None = None,
         backup_url: str = "file:///var/backups/staypoint/{node}",
         client_id: str = "head-office-enrol",
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -278,6 +345,7 @@ class EnrolService:
         self.port = port
         self.tls = tls or state.tls(HEAD_OFFICE_IDENTITY)
         self.on_enrolled = on_enrolled
+        self.on_crl_changed = on_crl_changed
         self.backup_url = backup_url
         self.client_id = client_id
         self.clock = clock
@@ -289,11 +357,22 @@ class EnrolService:
     # -- the core ---------------------------------------------------------------------------
 
     def handle(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Answer one request ``{"v": 1, "token", "csr", "voucher_public_key"}``."""
+        """Answer one request ``{"v": 2, "token", "csr", "voucher_public_key", "reply_key"}``."""
         try:
             token = body.get("token")
             csr = body.get("csr")
             voucher = body.get("voucher_public_key")
+            if body.get("v") != 2 or "reply_key" not in body:
+                # Checked before the token: an old board must not spend it on an answer
+                # that could not be sealed.
+                raise TokenRefused(
+                    "this board's staypoint is too old for head office (enrolment answers are "
+                    "sealed since protocol 2): upgrade it and run the enrolment again"
+                )
+            try:
+                parse_reply_key(body.get("reply_key"))
+            except ValueError:
+                raise TokenRefused("malformed request: reply_key must be 32 bytes of hex") from None
             if not isinstance(token, str) or not isinstance(csr, str) or not isinstance(voucher, str):
                 raise TokenRefused("malformed request: token, csr and voucher_public_key are required")
             try:
@@ -310,7 +389,7 @@ class EnrolService:
         except (TokenRefused, CSRRejected) as err:
             self.counts["refused"] += 1
             log.warning("enrolment refused: %s", err)
-            return {"v": 1, "ok": False, "error": str(err)}
+            return {"v": 2, "ok": False, "error": str(err)}
 
     def _enrol(self, token: str, csr: bytes, voucher: str, fingerprint: str) -> dict[str, Any]:
         now = self.clock()
@@ -333,14 +412,18 @@ class EnrolService:
             member_blocks=blocks,
             enrolled_at=now.isoformat(),
         )
-        self.state.record_node(entry)
+        superseded = self.state.enrolled(entry, now=now)
+        if superseded is not None:
+            self.counts["superseded"] += 1
+            log.info("%s enrolled again: its previous certificate, serial %x, is revoked", node, superseded)
+            self._publish_crl()
         if self.on_enrolled is not None:
             self.on_enrolled(entry)
         keys = {n: rec.voucher_public_key for n, rec in self.state.nodes().items() if rec.revoked_at is None}
         self.counts["enrolled"] += 1
         log.info("enrolled %s (%s), serial %s", node, record.property, entry.serial)
         return {
-            "v": 1,
+            "v": 2,
             "ok": True,
             "node": node,
             "property": record.property,
@@ -353,10 +436,24 @@ class EnrolService:
             "backup_url": self.backup_url.format(node=node),
         }
 
+    def _publish_crl(self) -> None:
+        if self.on_crl_changed is None:
+            return
+        try:
+            self.on_crl_changed()
+        except Exception:
+            # The new board is legitimate and gets its answer; the broker still takes the
+            # old certificate until someone copies the CRL and reloads it.
+            self.counts["crl_not_published"] += 1
+            log.exception(
+                "the new CRL did not reach the broker: copy %s there and reload it",
+                self.state.ca_dir / "crl.pem",
+            )
+
     # -- MQTT -------------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
-        """Connect as head office and serve requests on a paho network thread."""
+        """Connect as head office (its listener) and serve requests on a paho network thread."""
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -402,13 +499,18 @@ class EnrolService:
             if not isinstance(body, dict):
                 raise ValueError("not an object")
         except ValueError:
-            reply: dict[str, Any] = {"v": 1, "ok": False, "error": "malformed request: not a JSON object"}
+            reply: dict[str, Any] = {"v": 2, "ok": False, "error": "malformed request: not a JSON object"}
         else:
             try:
                 reply = self.handle(body)
             except Exception as err:  # a bug answers the board instead of leaving it waiting
                 log.exception("enrolment failed")
-                reply = {"v": 1, "ok": False, "error": f"head office error: {err}"}
+                reply = {"v": 2, "ok": False, "error": f"head office error: {err}"}
+            try:
+                reply = seal_reply(reply, parse_reply_key(body.get("reply_key")), requester)
+            except ValueError:
+                # No key to seal to: handle() refused it, and a refusal carries no secret.
+                reply = {"v": 2, "ok": False, "error": reply.get("error", "malformed request")}
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         request_props = getattr(msg, "properties", None)
         correlation = getattr(request_props, "CorrelationData", None)

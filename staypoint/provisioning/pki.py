@@ -1,10 +1,18 @@
-"""The fleet's certificate authority: one CA at head office, one certificate per identity.
+"""The fleet's certificate authorities: kept at head office, one certificate per identity.
 
 Every MQTT client of the fleet authenticates to Mosquitto with a client certificate issued
 here. The broker runs with ``use_identity_as_username true``, so the certificate's common
 name *is* the MQTT username that the ACL's ``%u`` patterns substitute: a node's CN is its
 node id (``sha-lobby-01``), head office's is ``head-office``, and the shared, restricted
 bootstrap identity that a new board uses to ask for its own certificate is ``enrol``.
+
+There are two CAs of this one kind. The *fleet* CA signs the broker, the nodes and
+``enrol``; they connect on the fleet listener, where ``use_username_as_clientid`` makes the
+CN the client id too, so no certificate can take over another's session. The *head-office*
+CA signs only head office's certificate, accepted on a listener of its own where client ids
+are free, because head office runs many clients at once (ledger, enrolment, fleet monitor,
+dashboards). Client ids are one namespace across listeners, so ``head-office`` and every
+``head-office-...`` id are reserved: no node may be named so (:func:`is_node_id`).
 
 Layout of a CA directory (everything the CA needs to survive a restart of head office)::
 
@@ -37,6 +45,7 @@ from staypoint.fsutil import atomic_write
 __all__ = [
     "ENROL_IDENTITY",
     "HEAD_OFFICE_IDENTITY",
+    "OFFICE_CA_NAME",
     "RESERVED_IDENTITIES",
     "CSRRejected",
     "FleetCA",
@@ -45,6 +54,7 @@ __all__ = [
     "cert_pem",
     "common_name",
     "generate_key",
+    "is_head_office_identity",
     "is_node_id",
     "key_pem",
     "load_certificate",
@@ -62,7 +72,11 @@ ENROL_IDENTITY = "enrol"
 """CN of the shared bootstrap certificate; the ACL lets it only ask for enrolment."""
 
 RESERVED_IDENTITIES = frozenset({HEAD_OFFICE_IDENTITY, ENROL_IDENTITY})
-"""Identities that are never node ids (head office must ignore events "from" them)."""
+"""Identities that are never node ids (head office must ignore events "from" them); every
+``head-office-...`` identity is reserved too (:func:`is_head_office_identity`)."""
+
+OFFICE_CA_NAME = "Staypoint Head Office CA"
+"""Subject CN of the CA that signs head office's certificates (and nothing else)."""
 
 # An identity becomes an MQTT username and, through the ACL's %u, a topic level: it must
 # never contain "/", "+" or "#" (which would widen an ACL pattern), nor upper case (one
@@ -108,9 +122,19 @@ def validate_identity(identity: str) -> str:
     return identity
 
 
+def is_head_office_identity(identity: str) -> bool:
+    """True for ``head-office`` and any ``head-office-...``: the identities and client ids
+    kept for head office's own processes."""
+    return identity == HEAD_OFFICE_IDENTITY or identity.startswith(HEAD_OFFICE_IDENTITY + "-")
+
+
 def is_node_id(identity: str) -> bool:
-    """True when ``identity`` is well formed and not one of the reserved identities."""
-    return bool(_IDENTITY_RE.fullmatch(identity)) and identity not in RESERVED_IDENTITIES
+    """True when ``identity`` is well formed and not reserved (``enrol``, head office's)."""
+    return (
+        bool(_IDENTITY_RE.fullmatch(identity))
+        and identity not in RESERVED_IDENTITIES
+        and not is_head_office_identity(identity)
+    )
 
 
 def generate_key() -> ec.EllipticCurvePrivateKey:
@@ -342,6 +366,11 @@ class FleetCA:
         """PEM of the CA certificate."""
         return cert_pem(self.cert)
 
+    @property
+    def is_office(self) -> bool:
+        """True for the head-office CA (:data:`OFFICE_CA_NAME`), which signs head office only."""
+        return common_name(self.cert.subject) == OFFICE_CA_NAME
+
     # -- issuing --------------------------------------------------------------------------
 
     def _leaf(
@@ -438,8 +467,17 @@ class FleetCA:
         Use this for head office, the ``enrol`` bootstrap identity, tests, and boards
         provisioned on the bench; a board in the field should send a CSR instead
         (:meth:`sign_csr`), so its key never travels.
+
+        Head office's identities come from the head-office CA and every other from the
+        fleet CA: a ``head-office`` certificate of the fleet CA would connect on the fleet
+        listener under head office's client id, and knock head office off.
         """
         validate_identity(identity)
+        if is_head_office_identity(identity) != self.is_office:
+            raise ValueError(
+                f"{identity!r} is not for this CA: head office's identities come from the "
+                "head-office CA, and all others from the fleet CA"
+            )
         key = generate_key()
         cert = self._leaf(
             identity,
@@ -464,13 +502,15 @@ class FleetCA:
         Refused (:class:`CSRRejected`) unless the CSR parses, its self-signature is valid
         (the requester holds the key), it carries exactly one CN equal to
         ``expected_identity`` (the node id head office assigned, never one the board
-        picked), that identity is a node id (not ``head-office`` or ``enrol``), and the
+        picked), that identity is a node id (not ``enrol`` nor head office's), and the
         key is EC P-256. Extensions the CSR asks for are ignored: the CA decides them.
         """
         try:
             validate_identity(expected_identity)
         except ValueError as err:
             raise CSRRejected(str(err)) from err
+        if self.is_office:
+            raise CSRRejected("the head-office CA signs head office's certificates only")
         if not is_node_id(expected_identity):
             raise CSRRejected(f"{expected_identity!r} is reserved, not a node id")
         try:

@@ -37,8 +37,8 @@ def test_status_json(mosquitto: MosquittoBroker, mqtt_client: ClientFactory, tmp
     tls = mosquitto.client_tls("head-office")
     cfg = tmp_path / "fleet.toml"
     cfg.write_text(
-        f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nca = "{tls.ca}"\ncert = "{tls.cert}"\n'
-        f'key = "{tls.key}"\nclient_id = "{unique_client_id("cli")}"\n'
+        f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.office_port}\nca = "{tls.ca}"\n'
+        f'cert = "{tls.cert}"\nkey = "{tls.key}"\nclient_id = "{unique_client_id("cli")}"\n'
     )
     node = mqtt_client(mosquitto, "sha-lobby-01", unique_client_id("sha-lobby-01"))
     # Retained birth: the status command sees it as soon as it subscribes.

@@ -27,7 +27,7 @@ def monitor(fresh_mosquitto: MosquittoBroker) -> Iterator[FleetMonitor]:
     mon = FleetMonitor(
         MonitorSettings(
             fresh_mosquitto.host,
-            fresh_mosquitto.port,
+            fresh_mosquitto.office_port,
             tls.ca,
             tls.cert,
             tls.key,

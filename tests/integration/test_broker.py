@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 
@@ -67,18 +68,32 @@ def test_committed_example_matches_the_renderer() -> None:
     assert (REPO / "broker" / "acl").read_text() == render_acl()
 
 
-def test_config_has_one_tls_listener_and_no_anonymous_access() -> None:
+def test_config_has_two_tls_listeners_and_no_anonymous_access() -> None:
     lines = [
         line.split()
         for line in render_config(PRODUCTION_EXAMPLE).splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    settings = {words[0]: words[1:] for words in lines}
-    assert [w for w in lines if w[0] == "listener"] == [["listener", "8883", "0.0.0.0"]]
+    # Split at each "listener": the settings before the first are the broker's own.
+    sections: list[dict[str, list[str]]] = [{}]
+    for words in lines:
+        if words[0] == "listener":
+            sections.append({})
+        sections[-1][words[0]] = words[1:]
+    settings, fleet, office = sections
+    assert fleet["listener"] == ["8883", "0.0.0.0"]
+    assert office["listener"] == ["8884", "127.0.0.1"]
     assert settings["allow_anonymous"] == ["false"]
-    assert settings["require_certificate"] == ["true"]
-    assert settings["use_identity_as_username"] == ["true"]
-    assert {"cafile", "certfile", "keyfile", "crlfile", "acl_file"} <= settings.keys()
+    assert settings["per_listener_settings"] == ["false"]
+    for listener in (fleet, office):
+        assert listener["require_certificate"] == ["true"]
+        assert listener["use_identity_as_username"] == ["true"]
+        assert {"cafile", "certfile", "keyfile", "crlfile"} <= listener.keys()
+    # Client id = CN for the fleet; head office's listener trusts head office's CA only.
+    assert fleet["use_username_as_clientid"] == ["true"]
+    assert "use_username_as_clientid" not in office
+    assert fleet["cafile"] != office["cafile"]
+    assert "acl_file" in settings
     assert settings["max_queued_messages"] == ["100000"]
     assert settings["autosave_on_changes"] == ["true"]
     assert settings["autosave_interval"] == ["1000"]
@@ -141,8 +156,11 @@ def test_certificate_signed_from_a_node_csr_is_accepted(
     key = generate_key()
     with pytest.raises(CSRRejected, match="does not match"):
         pki.ca.sign_csr(make_csr(key, "sha-lobby-77"), "sha-lobby-78")
-    with pytest.raises(CSRRejected, match="reserved"):
-        pki.ca.sign_csr(make_csr(key, "head-office"), "head-office")
+    for reserved in ("head-office", "head-office-fleet", "enrol"):
+        with pytest.raises(CSRRejected, match="reserved"):
+            pki.ca.sign_csr(make_csr(key, reserved), reserved)
+    with pytest.raises(CSRRejected, match="head office's certificates only"):
+        pki.office_ca.sign_csr(make_csr(key, "sha-lobby-77"), "sha-lobby-77")
     issued = pki.ca.sign_csr(make_csr(key, "sha-lobby-77"), "sha-lobby-77")
     assert issued.key is None  # the key never left the "board"
     key_path, cert_path = write_key_pair(key, issued.cert, tmp_path / "node.key", tmp_path / "node.crt")
@@ -154,6 +172,73 @@ def test_certificate_signed_from_a_node_csr_is_accepted(
         assert publish(node, "sp/v1/node/sha-lobby-01/events", b"{}") == NOT_AUTHORIZED
     finally:
         close(node)
+
+
+# --- a certificate connects under its own client id only ---------------------------------
+
+
+def _alive(client: mqtt.Client, broker: MosquittoBroker, identity: str) -> None:
+    """``client`` still holds its connection: a round trip on it succeeds (a connection the
+    broker closed answers nothing), and the broker never logged a takeover."""
+    assert publish(client, f"sp/v1/node/{identity}/events", b"still here") in OK_CODES
+    assert state(client).connected.is_set()
+    assert "already connected, closing old connection" not in broker.log_text()
+
+
+@pytest.mark.parametrize("rogue_identity", ["sha-lobby-01", "enrol"])
+def test_a_certificate_cannot_take_head_office_client_id(
+    fresh_mosquitto: MosquittoBroker, mqtt_client: ClientFactory, rogue_identity: str
+) -> None:
+    """A node (or enrol) certificate connecting as client id 'head-office' gets its own CN
+    as client id: head office stays connected and keeps receiving."""
+    broker = fresh_mosquitto
+    office = mqtt_client(broker, "head-office", "head-office", clean_start=False)
+    assert subscribe(office, "sp/v1/node/+/events") == 1
+    rogue = mqtt_client(broker, rogue_identity, "head-office", clean_start=False)
+    # The CONNACK came after any takeover: had there been one, head office's connection
+    # would be closed by now and the round trips below would fail.
+    assert not state(rogue).session_present, "the rogue was handed head office's session"
+    assert publish(office, "sp/v1/fleet/changes", b"ping") in OK_CODES
+    assert state(office).connected.is_set()
+    assert "already connected, closing old connection" not in broker.log_text()
+    sender = mqtt_client(broker, "sha-lobby-02", "sha-lobby-02", clean_start=True, session_expiry=0)
+    assert publish(sender, "sp/v1/node/sha-lobby-02/events", b"after") == 0
+    [got] = state(office).messages.wait_for(1)
+    assert got.payload == b"after"
+    # And the head-office listener refuses a fleet certificate outright.
+    node_ctx = tls_context(broker.client_tls(rogue_identity), broker.ca)
+    assert raw_connect(broker.host, broker.office_port, node_ctx) is None
+
+
+def test_a_node_cannot_take_another_nodes_client_id_or_session(
+    fresh_mosquitto: MosquittoBroker, mqtt_client: ClientFactory
+) -> None:
+    """Node A's certificate connecting as node B leaves B connected; once B is offline,
+    A connecting as B is not handed B's session (its subscriptions and queued messages)."""
+    broker = fresh_mosquitto
+    b_id, a_id = "sha-lobby-02", "sha-lobby-01"
+    office = mqtt_client(broker, "head-office", unique_client_id("head-office"), True, 0)
+    node_b = mqtt_client(broker, b_id, b_id, clean_start=False)
+    assert subscribe(node_b, f"sp/v1/node/{b_id}/changes") == 1
+    # (No session of A's own is left behind: the one resumed below could only be B's.)
+    node_a = mqtt_client(broker, a_id, b_id, clean_start=True, session_expiry=0)
+    assert not state(node_a).session_present
+    _alive(node_b, broker, b_id)
+    assert publish(office, f"sp/v1/node/{b_id}/changes", b"live") == 0
+    assert state(node_b).messages.wait_for(1)[0].payload == b"live"
+    close(node_a)
+
+    # B goes offline with a persistent session; a change is queued for it.
+    close(node_b)
+    assert publish(office, f"sp/v1/node/{b_id}/changes", b"queued") == 0
+    thief = mqtt_client(broker, a_id, b_id, clean_start=False)
+    assert not state(thief).session_present, "node A resumed node B's session"
+    close(thief)
+    node_b = mqtt_client(broker, b_id, b_id, clean_start=False)
+    assert state(node_b).session_present
+    got = state(node_b).messages.wait_for(1, topic=f"sp/v1/node/{b_id}/changes")
+    assert [m.payload for m in got] == [b"queued"]
+    assert state(thief).messages.all() == []
 
 
 # --- what each identity may do ------------------------------------------------------------
@@ -425,43 +510,38 @@ def test_revoked_node_is_refused_after_reload_and_restart(
 def test_enrol_identity_may_only_ask_for_enrolment(
     mosquitto: MosquittoBroker, mqtt_client: ClientFactory
 ) -> None:
+    """Boards enrolling share the enrol certificate, so on the fleet listener they share
+    its client id: the ACL can confine them to enrolment, not one board to its own reply
+    (that is the seal's job, see tests/provisioning/test_enrol.py)."""
     office = mqtt_client(mosquitto, "head-office", unique_client_id("ho"), clean_start=True, session_expiry=0)
     assert subscribe(office, "sp/v1/enrol/request/+") == 1
     assert subscribe(office, "sp/v1/node/enrol/#") == 1
 
-    cid = unique_client_id("enrol")
-    board = mqtt_client(mosquitto, "enrol", cid, clean_start=True, session_expiry=0)
-    # Anything but its request topic is refused, including posing as a node named "enrol".
+    rid = unique_client_id("request")
+    board = mqtt_client(mosquitto, "enrol", unique_client_id("enrol"), clean_start=True, session_expiry=0)
+    # Anything but a request topic is refused, including posing as a node named "enrol".
     for topic in (
         "sp/v1/node/enrol/events",
         "sp/v1/node/sha-lobby-01/events",
         "sp/v1/fleet/changes",
-        f"sp/v1/enrol/reply/{cid}",
+        f"sp/v1/enrol/reply/{rid}",
         "sp/v1/other",
     ):
         assert publish(board, topic, b"x") == NOT_AUTHORIZED, topic
     subscribe(board, "sp/v1/fleet/#")  # granted at SUBACK on 2.0.11; nothing may arrive
     subscribe(board, "sp/v1/node/#")
-    assert subscribe(board, f"sp/v1/enrol/reply/{cid}") == 1
+    subscribe(board, "sp/v1/enrol/request/+")  # nor another board's request (its token)
+    assert subscribe(board, f"sp/v1/enrol/reply/{rid}") == 1
 
     request = json.dumps({"code": "ONE-TIME", "csr": "..."}).encode()
-    assert publish(board, f"sp/v1/enrol/request/{cid}", request) == 0
+    assert publish(board, f"sp/v1/enrol/request/{rid}", request) == 0
     [got] = state(office).messages.wait_for(1)
-    assert got.topic == f"sp/v1/enrol/request/{cid}" and got.payload == request
-
-    # A second board cannot read the first one's reply, only its own.
-    other_cid = unique_client_id("enrol")
-    other = mqtt_client(mosquitto, "enrol", other_cid, clean_start=True, session_expiry=0)
-    subscribe(other, f"sp/v1/enrol/reply/{cid}")
-    assert subscribe(other, f"sp/v1/enrol/reply/{other_cid}") == 1
+    assert got.topic == f"sp/v1/enrol/request/{rid}" and got.payload == request
 
     assert publish(office, "sp/v1/fleet/changes", b"member directory") in OK_CODES
     assert publish(office, "sp/v1/node/sha-lobby-01/changes", b"node data") in OK_CODES
-    assert publish(office, f"sp/v1/enrol/reply/{cid}", b"cert-1") == 0
-    assert publish(office, f"sp/v1/enrol/reply/{other_cid}", b"cert-2") == 0
-    [reply] = state(board).messages.wait_for(1, topic=f"sp/v1/enrol/reply/{cid}")
-    assert reply.payload == b"cert-1"
-    state(other).messages.wait_for(1, topic=f"sp/v1/enrol/reply/{other_cid}")
-    time.sleep(0.1)  # the fleet/node messages were published first; nothing else comes
-    assert [m.payload for m in state(board).messages.all()] == [b"cert-1"]
-    assert [m.payload for m in state(other).messages.all()] == [b"cert-2"]
+    assert publish(office, f"sp/v1/enrol/reply/{rid}", b"sealed answer") == 0
+    [reply] = state(board).messages.wait_for(1, topic=f"sp/v1/enrol/reply/{rid}")
+    assert reply.payload == b"sealed answer"
+    # The fleet and node messages were published before the reply, which has arrived.
+    assert [m.payload for m in state(board).messages.all()] == [b"sealed answer"]

@@ -29,7 +29,9 @@ class Office:
 
 def pki_from_state(state: ProvisioningState) -> FleetPKI:
     """The test fixtures' FleetPKI over the certificates ``provision ca init`` made."""
-    pki = FleetPKI(ca=state.ca(), directory=state.tls_dir, server=state.tls("broker"))
+    pki = FleetPKI(
+        ca=state.ca(), office_ca=state.office_ca(), directory=state.tls_dir, server=state.tls("broker")
+    )
     for identity in ("head-office", "enrol"):
         pki._files[identity] = state.tls(identity)
     return pki
@@ -49,8 +51,10 @@ def office(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Office]:
         state,
         default_program_text,
         host=broker.host,
-        port=broker.port,
+        port=broker.office_port,
         on_enrolled=enrolled.append,
+        # The broker reads the CA's crl.pem itself: a reload is all a revocation needs.
+        on_crl_changed=broker.reload,
         backup_url=f"file://{base}/backups/{{node}}",
     )
     service.start()

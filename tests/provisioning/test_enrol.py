@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import stat
+import threading
 import time
 import tomllib
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from staypoint.central.fleet.revoked import RevokedNodes
 from staypoint.edge.service import NodeService
 from staypoint.edge.sync.config import load_node_config
 from staypoint.provisioning import enrol as enrol_mod
 from staypoint.provisioning.enrol import EnrolError, EnrolRefused, enrol
-from staypoint.provisioning.pki import TLSFiles
+from staypoint.provisioning.enrol_service import ProvisioningState
+from staypoint.provisioning.pki import TLSFiles, load_certificate
 from staypoint.provisioning.render import NODE_UNITS, NodeLayout
+from staypoint.provisioning.sealing import new_reply_key, reply_key_hex
 from staypoint.provisioning.tokens import TokenRefused
-from tests.mqtt_fixtures import MQTTConnectError, make_client
+from tests.mqtt_fixtures import MQTTConnectError, close, make_client, state, subscribe, unique_client_id
 from tests.provisioning.conftest import Office, enrol_tls_dir
 
 pytest_plugins = ["tests.mqtt_fixtures"]
@@ -95,6 +101,101 @@ def test_enrol_sync_and_revoke(office: Office, tmp_path: Path) -> None:
         enrol(office.address, token(office, node), board(office, tmp_path, "again"), timeout=10)
 
 
+def _tls(layout: NodeLayout) -> TLSFiles:
+    return TLSFiles(ca=layout.ca, cert=layout.cert, key=layout.key)
+
+
+def test_enrolling_a_node_again_revokes_its_previous_certificate(office: Office, tmp_path: Path) -> None:
+    """A replaced board keeps its node id; the old board's certificate is refused from then on."""
+    node = "swap-lobby-01"
+    old = enrol(office.address, token(office, node), board(office, tmp_path, "old"), timeout=10).layout
+    close(make_client(office.broker, node, node, True, 0, tls=_tls(old), timeout=3))  # accepted so far
+    new = enrol(office.address, token(office, node), board(office, tmp_path, "new"), timeout=10).layout
+    # The service re-signed the CRL and reloaded the broker before it answered the new board.
+    with pytest.raises(MQTTConnectError):
+        make_client(office.broker, node, node, True, 0, tls=_tls(old), timeout=3)
+    close(make_client(office.broker, node, node, True, 0, tls=_tls(new), timeout=3))
+    revoked = office.state.ca().revoked_serials()
+    new_serial = load_certificate(new.cert.read_bytes()).serial_number
+    assert load_certificate(old.cert.read_bytes()).serial_number in revoked
+    assert new_serial not in revoked
+    # The node itself is not revoked: its events are still head office's business.
+    assert node not in RevokedNodes(office.state.revoked_path)
+    assert office.state.nodes()[node].serial == format(new_serial, "x")
+
+
+def test_the_answer_is_sealed_to_the_asking_board(office: Office, tmp_path: Path) -> None:
+    """Every enrolling board may read the reply topics (they share the enrol client id), so
+    what travels there must be useless to all but the board that asked."""
+    spy = make_client(office.broker, "head-office", unique_client_id("head-office-spy"), True, 0)
+    try:
+        assert subscribe(spy, "sp/v1/enrol/reply/+") == 1
+        result = enrol(office.address, token(office, "sealed-lobby-01"), board(office, tmp_path), timeout=10)
+        [seen] = state(spy).messages.wait_for(1)
+    finally:
+        close(spy)
+    wire = json.loads(seen.payload)
+    assert set(wire) == {"v", "sealed"}
+    text = seen.payload.decode()
+    assert office.state.card_key().hex() not in text
+    assert "BEGIN CERTIFICATE" not in text and result.node not in text
+
+
+def test_an_old_board_is_told_to_upgrade_without_spending_its_token(office: Office) -> None:
+    tok = token(office, "old-lobby-01")
+    body = {"v": 1, "token": tok, "csr": "-", "voucher_public_key": "00" * 32}
+    assert "too old" in office.service.handle(body)["error"]
+    for reply_key in ("zz", reply_key_hex(new_reply_key())[:-2]):
+        assert "reply_key" in office.service.handle({**body, "v": 2, "reply_key": reply_key})["error"]
+    assert all(r.used_at is None for r in office.state.tokens.records() if r.node == "old-lobby-01")
+
+
+def test_two_boards_enrolling_at_once_both_finish(office: Office, tmp_path: Path) -> None:
+    """They share the enrol certificate's client id, so one may knock the other off the
+    broker mid-request: that one asks again."""
+    nodes = ["twin-lobby-01", "twin-lobby-02"]
+    tokens = {n: token(office, n) for n in nodes}
+    start = threading.Barrier(len(nodes))
+    results: dict[str, object] = {}
+
+    def run(node: str) -> None:
+        root = board(office, tmp_path, node)
+        start.wait()
+        try:
+            results[node] = enrol(office.address, tokens[node], root, timeout=30).node
+        except Exception as err:  # reported below, with the other board's outcome
+            results[node] = err
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {n: n for n in nodes}
+
+
+def test_ca_init_replaces_a_head_office_certificate_of_the_fleet_ca(tmp_path: Path) -> None:
+    """Before head office had a CA of its own its certificate came from the fleet CA; the
+    fleet listener would take that one, under client id head-office."""
+    state = ProvisioningState(tmp_path / "provisioning")
+    state.init()
+    fleet = state.ca()
+    files = state.tls("head-office")
+    key = load_certificate(files.cert.read_bytes()).public_key()
+    # Only an old release could make this: the CA refuses to now.
+    with pytest.raises(ValueError, match="head-office CA"):
+        fleet.issue_client("head-office")
+    legacy = fleet._leaf(  # type: ignore[arg-type]
+        "head-office", key, usage=x509.ExtendedKeyUsageOID.CLIENT_AUTH, sans=(), valid_days=30, now=None
+    )
+    files.cert.write_bytes(legacy.public_bytes(serialization.Encoding.PEM))
+    done = state.init()
+    assert done["head-office"] == "replaced" and done["enrol"] == "kept"
+    assert legacy.serial_number in fleet.revoked_serials()
+    assert load_certificate(files.cert.read_bytes()).issuer == state.office_ca().cert.subject
+    assert state.init()["head-office"] == "kept"
+
+
 def _sync_one_event(office: Office, layout: NodeLayout) -> None:
     """Start head office's ledger and the node's sync agent from node.toml; one stay syncs."""
     from staypoint.central.ledger import Ledger
@@ -110,7 +211,9 @@ def _sync_one_event(office: Office, layout: NodeLayout) -> None:
     ho = office.state.tls("head-office")
     head = HeadOffice(
         ledger,
-        MqttSettings(office.broker.host, office.broker.port, ho.ca, ho.cert, ho.key, client_id="ho-e2e"),
+        MqttSettings(
+            office.broker.host, office.broker.office_port, ho.ca, ho.cert, ho.key, client_id="head-office-e2e"
+        ),
     )
     head.start()
     cfg = load_node_config(layout.node_toml)

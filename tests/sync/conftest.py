@@ -68,7 +68,7 @@ class Fleet:
         tls = self.broker.client_tls("head-office")
         office = HeadOffice(
             self.ledger,
-            MqttSettings(self.broker.host, self.broker.port, tls.ca, tls.cert, tls.key),
+            MqttSettings(self.broker.host, self.broker.office_port, tls.ca, tls.cert, tls.key),
             tick_seconds=0.5,
         )
         office.start()

@@ -3,7 +3,7 @@
 ```toml
 [mqtt]
 host = "127.0.0.1"
-port = 8883
+port = 8884            # the broker's head-office listener
 ca = "/var/lib/staypoint-central/provisioning/tls/ca.crt"
 cert = "/var/lib/staypoint-central/provisioning/tls/head-office.crt"
 key = "/var/lib/staypoint-central/provisioning/tls/head-office.key"
