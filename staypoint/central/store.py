@@ -26,7 +26,7 @@ class Change:
     """One entry of the change log (downstream to every node)."""
 
     version: int
-    kind: str  # member | deny | voucher | node_key | program
+    kind: str  # member | deny | voucher | node_key | program | quarantine | revocation
     key: str
     body: dict[str, Any]
 

@@ -404,6 +404,11 @@ class SqliteLedgerStore:
                     yield Change(0, "program", str(v), {"version": int(v), "document": str(doc)})
                 for node, key in conn.execute("SELECT node, public_key FROM node_keys"):
                     yield Change(0, "node_key", str(node), {"node": str(node), "public_key": str(key)})
+                # Revocations live only in the change log; a new node must hear of them too.
+                for node, body in conn.execute(
+                    "SELECT key, body FROM changes WHERE kind = 'revocation' ORDER BY version"
+                ):
+                    yield Change(0, "revocation", str(node), json.loads(body))
                 for number, doc in conn.execute("SELECT number, doc FROM members"):
                     yield Change(0, "member", str(number), json.loads(doc))
                 for code, doc in conn.execute("SELECT code, doc FROM vouchers"):

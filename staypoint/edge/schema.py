@@ -171,6 +171,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE outbox ADD COLUMN rejected TEXT",
         ),
     ),
+    Migration(
+        6,
+        "revoked nodes: when head office revoked each, so their later vouchers are refused",
+        (
+            # Kept apart from node_keys: a revocation may arrive for a node whose key this
+            # replica never had, and the key stays (vouchers issued before still verify).
+            """CREATE TABLE node_revocations (
+                node TEXT PRIMARY KEY,
+                revoked_at TEXT NOT NULL) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

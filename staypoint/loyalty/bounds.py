@@ -141,6 +141,9 @@ def check_event(ev: Event, bounds: Bounds, now: datetime) -> None:
     elif kind == "claim.recorded":
         departure = _day(data, "departure", bounds.earliest, latest.date())
         _day(data, "arrival", bounds.earliest, departure)
+    elif kind in ("pin.failed", "pin.verified") and data:
+        # Nothing a PIN pad produced may ride along (a typed PIN in a log is a leaked PIN).
+        raise BoundError(f"{kind} carries no data")
 
 
 def check_balance(points: int, stored_value: Decimal, bounds: Bounds) -> None:

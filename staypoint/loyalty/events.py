@@ -21,6 +21,10 @@ class EventType(StrEnum):
     MEMBER_ENROLLED = "member.enrolled"
     CARD_BOUND = "card.bound"
     MEMBER_UNLOCKED = "member.unlocked"
+    # PIN tries, counted fleet-wide by the fold (loyalty/fold.py): they carry no data at all,
+    # never the PIN typed. ``pin.verified`` is sent only after wrong tries, to start the count again.
+    PIN_FAILED = "pin.failed"
+    PIN_VERIFIED = "pin.verified"
     STAY_POSTED = "stay.posted"
     STAY_VOIDED = "stay.voided"
     POINTS_REDEEMED = "points.redeemed"

@@ -57,6 +57,13 @@ class PinState:
         return self.locked_until is not None and now < self.locked_until
 
 
+def current(state: PinState, now: datetime) -> PinState:
+    """The state as it stands at ``now``: a lock-out that has run its course leaves fresh tries."""
+    if state.locked_until is not None and now >= state.locked_until:
+        return PinState(0, None)
+    return state
+
+
 def after_failure(state: PinState, policy: PinPolicy, now: datetime) -> PinState:
     """The state after one more wrong PIN: locked for the policy's time at the last try."""
     failures = state.failures + 1

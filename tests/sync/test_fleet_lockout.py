@@ -1,0 +1,205 @@
+"""One lock-out for the whole fleet (issue 12 item 6), on both ledger stores.
+
+Before, each node and the API kept a PIN counter of its own: five wrong PINs at the API,
+then the right one at a kiosk, redeemed. Now a wrong PIN anywhere is a ``pin.failed``
+event, head office folds the count into the member record, and the record reaches every
+node like any member change; offline, a node counts its own tries on top.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from staypoint.central.api.service import ApiError, Services
+from staypoint.central.api.state import SideStore
+from staypoint.central.ledger import Ledger
+from staypoint.central.profiles import ProfileStore
+from staypoint.central.store import LedgerStore
+from staypoint.central.store_sqlite import SqliteLedgerStore
+from staypoint.edge import sync_store
+from staypoint.edge.service import NodeService, PinLocked, StaffProof, WrongPin
+from staypoint.loyalty.program import default_program_text
+
+pytest_plugins = ["tests.pg_fixtures"]
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+PIN = "2580"
+SUPERVISOR = StaffProof("s1", "Sam", "supervisor")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
+    if request.param == "sqlite":
+        s: Any = SqliteLedgerStore(tmp_path / "ledger.db")
+    else:
+        from staypoint.central.store_pg import PgLedgerStore
+
+        s = PgLedgerStore(request.getfixturevalue("pg_url"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+class Node:
+    """A real node replica: its outbox goes to the ledger, the ledger's changes come back."""
+
+    def __init__(self, tmp_path: Path, node: str, block: int) -> None:
+        self.svc = NodeService.init_node(
+            tmp_path / f"{node}.db", node, "SHA", default_program_text(), NOW, member_blocks=[block]
+        )
+        self.node = node
+        self.sent = 0
+        self.version = 0
+        self.cache = sync_store.UnfoldedCache()
+
+    def send(self, ledger: Ledger, now: datetime = NOW) -> None:
+        rows = self.svc.replica.conn.execute(
+            "SELECT body FROM outbox WHERE seq > ? ORDER BY seq", (self.sent,)
+        )
+        events = [json.loads(b) for (b,) in rows]
+        self.sent += len(events)
+        ledger.ingest(self.node, events, now)
+
+    def receive(self, ledger: Ledger) -> None:
+        """Everything head office changed since the last look, as the sync agent applies it."""
+        _, to, changes = ledger.resync(self.version)
+        with self.svc.replica.write():
+            sync_store.apply_changes(self.svc.replica.conn, [c.to_wire() for c in changes], {}, self.cache)
+        self.version = to
+
+
+@pytest.fixture
+def ledger(store: LedgerStore) -> Ledger:
+    ledger = Ledger(store)
+    ledger.publish_program(default_program_text(), NOW)
+    return ledger
+
+
+@pytest.fixture
+def api(ledger: Ledger, tmp_path: Path) -> Iterator[Services]:
+    services = Services(
+        ledger,
+        ProfileStore(tmp_path / "profiles.db"),
+        SideStore(f"sqlite://{tmp_path / 'side.db'}"),
+        b"k" * 32,
+    )
+    yield services
+    services.side.close()
+    services.profiles.close()
+
+
+def _member(node: Node, ledger: Ledger) -> str:
+    m = node.svc.enrol("Ada L", PIN, NOW).number
+    node.send(ledger)
+    node.receive(ledger)
+    return m
+
+
+def _wrong_at_api(api: Services, m: str, times: int, now: datetime = NOW) -> list[int]:
+    codes = []
+    for _ in range(times):
+        with pytest.raises(ApiError) as exc:
+            api.login(m, "0000", now)
+        codes.append(exc.value.status)
+    return codes
+
+
+def _wrong_at(node: Node, m: str, times: int, now: datetime = NOW) -> None:
+    for _ in range(times):
+        with pytest.raises(WrongPin):
+            node.svc.verify_pin(m, "0000", now)
+
+
+def test_five_wrong_pins_at_the_api_lock_the_kiosk(ledger: Ledger, api: Services, tmp_path: Path) -> None:
+    a = Node(tmp_path, "sha-lobby-01", 1)
+    m = _member(a, ledger)
+    assert _wrong_at_api(api, m, 5) == [401, 401, 401, 401, 423]
+    later = NOW + timedelta(minutes=1)
+    assert a.svc.verify_pin(m, PIN, later)  # the kiosk has not heard yet: one sync round trip
+    a.receive(ledger)
+    with pytest.raises(PinLocked):
+        a.svc.verify_pin(m, PIN, later)
+    assert a.svc.summary(m, later).locked
+    # The lock runs its course everywhere at the same moment: the policy's 30 minutes.
+    assert a.svc.verify_pin(m, PIN, NOW + timedelta(minutes=30))
+    assert api.login(m, PIN, NOW + timedelta(minutes=30))
+
+
+def test_a_lock_at_one_node_reaches_another_and_an_unlock_lifts_it_everywhere(
+    ledger: Ledger, api: Services, tmp_path: Path
+) -> None:
+    a, b = Node(tmp_path, "sha-lobby-01", 1), Node(tmp_path, "sha-lobby-02", 2)
+    m = _member(a, ledger)
+    b.receive(ledger)
+    _wrong_at(a, m, 4)
+    with pytest.raises(WrongPin, match="now locked"):
+        a.svc.verify_pin(m, "0000", NOW)
+    a.send(ledger)
+    b.receive(ledger)
+    with pytest.raises(PinLocked):
+        b.svc.verify_pin(m, PIN, NOW)
+    with pytest.raises(ApiError) as exc:
+        api.login(m, PIN, NOW)
+    assert exc.value.status == 423
+    record = ledger.member(m)
+    assert record is not None and record["pin_failures"] == 5 and record["locked_until"] is not None
+
+    b.svc.unlock(m, NOW, SUPERVISOR)
+    assert b.svc.verify_pin(m, PIN, NOW)
+    b.send(ledger)
+    a.receive(ledger)
+    assert a.svc.verify_pin(m, PIN, NOW)
+    assert api.login(m, PIN, NOW)
+    record = ledger.member(m)
+    assert record is not None and record["pin_failures"] == 0 and record["locked_until"] is None
+
+
+def test_offline_a_node_counts_its_own_tries_on_top_of_the_fleets(
+    ledger: Ledger, api: Services, tmp_path: Path
+) -> None:
+    a = Node(tmp_path, "sha-lobby-01", 1)
+    m = _member(a, ledger)
+    assert _wrong_at_api(api, m, 3) == [401, 401, 401]
+    a.receive(ledger)
+    # Head office out of reach from here on: two more wrong tries at the kiosk lock it.
+    with pytest.raises(WrongPin, match="1 try left"):
+        a.svc.verify_pin(m, "0000", NOW)
+    with pytest.raises(WrongPin, match="now locked"):
+        a.svc.verify_pin(m, "0000", NOW)
+    with pytest.raises(PinLocked):
+        a.svc.verify_pin(m, PIN, NOW)
+    # A record that arrives before head office has folded the kiosk's tries keeps them.
+    api.adjust(m, 100, "goodwill", "clerk", NOW)
+    a.receive(ledger)
+    assert a.svc.summary(m, NOW).points == 100
+    with pytest.raises(PinLocked):
+        a.svc.verify_pin(m, PIN, NOW)
+    a.send(ledger)
+    with pytest.raises(ApiError) as exc:
+        api.login(m, PIN, NOW)
+    assert exc.value.status == 423
+
+
+def test_the_right_pin_after_wrong_ones_starts_the_count_again_everywhere(
+    ledger: Ledger, api: Services, tmp_path: Path
+) -> None:
+    a = Node(tmp_path, "sha-lobby-01", 1)
+    m = _member(a, ledger)
+    assert _wrong_at_api(api, m, 4) == [401] * 4
+    a.receive(ledger)
+    depth = a.svc.replica.outbox_depth()
+    assert a.svc.verify_pin(m, PIN, NOW) and a.svc.replica.outbox_depth() == depth + 1
+    a.send(ledger)
+    with pytest.raises(ApiError, match=r"4 tries left"):
+        api.login(m, "0000", NOW)
+    # No event for a right PIN after none wrong: a kiosk login is not news for the fleet.
+    assert api.login(m, PIN, NOW)
+    a.receive(ledger)
+    assert a.svc.verify_pin(m, PIN, NOW) and a.svc.replica.outbox_depth() == depth + 1
