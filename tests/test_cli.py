@@ -7,10 +7,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 NOW = "2026-11-23T10:00:00Z"
+#: A desk clerk and a supervisor, registered on the fixture's node (see ``desk``).
+CLERK = ["--staff", "desk-7", "--staff-pin", "4826"]
+SUPERVISOR = ["--staff", "sup-1", "--staff-pin", "9173"]
+#: A clerk only the wrong-PIN test signs in as, so its count of wrong PINs is its own.
+NIGHT = ("night-1", "staff", "5555")
 
 
 def sp(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -40,6 +46,22 @@ def digest(db: Path) -> str:
 def desk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     db = tmp_path_factory.mktemp("cli") / "node.db"
     sp("node", "init", "--db", str(db), "--node", "sha-lobby-01", "--property", "SHA")
+    # The first accounts can only come from the node's own shell: nobody can sign in yet.
+    for staff_id, role, pin in (("desk-7", "staff", "4826"), ("sup-1", "supervisor", "9173"), NIGHT):
+        sp(
+            "staff",
+            "add",
+            "--db",
+            str(db),
+            staff_id,
+            "--name",
+            staff_id,
+            "--role",
+            role,
+            "--pin",
+            pin,
+            "--local-root",
+        )
     out = json.loads(
         sp(
             "member",
@@ -53,18 +75,23 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             "--card-uid",
             "04A1B2C3",
             "--json",
+            *CLERK,
         ).stdout
     )
     poor = json.loads(
-        sp("member", "enrol", "--db", str(db), "--name", "Noor Poor", "--pin", "1357", "--json").stdout
+        sp(
+            "member", "enrol", "--db", str(db), "--name", "Noor Poor", "--pin", "1357", "--json", *CLERK
+        ).stdout
     )
     (db.parent / "poor").write_text(poor["member"])
     # One who can afford a late check-out: the rules are checked before the PIN, so a
     # wrong-PIN refusal needs a member the rules allow (whatever order the tests run in).
     rich = json.loads(
-        sp("member", "enrol", "--db", str(db), "--name", "Ravi Rich", "--pin", "2468", "--json").stdout
+        sp(
+            "member", "enrol", "--db", str(db), "--name", "Ravi Rich", "--pin", "2468", "--json", *CLERK
+        ).stdout
     )["member"]
-    sp("stay", "post", "--db", str(db), rich, "--folio", "F200", "--nights", "3", "--room", "400.00")
+    sp("stay", "post", "--db", str(db), rich, "--folio", "F200", "--nights", "3", "--room", "400.00", *CLERK)
     (db.parent / "rich").write_text(rich)
     return db, out["member"]
 
@@ -87,6 +114,7 @@ def test_a_desk_journey(desk: tuple[Path, str]) -> None:
             "--fnb",
             "80.00",
             "--json",
+            *CLERK,
         ).stdout
     )
     assert stay["points"] == 11400 and stay["tier"] == "SILVER" and stay["upgraded"]
@@ -127,7 +155,7 @@ def test_a_desk_journey(desk: tuple[Path, str]) -> None:
         (["redeem", "{m}", "UPGRADE", "--pin", "2580"], "needs Gold or above"),
         (["voucher", "verify", "SPV1.eyJjb2RlIjoiWCJ9.AAAA"], "voucher"),
         (["voucher", "verify", "ACDE-FGHJ-KMNA"], "check character"),
-        (["stay", "post", "{m}", "--folio", "F1", "--nights", "1", "--room", "abc"], "not an amount"),
+        (["stay", "post", "{m}", "--folio", "F1", "--nights", "1", "--room", "abc", *CLERK], "not an amount"),
     ],
 )
 def test_refusals_are_one_line_nonzero_and_change_nothing(
@@ -152,6 +180,78 @@ def test_refusals_are_one_line_nonzero_and_change_nothing(
     assert len(lines) == 1 and message in lines[0], res.stderr
     if "wrong PIN" not in message:  # a wrong PIN is counted, as it must be
         assert digest(db) == before
+
+
+def outbox(db: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(sp("outbox", "--db", str(db), "--json").stdout)
+    return rows
+
+
+def test_a_staff_command_needs_a_staff_identity(desk: tuple[Path, str]) -> None:
+    db, m = desk
+    before = digest(db)
+    res = sp("stay", "post", "--db", str(db), m, "--folio", "F300", "--nights", "1", "--room", "90", ok=False)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "staypoint: this is a staff task: give --staff ID --staff-pin PIN (or --local-root on the node)"
+    ]
+    res = sp("member", "unlock", "--db", str(db), m, "--staff", "desk-7", ok=False)  # no PIN, no terminal
+    assert res.returncode == 1 and "--staff needs --staff-pin" in res.stderr
+    assert digest(db) == before
+
+
+def test_a_staff_login_acts_with_that_staff_members_role(desk: tuple[Path, str]) -> None:
+    db, m = desk
+    sp("stay", "post", "--db", str(db), m, "--folio", "F301", "--nights", "1", "--room", "90", *CLERK)
+    assert outbox(db)[-1]["data"]["staff"] == "desk-7"
+    # The command line no longer acts as a supervisor: a clerk's unlock is refused...
+    before = digest(db)
+    res = sp("member", "unlock", "--db", str(db), m, *CLERK, ok=False)
+    assert res.returncode == 1 and "needs a supervisor" in res.stderr
+    assert digest(db) == before
+    # ...and a supervisor's goes through, under the supervisor's id.
+    sp("member", "unlock", "--db", str(db), m, *SUPERVISOR)
+    last = outbox(db)[-1]
+    assert last["type"] == "member.unlocked" and last["data"]["staff"] == "sup-1"
+
+
+def test_a_wrong_staff_pin_is_refused_and_counted(desk: tuple[Path, str]) -> None:
+    db, m = desk
+    import sqlite3
+
+    events = len(outbox(db))
+    staff_id = NIGHT[0]
+    res = sp(
+        "value", "topup", "--db", str(db), m, "50.00", "--staff", staff_id, "--staff-pin", "0000", ok=False
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [f"staypoint: staff {staff_id}: wrong PIN: 4 tries left"]
+    assert len(outbox(db)) == events  # nothing topped up
+    conn = sqlite3.connect(db)
+    (failures,) = conn.execute("SELECT pin_failures FROM staff WHERE staff_id = ?", (staff_id,)).fetchone()
+    conn.close()
+    assert failures == 1  # the same lock-out as a wrong PIN at the kiosk
+    res = sp(
+        "value", "topup", "--db", str(db), m, "50.00", "--staff", "nobody", "--staff-pin", "0000", ok=False
+    )
+    assert res.returncode == 1 and "no staff member 'nobody' on this node" in res.stderr
+
+
+def test_local_root_acts_openly(desk: tuple[Path, str]) -> None:
+    db, m = desk
+    res = sp("member", "unlock", "--db", str(db), m, "--local-root", "--json")
+    assert json.loads(res.stdout) == {"member": m, "unlocked": True}
+    assert res.stderr.startswith("staypoint: member unlock as local-root (OS user ")
+    assert res.stderr.rstrip().endswith("recorded as staff local-root")
+    last = outbox(db)[-1]
+    assert last["type"] == "member.unlocked" and last["data"]["staff"] == "local-root"
+    # Root may do every task but hand out points: an adjustment needs a named supervisor.
+    res = sp(
+        "member", "adjust", "--db", str(db), m, "--points", "100", "--reason", "x", "--local-root", ok=False
+    )
+    assert res.returncode == 1 and "needs a supervisor" in res.stderr
+    res = sp("member", "unlock", "--db", str(db), m, "--local-root", "--staff-pin", "1", ok=False)
+    assert res.returncode == 1 and "--staff-pin goes with --staff" in res.stderr
 
 
 def test_init_with_a_broken_programme_names_the_field(tmp_path: Path) -> None:
@@ -222,6 +322,7 @@ def test_commands_read_the_replica_from_the_node_config(tmp_path: Path) -> None:
             "--pin",
             "1234",
             "--json",
+            "--local-root",
         ).stdout
     )
     assert out["name"] == "Ada"

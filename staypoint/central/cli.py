@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from staypoint.central.server import HeadOffice, MqttSettings
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.entry import run_group
 from staypoint.loyalty.events import parse_iso
+from staypoint.loyalty.program import ProgramError, load_program
 from staypoint.mqtt_tls import OFFICE_PORT
 
 
@@ -33,7 +35,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ledger = _ledger(args)
     if args.program:
-        ledger.publish_program(Path(args.program).read_text(), parse_iso("1970-01-01T00:00:00Z"))
+        try:  # checked here so the error names the file, and bytes that are not text are refused
+            text = load_program(Path(args.program)).source_text
+        except ProgramError as exc:
+            sys.exit(f"staypoint: {exc}")
+        ledger.publish_program(text, parse_iso("1970-01-01T00:00:00Z"))
     office = HeadOffice(
         ledger,
         MqttSettings(
@@ -102,6 +108,35 @@ def cmd_stats(args: argparse.Namespace) -> None:
         ledger.store.close()
 
 
+def cmd_quarantine(args: argparse.Namespace) -> None:
+    """List the events head office would not book (and open debts), or acknowledge one."""
+    ledger = _ledger(args)
+    try:
+        if args.ack:
+            if not ledger.acknowledge_quarantine(args.ack, args.by, datetime.now(UTC)):
+                sys.exit(f"staypoint: no open quarantined event {args.ack}")
+            print(f"acknowledged {args.ack}")
+            return
+        listed = {
+            "quarantined": ledger.quarantine(open_only=not args.all),
+            "debts": ledger.store.open_overdrafts(),
+        }
+        if args.json:
+            print(json.dumps(listed))
+            return
+        for q in listed["quarantined"]:
+            print(
+                f"{q['at'][:19]}  {q['node']}  {q['member'] or '-'}  {q['type']}  {q['reason']}  "
+                f"[{q['event_id']}]"
+            )
+        for d in listed["debts"]:
+            print(f"{d['at'][:19]}  {d['node']}  {d['member']}  {d['kind']}  balance {d['balance']}")
+        if not listed["quarantined"] and not listed["debts"]:
+            print("nothing quarantined, no open debts")
+    finally:
+        ledger.store.close()
+
+
 def register(sub: Any) -> None:
     """Add ``central serve|jobs|stats`` to the top-level subparsers."""
     central = sub.add_parser("central", help="head office: the ledger").add_subparsers(
@@ -140,6 +175,13 @@ def register(sub: Any) -> None:
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_stats)
+    p = central.add_parser("quarantine", help="events head office would not book, and open debts")
+    p.add_argument("--db", required=True)
+    p.add_argument("--ack", metavar="EVENT_ID", help="acknowledge one quarantined event")
+    p.add_argument("--by", default="head-office", help="who acknowledges (recorded)")
+    p.add_argument("--all", action="store_true", help="acknowledged ones too")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_quarantine)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,6 +115,18 @@ class Ledger:
             v = self.store.append_change("node_key", node, body)
         return [Change(v, "node_key", node, body)]
 
+    def revoke_node(self, node: str, at: datetime) -> list[Change]:
+        """Tell the fleet that ``node`` was revoked at ``at`` (``staypoint provision revoke``).
+
+        Every node then refuses the node's vouchers issued after ``at``, by code and by
+        token; those issued before stay good until they expire, and each use of one is
+        alarmed here so head office sees them (docs/programme.md, "Revoked nodes")."""
+        body = {"node": node, "at": iso(at)}
+        with self.store.transaction():
+            v = self.store.append_change("revocation", node, body)
+            self.store.add_alarm("node_revoked", node, f"node {node} revoked at {body['at']}", iso(at))
+        return [Change(v, "revocation", node, body)]
+
     def import_members(self, docs: Sequence[dict[str, Any]]) -> None:
         """Bulk load member records (a migration from an older system, tests, benchmarks)."""
         with self.store.transaction():
@@ -378,6 +390,15 @@ class Ledger:
             prop = ev.data.get("property")
             self._stay_origin[ev.id] = (ev.node, prop if isinstance(prop, str) else None)
         if outcome.voucher is not None:
+            if ev.type == "voucher.used" and outcome.voucher.get("node") in self.revoked:
+                # Honoured (issued before the revocation, or the node would have refused it),
+                # and listed: head office may want a word with the member or the property.
+                self._alarm(
+                    "revoked_node_voucher",
+                    ev.node,
+                    f"voucher {outcome.voucher['code']} of revoked node {outcome.voucher['node']} used",
+                    at,
+                )
             self.store.put_voucher(outcome.voucher)
             extra.append(("voucher", outcome.voucher["code"], outcome.voucher))
         if outcome.settle_hold is not None:
@@ -539,8 +560,23 @@ class Ledger:
         version, rows = self.store.snapshot()
         return "snapshot", version, rows
 
+    # -- quarantine and debts: what head office staff settle ----------------------------------------
+
+    def quarantine(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        """Events head office would not book, oldest first, each with its reason."""
+        return self.store.quarantined(open_only=open_only)
+
+    def acknowledge_quarantine(self, event_id: str, by: str, now: datetime) -> bool:
+        """A person has looked at a quarantined event (it stays kept, off the open list)."""
+        with self.store.transaction():
+            done = self.store.acknowledge_quarantine(event_id, iso(now))
+            if done:
+                self.store.add_alarm("quarantine_acknowledged", None, f"{event_id} by {by}"[:300], iso(now))
+        return done
+
     def stats(self) -> dict[str, Any]:
         return {
+            "quarantined": len(self.store.quarantined()),
             "events": self.store.event_count(),
             "version": self.store.latest_version(),
             "counters": self.store.counters(),

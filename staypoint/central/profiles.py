@@ -111,6 +111,13 @@ def _check_phone(phone: str) -> str:
     return cleaned
 
 
+def check_contact(email: str | None, phone: str | None) -> tuple[str | None, str | None]:
+    """The e-mail address and phone number as a profile stores them; ProfileError if either is
+    malformed. For a caller that must refuse before it writes anything else (an enrolment
+    takes a member number first)."""
+    return (_check_email(email) if email else None, _check_phone(phone) if phone else None)
+
+
 class ProfileStore:
     """Personal data and consent on SQLite."""
 

@@ -394,15 +394,15 @@ class HeadOffice:
                     if latest > self._published_version and self.connected.is_set():
                         changes = self.ledger.store.changes_since(self._published_version, 2000)
                         if changes:
-                            # A collapsed delta from -> to is a valid step for any node at ``from``.
+                            # A collapsed delta (latest per key) from -> to is a valid step for any
+                            # node at ``from``; each part is its own step, ending at its last version,
+                            # so a node never counts a part it has not seen as applied.
+                            start = self._published_version
                             for part in chunk_changes(changes):
-                                payload = {
-                                    "v": 1,
-                                    "from": self._published_version,
-                                    "to": latest,
-                                    "changes": part,
-                                }
+                                end = int(part[-1]["version"])
+                                payload = {"v": 1, "from": start, "to": end, "changes": part}
                                 self.client.publish("sp/v1/fleet/changes", dumps(payload), qos=1)
+                                start = end
                         self._published_version = latest
             except Exception:
                 log.exception("tick failed")

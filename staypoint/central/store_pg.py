@@ -75,6 +75,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 UNIQUE (node, epoch, seq))""",
             "CREATE TABLE node_properties (node TEXT PRIMARY KEY, property TEXT NOT NULL)",
             "ALTER TABLE overdrafts ADD COLUMN kind TEXT NOT NULL DEFAULT 'points_overdraft'",
+            # A restore's epoch is its time in ms with random bits (edge/sync_store.py).
+            "ALTER TABLE streams ALTER COLUMN epoch TYPE BIGINT",
+            "ALTER TABLE events ALTER COLUMN epoch TYPE BIGINT",
         ),
     ),
 )
@@ -425,6 +428,11 @@ class PgLedgerStore:
                     yield Change(0, "program", str(v), {"version": int(v), "document": str(doc)})
                 for node, key in conn.execute("SELECT node, public_key FROM node_keys").fetchall():
                     yield Change(0, "node_key", str(node), {"node": str(node), "public_key": str(key)})
+                # Revocations live only in the change log; a new node must hear of them too.
+                for node, body in conn.execute(
+                    "SELECT key, body FROM changes WHERE kind = 'revocation' ORDER BY version"
+                ).fetchall():
+                    yield Change(0, "revocation", str(node), dict(body))
                 with conn.cursor(name="snapshot_members") as cur:
                     cur.itersize = 2000
                     cur.execute("SELECT number, doc FROM members")

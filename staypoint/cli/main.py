@@ -19,20 +19,33 @@ from staypoint.cli import demo as demo_cmd
 from staypoint.edge.keys import KeyError_
 from staypoint.edge.replica import ReplicaError
 from staypoint.edge.service import NodeError, NodeService, StaffProof
+from staypoint.entry import closed_stdout_safe
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import Outlet, ProgramError, default_program_text, load_program
+from staypoint.loyalty.roles import LOCAL_ROOT, STAFF_ROLES
+from staypoint.tomlfile import TomlFileError, path_text, read_toml
 
 
 class CliError(Exception):
     """A usage problem found after parsing (bad date, missing file)."""
 
 
+# What --now and typed dates may be: a replay reaches back no further than the programmes
+# do, and the node adds up to a century to a date (expiry, voucher lives), which must stay
+# on the calendar (year 9999 is its end).
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def _now(args: argparse.Namespace) -> datetime:
     if getattr(args, "now", None):
         try:
-            return parse_iso(args.now)
+            now = parse_iso(args.now)
         except ValueError:
             raise CliError(f"--now {args.now!r} is not an ISO timestamp") from None
+        if not _EARLIEST <= now <= _LATEST:
+            raise CliError(f"--now {args.now!r} is outside the years {_EARLIEST.year}-{_LATEST.year}")
+        return now
     return datetime.now(UTC)
 
 
@@ -42,20 +55,19 @@ def _node_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
         return Path(args.db), None
     if not args.config:
         raise CliError("give --db PATH or --config node.toml")
-    import tomllib
-
     cfg = Path(args.config)
     try:
-        node = tomllib.loads(cfg.read_text(encoding="utf-8")).get("node", {})
-    except OSError as exc:
-        raise CliError(f"{cfg}: cannot read the config ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{cfg}: not valid TOML ({exc})") from None
-    db = node.get("db") if isinstance(node, dict) else None
-    if not isinstance(db, str) or not db:
+        node = read_toml(cfg).get("node", {})
+    except TomlFileError as exc:
+        raise CliError(str(exc)) from None
+    if not isinstance(node, dict):
+        raise CliError(f"{cfg}: [node] must be a table")
+    db, keys = path_text(node.get("db")), node.get("keys_dir")
+    if db is None:
         raise CliError(f"{cfg}: [node] db (the replica's path) is required")
-    keys = node.get("keys_dir")
-    return cfg.parent / db, (cfg.parent / keys if isinstance(keys, str) and keys else None)
+    if keys is not None and keys != "" and path_text(keys) is None:
+        raise CliError(f"{cfg}: [node] keys_dir must be a path")
+    return cfg.parent / db, (cfg.parent / keys if keys else None)
 
 
 def _open(args: argparse.Namespace) -> NodeService:
@@ -63,11 +75,39 @@ def _open(args: argparse.Namespace) -> NodeService:
     return NodeService.open(db, keys_dir=keys)
 
 
-def _staff(args: argparse.Namespace) -> StaffProof:
-    # A shell on the node is already technician-level access; the id still travels in
-    # every event so head office sees who did what.
-    staff_id = args.staff or f"cli:{getpass.getuser()}"
-    return StaffProof(staff_id, staff_id, "supervisor")
+def _staff(args: argparse.Namespace, svc: NodeService, now: datetime) -> StaffProof:
+    """Who a staff command acts as: a staff login, or the node's own shell (``--local-root``).
+
+    The login goes through the service, so wrong PINs count towards the same lock-out as
+    at the kiosk, and the role it returns is what the service checks the task against: the
+    command line gives a clerk no more than the kiosk would.
+    """
+    if args.local_root:
+        if args.staff_pin is not None:
+            raise CliError("--staff-pin goes with --staff, not with --local-root")
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):
+            user = "unknown"
+        # Anyone with this shell could edit the replica anyway; what matters is that the
+        # use is visible: here on stderr, and in every event as the staff id.
+        what = args.fn.__name__.removeprefix("cmd_").replace("_", " ")
+        print(
+            f"staypoint: {what} as {LOCAL_ROOT} (OS user {user}), recorded as staff {LOCAL_ROOT}",
+            file=sys.stderr,
+        )
+        return StaffProof(LOCAL_ROOT, f"local root ({user})", LOCAL_ROOT)
+    if not args.staff:
+        raise CliError("this is a staff task: give --staff ID --staff-pin PIN (or --local-root on the node)")
+    pin = args.staff_pin
+    if pin is None:
+        if not sys.stdin.isatty():
+            raise CliError("--staff needs --staff-pin")
+        pin = getpass.getpass(f"staff PIN for {args.staff}: ")
+    try:
+        return svc.staff_login(pin, now, staff_id=args.staff)
+    except NodeError as exc:
+        raise CliError(f"staff {args.staff}: {exc}") from None
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -81,9 +121,12 @@ def _date(text: str | None) -> date | None:
     if text is None:
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise CliError(f"{text!r} is not a date YYYY-MM-DD") from None
+    if not _EARLIEST.date() <= day <= _LATEST.date():
+        raise CliError(f"{text!r} is outside the years {_EARLIEST.year}-{_LATEST.year}")
+    return day
 
 
 # -- node ------------------------------------------------------------------------------
@@ -91,13 +134,19 @@ def _date(text: str | None) -> date | None:
 
 def cmd_node_init(args: argparse.Namespace) -> None:
     if args.program:
-        text = Path(args.program).read_text(encoding="utf-8") if Path(args.program).exists() else None
-        if text is None:
+        if not Path(args.program).exists():
             raise CliError(f"{args.program}: no such programme file")
-        load_program(Path(args.program))  # validates with the file's name in the error
+        # One read, validated with the file's name in the error (a folder or bytes that are
+        # not UTF-8 included), and the text stored is the text that was checked.
+        text = load_program(Path(args.program)).source_text
     else:
         text = default_program_text()
-    blocks = [int(b) for b in args.member_block] if args.member_block else []
+    try:
+        blocks = [int(b) for b in args.member_block or []]
+    except ValueError:
+        raise CliError(f"--member-block takes a whole number, not {args.member_block!r}") from None
+    if not all(0 <= b <= 9999 for b in blocks):  # a member number has a 4-digit issuer block
+        raise CliError(f"--member-block is an issuer block from 0 to 9999, not {args.member_block!r}")
     db, keys = _node_paths(args)
     svc = NodeService.init_node(
         db, args.node, args.property, text, _now(args), member_blocks=blocks, keys_dir=keys
@@ -129,7 +178,10 @@ def cmd_node_status(args: argparse.Namespace) -> None:
 
 
 def cmd_staff_add(args: argparse.Namespace) -> None:
-    _open(args).add_staff(args.staff_id, args.name, args.role, args.pin, args.card_uid)
+    svc = _open(args)
+    svc.add_staff(
+        args.staff_id, args.name, args.role, args.pin, args.card_uid, by=_staff(args, svc, _now(args))
+    )
     _emit(args, {"staff": args.staff_id, "role": args.role}, f"staff {args.staff_id} ({args.role}) added")
 
 
@@ -138,7 +190,8 @@ def cmd_staff_add(args: argparse.Namespace) -> None:
 
 def cmd_member_enrol(args: argparse.Namespace) -> None:
     svc = _open(args)
-    row = svc.enrol(args.name, args.pin, _now(args), card_uid=args.card_uid)
+    now = _now(args)
+    row = svc.enrol(args.name, args.pin, now, card_uid=args.card_uid, staff=_staff(args, svc, now))
     _emit(
         args,
         {"member": row.number, "name": row.name, "tier": row.tier},
@@ -172,12 +225,14 @@ def cmd_member_show(args: argparse.Namespace) -> None:
 
 def cmd_member_adjust(args: argparse.Namespace) -> None:
     svc = _open(args)
-    bal = svc.adjust(args.member, args.points, args.reason, _now(args), _staff(args))
+    now = _now(args)
+    bal = svc.adjust(args.member, args.points, args.reason, now, _staff(args, svc, now))
     _emit(args, {"member": args.member, "points": bal}, f"adjusted: balance {bal:,} points")
 
 
 def cmd_member_unlock(args: argparse.Namespace) -> None:
-    _open(args).unlock(args.member, _now(args), _staff(args))
+    svc, now = _open(args), _now(args)
+    svc.unlock(args.member, now, _staff(args, svc, now))
     _emit(args, {"member": args.member, "unlocked": True}, "unlocked")
 
 
@@ -192,16 +247,16 @@ def cmd_member_claim(args: argparse.Namespace) -> None:
 
 
 def cmd_stay_post(args: argparse.Namespace) -> None:
-    svc = _open(args)
+    svc, now = _open(args), _now(args)
     revenue = {Outlet.ROOM: args.room, Outlet.FNB: args.fnb, Outlet.SPA: args.spa, Outlet.OTHER: args.other}
     res = svc.post_stay(
         args.member,
         args.folio,
-        _now(args),
+        now,
         nights=args.nights,
         revenue={k: v for k, v in revenue.items() if v is not None},
         arrival=_date(args.arrival),
-        staff=_staff(args),
+        staff=_staff(args, svc, now),
     )
     payload = {
         "member": res.member,
@@ -219,7 +274,8 @@ def cmd_stay_post(args: argparse.Namespace) -> None:
 
 
 def cmd_stay_void(args: argparse.Namespace) -> None:
-    ev = _open(args).void_stay(args.folio, _now(args), _staff(args), args.reason)
+    svc, now = _open(args), _now(args)
+    ev = svc.void_stay(args.folio, now, _staff(args, svc, now), args.reason)
     _emit(
         args,
         {"voided": args.folio, "points": ev.data["points"], "seq": ev.seq},
@@ -228,8 +284,8 @@ def cmd_stay_void(args: argparse.Namespace) -> None:
 
 
 def cmd_value_topup(args: argparse.Namespace) -> None:
-    svc = _open(args)
-    bal = svc.top_up(args.member, args.amount, _now(args), _staff(args))
+    svc, now = _open(args), _now(args)
+    bal = svc.top_up(args.member, args.amount, now, _staff(args, svc, now))
     _emit(
         args,
         {"member": args.member, "stored_value": str(bal)},
@@ -289,12 +345,14 @@ def cmd_voucher_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_voucher_use(args: argparse.Namespace) -> None:
-    info = _open(args).use_voucher(args.code, _now(args), _staff(args))
+    svc, now = _open(args), _now(args)
+    info = svc.use_voucher(args.code, now, _staff(args, svc, now))
     _emit(args, info.to_json(), f"{info.code} {info.reward_name}: marked used")
 
 
 def cmd_voucher_void(args: argparse.Namespace) -> None:
-    info = _open(args).void_voucher(args.code, _now(args), _staff(args), args.reason)
+    svc, now = _open(args), _now(args)
+    info = svc.void_voucher(args.code, now, _staff(args, svc, now), args.reason)
     _emit(args, info.to_json(), f"{info.code} voided; points returned to {info.member}")
 
 
@@ -321,10 +379,23 @@ def _common(p: argparse.ArgumentParser, *, db: bool = True) -> None:
     p.add_argument("--now", help=argparse.SUPPRESS)  # replay/tests: the time to act at
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="staypoint", description="Staypoint hotel loyalty: node, kiosk and head office."
+def _acting(p: argparse.ArgumentParser) -> None:
+    """The options of a staff command: who it acts as (one of them is required)."""
+    g = p.add_argument_group("acting as (one is required)")
+    who = g.add_mutually_exclusive_group()
+    who.add_argument("--staff", metavar="ID", help="your staff id; your role decides what you may do")
+    who.add_argument(
+        "--local-root",
+        action="store_true",
+        help=f"act as the node's own shell (technician mode), logged and recorded as staff {LOCAL_ROOT}",
     )
+    g.add_argument(
+        "--staff-pin", metavar="PIN", help="your staff PIN (wrong ones count; asked for on a terminal)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="staypoint", description="Staypoint hotel loyalty: node, kiosk and head office.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -356,9 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(staff, "add", cmd_staff_add, "register a staff member (card + PIN)")
     p.add_argument("staff_id")
     p.add_argument("--name", required=True)
-    p.add_argument("--role", required=True, choices=["staff", "supervisor", "technician"])
+    p.add_argument("--role", required=True, choices=STAFF_ROLES)
     p.add_argument("--pin", required=True)
     p.add_argument("--card-uid")
+    _acting(p)
 
     member = sub.add_parser("member", help="enrol, show, adjust members").add_subparsers(
         dest="member_cmd", required=True
@@ -367,16 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.add_argument("--pin", required=True)
     p.add_argument("--card-uid", help="hex UID of the member's card")
+    _acting(p)
     p = add(member, "show", cmd_member_show, "a member's balance, tier, progress and activity")
     p.add_argument("member")
     p = add(member, "adjust", cmd_member_adjust, "staff points adjustment with a reason")
     p.add_argument("member")
     p.add_argument("--points", type=int, required=True)
     p.add_argument("--reason", required=True)
-    p.add_argument("--staff")
+    _acting(p)
     p = add(member, "unlock", cmd_member_unlock, "lift a PIN lock-out")
     p.add_argument("member")
-    p.add_argument("--staff")
+    _acting(p)
     p = add(member, "claim", cmd_member_claim, "record a missing-stay claim")
     p.add_argument("member")
     p.add_argument("--folio", required=True)
@@ -394,17 +467,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spa", help="spa revenue")
     p.add_argument("--other", help="other revenue")
     p.add_argument("--arrival", help="arrival date (default: nights before today)")
-    p.add_argument("--staff")
+    _acting(p)
     p = add(stay, "void", cmd_stay_void, "void a posted stay (points clawed back)")
     p.add_argument("folio")
     p.add_argument("--reason", required=True)
-    p.add_argument("--staff")
+    _acting(p)
 
     value = sub.add_parser("value", help="stored value").add_subparsers(dest="value_cmd", required=True)
     p = add(value, "topup", cmd_value_topup, "top up a member's stored value")
     p.add_argument("member")
     p.add_argument("amount")
-    p.add_argument("--staff")
+    _acting(p)
     p = add(value, "spend", cmd_value_spend, "pay from stored value")
     p.add_argument("member")
     p.add_argument("amount")
@@ -422,11 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("code")
     p = add(voucher, "use", cmd_voucher_use, "mark a voucher used")
     p.add_argument("code")
-    p.add_argument("--staff")
+    _acting(p)
     p = add(voucher, "void", cmd_voucher_void, "void an unused voucher (points returned)")
     p.add_argument("code")
     p.add_argument("--reason", required=True)
-    p.add_argument("--staff")
+    _acting(p)
 
     p = add(sub, "outbox", cmd_outbox, "events waiting for (or acknowledged by) head office")
     p.add_argument("--pending", action="store_true", help="only events head office has not acknowledged")
@@ -461,17 +534,37 @@ def _plugin_errors() -> tuple[type[Exception], ...]:
     return (SyncConfigError, KioskConfigError)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped: a message quotes names and values the user
+    typed (or a file held), and a newline or terminal escape in one must not turn a one-line
+    error into several lines, or into something else on the technician's screen."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse quotes some bad arguments raw ("unrecognized arguments: ..."): keep its
+    # error line one line too. Subparsers are made with the parent's class, so this covers all.
+    def error(self, message: str) -> Any:
+        super().error(one_line(message))
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.fn(args)
     except (NodeError, CliError, ProgramError, ReplicaError, KeyError_, *_plugin_errors()) as exc:
-        print(f"staypoint: {exc}", file=sys.stderr)
+        print(f"staypoint: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return closed_stdout_safe(lambda: _run(argv))
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from staypoint.edge import sync_store
 from staypoint.edge.replica import Replica
+from staypoint.tomlfile import TomlFileError, path_text, read_toml
 
 
 class BackupError(RuntimeError):
@@ -70,20 +71,20 @@ def replica_url(value: str, base: Path) -> str:
 def load_backup_config(path: Path) -> BackupConfig:
     """Read ``[node] db`` and ``[backup]`` from node.toml."""
     try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BackupError(f"{path}: {exc}") from None
+        raw = read_toml(path)
+    except TomlFileError as exc:
+        raise BackupError(str(exc)) from None
     base = path.parent
     node, backup = raw.get("node"), raw.get("backup")
-    if not isinstance(node, dict) or not isinstance(node.get("db"), str):
+    if not isinstance(node, dict) or path_text(node.get("db")) is None:
         raise BackupError(f"{path}: [node] db is missing")
-    if not isinstance(backup, dict) or not isinstance(backup.get("replica"), str) or not backup["replica"]:
+    if not isinstance(backup, dict) or path_text(backup.get("replica")) is None:
         raise BackupError(f"{path}: [backup] replica is missing (a path or a file://, sftp://, s3:// URL)")
     db = (base / node["db"]).resolve()
     conf = backup.get("litestream_config")
     interval = backup.get("sync_interval", "1s")
-    if conf is not None and not isinstance(conf, str):
-        raise BackupError(f"{path}: [backup] litestream_config must be a string")
+    if conf is not None and path_text(conf) is None:
+        raise BackupError(f"{path}: [backup] litestream_config must be a path")
     if not isinstance(interval, str):
         raise BackupError(f'{path}: [backup] sync_interval must be a string such as "1s"')
     return BackupConfig(
@@ -168,7 +169,7 @@ def restore(cfg: BackupConfig, *, from_url: str | None = None, force: bool = Fal
     replica = Replica(work)
     try:
         with replica.write():
-            epoch = sync_store.start_new_epoch(replica.conn)
+            epoch = sync_store.start_new_epoch(replica.conn, datetime.now(UTC))
         replica.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         replica.close()

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -422,6 +423,11 @@ class Replica:
     def node_public_keys(self) -> dict[str, str]:
         return {str(n): str(k) for n, k in self._q("SELECT node, public_key FROM node_keys")}
 
+    def node_revoked_at(self, node: str) -> str | None:
+        """When head office revoked ``node`` (ISO), or None while it is in good standing."""
+        row = self._q("SELECT revoked_at FROM node_revocations WHERE node = ?", (node,)).fetchone()
+        return None if row is None else str(row[0])
+
     def set_node_key(self, node: str, public_key_hex: str) -> None:
         self._q("INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)", (node, public_key_hex))
 
@@ -468,6 +474,17 @@ class Replica:
             (member,),
         ).fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def value_spent_since(self, member: str, since: str | None) -> Decimal:
+        """Stored value this node paid out for ``member`` since ``since`` (an ISO time)."""
+        total = Decimal(0)
+        for (amount,) in self._q(
+            "SELECT json_extract(body, '$.data.amount') FROM outbox "
+            "WHERE member = ? AND type = 'value.spent' AND at >= ?",
+            (member, since or ""),
+        ):
+            total += Decimal(str(amount))
+        return total
 
     def add_offline(self, member: str, points: int) -> None:
         self._q(

@@ -7,6 +7,7 @@ as its effect. Time is always passed in (``now``, timezone-aware UTC).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,20 +20,22 @@ from typing import Any, Protocol
 
 from staypoint.edge.keys import NodeKeys, create_keys, load_keys, public_key_from_hex
 from staypoint.edge.replica import MemberRow, Replica
-from staypoint.loyalty import member_numbers, pins, referral_codes, tiers, vouchers
+from staypoint.loyalty import bounds, fold, member_numbers, pins, referral_codes, tiers, vouchers
 from staypoint.loyalty.earning import stay_points
 from staypoint.loyalty.events import Event, EventType, iso, parse_iso, uuid7
-from staypoint.loyalty.expiry import expiring_soon
 from staypoint.loyalty.money import MoneyError, parse_amount
 from staypoint.loyalty.program import Outlet, Program, parse_program
 from staypoint.loyalty.redemption import (
     OfflineState,
     Refusal,
     check_offline,
+    check_offline_spend,
     check_redemption,
     is_redeemable_now,
     offline_headroom,
 )
+from staypoint.loyalty.roles import STAFF_ROLES, RoleRefusal, Task
+from staypoint.loyalty.roles import check as check_role
 
 FEEDBACK_TAGS = (
     "clean room",
@@ -46,7 +49,6 @@ FEEDBACK_TAGS = (
     "slow service",
     "room not ready",
 )
-STAFF_ROLES = ("staff", "supervisor", "technician")
 
 
 # -- errors: each is one line a guest or a clerk can act on -------------------------------
@@ -155,15 +157,7 @@ class OfflineOnly:
         return None
 
 
-@dataclass(frozen=True)
-class RewardView:
-    code: str
-    name: str
-    category: str
-    points: int
-    available: bool
-    reason: str | None
-    stock: int | None
+RewardView = fold.RewardLine  # one shape for a reward line, on the kiosk and in the API
 
 
 @dataclass(frozen=True)
@@ -293,9 +287,27 @@ def _display_name(full: str) -> str:
     return f"{parts[0][:40]} {parts[-1][0].upper()}."
 
 
+def _pin_state(row: MemberRow) -> pins.PinState:
+    return pins.PinState(row.pin_failures, parse_iso(row.locked_until) if row.locked_until else None)
+
+
 def _require_utc(now: datetime) -> None:
     if now.tzinfo is None:
         raise ValueError("time must be timezone-aware UTC")
+
+
+def _allowed(staff: StaffProof | None, task: Task, amount: int | None = None) -> None:
+    """Refuse what the staff member's role may not do, before anything is read or written.
+
+    ``None`` is an unattended caller (seeding, a property system's feed), not a clerk: only
+    operations that may run without a clerk take an optional ``staff``.
+    """
+    if staff is None:
+        return
+    try:
+        check_role(staff.role, task, amount)
+    except RoleRefusal as exc:
+        raise NotAllowed(str(exc)) from None
 
 
 class NodeService:
@@ -414,12 +426,12 @@ class NodeService:
         now: datetime,
         auth: str | None = None,
     ) -> Event:
-        """Allocate the next gapless seq and append the event (inside a write())."""
-        seq = self.replica.bump_meta("last_seq")
+        """Check the event against the contract's bounds, then allocate the next gapless seq
+        and append it (inside a write()): an event out of bounds is refused, nothing written."""
         event = Event(
             node=self.node_id,
             epoch=int(self.replica.meta("epoch") or 1),
-            seq=seq,
+            seq=int(self.replica.meta("last_seq") or 0) + 1,
             id=uuid7(now),
             at=iso(now),
             type=kind.value,
@@ -428,13 +440,24 @@ class NodeService:
             data=dict(data),
             auth=auth,
         )
+        limits = self.program.bounds
+        try:
+            bounds.check_event(event, limits, now)
+            row = self.replica.member(member) if member is not None else None
+            if row is not None:
+                delta = fold.stated(event.type, event.data)
+                value = Decimal(row.stored_value) + delta.value
+                bounds.check_balance(row.points + delta.points, value, limits)
+        except bounds.BoundError as exc:
+            raise BadInput(f"refused: {exc}") from None
+        self.replica.bump_meta("last_seq")
         self.replica.append_outbox(event)
         return event
 
-    def _ledger(
-        self, event: Event, member: str, points: int, description: str, amount: str | None = None
-    ) -> None:
-        self.replica.add_ledger(event.id, member, event.at, event.type, points, description, amount)
+    def _ledger(self, event: Event, member: str, points: int, amount: str | None = None) -> None:
+        """The member's activity line for ``event``, worded once (``fold.activity_line``)."""
+        line = fold.activity_line(event.type, event.data, program=self.program)
+        self.replica.add_ledger(event.id, member, event.at, event.type, points, line, amount)
 
     # -- members ------------------------------------------------------------------------
 
@@ -473,6 +496,7 @@ class NodeService:
         staff: StaffProof | None = None,
     ) -> MemberRow:
         """Enrol a new member with a PIN (and optionally a card); returns the new member."""
+        _allowed(staff, Task.ENROL)
         _require_utc(now)
         name = " ".join(name.split())
         if not name or len(name) > 80 or any(not (c.isprintable()) for c in name):
@@ -530,11 +554,12 @@ class NodeService:
             if staff is not None:
                 data["staff"] = staff.staff_id
             event = self._emit(EventType.MEMBER_ENROLLED, number, data, now)
-            self._ledger(event, number, 0, "Welcome to " + program.name)
+            self._ledger(event, number, 0)
         return row
 
     def bind_card(self, member: str, card_uid: str, now: datetime, staff: StaffProof) -> None:
         """Bind a (new or replacement) card to a member."""
+        _allowed(staff, Task.BIND_CARD)
         row = self.resolve_member(member)
         try:
             h = self.keys.card_hash(card_uid)
@@ -549,36 +574,41 @@ class NodeService:
     # -- PIN ----------------------------------------------------------------------------
 
     def verify_pin(self, member: str, pin: str, now: datetime) -> PinProof:
-        """Check a member's PIN; count failures and lock out at the policy's limit."""
+        """Check a member's PIN; count failures and lock out at the policy's limit.
+
+        The count is the fleet's (head office's record, which holds tries made at other
+        nodes and the API) plus this node's own tries not yet folded into it: each try that
+        moves it is an event, folded by the same ``fold.after_pin`` everywhere."""
         _require_utc(now)
         row = self.resolve_member(member)
         policy = self.program.pin
-        locked_until = parse_iso(row.locked_until) if row.locked_until else None
-        if locked_until is not None and now < locked_until:
-            raise PinLocked(locked_until)
+        state = pins.current(_pin_state(row), now)
+        if state.locked_until is not None:
+            raise PinLocked(state.locked_until)
         ok = pins.verify_pin(pin, row.pin_hash)  # slow (scrypt): outside the write lock
         with self.replica.write():
             current = self.replica.member(row.number)
             assert current is not None
-            until = parse_iso(current.locked_until) if current.locked_until else None
-            if until is not None and now < until:
-                raise PinLocked(until)  # locked meanwhile by another kiosk: nothing to write
-            # A lock-out that has run its course starts the member with fresh tries.
-            failures = 0 if until is not None else current.pin_failures
-            if ok:
-                if failures or current.locked_until:
-                    self.replica.update_member(row.number, pin_failures=0, locked_until=None)
+            state = pins.current(_pin_state(current), now)
+            if state.locked_until is not None:
+                # Locked meanwhile (another kiosk, or head office's record): nothing to write.
+                raise PinLocked(state.locked_until)
+            if ok and not state.failures:
                 return PinProof(row.number, now)
-            state = pins.after_failure(pins.PinState(failures, None), policy, now)
+            event = self._emit(EventType.PIN_VERIFIED if ok else EventType.PIN_FAILED, row.number, {}, now)
+            state = fold.after_pin(state, event.type, parse_iso(event.at), policy)
             self.replica.update_member(
                 row.number,
                 pin_failures=state.failures,
                 locked_until=iso(state.locked_until) if state.locked_until else None,
             )
+        if ok:
+            return PinProof(row.number, now)
         raise WrongPin(pins.tries_left(state, policy))
 
     def unlock(self, member: str, now: datetime, staff: StaffProof) -> None:
         """Staff lift a PIN lock-out."""
+        _allowed(staff, Task.UNLOCK)
         row = self.resolve_member(member)
         with self.replica.write():
             self.replica.update_member(row.number, pin_failures=0, locked_until=None)
@@ -590,64 +620,38 @@ class NodeService:
         return tiers.qualifying_now(self.program, row.window_start, row.qual_nights, row.qual_points, today)
 
     def summary(self, member: str | MemberRow, now: datetime) -> MemberSummary:
-        """Everything a dashboard shows for a member, in one consistent read."""
+        """Everything a dashboard shows for a member, in one consistent read (``fold.view``)."""
         _require_utc(now)
         program = self.program
         with self.replica.read():
             row = member if isinstance(member, MemberRow) else self.resolve_member(member)
-            today = _today(now)
-            nights, qpoints = self._qualifying(row, today)
-            prog = tiers.progress(program, row.tier, nights, qpoints)
-            last = date.fromisoformat(row.last_activity) if row.last_activity else None
-            exp_points, exp_on = expiring_soon(program.expiry, last, row.points, today)
+            stock = {r.code: self.replica.stock(r.code) for r in program.rewards if r.stock is not None}
+            seen = fold.view(dataclasses.asdict(row), program, _today(now), stock=stock)
             recent = tuple(Activity(*a) for a in self.replica.recent_activity(row.number, 8))
-            views = []
-            for reward in program.rewards:
-                stock = self.replica.stock(reward.code) if reward.stock is not None else None
-                check = check_redemption(
-                    program,
-                    reward.code,
-                    tier=row.tier,
-                    points=row.points,
-                    stock_left=stock,
-                    blocked=row.blocked,
-                )
-                views.append(
-                    RewardView(
-                        reward.code,
-                        reward.name,
-                        reward.category.value,
-                        reward.points,
-                        check.ok,
-                        None if check.ok else check.detail,
-                        stock,
-                    )
-                )
             vouchers_ = tuple(self.replica.member_vouchers(row.number, 5))
         locked_until = parse_iso(row.locked_until) if row.locked_until else None
-        tier = program.tier(row.tier)
         return MemberSummary(
-            member=row.number,
-            name=row.name,
-            tier=tier.code,
-            tier_name=tier.name,
-            points=row.points,
-            stored_value=Decimal(row.stored_value),
-            currency=program.currency,
-            qualifying_nights=nights,
-            qualifying_points=qpoints,
-            next_tier=prog.next_tier.name if prog.next_tier else None,
-            next_tier_message=prog.message(),
-            progress=prog.fraction,
-            nights_needed=prog.nights_needed,
-            expiring_points=exp_points,
-            expiring_on=exp_on if exp_points else None,
+            member=seen.member,
+            name=seen.name,
+            tier=seen.tier,
+            tier_name=seen.tier_name,
+            points=seen.points,
+            stored_value=seen.stored_value,
+            currency=seen.currency,
+            qualifying_nights=seen.qualifying_nights,
+            qualifying_points=seen.qualifying_points,
+            next_tier=seen.next_tier,
+            next_tier_message=seen.next_tier_message,
+            progress=seen.progress,
+            nights_needed=seen.nights_needed,
+            expiring_points=seen.expiring_points,
+            expiring_on=seen.expiring_on,
             locked=locked_until is not None and now < locked_until,
-            blocked=row.blocked,
-            benefits=tier.benefits,
+            blocked=seen.blocked,
+            benefits=seen.benefits,
             recent=recent,
-            rewards=tuple(views),
-            offers=tuple(o.name for o in program.offers if tier.code in o.tiers),
+            rewards=seen.rewards,
+            offers=seen.offers,
             vouchers=vouchers_,
             referral_code=referral_codes.referral_code(row.number),
         )
@@ -666,6 +670,7 @@ class NodeService:
         staff: StaffProof | None = None,
     ) -> StayResult:
         """Post a stay: points by the programme's earn rules, qualifying nights, upgrade at once."""
+        _allowed(staff, Task.POST_STAY)
         _require_utc(now)
         folio = folio.strip()
         if not folio or len(folio) > 40:
@@ -734,14 +739,12 @@ class NodeService:
                 tier=new_tier.code,
                 last_activity=today.isoformat(),
             )
-            desc = f"Stay {folio}: {nights} night{'s' if nights != 1 else ''}"
-            if new_tier.code != row.tier:
-                desc += f" — welcome to {new_tier.name}!"
-            self._ledger(event, row.number, earned.points, desc)
+            self._ledger(event, row.number, earned.points)
         return StayResult(row.number, folio, earned.points, nights, row.tier, new_tier.code, balance, event)
 
     def void_stay(self, folio: str, now: datetime, staff: StaffProof, reason: str) -> Event:
         """Void a posted stay by a compensating event: its points and nights are taken back."""
+        _allowed(staff, Task.VOID_STAY)
         _require_utc(now)
         if not reason.strip():
             raise BadInput("a void needs a reason")
@@ -778,7 +781,7 @@ class NodeService:
                 qual_nights=max(0, qn - nights),
                 qual_points=max(0, qp - points),
             )
-            self._ledger(event, number, -points, f"Stay {folio} voided: {reason}")
+            self._ledger(event, number, -points)
         return event
 
     # -- redemption -------------------------------------------------------------------------
@@ -862,7 +865,7 @@ class NodeService:
             if hold is None:
                 self.replica.add_offline(row.number, reward.points)
                 self.replica.bump_meta("offline_exposure", reward.points)
-            self._ledger(event, row.number, -reward.points, f"Redeemed {reward.name}")
+            self._ledger(event, row.number, -reward.points)
         return Redemption(
             row.number,
             reward.code,
@@ -939,6 +942,7 @@ class NodeService:
             if status == "issued" and claims.expires < _today(now):
                 status = "expired"
             valid = status == "issued"
+        self._refuse_if_revoked(claims, rec)
         reward = self.program.reward(claims.reward)
         messages = {
             "issued": "valid",
@@ -959,8 +963,29 @@ class NodeService:
             message=messages[status],
         )
 
+    def _refuse_if_revoked(self, claims: vouchers.VoucherClaims, rec: Mapping[str, Any] | None) -> None:
+        """VoucherRejected for a voucher of a revoked node issued after its revocation.
+
+        Head office books nothing a revoked node sends, so such a voucher was never paid for
+        in points; one it never booked (known here only by its token) counts as issued after.
+        Vouchers booked before the revocation stay good until they expire (docs/programme.md)."""
+        revoked = self.replica.node_revoked_at(claims.node)
+        if revoked is None:
+            return
+        code = vouchers.format_code(claims.code)
+        if rec is None:
+            raise VoucherRejected(
+                f"voucher {code} refused: node {claims.node} was revoked at {revoked} "
+                "and head office never booked this voucher"
+            )
+        if parse_iso(str(rec["issued_at"])) >= parse_iso(revoked):
+            raise VoucherRejected(
+                f"voucher {code} refused: issued by node {claims.node} after its revocation at {revoked}"
+            )
+
     def use_voucher(self, code_or_token: str, now: datetime, staff: StaffProof) -> VoucherInfo:
         """Mark a voucher used (the guest got the reward)."""
+        _allowed(staff, Task.USE_VOUCHER)
         info = self.verify_voucher(code_or_token, now)
         code = vouchers.normalise_code(info.code)
         with self.replica.write():
@@ -980,6 +1005,7 @@ class NodeService:
 
     def void_voucher(self, code_or_token: str, now: datetime, staff: StaffProof, reason: str) -> VoucherInfo:
         """Void an unused voucher: its points go back to the member and its stock back on the shelf."""
+        _allowed(staff, Task.VOID_VOUCHER)
         if not reason.strip():
             raise BadInput("a void needs a reason")
         info = self.verify_voucher(code_or_token, now)
@@ -1009,7 +1035,7 @@ class NodeService:
             reward = self.program.reward(str(rec["reward"]))
             if reward is not None and reward.stock is not None:
                 self.replica.add_stock(reward.code, 1)
-            self._ledger(event, member, points, f"Voucher {info.code} voided: points returned")
+            self._ledger(event, member, points)
         return self.verify_voucher(code, now)
 
     def last_voucher(self, member: str | None = None) -> dict[str, Any] | None:
@@ -1020,6 +1046,7 @@ class NodeService:
 
     def top_up(self, member: str, amount: str | Decimal, now: datetime, staff: StaffProof) -> Decimal:
         """Add money to a member's stored-value balance; returns the new balance."""
+        _allowed(staff, Task.TOP_UP)
         rules = self.program.stored_value
         try:
             value = parse_amount(amount, allow_zero=False)
@@ -1041,7 +1068,7 @@ class NodeService:
                 now,
             )
             self.replica.update_member(row.number, stored_value=str(balance))
-            self._ledger(event, row.number, 0, f"Top-up {value} {self.program.currency}", str(value))
+            self._ledger(event, row.number, 0, str(value))
         return balance
 
     def spend(self, proof: PinProof, amount: str | Decimal, now: datetime) -> Decimal:
@@ -1057,14 +1084,24 @@ class NodeService:
             balance = Decimal(row.stored_value)
             if value > balance:
                 raise NotAllowed(f"stored value is {balance} {self.program.currency}: not enough")
+            # No payment is authorised at head office yet: every spend is within the offline
+            # floor limits, so two offline nodes can overdraw a wallet by a bounded amount.
+            state = self.offline_state(row)
+            since = self.replica.meta("last_contact")
+            decision = check_offline_spend(
+                self.program.offline, value, self.replica.value_spent_since(row.number, since), state, now
+            )
+            if not decision.allowed:
+                raise OfflineLimitReached(decision.message)
             event = self._emit(
                 EventType.VALUE_SPENT,
                 row.number,
-                {"amount": str(value), "currency": self.program.currency},
+                {"amount": str(value), "currency": self.program.currency, "limits": decision.profile},
                 now,
+                auth="offline",
             )
             self.replica.update_member(row.number, stored_value=str(balance - value))
-            self._ledger(event, row.number, 0, f"Paid {value} {self.program.currency}", str(-value))
+            self._ledger(event, row.number, 0, str(-value))
         return balance - value
 
     # -- claims, adjustments, feedback -------------------------------------------------------------
@@ -1110,7 +1147,7 @@ class NodeService:
                 note[:500],
                 event.at,
             )
-            self._ledger(event, row.number, 0, f"Missing-stay claim for folio {folio.strip()}")
+            self._ledger(event, row.number, 0)
         return event
 
     def adjust(self, member: str, points: int, reason: str, now: datetime, staff: StaffProof) -> int:
@@ -1119,8 +1156,7 @@ class NodeService:
             raise BadInput("an adjustment is a non-zero whole number of points")
         if not reason.strip():
             raise BadInput("an adjustment needs a reason")
-        if staff.role not in ("supervisor", "technician") and abs(points) > 5000:
-            raise NotAllowed("adjustments over 5,000 points need a supervisor")
+        _allowed(staff, Task.ADJUST, points)
         row0 = self.resolve_member(member)
         with self.replica.write():
             row = self.replica.member(row0.number)
@@ -1135,7 +1171,7 @@ class NodeService:
                 now,
             )
             self.replica.update_member(row.number, points=balance, last_activity=_today(now).isoformat())
-            self._ledger(event, row.number, points, f"Adjustment: {reason.strip()}")
+            self._ledger(event, row.number, points)
         return balance
 
     def record_feedback(
@@ -1162,8 +1198,18 @@ class NodeService:
 
     # -- staff --------------------------------------------------------------------------------
 
-    def add_staff(self, staff_id: str, name: str, role: str, pin: str, card_uid: str | None = None) -> None:
-        """Register a staff member on this node (technician task)."""
+    def add_staff(
+        self,
+        staff_id: str,
+        name: str,
+        role: str,
+        pin: str,
+        card_uid: str | None = None,
+        *,
+        by: StaffProof | None = None,
+    ) -> None:
+        """Register a staff member on this node (a technician task; ``by=None`` is node set-up)."""
+        _allowed(by, Task.ADD_STAFF)
         if role not in STAFF_ROLES:
             raise BadInput(f"role is one of {', '.join(STAFF_ROLES)}")
         if len(pin) < 4 or not pin.isdigit():
@@ -1173,6 +1219,9 @@ class NodeService:
         with self.replica.write():
             if self.replica.staff(staff_id=staff_id) is not None:
                 raise BadInput(f"staff {staff_id} already exists")
+            # The replica would refuse it too, but as an IntegrityError: say which rule it is.
+            if card_hash is not None and self.replica.staff(card_hash=card_hash) is not None:
+                raise BadInput("that card is already another staff member's")
             self.replica.insert_staff(staff_id, name, role, card_hash, pin_hash)
 
     def staff_login(
@@ -1185,7 +1234,8 @@ class NodeService:
             else self.replica.staff(staff_id=staff_id)
         )
         if rec is None:
-            raise UnknownCard("not a staff card")
+            who = f"no staff member {staff_id!r} on this node"
+            raise UnknownCard("not a staff card" if card_uid else who)
         until = parse_iso(rec["locked_until"]) if rec["locked_until"] else None
         if until is not None and now < until:
             raise PinLocked(until)

@@ -13,16 +13,21 @@ arrive in any order: the answer is the same, never a double count, never a dropp
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from staypoint.loyalty import fold
+from staypoint.loyalty.events import parse_iso
+from staypoint.loyalty.program import PinPolicy, parse_program
 
 APPLIED_VERSION_KEY = "sync_applied_version"
 SESSION_KEY = "sync_session"
@@ -31,13 +36,13 @@ SESSION_KEY = "sync_session"
 _MEMBER_SQL = (
     "INSERT INTO members (number, name, tier, points, stored_value, window_start, qual_nights, "
     "qual_points, last_activity, pin_hash, pin_failures, locked_until, blocked, enrolled_at, "
-    "home_property) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?) "
-    # pin_failures / locked_until are this kiosk's own lock-out state: kept as they are.
+    "home_property) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (number) DO UPDATE SET name = excluded.name, tier = excluded.tier, "
     "points = excluded.points, stored_value = excluded.stored_value, "
     "window_start = excluded.window_start, qual_nights = excluded.qual_nights, "
     "qual_points = excluded.qual_points, last_activity = excluded.last_activity, "
-    "pin_hash = excluded.pin_hash, blocked = excluded.blocked, enrolled_at = excluded.enrolled_at, "
+    "pin_hash = excluded.pin_hash, pin_failures = excluded.pin_failures, "
+    "locked_until = excluded.locked_until, blocked = excluded.blocked, enrolled_at = excluded.enrolled_at, "
     "home_property = excluded.home_property"
 )
 
@@ -98,14 +103,19 @@ def next_session(conn: sqlite3.Connection) -> int:
     return value
 
 
-def start_new_epoch(conn: sqlite3.Connection) -> int:
+def start_new_epoch(conn: sqlite3.Connection, now: datetime, rand: int | None = None) -> int:
     """After a restore: a new epoch with seq from 1, so no (node, epoch, seq) is issued twice.
 
     A restored file may have lost its newest events, some of them already acknowledged;
     their seqs must never be reused with other bodies. A new epoch needs no talk with head
-    office, so a restore works offline.
+    office, so a restore works offline. The same backup may be restored twice (Litestream
+    lagging, a restore repeated, the wrong file on a second board), so the epoch is not just
+    one more than the backup's: it is the restore's own time in milliseconds with 10 random
+    bits (below 2**53, what every store and JSON reader holds), never below one more.
     """
-    epoch = current_epoch(conn) + 1
+    bits = rand if rand is not None else secrets.randbits(10)
+    unique = (int(now.timestamp() * 1000) << 10) | (bits & 0x3FF)
+    epoch = max(current_epoch(conn) + 1, unique)
     _set_meta(conn, "epoch", epoch)
     _set_meta(conn, "last_seq", 0)
     return epoch
@@ -219,6 +229,17 @@ def _unfolded_rows(conn: sqlite3.Connection, member: str, marks: Mapping[int, in
     )
 
 
+@lru_cache(maxsize=8)
+def _pin_policy(document: str) -> PinPolicy:
+    return parse_program(document, "programme").pin
+
+
+def _event_pin_policy(conn: sqlite3.Connection, version: Any) -> PinPolicy | None:
+    """The ``[pin]`` policy of the programme an event names, as head office folds it."""
+    row = conn.execute("SELECT document FROM programs WHERE version = ?", (version,)).fetchone()
+    return None if row is None else _pin_policy(str(row[0]))
+
+
 def _overlay(
     conn: sqlite3.Connection, doc: dict[str, Any], marks: Mapping[int, int], tier_ranks: Mapping[str, int]
 ) -> None:
@@ -227,7 +248,9 @@ def _overlay(
     for epoch, seq, kind, body in rows:
         if seq <= marks.get(int(epoch), 0):
             continue
-        fold.overlay(doc, kind, orjson.loads(body).get("data", {}), tier_ranks)
+        ev = orjson.loads(body)
+        pin = _event_pin_policy(conn, ev.get("program")) if kind == "pin.failed" else None
+        fold.overlay(doc, kind, ev.get("data", {}), tier_ranks, ev.get("at"), pin)
 
 
 _INF = 1 << 62
@@ -251,15 +274,17 @@ class _Trail:
     nights: list[int] = field(default_factory=lambda: [0])
     qual: list[int] = field(default_factory=lambda: [0])
     tiers: dict[tuple[str, int], int] = field(default_factory=dict)  # (tier_after, epoch) -> last seq
-    voids: list[tuple[int, int]] = field(default_factory=list)
+    voids: list[tuple[int, int]] = field(default_factory=list)  # and PIN tries: no sums
 
     def add(self, epoch: int, seq: int, kind: str, body: str) -> None:
         d = fold.stated(kind, orjson.loads(body).get("data", {}))
         points, value, nights, qual = d.points, d.value, d.nights, d.qualifying
         if d.tier_after is not None:
             self.tiers[(d.tier_after, epoch)] = seq
-        if d.clamps:
-            self.voids.append((epoch, seq))  # clamps at zero: order matters, replayed row by row
+        if d.clamps or kind in fold.PIN_KINDS:
+            # A void clamps at zero and a PIN try counts against a lock's clock: order
+            # matters, so a member with one unfolded is replayed row by row.
+            self.voids.append((epoch, seq))
         if not self.epochs or self.epochs[-1] != epoch:
             self.epochs.append(epoch)
         self.keys.append((epoch, seq))
@@ -390,12 +415,20 @@ def apply_members(
                 "qual_points": _int(raw, "qual_points", 0),
                 "last_activity": _str(raw, "last_activity", optional=True),
                 "pin_hash": _str(raw, "pin_hash"),
+                # Absent from a record written before the lock-out was fleet-wide: no lock.
+                "pin_failures": _int(raw, "pin_failures", 0),
+                "locked_until": _str(raw, "locked_until", optional=True),
                 "blocked": bool(raw.get("blocked", False)),
                 "enrolled_at": _str(raw, "enrolled_at"),
                 "home_property": _str(raw, "home_property"),
             }
         except InvalidOperation:
             raise ChangeError("change: malformed stored_value") from None
+        try:
+            if doc["locked_until"] is not None:
+                parse_iso(doc["locked_until"])
+        except ValueError:
+            raise ChangeError("change: malformed locked_until") from None
         cards = raw.get("cards", [])
         if not isinstance(cards, list) or not all(isinstance(c, str) for c in cards):
             raise ChangeError("change: 'cards' must be a list of text")
@@ -434,6 +467,8 @@ def apply_members(
                 doc["qual_points"],
                 doc["last_activity"],
                 doc["pin_hash"],
+                doc["pin_failures"],
+                doc["locked_until"],
                 int(doc["blocked"]),
                 doc["enrolled_at"],
                 doc["home_property"],
@@ -496,7 +531,8 @@ def apply_changes(
 
     Kinds: ``member`` (a full record), ``deny`` (block / unblock redemptions), ``voucher``,
     ``node_key`` (a node's voucher-signing public key), ``program`` (a versioned document),
-    ``quarantine`` (an event head office refused, with its reason).
+    ``quarantine`` (an event head office refused, with its reason), ``revocation`` (a node
+    head office revoked, and when).
     Raises ChangeError on a malformed change; the caller's transaction then rolls back.
     """
     node = node_id(conn)
@@ -530,6 +566,18 @@ def apply_changes(
             conn.execute(
                 "INSERT OR REPLACE INTO node_keys (node, public_key) VALUES (?, ?)",
                 (_str(body, "node"), _str(body, "public_key")),
+            )
+        elif kind == "revocation":
+            at = _str(body, "at")
+            try:
+                parse_iso(at)
+            except ValueError:
+                raise ChangeError("change: malformed revocation time") from None
+            # The first revocation time is kept: a repeated `provision revoke` moves nothing.
+            conn.execute(
+                "INSERT INTO node_revocations (node, revoked_at) VALUES (?, ?) "
+                "ON CONFLICT (node) DO UPDATE SET revoked_at = min(revoked_at, excluded.revoked_at)",
+                (_str(body, "node"), at),
             )
         elif kind == "quarantine":
             # Head office would not book one of our events: the row is marked for the staff

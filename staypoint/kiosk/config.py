@@ -7,9 +7,9 @@ keys_dir = ""                          # default: <db>.keys beside the replica
 
 [kiosk]
 property_name = ""                     # default: the property recorded in the replica
-idle_timeout_s = 30                    # no touch for this long: back to the attract screen
-offline_after_s = 120                  # head office unheard for this long: shown as offline
-offers_rotate_s = 6                    # attract screen's offers strip; 0 = still
+idle_timeout_s = 30                    # no touch for this long: back to the attract screen (5..3600)
+offline_after_s = 120                  # head office unheard for this long: shown as offline (1..86400)
+offers_rotate_s = 6                    # attract screen's offers strip; 0 = still (0..3600)
 
 [hardware]                             # passed as-is to staypoint.kiosk.hardware.factory
 reader = "pcsc"
@@ -24,10 +24,12 @@ Every problem is raised as one :class:`ConfigError` line naming the file and the
 
 from __future__ import annotations
 
-import tomllib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from staypoint.tomlfile import TomlFileError, parse_toml, path_text
 
 
 class ConfigError(Exception):
@@ -47,11 +49,16 @@ class KioskConfig:
     hardware: dict[str, Any] = field(default_factory=dict)
 
 
-def _number(section: dict[str, Any], key: str, default: float, where: str, *, minimum: float) -> float:
+def _number(
+    section: dict[str, Any], key: str, default: float, where: str, *, minimum: float, maximum: float
+) -> float:
     value = section.get(key, default)
-    # bool is an int in Python: `idle_timeout_s = true` must not pass as 1 second.
+    # bool is an int in Python: `idle_timeout_s = true` must not pass as 1 second. TOML has
+    # nan and inf, which pass any `< minimum` test, and a timer of 1e300 s overflows.
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
         raise ConfigError(f"{where}: {key} must be a number >= {minimum:g}, not {value!r}")
+    if not math.isfinite(value) or value > maximum:
+        raise ConfigError(f"{where}: {key} must be at most {maximum:g}, not {value!r}")
     return float(value)
 
 
@@ -65,19 +72,19 @@ def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 def parse_config(text: str, where: str = "config", base: Path | None = None) -> KioskConfig:
     """Parse config text; relative paths are taken from ``base`` (the file's folder)."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+        data = parse_toml(text, where)
+    except TomlFileError as exc:
+        raise ConfigError(str(exc)) from None
     node = _table(data, "node", where)
     kiosk = _table(data, "kiosk", where)
     # The hardware factory documents a [hardware] section; [devices] is accepted as an alias.
     hardware = _table(data, "hardware", where) or _table(data, "devices", where)
-    db = node.get("db")
-    if not isinstance(db, str) or not db.strip():
+    db = path_text(node.get("db"))
+    if db is None:
         raise ConfigError(f"{where}: [node] db (the replica's path) is required")
     root = base or Path.cwd()
     keys = node.get("keys_dir") or None
-    if keys is not None and not isinstance(keys, str):
+    if keys is not None and path_text(keys) is None:
         raise ConfigError(f"{where}: [node] keys_dir must be a path")
     name = kiosk.get("property_name") or None
     if name is not None and not isinstance(name, str):
@@ -86,9 +93,9 @@ def parse_config(text: str, where: str = "config", base: Path | None = None) -> 
         db=root / db,
         keys_dir=root / keys if keys else None,
         property_name=name,
-        idle_timeout_s=_number(kiosk, "idle_timeout_s", 30, where, minimum=5),
-        offline_after_s=_number(kiosk, "offline_after_s", 120, where, minimum=1),
-        offers_rotate_s=_number(kiosk, "offers_rotate_s", 6, where, minimum=0),
+        idle_timeout_s=_number(kiosk, "idle_timeout_s", 30, where, minimum=5, maximum=3600),
+        offline_after_s=_number(kiosk, "offline_after_s", 120, where, minimum=1, maximum=86400),
+        offers_rotate_s=_number(kiosk, "offers_rotate_s", 6, where, minimum=0, maximum=3600),
         hardware=dict(hardware),
     )
 

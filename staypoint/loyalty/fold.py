@@ -12,6 +12,11 @@ Every place that moves a member computes through this module and nowhere else:
   shows is ``record + own unfolded events`` (``edge/sync_store.py``);
 - the node service and the API describe activity with ``activity_line``.
 
+The PIN lock-out lives on the record too (``pin_failures``, ``locked_until``): a wrong PIN
+anywhere is a ``pin.failed`` event, folded here with ``after_pin`` by head office, by a
+node's overlay and by the node and the API as they count, so a lock-out reaches the whole
+fleet with the record, and a node offline still locks on its own tries (docs/programme.md).
+
 ``apply`` is pure: it reads stays, vouchers and holds through ``Refs`` and returns what
 the caller must write (``Outcome``); it raises ``Quarantine`` when an event breaks a
 bound, a rule or the sending node's rights, and then the caller writes nothing but the
@@ -22,15 +27,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from staypoint.loyalty import tiers
+from staypoint.loyalty import pins, tiers
 from staypoint.loyalty.bounds import BoundError, Bounds, check_balance, money
 from staypoint.loyalty.earning import stay_points
-from staypoint.loyalty.events import Event, points_delta
-from staypoint.loyalty.program import Outlet, Program, Window
+from staypoint.loyalty.events import Event, iso, parse_iso, points_delta
+from staypoint.loyalty.expiry import expiring_soon
+from staypoint.loyalty.program import Outlet, PinPolicy, Program, Window
+from staypoint.loyalty.redemption import check_redemption
 
 MemberDoc = dict[str, Any]
 _OUTLETS: dict[Any, Outlet] = {o.value: o for o in Outlet}
@@ -112,8 +119,57 @@ def stated(kind: str, data: Mapping[str, Any]) -> Delta:
     return Delta(points)
 
 
-def overlay(doc: MemberDoc, kind: str, data: Mapping[str, Any], tier_ranks: Mapping[str, int]) -> None:
-    """Fold one of the node's own unfolded events onto head office's record, as stated."""
+PIN_KINDS = frozenset({"pin.failed", "pin.verified", "member.unlocked"})
+
+
+def pin_state(doc: Mapping[str, Any]) -> pins.PinState:
+    """The lock-out a member record carries (none in a record written before it had one)."""
+    until = doc.get("locked_until")
+    return pins.PinState(int(doc.get("pin_failures") or 0), parse_iso(until) if until else None)
+
+
+def set_pin_state(doc: MemberDoc, state: pins.PinState) -> None:
+    """Write ``state`` onto a member record, in the wire form."""
+    doc["pin_failures"] = state.failures
+    doc["locked_until"] = iso(state.locked_until) if state.locked_until else None
+
+
+def after_pin(state: pins.PinState, kind: str, at: datetime, policy: PinPolicy | None) -> pins.PinState:
+    """What a PIN event at ``at`` does to a member's fleet-wide lock-out.
+
+    A wrong PIN counts (locking at the policy's limit); the right PIN after wrong ones
+    starts the count again but never lifts a lock (only staff or the timeout do); an
+    unlock lifts it. Events reach head office out of time order (two nodes, one offline),
+    so a late failure never shortens a lock another one set. Only ``pin.failed`` reads
+    ``policy`` (its programme's ``[pin]``); without one it counts nothing."""
+    if kind == "member.unlocked":
+        return pins.PinState(0, None)
+    state = pins.current(state, at)
+    if kind == "pin.verified":
+        return state if state.locked(at) else pins.PinState(0, None)
+    if kind != "pin.failed" or policy is None:
+        return state
+    after = pins.after_failure(state, policy, at)
+    held = state.locked_until
+    if held is not None and (after.locked_until is None or after.locked_until < held):
+        return pins.PinState(after.failures, held)
+    return after
+
+
+def overlay(
+    doc: MemberDoc,
+    kind: str,
+    data: Mapping[str, Any],
+    tier_ranks: Mapping[str, int],
+    at: str | None = None,
+    pin: PinPolicy | None = None,
+) -> None:
+    """Fold one of the node's own unfolded events onto head office's record, as stated.
+
+    A PIN event needs its time ``at`` and the ``pin`` policy of its programme: the node
+    counts its own tries on top of head office's count, as it does its own points."""
+    if kind in PIN_KINDS and at is not None:
+        set_pin_state(doc, after_pin(pin_state(doc), kind, parse_iso(at), pin))
     d = stated(kind, data)
     doc["points"] += d.points
     if d.clamps:
@@ -146,6 +202,8 @@ def new_member(ev: Event, program: Program | None, day: date) -> MemberDoc:
         "pin_hash": str(data.get("pin_hash", "")),
         "blocked": False,
         "overdrawn": False,
+        "pin_failures": 0,
+        "locked_until": None,
         "enrolled_at": ev.at,
         "home_property": str(data.get("home_property", "")),
         "cards": [card] if isinstance(card, str) else [],
@@ -182,6 +240,11 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
             new["points"] -= int(data["points"])
         elif kind in ("voucher.used", "voucher.voided"):
             _voucher(ev, new, refs, out)
+        elif kind in PIN_KINDS:
+            if program is None and kind == "pin.failed":
+                raise Quarantine("unknown_program", f"pin.failed names programme v{ev.program}, unknown here")
+            policy = program.pin if program is not None else None
+            set_pin_state(new, after_pin(pin_state(new), kind, parse_iso(ev.at), policy))
         elif kind in ("value.topped_up", "value.spent"):
             amount = money(data.get("amount"), "amount", bounds.money_per_event)
             balance = Decimal(new["stored_value"])
@@ -334,9 +397,113 @@ def _voucher(ev: Event, m: MemberDoc, refs: Refs, out: Outcome) -> None:
 
 # -- what members read ------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class RewardLine:
+    code: str
+    name: str
+    category: str
+    points: int
+    available: bool
+    reason: str | None
+    stock: int | None
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """What a member sees of their state, the same at a kiosk, at the desk and in the API.
+
+    ``points`` is the balance; ``held`` the points set aside by online authorisations not yet
+    settled (head office knows them, a node has none of its own), and rewards are offered
+    against ``available`` = points − held."""
+
+    member: str
+    name: str
+    tier: str
+    tier_name: str
+    points: int
+    held: int
+    available: int
+    stored_value: Decimal
+    currency: str
+    qualifying_nights: int
+    qualifying_points: int
+    next_tier: str | None
+    next_tier_message: str
+    progress: float
+    nights_needed: int
+    expiring_points: int
+    expiring_on: date | None
+    blocked: bool
+    benefits: tuple[str, ...]
+    rewards: tuple[RewardLine, ...]
+    offers: tuple[str, ...]
+
+
+def view(
+    m: Mapping[str, Any],
+    program: Program,
+    today: date,
+    *,
+    held: int = 0,
+    stock: Mapping[str, int | None] | None = None,
+) -> MemberView:
+    """The member's view of record ``m`` on ``today`` (the one copy the node and the API use)."""
+    nights, qpoints = tiers.qualifying_now(
+        program, str(m["window_start"]), int(m["qual_nights"]), int(m["qual_points"]), today
+    )
+    prog = tiers.progress(program, str(m["tier"]), nights, qpoints)
+    last = date.fromisoformat(str(m["last_activity"])) if m.get("last_activity") else None
+    points = int(m["points"])
+    exp_points, exp_on = expiring_soon(program.expiry, last, points, today)
+    available = points - held
+    blocked = bool(m.get("blocked"))
+    lines = []
+    for reward in program.rewards:
+        left = (stock or {}).get(reward.code) if reward.stock is not None else None
+        check = check_redemption(
+            program, reward.code, tier=str(m["tier"]), points=available, stock_left=left, blocked=blocked
+        )
+        lines.append(
+            RewardLine(
+                reward.code,
+                reward.name,
+                reward.category.value,
+                reward.points,
+                check.ok,
+                None if check.ok else check.detail,
+                left,
+            )
+        )
+    tier = program.tier(str(m["tier"]))
+    return MemberView(
+        member=str(m["number"]),
+        name=str(m["name"]),
+        tier=tier.code,
+        tier_name=tier.name,
+        points=points,
+        held=held,
+        available=available,
+        stored_value=Decimal(str(m["stored_value"])),
+        currency=program.currency,
+        qualifying_nights=nights,
+        qualifying_points=qpoints,
+        next_tier=prog.next_tier.name if prog.next_tier else None,
+        next_tier_message=prog.message(),
+        progress=prog.fraction,
+        nights_needed=prog.nights_needed,
+        expiring_points=exp_points,
+        expiring_on=exp_on if exp_points else None,
+        blocked=blocked,
+        benefits=tier.benefits,
+        rewards=tuple(lines),
+        offers=tuple(o.name for o in program.offers if tier.code in o.tiers),
+    )
+
+
 _LINES: dict[str, dict[str, str]] = {
     "en": {
-        "stay.posted": "Stay {folio}: {nights} nights",
+        "stay.posted": "Stay {folio}: {nights} night(s)",
         "stay.voided": "Stay {folio} voided",
         "points.redeemed": "Redeemed {reward}",
         "points.adjusted": "Adjustment: {reason}",
@@ -350,6 +517,7 @@ _LINES: dict[str, dict[str, str]] = {
         "card.bound": "Card added",
         "member.unlocked": "PIN unlocked",
         "feedback.recorded": "Thank you for your feedback",
+        "upgrade": " — welcome to {tier}!",
     },
     "zh": {
         "stay.posted": "入住 {folio}：{nights} 晚",
@@ -366,6 +534,7 @@ _LINES: dict[str, dict[str, str]] = {
         "card.bound": "已添加会员卡",
         "member.unlocked": "PIN 已解锁",
         "feedback.recorded": "感谢您的反馈",
+        "upgrade": "——欢迎升级为{tier}！",
     },
 }
 
@@ -375,11 +544,24 @@ class _Blank(dict[str, Any]):
         return ""
 
 
-def activity_line(kind: str, data: Mapping[str, Any], lang: str = "en") -> str:
-    """One line of a member's activity, in the member's language (English when unknown)."""
+def activity_line(
+    kind: str, data: Mapping[str, Any], lang: str = "en", program: Program | None = None
+) -> str:
+    """One line of a member's activity, in the member's language (English when unknown).
+
+    With the programme, rewards and tiers are named as the member knows them."""
     lines = _LINES.get(lang.split("-")[0].lower(), _LINES["en"])
     template = lines.get(kind) or _LINES["en"].get(kind)
     if template is None:
         return kind
     values = _Blank({k: v for k, v in data.items() if isinstance(v, str | int) and not isinstance(v, bool)})
-    return template.format_map(values)
+    if program is not None and isinstance(data.get("reward"), str):
+        reward = program.reward(str(data["reward"]))
+        values["reward"] = reward.name if reward else data["reward"]
+    line = template.format_map(values)
+    after = data.get("tier_after")
+    if kind == "stay.posted" and isinstance(after, str) and after != data.get("tier"):
+        known = {t.code: t.name for t in program.tiers} if program is not None else {}
+        name = known.get(after, after)
+        line += (lines.get("upgrade") or _LINES["en"]["upgrade"]).format(tier=name)
+    return line

@@ -16,7 +16,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from staypoint.loyalty.bounds import Bounds
+from staypoint.loyalty.bounds import MAX_PROGRAM_VERSION, Bounds
+
+# Every whole number in a programme is a count, a threshold or a duration; none is sane past
+# what every JSON reader holds exactly. Durations get tighter bounds at their fields, so
+# that "today + this" is still a date the calendar has.
+MAX_WHOLE = 2**53 - 1
+MAX_DECIMAL = Decimal(10) ** 15  # rates, multipliers, money: any more is a typo
 
 
 class ProgramError(ValueError):
@@ -115,6 +121,8 @@ class OfflineLimits:
     consecutive_redemptions_per_member: int
     node_exposure_points: int
     max_staleness_hours: int
+    per_spend_value: Decimal = Decimal("200.00")
+    per_member_value_since_contact: Decimal = Decimal("300.00")
 
 
 @dataclass(frozen=True)
@@ -207,14 +215,18 @@ class _Reader:
             raise self.fail(key, f"must be a non-empty string, got {value!r}")
         return value
 
-    def int_(self, key: str, default: int | None = None, *, minimum: int = 0) -> int:
+    def int_(
+        self, key: str, default: int | None = None, *, minimum: int = 0, maximum: int = MAX_WHOLE
+    ) -> int:
         value = self.data.get(key, default)
         if value is None:
             raise self.fail(key, "missing")
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"must be a whole number, got {value!r}")
         if value < minimum:
-            raise self.fail(key, f"must be at least {minimum}, got {value}")
+            raise self.fail(key, f"must be at least {minimum}, got {_brief(value)}")
+        if value > maximum:
+            raise self.fail(key, f"must be at most {maximum:,}, got {_brief(value)}")
         return value
 
     def opt_int(self, key: str, *, minimum: int = 0) -> int | None:
@@ -235,6 +247,8 @@ class _Reader:
             raise self.fail(key, f"not a decimal number: {value!r}") from None
         if not d.is_finite() or d < 0 or (positive and d == 0):
             raise self.fail(key, f"must be {'positive' if positive else 'zero or more'}, got {value}")
+        if d >= MAX_DECIMAL:
+            raise self.fail(key, f"must be below {MAX_DECIMAL:,.0f}, got {_brief(value)}")
         return d
 
     def date_(self, key: str) -> date:
@@ -265,6 +279,12 @@ class _Reader:
             raise self.fail(key, f"unknown value {raw!r}; one of: {allowed}") from None
 
 
+def _brief(value: object) -> str:
+    # A 4,000-digit number is valid TOML: quote its start, not all of it, in a one-line error.
+    text = str(value)
+    return text if len(text) <= 30 else f"{text[:12]}... ({len(text)} characters)"
+
+
 def _code(r: _Reader, key: str = "code") -> str:
     code = r.str_(key)
     if code != code.upper() or not all(c.isalnum() or c in "-_" for c in code):
@@ -276,8 +296,12 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
     """Parse and validate a programme document; raise ProgramError naming the bad field."""
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    # Not only TOMLDecodeError: an integer past 4300 digits is a ValueError and arrays
+    # nested thousands deep a RecursionError.
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
         raise ProgramError(source, "(document)", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ProgramError(source, "(document)", "not valid TOML: nested too deeply") from None
     root = _Reader(source, raw, "")
     head = root.table("program")
     qual = root.table("qualification") if root.has("qualification") else None
@@ -357,7 +381,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
                 points=rw.int_("points", minimum=1),
                 min_tier=min_tier,
                 stock=rw.opt_int("stock"),
-                voucher_days=rw.int_("voucher_days", minimum=1),
+                voucher_days=rw.int_("voucher_days", minimum=1, maximum=3660),
             )
         )
 
@@ -375,7 +399,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
     pin = PinPolicy(
         length=pin_r.int_("length", minimum=4),
         max_tries=pin_r.int_("max_tries", minimum=1),
-        lockout_minutes=pin_r.int_("lockout_minutes", minimum=1),
+        lockout_minutes=pin_r.int_("lockout_minutes", minimum=1, maximum=366 * 24 * 60),
     )
     if pin.length > 12:
         raise pin_r.fail("length", "PIN pads take at most 12 digits")
@@ -386,7 +410,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         per_member_points_since_contact=ol.int_("per_member_points_since_contact"),
         consecutive_redemptions_per_member=ol.int_("consecutive_redemptions_per_member"),
         node_exposure_points=ol.int_("node_exposure_points"),
-        max_staleness_hours=ol.int_("max_staleness_hours"),
+        max_staleness_hours=ol.int_("max_staleness_hours", maximum=366 * 24),
     )
     offers = tuple(
         Offer(code=_code(o), name=o.str_("name"), tiers=tier_set(o, "tiers"))
@@ -400,7 +424,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         raise head.fail("currency", f"an ISO 4217 code such as EUR, got {currency!r}")
     return Program(
         name=head.str_("name"),
-        version=head.int_("version", minimum=1),
+        version=head.int_("version", minimum=1, maximum=MAX_PROGRAM_VERSION),
         currency=currency,
         point_value=head.decimal("point_value"),
         window=window,
@@ -410,8 +434,8 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         rewards=tuple(rewards),
         stored_value=stored,
         expiry=ExpiryRules(
-            months_without_activity=ex.int_("months_without_activity", minimum=1),
-            warn_days=ex.int_("warn_days", 90, minimum=1),
+            months_without_activity=ex.int_("months_without_activity", minimum=1, maximum=1200),
+            warn_days=ex.int_("warn_days", 90, minimum=1, maximum=3660),
         ),
         pin=pin,
         offline=offline,

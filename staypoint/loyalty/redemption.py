@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 
 from staypoint.loyalty.program import OfflineLimits, Program, Reward
@@ -27,6 +28,8 @@ class OfflineRefusal(StrEnum):
     NODE_EXPOSURE = "this kiosk has reached its offline limit: please see the front desk"
     STALE = "this kiosk has been offline too long to redeem: please see the front desk"
     DENY_LISTED = "redemptions are paused on this account: please see the front desk"
+    PER_SPEND = "while we are offline, one payment from stored value can be at most {limit}"
+    PER_MEMBER_VALUE = "while we are offline, you can pay up to {limit} from stored value in all"
 
 
 @dataclass(frozen=True)
@@ -129,3 +132,23 @@ def is_redeemable_now(program: Program, reward: Reward, tier: str, points: int) 
     if reward.min_tier is not None and program.tier(tier).rank < program.tier(reward.min_tier).rank:
         return False
     return points >= reward.points
+
+
+def check_offline_spend(
+    limits: OfflineLimits, amount: Decimal, spent_since_contact: Decimal, state: OfflineState, now: datetime
+) -> OfflineDecision:
+    """The floor limits for paying from stored value while head office cannot be asked:
+    money spent twice at two offline nodes is bounded by these, like points are."""
+
+    def refuse(r: OfflineRefusal, limit: Decimal | int = 0) -> OfflineDecision:
+        return OfflineDecision(False, r, r.value.format(limit=limit), limits.profile)
+
+    if state.deny_listed:
+        return refuse(OfflineRefusal.DENY_LISTED)
+    if state.last_contact is None or now - state.last_contact > timedelta(hours=limits.max_staleness_hours):
+        return refuse(OfflineRefusal.STALE)
+    if amount > limits.per_spend_value:
+        return refuse(OfflineRefusal.PER_SPEND, limits.per_spend_value)
+    if spent_since_contact + amount > limits.per_member_value_since_contact:
+        return refuse(OfflineRefusal.PER_MEMBER_VALUE, limits.per_member_value_since_contact)
+    return OfflineDecision(True, None, "ok", limits.profile)

@@ -130,7 +130,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
             return text
 
     elif args.program:
-        text = Path(args.program).read_text("utf-8")
+        from staypoint.loyalty.program import ProgramError, load_program
+
+        try:  # a node would refuse a bad programme only after enrolling: refuse it here
+            text = load_program(Path(args.program)).source_text
+        except ProgramError as exc:
+            _fail(str(exc))
 
         def program() -> str:
             return text
@@ -191,6 +196,18 @@ def cmd_revoke(args: argparse.Namespace) -> None:
         steps = _publish_crl(state, args)
     except RuntimeError as err:
         _fail(f"revoked {args.node}, but {err}")
+    if args.ledger:
+        from staypoint.central.ledger import Ledger
+        from staypoint.central.store_sqlite import SqliteLedgerStore
+        from staypoint.loyalty.events import parse_iso
+
+        # The fleet hears of it as a change, so every node refuses the node's later vouchers.
+        store = SqliteLedgerStore(Path(args.ledger))
+        try:
+            (change,) = Ledger(store).revoke_node(record.node, parse_iso(str(record.revoked_at)))
+        finally:
+            store.close()
+        steps["fleet"] = f"revocation sent to the nodes (change {change.version})"
     _emit(
         args,
         {"node": record.node, "serial": record.serial, "revoked_at": record.revoked_at, **steps},
@@ -322,6 +339,7 @@ def register(sub: Any) -> None:
     p = add(psub, "revoke", cmd_revoke, "revoke a node's certificate and reject its events")
     state(p)
     p.add_argument("--node", required=True)
+    p.add_argument("--ledger", help="ledger DB: tell every node, which then refuse the node's later vouchers")
     crl_publishing(p)
     p.add_argument("--json", action="store_true")
 

@@ -210,3 +210,16 @@ def test_loosely_typed_values_are_refused_not_guessed(api: Api) -> None:
         assert r.json()["error"]
     ok = api.client.post("/v1/me/feedback", json={"stars": 5}, headers=h)
     assert ok.status_code in (200, 201, 202), ok.text
+
+
+def test_a_property_system_cannot_post_a_stay_outside_the_contracts_bounds(api: Api) -> None:
+    """A stay arriving in 1026 once made a member Platinum with 365,578 nights."""
+    member = api.enrol()
+    before = api.ledger.member(member)
+    r = api.stay(member, "F-1026", arrival="1026-01-01")
+    assert r.status_code == 422 and r.json()["code"] == "out_of_bounds", r.text
+    assert "is outside" in r.json()["error"]
+    r = api.stay(member, "F-HUGE", room="999999999999")
+    assert r.status_code == 422, r.text
+    assert api.ledger.member(member) == before  # nothing booked
+    assert api.stay(member, "F-OK").status_code in (200, 201)  # and the stream goes on

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Static, TabbedContent
 
 from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.desk import Desk
@@ -118,3 +118,33 @@ def test_snapshot_rewards_for_marketing(snap_compare: Any, desk_api: tuple[Desk,
         await pilot.pause()
 
     assert snap_compare(ConsoleApp(desk, clock=lambda: NOW), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_clerk_sees_a_quarantined_event_with_member_and_node_and_acknowledges_it(
+    desk_api: tuple[Desk, Api],
+) -> None:
+    from staypoint.loyalty.events import Event, iso, uuid7
+
+    desk, api = desk_api
+    member = desk.search("ada@example.com")[0]["member"]
+    data = {"points": 2**62}
+    forged = Event("sha-lobby-09", 1, 1, uuid7(NOW), iso(NOW), "points.adjusted", member, 1, data)
+    assert api.ledger.ingest("sha-lobby-09", [forged.to_dict()], NOW).rejected == 1
+    app = ConsoleApp(desk, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await _sign_in(pilot, "clerk-1")
+        screen = app.screen
+        assert isinstance(screen, DeskScreen)
+        table = screen.query_one("#quarantine-table", DataTable)
+        assert table.row_count == 1
+        row = table.get_row_at(0)
+        assert row[1:4] == ["quarantined", "sha-lobby-09", member] and "outside" in row[4]
+        screen.query_one(TabbedContent).active = "quarantine"
+        await pilot.pause()
+        screen.query_one("#quarantine-table", DataTable).move_cursor(row=0)  # highlights: selects it
+        await pilot.pause()
+        assert screen.selected_quarantine == forged.id
+        await pilot.click("#acknowledge")
+        await pilot.pause()
+        assert table.row_count == 0 and api.ledger.quarantine() == []
+        assert [q["acknowledged_at"] for q in api.ledger.quarantine(open_only=False)] == [iso(NOW)]

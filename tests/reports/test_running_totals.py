@@ -4,6 +4,7 @@ arrive - a void of a member's first stay among them - and incrementally by curso
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -52,10 +53,12 @@ def test_running_totals_match_the_facts_through_voids_and_new_events(tmp_path: P
     assert fast["repeat"].headline["avg_days_between_stays"] == 30
 
     # More events after the first fill: C's first stay voided, two new stays, feedback.
-    first_c = conn.execute(
-        "SELECT id FROM events WHERE type = 'stay.posted' AND member = ? ORDER BY rowid LIMIT 1", (C,)
-    ).fetchone()[0]
+    first_c, body = conn.execute(
+        "SELECT id, body FROM events WHERE type = 'stay.posted' AND member = ? ORDER BY rowid LIMIT 1", (C,)
+    ).fetchone()
     ledger = Ledger(SqliteLedgerStore(db))
+    # A node voids only its own property's stays: n2 is a board of the property that posted it.
+    ledger.register_node("n2", "00" * 32, json.loads(body)["data"]["property"])
     feed = Feed(ledger, "n2")
     at = datetime(2025, 6, 10, 10, 0, tzinfo=UTC)
     feed("stay.voided", C, at.strftime("%Y-%m-%dT%H:%M:%S"), {"stay": first_c, "points": 3000, "reason": "x"})

@@ -101,10 +101,11 @@ def test_shown_balance_never_double_counts_whatever_the_order(tmp_path: Path) ->
 def test_restore_starts_a_new_epoch_and_jobs_downgrade_one_tier(tmp_path: Path) -> None:
     ledger, node, events = _setup(tmp_path)
     with node.replica.write():
-        assert sync_store.start_new_epoch(node.replica.conn) == 2
+        epoch = sync_store.start_new_epoch(node.replica.conn, NOW, rand=5)
+    assert epoch == (int(NOW.timestamp() * 1000) << 10) | 5
     m = node.resolve_member(str(events[0]["member"])).number
     event = node.post_stay(m, "E2", NOW, nights=1, revenue={Outlet.ROOM: Decimal("10")}).event
-    assert (event.epoch, event.seq) == (2, 1)
+    assert (event.epoch, event.seq) == (epoch, 1)
     ledger.ingest("sha-lobby-01", events, NOW)
     doc = ledger.member(m)
     assert doc is not None

@@ -25,7 +25,9 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from staypoint.central.api.service import ApiError, ApiKey, Services
 from staypoint.central.api.sources import OutOfBounds
@@ -58,6 +60,14 @@ def _iso_date(value: Any) -> Any:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+def _line(text: str) -> str:
+    # Errors quote what the client sent (a field name, a value): a newline or control
+    # character in it must not break the promised one line.
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class ErrorBody(BaseModel):
@@ -293,6 +303,62 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class BodyLimit:
+    """Refuse (413) a request body over ``limit`` bytes, before the app sees any of it.
+
+    Content-Length alone is not enough: a chunked body has none, and FastAPI would read all
+    of it (150 MB, say) into memory and parse it before any check. So the body is read here,
+    chunk by chunk, and the answer goes out as soon as it passes the limit, with
+    ``Connection: close`` so the server stops reading the rest. A body within the limit is
+    handed on whole; the limit is small, so holding it costs little.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away: nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal whole
+            if whole is not None:
+                message, whole = whole, None
+                return message
+            return await receive()  # after the body: only the disconnect is left to wait for
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"error": f"request body over {self.limit // 1024} KiB", "code": "too_large"},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
 def make_api(
     ledger: Ledger,
     profiles: ProfileStore,
@@ -346,7 +412,7 @@ def build_app(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message, "code": exc.code}, status_code=exc.status)
+        return JSONResponse({"error": _line(exc.message), "code": exc.code}, status_code=exc.status)
 
     @app.exception_handler(OutOfBounds)
     async def out_of_bounds(request: Request, exc: OutOfBounds) -> JSONResponse:
@@ -363,20 +429,13 @@ def build_app(
         detail = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in errors[:20]
         ]
-        return JSONResponse({"error": message, "code": "invalid", "detail": detail}, status_code=422)
+        return JSONResponse({"error": _line(message), "code": "invalid", "detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail), "code": "http"}, status_code=exc.status_code)
+        return JSONResponse({"error": _line(str(exc.detail)), "code": "http"}, status_code=exc.status_code)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse(
-                {"error": f"request body over {MAX_BODY // 1024} KiB", "code": "too_large"}, status_code=413
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
 
     def key(x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
         return run(lambda: services.check_key(x_api_key))

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -28,11 +28,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from staypoint.central.api.sources import Draft, EventSources
 from staypoint.central.api.state import SideStore
 from staypoint.central.ledger import Ledger
-from staypoint.central.profiles import ProfileError, ProfileStore
-from staypoint.loyalty import member_numbers, pins, referral_codes, tiers, vouchers
+from staypoint.central.profiles import ProfileError, ProfileStore, check_contact
+from staypoint.loyalty import fold, member_numbers, pins, referral_codes, vouchers
 from staypoint.loyalty.earning import stay_points
-from staypoint.loyalty.events import iso, parse_iso, points_delta, uuid7
-from staypoint.loyalty.expiry import expiring_soon
+from staypoint.loyalty.events import iso, points_delta, uuid7
 from staypoint.loyalty.money import MoneyError, parse_amount
 from staypoint.loyalty.program import Outlet, Program
 from staypoint.loyalty.rates import OnlineRules, parse_online_rules, quote
@@ -144,36 +143,31 @@ class Services:
 
     # -- member sign-in ----------------------------------------------------------------------
     def login(self, login: str, pin: str, now: datetime) -> tuple[str, datetime]:
-        """Member number or e-mail + PIN → a signed token; wrong PINs lock like the kiosk."""
+        """Member number or e-mail + PIN → a signed token; wrong PINs lock fleet-wide.
+
+        The lock-out is the member record's (loyalty/fold.py): a wrong PIN here is a
+        ``pin.failed`` event on the web stream, so five wrong tries here lock the kiosks too,
+        and a lock set at a kiosk refuses the right PIN here."""
         number = self._resolve_login(login)
         m = self.ledger.member(number) if number else None
         if number is None or m is None:
             raise ApiError(401, "member number, e-mail or PIN is not right", "bad_login")
         policy = self.program().pin
-        row = self.side.row("SELECT failures, locked_until FROM member_auth WHERE member = ?", (number,))
-        failures, locked = (int(row[0]), row[1]) if row else (0, None)
-        until = parse_iso(locked) if locked else None
-        if until is not None and now < until:
-            raise ApiError(423, f"too many wrong PINs: try again after {iso(until)}", "locked")
-        if until is not None:
-            failures = 0  # the lock-out ran its course: fresh tries, as at the kiosk
+        state = pins.current(fold.pin_state(m), now)
+        if state.locked_until is not None:
+            raise ApiError(423, f"too many wrong PINs: try again after {iso(state.locked_until)}", "locked")
         if pins.verify_pin(pin, str(m.get("pin_hash", ""))):
-            self._pin_state(number, 0, None)
+            if state.failures:
+                self.sources.emit("web", [Draft("pin.verified", number, {})], now)
             exp = now + self.token_ttl
             return self._sign({"sub": number, "exp": int(exp.timestamp()), "iat": int(now.timestamp())}), exp
-        state = pins.after_failure(pins.PinState(failures, None), policy, now)
-        self._pin_state(number, state.failures, iso(state.locked_until) if state.locked_until else None)
+        self.sources.emit("web", [Draft("pin.failed", number, {})], now)
+        # Head office's count after the fold, which may hold tries made at a kiosk meanwhile.
+        state = pins.current(fold.pin_state(self._member(number)), now)
         if state.locked_until is not None:
             raise ApiError(423, f"too many wrong PINs: try again after {iso(state.locked_until)}", "locked")
         left = pins.tries_left(state, policy)
         raise ApiError(401, f"member number, e-mail or PIN is not right ({left} tries left)", "bad_login")
-
-    def _pin_state(self, member: str, failures: int, locked_until: str | None) -> None:
-        self.side.execute(
-            "INSERT INTO member_auth (member, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT (member) "
-            "DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
-            (member, failures, locked_until),
-        )
 
     def _resolve_login(self, login: str) -> str | None:
         login = login.strip()
@@ -226,35 +220,12 @@ class Services:
         """The kiosk's figures for a member, from head office's record (the same loyalty code)."""
         program = self.program()
         m = self._member(number)
-        today = now.date()
-        nights, qpoints = tiers.qualifying_now(
-            program, str(m["window_start"]), int(m["qual_nights"]), int(m["qual_points"]), today
-        )
-        prog = tiers.progress(program, m["tier"], nights, qpoints)
-        last = date.fromisoformat(m["last_activity"]) if m.get("last_activity") else None
-        exp_points, exp_on = expiring_soon(program.expiry, last, int(m["points"]), today)
         held = self.ledger.store.held_points(number)
-        stock = self._stock_left(program)
-        rewards = []
-        for reward in program.rewards:
-            check = check_redemption(
-                program,
-                reward.code,
-                tier=m["tier"],
-                points=int(m["points"]) - held,
-                stock_left=stock.get(reward.code),
-                blocked=bool(m.get("blocked")),
-            )
-            rewards.append(
-                {
-                    "code": reward.code,
-                    "name": reward.name,
-                    "points": reward.points,
-                    "available": check.ok,
-                    "reason": None if check.ok else check.detail,
-                }
-            )
-        tier = program.tier(m["tier"])
+        seen = fold.view(m, program, now.date(), held=held, stock=self._stock_left(program))
+        rewards = [
+            {"code": r.code, "name": r.name, "points": r.points, "available": r.available, "reason": r.reason}
+            for r in seen.rewards
+        ]
         recent = [_activity(json.loads(b)) for b in self.ledger.store.member_events(number, 8)]
         vouchers_ = [
             {"code": v["code"], "reward": v["reward"], "status": v["status"], "expires": v.get("expires", "")}
@@ -262,26 +233,27 @@ class Services:
         ]
         return {
             "member": number,
-            "name": m["name"],
-            "tier": tier.code,
-            "tier_name": tier.name,
-            "points": int(m["points"]),
-            "points_on_hold": held,
-            "stored_value": str(m["stored_value"]),
-            "currency": program.currency,
-            "qualifying_nights": nights,
-            "qualifying_points": qpoints,
-            "next_tier": prog.next_tier.name if prog.next_tier else None,
-            "next_tier_message": prog.message(),
-            "progress": round(prog.fraction, 4),
-            "nights_needed": prog.nights_needed,
-            "expiring_points": exp_points,
-            "expiring_on": exp_on.isoformat() if exp_on and exp_points else None,
-            "blocked": bool(m.get("blocked")),
-            "benefits": list(tier.benefits),
+            "name": seen.name,
+            "tier": seen.tier,
+            "tier_name": seen.tier_name,
+            "points": seen.points,
+            "points_on_hold": seen.held,
+            "points_available": seen.available,
+            "stored_value": str(seen.stored_value),
+            "currency": seen.currency,
+            "qualifying_nights": seen.qualifying_nights,
+            "qualifying_points": seen.qualifying_points,
+            "next_tier": seen.next_tier,
+            "next_tier_message": seen.next_tier_message,
+            "progress": round(seen.progress, 4),
+            "nights_needed": seen.nights_needed,
+            "expiring_points": seen.expiring_points,
+            "expiring_on": seen.expiring_on.isoformat() if seen.expiring_on else None,
+            "blocked": seen.blocked,
+            "benefits": list(seen.benefits),
             "recent": [a for a in recent if a is not None],
             "rewards": rewards,
-            "offers": [o.name for o in program.offers if tier.code in o.tiers],
+            "offers": list(seen.offers),
             "vouchers": vouchers_,
             # The same code the kiosk shows: a pure function of the member number.
             "referral_code": referral_codes.referral_code(number),
@@ -531,8 +503,14 @@ class Services:
         except pins.PinFormatError as exc:
             raise ApiError(422, str(exc)) from None
         email = body.get("email")
+        try:  # before a member number is taken: a refused enrolment must not use one up
+            _, phone = check_contact(email or None, body.get("phone") or None)
+        except ProfileError as exc:
+            raise ApiError(422, str(exc)) from None
         if email and self.profiles.by_email(str(email)) is not None:
             raise ApiError(409, "this e-mail address is already enrolled", "duplicate_email")
+        if phone and self.profiles.by_phone(phone) is not None:
+            raise ApiError(409, "this phone number is already enrolled", "duplicate_phone")
         serial = self.side.next_counter("enrol_serial")
         number = member_numbers.next_number(list(HEAD_OFFICE_BLOCKS), serial)
         parts = name.split()
@@ -786,28 +764,18 @@ class Services:
 
 def _activity(ev: Mapping[str, Any]) -> dict[str, Any] | None:
     kind = str(ev.get("type"))
+    if kind in ("pin.failed", "pin.verified"):
+        return None  # the lock-out's bookkeeping, not activity a member reads
     data = ev.get("data", {})
     try:
         delta = points_delta(kind, data)
     except ValueError:
         return None
-    descriptions: dict[str, Callable[[Mapping[str, Any]], str]] = {
-        "stay.posted": lambda d: f"Stay {d.get('folio', '')}: {d.get('nights', 0)} nights",
-        "stay.voided": lambda d: f"Stay {d.get('folio', '')} taken back",
-        "points.redeemed": lambda d: f"Redeemed {d.get('reward', '')}",
-        "points.adjusted": lambda d: f"Adjustment: {d.get('reason', '')}",
-        "points.expired": lambda d: "Points expired",
-        "member.enrolled": lambda d: "Welcome to the programme",
-        "claim.recorded": lambda d: f"Missing-stay claim for folio {d.get('folio', '')}",
-        "value.topped_up": lambda d: f"Stored value topped up {d.get('amount', '')}",
-        "value.spent": lambda d: f"Stored value spent {d.get('amount', '')}",
-    }
-    describe = descriptions.get(kind)
     return {
         "at": str(ev.get("at")),
         "type": kind,
         "points": delta,
-        "description": describe(data) if describe else kind,
+        "description": fold.activity_line(kind, data if isinstance(data, Mapping) else {}),
     }
 
 

@@ -87,6 +87,7 @@ class DeskScreen(Screen[None]):
         super().__init__()
         self.staff = staff
         self.selected_claim: str | None = None
+        self.selected_quarantine: str | None = None
 
     @property
     def desk(self) -> Desk:
@@ -125,6 +126,15 @@ class DeskScreen(Screen[None]):
             if "rewards" in allowed:
                 with TabPane("Rewards", id="rewards"):
                     yield DataTable(id="rewards-table")
+            if "quarantine" in allowed:
+                with TabPane("Quarantine", id="quarantine"):
+                    with Horizontal(classes="row"):
+                        yield Static(
+                            "Events head office would not book, and debts to settle", id="quarantine-hint"
+                        )
+                        yield Button("Acknowledge", id="acknowledge", variant="warning")
+                    yield Static("", id="quarantine-msg")
+                    yield DataTable(id="quarantine-table", cursor_type="row")
             if "programme" in allowed:
                 with TabPane("Programme", id="programme"):
                     yield TextArea("", id="program-text", language=None)
@@ -159,6 +169,7 @@ class DeskScreen(Screen[None]):
             ("#history", ("At", "Type", "Source", "Points", "Detail")),
             ("#claims-table", ("Claim", "Member", "Source", "Folio", "Property", "Arrival", "Departure")),
             ("#rewards-table", ("Code", "Name", "Points", "Min tier", "Stock", "Issued", "Left")),
+            ("#quarantine-table", ("At", "What", "Node", "Member", "Detail")),
         ):
             for table in self.query(table_id).results(DataTable):
                 table.add_columns(*cols)
@@ -178,6 +189,17 @@ class DeskScreen(Screen[None]):
                     c["arrival"],
                     c["departure"],
                     key=c["id"],
+                )
+        for table in self.query("#quarantine-table").results(DataTable):
+            table.clear()
+            for i, q in enumerate(self.desk.quarantine()):
+                table.add_row(
+                    q["at"][:19],
+                    q["what"],
+                    q["node"],
+                    q["member"],
+                    q["detail"][:60],
+                    key=q["key"] or f"debt-{i}",
                 )
         for table in self.query("#rewards-table").results(DataTable):
             table.clear()
@@ -209,10 +231,15 @@ class DeskScreen(Screen[None]):
         elif event.data_table.id == "claims-table" and key:
             self.selected_claim = str(key)
             self.query_one("#claim-msg", Static).update(f"claim {key} selected")
+        elif event.data_table.id == "quarantine-table" and key:
+            self.selected_quarantine = None if str(key).startswith("debt-") else str(key)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "claims-table" and event.row_key is not None:
             self.selected_claim = str(event.row_key.value)
+        if event.data_table.id == "quarantine-table" and event.row_key is not None:
+            key = str(event.row_key.value)
+            self.selected_quarantine = None if key.startswith("debt-") else key
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         handlers: dict[str | None, Callable[[], None]] = {
@@ -220,6 +247,7 @@ class DeskScreen(Screen[None]):
             "approve": self.approve,
             "reject": self.reject,
             "do-adjust": self.adjust,
+            "acknowledge": self.acknowledge,
             "validate": self.validate,
             "diff": self.diff,
             "publish": self.publish,
@@ -278,6 +306,20 @@ class DeskScreen(Screen[None]):
         except ApiError as exc:
             return self._claim_msg(exc.message)
         self._claim_msg("rejected")
+        self.action_refresh()
+
+    def acknowledge(self) -> None:
+        msg = self.query_one("#quarantine-msg", Static)
+        if not self.selected_quarantine:
+            msg.update("select a quarantined event first (debts clear when the balance is settled)")
+            return
+        try:
+            self.desk.acknowledge(self.selected_quarantine, self.staff, self.desk_clock())
+        except ApiError as exc:
+            msg.update(exc.message)
+            return
+        msg.update(f"acknowledged: {self.selected_quarantine}")
+        self.selected_quarantine = None
         self.action_refresh()
 
     def adjust(self) -> None:

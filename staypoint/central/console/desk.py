@@ -22,9 +22,9 @@ from staypoint.loyalty.rates import parse_online_rules
 ROLES = ("clerk", "marketing", "administrator")
 # Which screens each role may open (the tab ids in app.py).
 ALLOWED = {
-    "clerk": {"members", "claims", "adjust", "rewards", "fleet"},
+    "clerk": {"members", "claims", "adjust", "rewards", "quarantine", "fleet"},
     "marketing": {"members", "rewards", "fleet"},
-    "administrator": {"members", "claims", "adjust", "rewards", "programme", "fleet"},
+    "administrator": {"members", "claims", "adjust", "rewards", "quarantine", "programme", "fleet"},
 }
 MAX_TRIES, LOCK_MINUTES = 5, 30
 
@@ -130,6 +130,39 @@ class Desk:
                 }
             )
         return out
+
+    def quarantine(self) -> list[dict[str, Any]]:
+        """Open quarantined events and open debts, for the staff list (newest first)."""
+        rows = [
+            {
+                "key": q["event_id"],
+                "at": q["at"],
+                "what": "quarantined",
+                "node": q["node"],
+                "member": q["member"] or "",
+                "detail": f"{q['type']}: {q['reason']}",
+            }
+            for q in self.ledger.quarantine()
+        ]
+        rows += [
+            {
+                "key": None,
+                "at": d["at"],
+                "what": d["kind"],
+                "node": d["node"],
+                "member": d["member"],
+                "detail": f"balance {d['balance']:,}"
+                if d["kind"] != "value_overdraft"
+                else f"stored value {d['balance'] / 100:.2f}",
+            }
+            for d in self.ledger.store.open_overdrafts()
+        ]
+        return sorted(rows, key=lambda r: str(r["at"]), reverse=True)
+
+    def acknowledge(self, event_id: str, by: Staff, now: datetime) -> None:
+        """Take a quarantined event off the open list once a person has dealt with it."""
+        if not self.ledger.acknowledge_quarantine(event_id, by.id, now):
+            raise ApiError(404, f"no open quarantined event {event_id}")
 
     def rewards(self) -> list[dict[str, Any]]:
         """The catalogue with central stock: the programme's stock minus vouchers given out."""

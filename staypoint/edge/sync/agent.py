@@ -20,6 +20,7 @@ Guarantees (design.md, Events; docs/sync.md):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import queue
@@ -506,12 +507,21 @@ class SyncAgent:
         if start is None or to is None or not isinstance(changes, list) or start > to:
             self._drop("wrong_type")
             return
-        # Head office sends each version once, in a contiguous run: a part whose range,
-        # count and versions do not add up would move the applied version past changes
-        # never seen (and the node would then ignore every real change): dropped, counted.
-        if to - start != len(changes) or [
-            c.get("version") if isinstance(c, dict) else None for c in changes
-        ] != list(range(start + 1, to + 1)):
+        # A part carries changes in rising version order inside (from, to], the last one at
+        # ``to`` (a contiguous run, or a collapsed delta: the latest change per key). One
+        # that does not add up would move the applied version past changes never seen (the
+        # node would then ignore every real change): dropped, counted.
+        versions: list[int] = [
+            c["version"] for c in changes if isinstance(c, dict) and type(c.get("version")) is int
+        ]
+        if (
+            not versions
+            or len(versions) != len(changes)
+            or versions[-1] != to
+            or any(not start < v <= to for v in versions)
+            or any(a >= b for a, b in itertools.pairwise(versions))
+            or to > MAX_VERSION
+        ):
             self._drop("bad_range")
             return
         rs = self._resync

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def cmd_node_new_epoch(args: argparse.Namespace) -> None:
     replica = Replica(Path(args.db))
     try:
         with replica.write():
-            epoch = sync_store.start_new_epoch(replica.conn)
+            epoch = sync_store.start_new_epoch(replica.conn, datetime.now(UTC))
     finally:
         replica.close()
     print(epoch)

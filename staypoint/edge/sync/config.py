@@ -11,28 +11,39 @@ ca = "/etc/staypoint/ca.pem"
 cert = "/etc/staypoint/node.pem"
 key = "/etc/staypoint/node.key"
 
-[sync]            # optional pacing overrides, names as in SyncConfig
+[sync]            # optional pacing overrides, names as in SyncConfig, each within _TUNABLE's range
 batch_events = 500
 """
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from staypoint.edge.sync.agent import SyncConfig
+from staypoint.edge.sync.agent import MAX_PAYLOAD, SyncConfig
+from staypoint.tomlfile import TomlFileError, path_text, read_toml
 
-_TUNABLE = {f.name for f in dataclasses.fields(SyncConfig)} - {
-    "node_id",
-    "host",
-    "port",
-    "ca",
-    "cert",
-    "key",
+# Each [sync] override with its kind and the range it must fall in. The bounds are far
+# past any sane tuning and keep every value one the agent and paho can use: MQTT's
+# keep-alive is a 2-byte field and its session expiry a 4-byte one, a batch must fit in
+# one broker message, and a timer of 1e300 s or nan would overflow or never fire.
+_TUNABLE: dict[str, tuple[type, float, float]] = {
+    "batch_events": (int, 1, 100_000),
+    "batch_bytes": (int, 1024, MAX_PAYLOAD),
+    "window_batches": (int, 1, 10_000),
+    "ack_timeout": (float, 0.1, 3600),
+    "auth_timeout": (float, 0.1, 60),
+    "resync_timeout": (float, 0.1, 3600),
+    "session_expiry": (int, 0, 2**32 - 1),
+    "keepalive": (int, 1, 65_535),
+    "backoff_min": (float, 0.01, 3600),
+    "backoff_max": (float, 0.01, 3600),
+    "health_interval": (float, 0.1, 86_400),
+    "contact_interval": (float, 0.1, 3600),
 }
+_PATHS = {"devices_file", "backup_dir"}
 
 
 class ConfigError(ValueError):
@@ -49,9 +60,9 @@ class NodeConfig:
 def load_node_config(path: Path, node_id: str | None = None) -> NodeConfig:
     """Read and check ``path``; ``node_id`` defaults to the replica's own id (filled by the caller)."""
     try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raw = read_toml(path)
+    except TomlFileError as exc:
+        raise ConfigError(str(exc)) from None
     base = path.parent
 
     def section(name: str) -> dict[str, Any]:
@@ -68,32 +79,62 @@ def load_node_config(path: Path, node_id: str | None = None) -> NodeConfig:
             raise ConfigError(f"{path}: [{name}] {key} must be {kind.__name__}")
         return value
 
+    def need_path(table: dict[str, Any], name: str, key: str) -> Path:
+        value = path_text(need(table, name, key, str))
+        if value is None:
+            raise ConfigError(f"{path}: [{name}] {key} must be a path")
+        return base / value
+
+    def number(name: str, key: str, value: Any, kind: type, low: float, high: float) -> Any:
+        whole = kind is int
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+            raise ConfigError(f"{path}: [{name}] {key} must be {'a whole number' if whole else 'a number'}")
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ConfigError(f"{path}: [{name}] {key} must be from {low:g} to {high:g}, not {value!r}")
+        return kind(value)
+
     node, mqtt, sync = section("node"), section("mqtt"), section("sync")
-    extra = set(sync) - _TUNABLE
+    extra = set(sync) - set(_TUNABLE) - _PATHS
     if extra:
         raise ConfigError(f"{path}: [sync] unknown keys {sorted(extra)}")
-    keys = node.get("keys_dir", node.get("keys"))
+    tuned: dict[str, Any] = {}
+    for key, value in sync.items():
+        if key in _PATHS:
+            if path_text(value) is None:
+                raise ConfigError(f"{path}: [sync] {key} must be a path")
+            tuned[key] = base / value
+        else:
+            tuned[key] = number("sync", key, value, *_TUNABLE[key])
+    keys = node.get("keys_dir", node.get("keys")) or None  # "" means the default, as for the kiosk
+    if keys is not None and path_text(keys) is None:
+        raise ConfigError(f"{path}: [node] keys_dir must be a path")
+    own_id = node.get("id", "")
+    if not isinstance(own_id, str):
+        raise ConfigError(f"{path}: [node] id must be a string")
     health, backup = section("health"), section("backup")
-    if "heartbeat_s" in health and "health_interval" not in sync:
+    if "heartbeat_s" in health and "health_interval" not in tuned:
         beat = health["heartbeat_s"]
-        if isinstance(beat, bool) or not isinstance(beat, int | float) or beat <= 0:
-            raise ConfigError(f"{path}: [health] heartbeat_s must be a positive number of seconds")
-        sync = {**sync, "health_interval": float(beat)}
-    replica = backup.get("replica")
-    backup_dir = None
-    if isinstance(replica, str) and (replica.startswith("file://") or "://" not in replica):
-        backup_dir = base / replica.removeprefix("file://")
+        if isinstance(beat, bool) or not isinstance(beat, int | float) or not 0 < beat <= 86_400:
+            raise ConfigError(f"{path}: [health] heartbeat_s must be from 0 to 86400 seconds, not {beat!r}")
+        tuned["health_interval"] = float(beat)
+    if tuned.get("backoff_min", SyncConfig.backoff_min) > tuned.get("backoff_max", SyncConfig.backoff_max):
+        raise ConfigError(f"{path}: [sync] backoff_min is above backoff_max")
+    replica = path_text(backup.get("replica"))
+    if replica is not None and (replica.startswith("file://") or "://" not in replica):
+        tuned.setdefault("backup_dir", base / replica.removeprefix("file://"))
+    host = need(mqtt, "mqtt", "host", str)
+    if path_text(host) is None:
+        raise ConfigError(f"{path}: [mqtt] host must be a host name")
     return NodeConfig(
-        db=base / need(node, "node", "db", str),
-        keys=base / keys if isinstance(keys, str) else None,
+        db=need_path(node, "node", "db"),
+        keys=base / keys if keys else None,
         sync=SyncConfig(
-            node_id=node_id or str(node.get("id", "")),
-            host=need(mqtt, "mqtt", "host", str),
-            port=need(mqtt, "mqtt", "port", int),
-            ca=base / need(mqtt, "mqtt", "ca", str),
-            cert=base / need(mqtt, "mqtt", "cert", str),
-            key=base / need(mqtt, "mqtt", "key", str),
-            backup_dir=backup_dir,
-            **sync,
+            node_id=node_id or own_id,
+            host=host,
+            port=number("mqtt", "port", need(mqtt, "mqtt", "port", int), int, 1, 65_535),
+            ca=need_path(mqtt, "mqtt", "ca"),
+            cert=need_path(mqtt, "mqtt", "cert"),
+            key=need_path(mqtt, "mqtt", "key"),
+            **tuned,
         ),
     )
