@@ -475,6 +475,19 @@ class Replica:
         ).fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
+    def rejected_events(self, limit: int) -> list[dict[str, Any]]:
+        """Our events head office would not book, newest first (``quarantine`` changes)."""
+        rows = self._q(
+            "SELECT epoch, seq, type, member, at, rejected FROM outbox WHERE rejected IS NOT NULL "
+            "ORDER BY epoch DESC, seq DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        keys = ("epoch", "seq", "type", "member", "at", "reason")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def rejected_count(self) -> int:
+        return int(self._q("SELECT count(*) FROM outbox WHERE rejected IS NOT NULL").fetchone()[0])
+
     def value_spent_since(self, member: str, since: str | None) -> Decimal:
         """Stored value this node paid out for ``member`` since ``since`` (an ISO time)."""
         total = Decimal(0)

@@ -1291,6 +1291,9 @@ class NodeService:
             "offline_exposure": int(self.replica.meta("offline_exposure") or 0),
             "program_version": self.program.version,
             "members": self.replica.member_count(),
+            # Our events head office quarantined (newest first): a technician reads why.
+            "rejected": self.replica.rejected_events(3),
+            "rejected_total": self.replica.rejected_count(),
         }
 
 

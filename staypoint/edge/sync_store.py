@@ -162,18 +162,6 @@ def mark_acked(conn: sqlite3.Connection, epoch: int, hw: int, at: str) -> int:
     return int(cur.rowcount)
 
 
-def rejected_events(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, Any]]:
-    """Our events head office quarantined, newest first (for the staff status screen)."""
-    return [
-        {"epoch": int(e), "seq": int(q), "type": str(t), "member": m, "at": str(a), "reason": str(r)}
-        for e, q, t, m, a, r in conn.execute(
-            "SELECT epoch, seq, type, member, at, rejected FROM outbox WHERE rejected IS NOT NULL "
-            "ORDER BY epoch DESC, seq DESC LIMIT ?",
-            (limit,),
-        )
-    ]
-
-
 def outbox_depth(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0])
 

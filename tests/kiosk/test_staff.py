@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input
 
-from staypoint.edge.service import NodeService, PinLocked, WrongPin
+from staypoint.edge import sync_store
+from staypoint.edge.service import NodeService, PinLocked, StaffProof, WrongPin
 from staypoint.kiosk.app import Devices, KioskApp
 from staypoint.kiosk.hardware.printer.sim import SimPrinter
 from staypoint.kiosk.hardware.reader.sim import SimReader
@@ -197,7 +199,25 @@ async def test_the_staff_menu_offers_exactly_what_the_role_table_allows(
             await settle(pilot)
 
 
-async def test_node_status_page(build: Build, devices: Devices) -> None:
+async def test_node_status_page(build: Build, devices: Devices, service: NodeService) -> None:
+    # One event head office quarantined: the technician sees it, with the reason.
+    desk = StaffProof("desk-1", "Dana", "staff")
+    service.enrol("Quinn Q", "2580", datetime.now(UTC), staff=desk)
+    with service.replica.write():
+        seq = int(service.replica.conn.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0)
+        if seq:
+            quarantine = {
+                "node": service.node_id,
+                "epoch": 1,
+                "seq": seq,
+                "id": "x",
+                "reason": "nights out of bounds",
+            }
+            sync_store.apply_changes(
+                service.replica.conn,
+                [{"kind": "quarantine", "key": "k", "version": 1, "body": quarantine}],
+                {},
+            )
     app = build()
     assert isinstance(devices.printer, SimPrinter)
     devices.printer.paper_out = True
@@ -208,6 +228,7 @@ async def test_node_status_page(build: Build, devices: Devices) -> None:
         assert isinstance(app.screen, StaffStatusScreen)
         status = text_of(app, "#node-status")
         assert "demo-lobby-01" in status and "Outbox" in status and "last contact" in status
+        assert seq and "Refused by HQ" in status and "nights out of bounds" in status
         devices_text = text_of(app, "#device-status")
         assert "reader" in devices_text and "paper_out" in devices_text
         assert app.screen.query_one("#test-page", Button)

@@ -59,6 +59,15 @@ class StaffStatusScreen(KioskScreen):
             ("Programme", f"version {st['program_version']}"),
             ("Members", f"{st['members']:,} on the replica"),
         ]
+        if st.get("rejected_total"):
+            latest = st["rejected"][0]
+            rows.append(
+                (
+                    "Refused by HQ",
+                    f"{st['rejected_total']} events · latest {latest['type']} seq {latest['seq']}: "
+                    f"{latest['reason']}",
+                )
+            )
         self.query_one("#node-status", Static).update("\n".join(f"{k:<17} {v}" for k, v in rows))
         lines = ["Devices"]
         for d in devices:
