@@ -88,10 +88,33 @@ def _day(data: Mapping[str, Any], key: str, low: date, high: date) -> date:
     return day
 
 
-def _text(data: Mapping[str, Any], key: str) -> None:
-    value = data.get(key)
-    if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
-        raise BoundError(f"{key} must be text of at most {MAX_TEXT} characters")
+_TEXT_KEYS = frozenset({"reason", "note", "folio", "staff", "reward", "voucher", "property"})
+# The canonical spelling every node writes (events.iso): such times compare as text, so the
+# common case needs no parse (head office checks every event it receives).
+_CANONICAL_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+@dataclass(frozen=True)
+class _Window:
+    earliest: str
+    latest: datetime
+    latest_text: str
+
+
+_last_window: tuple[Bounds, datetime, _Window] | None = None
+
+
+def _window(bounds: Bounds, now: datetime) -> _Window:
+    """The time window of ``now``: computed once per ingest group, not once per event."""
+    global _last_window
+    last = _last_window  # one read: another thread may replace it, never half of it
+    if last is not None and last[0] is bounds and last[1] == now:
+        return last[2]
+    latest = (now + bounds.clock_skew).astimezone(UTC)
+    text = latest.strftime("%Y-%m-%dT%H:%M:%S.") + f"{latest.microsecond // 1000:03d}Z"
+    window = _Window(bounds.earliest.isoformat(), latest, text)
+    _last_window = (bounds, now, window)
+    return window
 
 
 def check_event(ev: Event, bounds: Bounds, now: datetime) -> None:
@@ -103,17 +126,28 @@ def check_event(ev: Event, bounds: Bounds, now: datetime) -> None:
         raise BoundError(f"seq and epoch are 1..{MAX_SEQ:,}")
     if not 1 <= ev.program <= MAX_PROGRAM_VERSION:
         raise BoundError(f"programme version {ev.program} is outside 1..{MAX_PROGRAM_VERSION:,}")
-    latest = (now + bounds.clock_skew).astimezone(UTC)
-    at = parse_iso(ev.at)
-    if not bounds.earliest <= at.date() or at > latest:
+    window = _window(bounds, now)
+    latest = window.latest
+    if _CANONICAL_AT.fullmatch(ev.at):
+        outside = ev.at[:10] < window.earliest or ev.at > window.latest_text
+    else:
+        at = parse_iso(ev.at)
+        outside = at.date() < bounds.earliest or at > latest
+    if outside:
         raise BoundError(f"event time {ev.at} is outside {bounds.earliest}..{latest:%Y-%m-%d %H:%M}Z")
     data, kind, pts = ev.data, ev.type, bounds.points_per_event
-    for key in ("reason", "note", "folio", "staff", "reward", "voucher", "property"):
-        _text(data, key)
+    for key in _TEXT_KEYS.intersection(data):
+        value = data[key]
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise BoundError(f"{key} must be text of at most {MAX_TEXT} characters")
     if kind == "stay.posted":
-        nights = _int(data, "nights", 0, bounds.nights_per_stay)
-        points = _int(data, "points", 0, pts)
-        _int(data, "qualifying_points", 0, points or 0, required=False)
+        nights, points = data.get("nights"), data.get("points")
+        if type(nights) is not int or not 0 <= nights <= bounds.nights_per_stay:
+            nights = _int(data, "nights", 0, bounds.nights_per_stay)  # names what is wrong
+        if type(points) is not int or not 0 <= points <= pts:
+            points = _int(data, "points", 0, pts)
+        if "qualifying_points" in data:
+            _int(data, "qualifying_points", 0, points or 0)
         departure = _day(data, "departure", bounds.earliest, latest.date())
         arrival = _day(data, "arrival", bounds.earliest, departure)
         if nights is not None and (departure - arrival).days != nights:

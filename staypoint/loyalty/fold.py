@@ -258,7 +258,10 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
                     out.debts.append(("value_overdraft", f"{balance:.2f}"))
                     out.alarms.append(("value_overdraft", f"member {m['number']} stored value {balance:.2f}"))
             new["stored_value"] = f"{balance:.2f}"
-        check_balance(int(new["points"]), Decimal(new["stored_value"]), bounds)
+        if new["stored_value"] != m["stored_value"]:
+            check_balance(int(new["points"]), Decimal(new["stored_value"]), bounds)
+        elif abs(new["points"]) > bounds.balance_points:
+            check_balance(int(new["points"]), Decimal(0), bounds)
     except BoundError as exc:
         raise Quarantine("out_of_bounds", f"{kind}: {exc}") from None
     except (KeyError, ValueError, TypeError, InvalidOperation) as exc:
@@ -271,7 +274,7 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
         debt = "void_after_spend" if kind == "stay.voided" else "points_overdraft"
         out.debts.append((debt, str(new["points"])))
         out.alarms.append((debt, f"member {m['number']} at {new['points']:,} points after {kind}"))
-    negative = new["points"] < 0 or Decimal(new["stored_value"]) < 0
+    negative = new["points"] < 0 or str(new["stored_value"]).startswith("-")  # kept as "%.2f" text
     if out.debts and negative:
         if not new.get("overdrawn"):
             new["overdrawn"] = True
