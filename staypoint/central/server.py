@@ -9,6 +9,7 @@ Topics (design.md, docs/sync.md):
     out  sp/v1/node/{node}/changes        resync parts (delta or snapshot, checksummed)
     in   sp/v1/node/{node}/auth/request   MQTT 5 request (response topic + correlation data)
     out  sp/v1/node/{node}/auth/response  {"ok", "hold", "expires", "reason"}
+    out  sp/v1/fleet/digest               {"version", "members", "points"}, retained, from the ticker
 
 Event batches are handed from paho's network thread to one ingest thread, which applies
 everything queued (up to ``GROUP_BATCHES`` batches, any nodes, arrival order) in ONE ledger
@@ -132,11 +133,15 @@ class HeadOffice:
         *,
         clock: Callable[[], datetime] = now_utc,
         tick_seconds: float = 2.0,
+        digest_seconds: float = 30.0,
     ) -> None:
         self.ledger = ledger
         self.settings = settings
         self.clock = clock
         self.tick_seconds = tick_seconds
+        self.digest_seconds = digest_seconds
+        self._digest_version = -1
+        self._digest_at = float("-inf")
         self.dropped: Counter[str] = Counter()
         self.handled: Counter[str] = Counter()
         self._published_version = ledger.store.latest_version()
@@ -404,8 +409,33 @@ class HeadOffice:
                                 self.client.publish("sp/v1/fleet/changes", dumps(payload), qos=1)
                                 start = end
                         self._published_version = latest
+                    self._publish_digest(latest)
             except Exception:
                 log.exception("tick failed")
+
+    def _publish_digest(self, latest: int) -> None:
+        """The replica's digest at one version, for the nodes to check themselves against.
+
+        Under ``_lock`` (the caller's), as acks and fan-out are: a node then sees the digest of
+        version V before the ack of any event committed after V, so a node at V with every row
+        acknowledged has none of its own events unfolded and must match it exactly.
+        """
+        now = time.monotonic()
+        # An unchanged version tells the nodes nothing new (the digest is retained): no scan.
+        if (
+            not self.connected.is_set()
+            or latest == self._digest_version
+            or now - self._digest_at < self.digest_seconds
+        ):
+            return
+        version, members, points = self.ledger.store.digest()
+        if version > self._published_version:
+            return  # another process wrote since the fan-out: no node can be there yet
+        self._digest_at = now
+        self._digest_version = version
+        body = {"v": 1, "version": version, "members": members, "points": points}
+        self.client.publish("sp/v1/fleet/digest", dumps(body), qos=1, retain=True)
+        self.handled["digests"] += 1
 
     def _worker(self) -> None:
         while True:

@@ -165,6 +165,11 @@ class LedgerStore(Protocol):
         """(version, the current state as changes) from one consistent read."""
         ...
 
+    def digest(self) -> tuple[int, int, int]:
+        """(version, members, sum of their points) from one consistent read: what a node at
+        ``version`` with nothing of its own unfolded must hold too (``sp/v1/fleet/digest``)."""
+        ...
+
     # -- programmes and node keys -------------------------------------------------------------------
     def put_program(self, version: int, document: str) -> None: ...
 

@@ -414,6 +414,13 @@ class PgLedgerStore:
         )
         return [Change(int(v), str(k), str(key), dict(b)) for v, k, key, b in rows]
 
+    def digest(self) -> tuple[int, int, int]:
+        # One statement sees one snapshot even under READ COMMITTED, so the counter and the
+        # sums agree without a REPEATABLE READ transaction of their own.
+        row = self._row("SELECT (SELECT v FROM change_seq), count(*), coalesce(sum(points), 0) FROM members")
+        assert row is not None
+        return int(row[0] or 0), int(row[1]), int(row[2])
+
     def snapshot(self) -> tuple[int, Iterator[Change]]:
         # Its own connection in one REPEATABLE READ transaction: one consistent view.
         conn = psycopg.connect(self.url)

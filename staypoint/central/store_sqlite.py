@@ -392,6 +392,16 @@ class SqliteLedgerStore:
                 out.append(Change(int(v), str(kind), str(key), json.loads(body)))
         return out
 
+    def digest(self) -> tuple[int, int, int]:
+        # One statement is one read snapshot in WAL mode: the version and the sums agree even
+        # while another process (central jobs) writes.
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT (SELECT coalesce(max(version), 0) FROM changes), count(*), "
+                "coalesce(sum(points), 0) FROM members"
+            ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
     def snapshot(self) -> tuple[int, Iterator[Change]]:
         # Its own connection and read transaction: a consistent view while the writer goes on.
         conn = self._connect()

@@ -166,6 +166,12 @@ def outbox_depth(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0])
 
 
+def replica_digest(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(members, sum of their points) of this replica, to hold against head office's digest."""
+    row = conn.execute("SELECT count(*), coalesce(sum(points), 0) FROM members").fetchone()
+    return int(row[0]), int(row[1])
+
+
 # -- downstream: changes ---------------------------------------------------------------------
 
 

@@ -14,6 +14,8 @@ Guarantees (design.md, Events; docs/sync.md):
 - Changes are applied in version order; a gap (or a new node) asks for a resync; a resync
   answer (delta or snapshot) is checked part by part and only its last part moves the
   applied version.
+- At head office's digest version, with every row acknowledged, the replica's member count
+  and points sum must equal the digest's; a replica that differs resyncs by snapshot itself.
 - Anything malformed from the broker is dropped and counted; nothing stops the loop.
 """
 
@@ -60,6 +62,11 @@ ACK_FLUSH_SECONDS = 0.1  # an ack is written to the outbox within this, or with 
 # snapshot takes ~12 s). Counted in changes, not parts, so a Pi's memory stays bounded
 # (~10 MB) whatever the part size; past it the agent resyncs again once this one is done.
 HELD_CHANGES_MAX = 20_000
+# A replica that still differs after resyncing by itself (say a row head office never had,
+# which a snapshot does not remove) must not pull a snapshot on every digest: each further
+# self-resync waits this long, doubling up to the cap, until a digest matches again.
+SELF_RESYNC_BACKOFF = 300.0
+SELF_RESYNC_BACKOFF_MAX = 6 * 3600.0
 
 
 def now_utc() -> datetime:
@@ -170,6 +177,11 @@ class SyncAgent:
         self._ack_due: tuple[int, int] | None = None
         self._ack_flushed_at = time.monotonic()
         self._idle = threading.Event()
+        self._digest: tuple[int, int, int] | None = None  # head office's (version, members, points)
+        self.digest_ok: bool | None = None  # None: never at a digest's version with nothing pending
+        self.last_self_resync: str | None = None
+        self._self_resync_after = 0.0
+        self._self_resync_backoff = 0.0
         self.client = self._make_client()
 
     # -- topics -------------------------------------------------------------------------------
@@ -287,6 +299,7 @@ class SyncAgent:
                 (self.topic("changes"), 1),
                 (self.topic("auth/response"), 1),
                 ("sp/v1/fleet/changes", 1),
+                ("sp/v1/fleet/digest", 1),
             ]
         )
         client.publish(
@@ -414,6 +427,8 @@ class SyncAgent:
                 self._on_resync_part(body)
             elif topic == "sp/v1/fleet/changes":
                 self._on_fleet_changes(body)
+            elif topic == "sp/v1/fleet/digest":
+                self._on_digest(body)
             elif topic == self.topic("auth/response"):
                 self._on_auth_response(body, msg)
             else:
@@ -551,14 +566,76 @@ class SyncAgent:
             self.stats["gaps"] += 1
             self._request_resync()
 
-    def _request_resync(self) -> None:
+    def _request_resync(self, from_version: int | None = None) -> None:
+        """Ask for what was missed since the applied version (or from ``from_version``: 0 is a
+        snapshot, head office's whole state)."""
         if self._resync is not None:
             return
-        applied = sync_store.applied_version(self.replica.conn)
+        start = sync_store.applied_version(self.replica.conn) if from_version is None else from_version
         session = uuid.uuid4().hex
         self._resync = _Resync(session, time.monotonic() + self.config.resync_timeout)
-        self.client.publish(self.topic("resync"), dumps({"from": applied, "session": session}), qos=1)
+        self.client.publish(self.topic("resync"), dumps({"from": start, "session": session}), qos=1)
         self.stats["resyncs"] += 1
+
+    def _on_digest(self, body: dict[str, Any]) -> None:
+        version, members, points = (self._int(body, k) for k in ("version", "members", "points"))
+        # Points may sum below zero (overdrafts are recorded, not refused); the rest may not.
+        if (
+            version is None
+            or members is None
+            or points is None
+            or not 0 <= version <= MAX_VERSION
+            or not 0 <= members <= MAX_VERSION
+            or not -MAX_VERSION <= points <= MAX_VERSION
+        ):
+            self._drop("wrong_type")
+            return
+        self._digest = (version, members, points)
+        self._check_digest()
+
+    def _check_digest(self) -> None:
+        """Hold the replica against head office's last digest, when the two must be equal."""
+        if self._digest is None or self._resync is not None:
+            return
+        version, members, points = self._digest
+        if self._ack_due is not None:
+            with self.replica.write():
+                self._flush_ack()
+        with self.replica.read():
+            conn = self.replica.conn
+            # Only at the digest's version with every row acknowledged is a member row exactly
+            # head office's record (head office publishes the digest of V before the ack of any
+            # event committed after V); anywhere else own unfolded events or changes not yet
+            # applied make the sums differ honestly.
+            if sync_store.applied_version(conn) != version or sync_store.outbox_depth(conn):
+                return
+            mine = sync_store.replica_digest(conn)
+        self.stats["digest_checks"] += 1
+        if mine == (members, points):
+            self.digest_ok = True
+            self._self_resync_after = self._self_resync_backoff = 0.0
+            return
+        self.digest_ok = False
+        self.stats["digest_mismatches"] += 1
+        now = time.monotonic()
+        resync = now >= self._self_resync_after
+        then = (
+            "resyncing from a snapshot"
+            if resync
+            else f"next self-resync in {self._self_resync_after - now:.0f}s"
+        )
+        log.warning(
+            "replica differs from head office at version %d: %d members / %d points here, %d / %d there: %s",
+            *(version, *mine, members, points, then),
+        )
+        if resync:
+            self._self_resync_backoff = min(
+                max(2 * self._self_resync_backoff, SELF_RESYNC_BACKOFF), SELF_RESYNC_BACKOFF_MAX
+            )
+            self._self_resync_after = now + self._self_resync_backoff
+            self.last_self_resync = iso(self.clock())
+            self.stats["self_resyncs"] += 1
+            self._request_resync(from_version=0)
 
     def _on_resync_part(self, body: dict[str, Any]) -> None:
         rs = self._resync
@@ -606,6 +683,7 @@ class SyncAgent:
                     self.stats["snapshots"] += 1
         if done:
             self._release_held(rs)
+            self._check_digest()  # a retained digest met during the resync, or the self-resync's own
 
     def _release_held(self, rs: _Resync) -> None:
         """Apply the fan-out held during a finished resync: what the answer covered is
@@ -700,6 +778,9 @@ class SyncAgent:
             max_staleness_s=program.offline.max_staleness_hours * 3600,
         )
         doc["dropped"] = dict(self.dropped)
+        doc["digest_ok"] = self.digest_ok
+        doc["digest_mismatches"] = self.stats["digest_mismatches"]
+        doc["last_self_resync"] = self.last_self_resync
         self.client.publish(self.topic("health"), dumps(doc), qos=0)
 
     # -- for tests and the CLI ----------------------------------------------------------------------
