@@ -72,3 +72,14 @@ def read_response(conn: socket.socket) -> tuple[int, dict[str, str], bytes]:
             break
         body += more
     return int(status_line.split()[1]), headers, body[:length]
+
+
+def send_until_refused(conn: socket.socket, pieces: list[bytes]) -> bool:
+    """Send ``pieces`` in turn; False if the server hung up first (it answered already, and a
+    server that stops reading resets a connection it leaves bytes unread on)."""
+    try:
+        for piece in pieces:
+            conn.sendall(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
