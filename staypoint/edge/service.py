@@ -425,13 +425,17 @@ class NodeService:
         data: Mapping[str, Any],
         now: datetime,
         auth: str | None = None,
+        *,
+        row: MemberRow | None = None,
     ) -> Event:
-        """Check the event against the contract's bounds, then allocate the next gapless seq
-        and append it (inside a write()): an event out of bounds is refused, nothing written."""
+        """Allocate the next gapless seq, check the event against the contract's bounds and
+        append it (inside a write(), so a refusal rolls the seq back: nothing written).
+
+        ``row`` is the member as the caller read it in this transaction (saves a read)."""
         event = Event(
             node=self.node_id,
             epoch=int(self.replica.meta("epoch") or 1),
-            seq=int(self.replica.meta("last_seq") or 0) + 1,
+            seq=self.replica.bump_meta("last_seq"),
             id=uuid7(now),
             at=iso(now),
             type=kind.value,
@@ -443,14 +447,14 @@ class NodeService:
         limits = self.program.bounds
         try:
             bounds.check_event(event, limits, now)
-            row = self.replica.member(member) if member is not None else None
+            if row is None and member is not None:
+                row = self.replica.member(member)
             if row is not None:
                 delta = fold.stated(event.type, event.data)
                 value = Decimal(row.stored_value) + delta.value
                 bounds.check_balance(row.points + delta.points, value, limits)
         except bounds.BoundError as exc:
             raise BadInput(f"refused: {exc}") from None
-        self.replica.bump_meta("last_seq")
         self.replica.append_outbox(event)
         return event
 
@@ -716,7 +720,7 @@ class NodeService:
             }
             if staff is not None:
                 data["staff"] = staff.staff_id
-            event = self._emit(EventType.STAY_POSTED, row.number, data, now)
+            event = self._emit(EventType.STAY_POSTED, row.number, data, now, row=row)
             self.replica.insert_stay(
                 event.id,
                 row.number,
@@ -846,6 +850,7 @@ class NodeService:
                 },
                 now,
                 auth=auth,
+                row=current,
             )
             self.replica.insert_voucher(
                 code,
