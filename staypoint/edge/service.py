@@ -432,6 +432,7 @@ class NodeService:
         append it (inside a write(), so a refusal rolls the seq back: nothing written).
 
         ``row`` is the member as the caller read it in this transaction (saves a read)."""
+        program = self.program  # one look at the replica's programme version per event
         event = Event(
             node=self.node_id,
             epoch=int(self.replica.meta("epoch") or 1),
@@ -440,11 +441,11 @@ class NodeService:
             at=iso(now),
             type=kind.value,
             member=member,
-            program=self.program.version,
+            program=program.version,
             data=dict(data),
             auth=auth,
         )
-        limits = self.program.bounds
+        limits = program.bounds
         try:
             bounds.check_event(event, limits, now)
             if row is None and member is not None:
@@ -460,7 +461,9 @@ class NodeService:
 
     def _ledger(self, event: Event, member: str, points: int, amount: str | None = None) -> None:
         """The member's activity line for ``event``, worded once (``fold.activity_line``)."""
-        line = fold.activity_line(event.type, event.data, program=self.program)
+        # The programme _emit just read for this event (the same transaction): no second look.
+        program = self._program if self._program is not None else self.program
+        line = fold.activity_line(event.type, event.data, program=program)
         self.replica.add_ledger(event.id, member, event.at, event.type, points, line, amount)
 
     # -- members ------------------------------------------------------------------------
@@ -888,10 +891,11 @@ class NodeService:
     def _check_rules(self, row: MemberRow, reward_code: str, now: datetime | None = None) -> None:
         if now is not None and row.locked_until and now < parse_iso(row.locked_until):
             raise RedemptionRefused(Refusal.LOCKED, Refusal.LOCKED.value)
-        reward = self.program.reward(reward_code)
+        program = self.program
+        reward = program.reward(reward_code)
         stock = self.replica.stock(reward.code) if reward and reward.stock is not None else None
         check = check_redemption(
-            self.program,
+            program,
             reward_code,
             tier=row.tier,
             points=row.points,
