@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from staypoint.central.ledger import Ledger
 from staypoint.central.server import HeadOffice, MqttSettings
+from staypoint.central.store import LedgerStore
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.edge.service import NodeService, PinProof
 from staypoint.edge.sync.agent import MqttAuthoriser, SyncAgent, SyncConfig
@@ -142,6 +144,22 @@ class Fleet:
         if self.office is not None:
             self.office.stop()
         self.ledger.store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
+    """An empty ledger store, once on SQLite and once on PostgreSQL (the test module loads
+    ``tests.pg_fixtures``): the contract's tests run on both."""
+    if request.param == "sqlite":
+        s: Any = SqliteLedgerStore(tmp_path / "ledger.db")
+    else:
+        from staypoint.central.store_pg import PgLedgerStore
+
+        s = PgLedgerStore(request.getfixturevalue("pg_url"))
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ whole ingest group behind it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,20 +27,6 @@ pytest_plugins = ["tests.pg_fixtures"]
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CLERK = StaffProof("s1", "Sam", "supervisor")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
-    if request.param == "sqlite":
-        s: Any = SqliteLedgerStore(tmp_path / "ledger.db")
-    else:
-        from staypoint.central.store_pg import PgLedgerStore
-
-        s = PgLedgerStore(request.getfixturevalue("pg_url"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 class Node:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from staypoint.central.store import LedgerStore
-from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.edge import sync_store
 from staypoint.edge.sync.agent import SyncAgent
 from staypoint.loyalty.program import Outlet
@@ -21,20 +19,6 @@ from tests.sync.conftest import PIN, Fleet, now, wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures", "tests.pg_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
-    if request.param == "sqlite":
-        s: Any = SqliteLedgerStore(tmp_path / "ledger.db")
-    else:
-        from staypoint.central.store_pg import PgLedgerStore
-
-        s = PgLedgerStore(request.getfixturevalue("pg_url"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def test_both_stores_give_the_digest_at_one_version(store: LedgerStore) -> None:

@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,7 +20,6 @@ from staypoint.central.api.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileStore
 from staypoint.central.store import LedgerStore
-from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.edge import sync_store
 from staypoint.edge.service import NodeService, PinLocked, StaffProof, WrongPin
 from staypoint.loyalty.program import default_program_text
@@ -31,20 +29,6 @@ pytest_plugins = ["tests.pg_fixtures"]
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 PIN = "2580"
 SUPERVISOR = StaffProof("s1", "Sam", "supervisor")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
-    if request.param == "sqlite":
-        s: Any = SqliteLedgerStore(tmp_path / "ledger.db")
-    else:
-        from staypoint.central.store_pg import PgLedgerStore
-
-        s = PgLedgerStore(request.getfixturevalue("pg_url"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 class Node:

@@ -8,7 +8,6 @@ token. Now the revocation is a change like any other, and in every snapshot.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 
 from staypoint.central.ledger import Ledger
 from staypoint.central.store import LedgerStore
-from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.edge import sync_store
 from staypoint.edge.service import NodeService, StaffProof, VoucherRejected
 from staypoint.loyalty.program import Outlet, default_program_text
@@ -29,20 +27,6 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 REVOKED_AT = NOW + timedelta(hours=1)
 LATER = NOW + timedelta(hours=2)
 CLERK = StaffProof("s1", "Sam", "supervisor")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
-    if request.param == "sqlite":
-        s: Any = SqliteLedgerStore(tmp_path / "ledger.db")
-    else:
-        from staypoint.central.store_pg import PgLedgerStore
-
-        s = PgLedgerStore(request.getfixturevalue("pg_url"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 class Node:
