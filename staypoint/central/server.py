@@ -144,7 +144,11 @@ class HeadOffice:
         self._digest_at = float("-inf")
         self.dropped: Counter[str] = Counter()
         self.handled: Counter[str] = Counter()
-        self._published_version = ledger.store.latest_version()
+        # One behind the ledger's tip: the first tick fans out the newest change again, so a
+        # node that stayed connected while head office was down (a programme given to
+        # ``central serve --program``, changes written by ``central jobs`` meanwhile) learns
+        # of it within one tick: it applies it, or sees the gap and resyncs.
+        self._published_version = max(0, ledger.store.latest_version() - 1)
         self._lock = threading.Lock()  # one ledger operation at a time (network thread vs ticker)
         self._work: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
         # (node, events, mid, qos) waiting for the ingest thread; PUBACK only after the commit.
@@ -324,7 +328,13 @@ class HeadOffice:
                 self.client.publish(
                     f"sp/v1/node/{result.node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1
                 )
-        self._fan_out(sorted((c for r in results for c in r.changes), key=lambda c: c.version))
+        fan = sorted((c for r in results for c in r.changes), key=lambda c: c.version)
+        if fan and fan[0].version - 1 > self._published_version:
+            # Another process (jobs, the console, a programme published) wrote since the last
+            # fan-out: one step from what the nodes have covers both, and nothing waits a tick.
+            self._catch_up()
+            fan = [c for c in fan if c.version > self._published_version]
+        self._fan_out(fan)
 
     def _fan_out(self, changes: list[Change]) -> None:
         """Publish contiguous changes as ``{"from", "to", "changes"}`` parts."""
@@ -395,23 +405,36 @@ class HeadOffice:
             try:
                 with self._lock:
                     self.ledger.expire_holds(self.clock())
-                    latest = self.ledger.store.latest_version()
-                    if latest > self._published_version and self.connected.is_set():
-                        changes = self.ledger.store.changes_since(self._published_version, 2000)
-                        if changes:
-                            # A collapsed delta (latest per key) from -> to is a valid step for any
-                            # node at ``from``; each part is its own step, ending at its last version,
-                            # so a node never counts a part it has not seen as applied.
-                            start = self._published_version
-                            for part in chunk_changes(changes):
-                                end = int(part[-1]["version"])
-                                payload = {"v": 1, "from": start, "to": end, "changes": part}
-                                self.client.publish("sp/v1/fleet/changes", dumps(payload), qos=1)
-                                start = end
-                        self._published_version = latest
+                    latest = self._catch_up()
                     self._publish_digest(latest)
             except Exception:
                 log.exception("tick failed")
+
+    def _catch_up(self) -> int:
+        """Fan out what the ledger holds past the last version published; the latest version.
+
+        Under ``_lock`` (the caller's). Whoever wrote it (this process or another: ``central
+        jobs``, the console's programme editor, ``central serve --program``), every connected
+        node hears of it in this call. A collapsed delta (latest per key) from -> to is a valid
+        step for any node at ``from``; each part is its own step, ending at its last version,
+        so a node never counts a part it has not seen as applied. More than one delta holds
+        goes out as the tip alone: every node behind it sees the gap and resyncs.
+        """
+        latest = self.ledger.store.latest_version()
+        if latest <= self._published_version or not self.connected.is_set():
+            return latest
+        start = self._published_version
+        changes = self.ledger.store.changes_since(start, 2000)
+        if changes is None:
+            start = latest - 1
+            changes = self.ledger.store.changes_since(start, 1) or []
+        for part in chunk_changes(changes):
+            end = int(part[-1]["version"])
+            payload = {"v": 1, "from": start, "to": end, "changes": part}
+            self.client.publish("sp/v1/fleet/changes", dumps(payload), qos=1)
+            start = end
+        self._published_version = latest
+        return latest
 
     def _publish_digest(self, latest: int) -> None:
         """The replica's digest at one version, for the nodes to check themselves against.
