@@ -24,7 +24,7 @@ from staypoint.entry import run_group
 from staypoint.mqtt_tls import OFFICE_PORT
 from staypoint.provisioning.enrol import EnrolError, enrol, parse_broker
 from staypoint.provisioning.enrol_service import EnrolService, NodeRecord, ProvisioningState
-from staypoint.provisioning.pki import CSRRejected, TLSFiles
+from staypoint.provisioning.pki import CRL_RENEW_BEFORE_DAYS, CSRRejected, TLSFiles
 from staypoint.provisioning.selftest import format_table, load_hardware, run_selftest
 from staypoint.provisioning.tokens import TokenRefused, parse_ttl
 
@@ -216,6 +216,59 @@ def cmd_revoke(args: argparse.Namespace) -> None:
     )
 
 
+def _reload_broker(args: argparse.Namespace) -> str | None:
+    """SIGHUP ``--broker-pid`` or run ``--reload``; what was done (None: nothing asked)."""
+    if args.broker_pid:
+        os.kill(args.broker_pid, signal.SIGHUP)
+        return f"SIGHUP sent to {args.broker_pid}"
+    if args.reload:
+        res = subprocess.run(args.reload, shell=True, capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            raise RuntimeError(f"the broker reload failed: {res.stderr.strip() or res.returncode}")
+        return f"reloaded ({args.reload})"
+    return None
+
+
+def cmd_crl_renew(args: argparse.Namespace) -> None:
+    """Re-sign both CRLs well before their nextUpdate, copy them where the broker reads them."""
+    from staypoint.provisioning.pki import CRL_FILE
+
+    state = ProvisioningState(Path(args.state))
+    now = dt.datetime.now(dt.UTC)
+    rows, copied = [], False
+    for label, ca, dest in (
+        ("fleet", state.ca(), args.crl_dest),
+        ("office", state.office_ca(), args.office_crl_dest),
+    ):
+        renewed = ca.renew_crl(now=now, before_days=args.before_days, force=args.force)
+        row: dict[str, Any] = {"crl": label, "renewed": renewed, "next_update": None, "copied_to": None}
+        nxt = ca.crl_next_update()
+        row["next_update"] = nxt.isoformat(timespec="seconds") if nxt else None
+        source = ca.directory / CRL_FILE
+        if dest and (not Path(dest).exists() or Path(dest).read_bytes() != source.read_bytes()):
+            # Written in place (the broker's folder is not ours to make files in); a path unit
+            # (staypoint-crl-reload.path) or --reload / --broker-pid reloads the broker.
+            shutil.copyfile(source, dest)
+            os.chmod(dest, 0o644)
+            row["copied_to"] = dest
+            copied = True
+        rows.append(row)
+    broker = None
+    if copied:
+        try:
+            broker = _reload_broker(args)
+        except RuntimeError as err:
+            _fail(f"CRLs copied, but {err}")
+    text = "\n".join(
+        f"{r['crl']:6} CRL {'renewed' if r['renewed'] else 'kept'}, next update {r['next_update']}"
+        + (f"; copied to {r['copied_to']}" if r["copied_to"] else "")
+        for r in rows
+    )
+    if broker:
+        text += f"\nbroker: {broker}"
+    _emit(args, {"crls": rows, "broker": broker}, text)
+
+
 def cmd_nodes(args: argparse.Namespace) -> None:
     """Nodes enrolled through this provisioning folder."""
     nodes = [rec.to_json() for rec in ProvisioningState(Path(args.state)).nodes().values()]
@@ -340,6 +393,22 @@ def register(sub: Any) -> None:
     state(p)
     p.add_argument("--node", required=True)
     p.add_argument("--ledger", help="ledger DB: tell every node, which then refuse the node's later vouchers")
+    crl_publishing(p)
+    p.add_argument("--json", action="store_true")
+
+    crl = psub.add_parser("crl", help="the CRLs the broker checks").add_subparsers(
+        dest="crl_cmd", required=True
+    )
+    p = add(crl, "renew", cmd_crl_renew, "re-sign the fleet and head-office CRLs before they expire")
+    state(p)
+    p.add_argument(
+        "--before-days",
+        type=float,
+        default=CRL_RENEW_BEFORE_DAYS,
+        help=f"re-sign a CRL with fewer days than this left ({CRL_RENEW_BEFORE_DAYS:g}; they last 365)",
+    )
+    p.add_argument("--force", action="store_true", help="re-sign now, whatever is left")
+    p.add_argument("--office-crl-dest", help="copy the head-office CRL here (the office listener's crlfile)")
     crl_publishing(p)
     p.add_argument("--json", action="store_true")
 

@@ -19,7 +19,10 @@ Layout of a CA directory (everything the CA needs to survive a restart of head o
     ca.key        EC P-256 private key, PKCS#8 PEM, mode 0600
     ca.crt        self-signed CA certificate (CA:true, pathlen 0)
     revoked.json  revoked serials with the time of revocation (the CRL's source of truth)
-    crl.pem       the current CRL, re-signed on every revocation
+    crl.pem       the current CRL, re-signed on every revocation and by ``provision crl
+                  renew`` (its timer) well before its ``nextUpdate``
+    issued.json   every certificate issued: serial, CN, notAfter (what the fleet monitor
+                  warns about before it expires)
 
 Everything that does not touch the CA directory is a pure function of its arguments; the
 current time is an argument (``now``) wherever it matters, defaulting to the clock.
@@ -27,11 +30,13 @@ current time is an argument (``now``) wherever it matters, defaulting to the clo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +48,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from staypoint.fsutil import atomic_write
 
 __all__ = [
+    "CRL_RENEW_BEFORE_DAYS",
+    "CRL_VALID_DAYS",
     "ENROL_IDENTITY",
     "HEAD_OFFICE_IDENTITY",
+    "NODE_CERT_DAYS",
     "OFFICE_CA_NAME",
     "RESERVED_IDENTITIES",
     "CSRRejected",
@@ -53,9 +61,11 @@ __all__ = [
     "TLSFiles",
     "cert_pem",
     "common_name",
+    "crl_next_update",
     "generate_key",
     "is_head_office_identity",
     "is_node_id",
+    "issued_certificates",
     "key_pem",
     "load_certificate",
     "make_csr",
@@ -87,6 +97,14 @@ CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.crt"
 REVOKED_FILE = "revoked.json"
 CRL_FILE = "crl.pem"
+ISSUED_FILE = "issued.json"
+
+CRL_VALID_DAYS = 365
+"""How long a CRL is valid (its ``nextUpdate``); past it OpenSSL refuses every client."""
+CRL_RENEW_BEFORE_DAYS = 90
+"""``provision crl renew`` re-signs a CRL with fewer days than this left (its timer runs daily)."""
+NODE_CERT_DAYS = 825
+"""Validity of a client or server certificate the CA issues (the browsers' old maximum)."""
 
 _CURVE = ec.SECP256R1()
 _HASH = hashes.SHA256()
@@ -181,6 +199,36 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def crl_next_update(pem: bytes) -> dt.datetime:
+    """The ``nextUpdate`` of a PEM CRL (UTC); ``ValueError`` when it is not one or has none."""
+    crl = x509.load_pem_x509_crl(pem)
+    when = crl.next_update_utc
+    if when is None:
+        raise ValueError("the CRL has no nextUpdate")
+    return when
+
+
+def issued_certificates(directory: Path) -> dict[int, tuple[str, dt.datetime]]:
+    """serial -> (CN, notAfter) of every certificate the CA in ``directory`` recorded."""
+    path = Path(directory) / ISSUED_FILE
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        int(e["serial"], 16): (str(e["cn"]), dt.datetime.fromisoformat(e["not_after"]))
+        for e in raw.get("issued", [])
+    }
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # Two head-office processes (enrolment, `ca init`) may issue at once: one writer at a time.
+    with open(path.with_name(path.name + ".lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
@@ -264,9 +312,10 @@ def _utcnow(now: dt.datetime | None) -> dt.datetime:
 class FleetCA:
     """The head-office CA: issues node, head-office, enrol and broker certificates.
 
-    Create once with :meth:`create`, then :meth:`load` it from its directory. Issuing does
-    not write anything to the CA directory (the caller stores what it issued, e.g. with
-    :meth:`IssuedCert.write`); :meth:`revoke` does, since the CRL must outlive the process.
+    Create once with :meth:`create`, then :meth:`load` it from its directory. Issuing writes
+    only a line of ``issued.json`` (serial, CN, notAfter: what expiry alerts read); the
+    caller stores the certificate itself (e.g. with :meth:`IssuedCert.write`). :meth:`revoke`
+    re-signs the CRL, since it must outlive the process.
     """
 
     def __init__(self, directory: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate):
@@ -423,7 +472,28 @@ class FleetCA:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-        return builder.sign(self.key, _HASH)
+        cert = builder.sign(self.key, _HASH)
+        self._record_issued(cert)
+        return cert
+
+    def _record_issued(self, cert: x509.Certificate) -> None:
+        path = self.directory / ISSUED_FILE
+        if not self.directory.is_dir():
+            return  # a CA held in memory only (never in tests of the real layout)
+        with _locked(path):
+            known = issued_certificates(self.directory)
+            known[cert.serial_number] = (common_name(cert.subject), cert.not_valid_after_utc)
+            body = {
+                "issued": [
+                    {"serial": format(serial, "x"), "cn": cn, "not_after": at.isoformat()}
+                    for serial, (cn, at) in sorted(known.items())
+                ]
+            }
+            atomic_write(path, (json.dumps(body, indent=2) + "\n").encode(), 0o644)
+
+    def issued(self) -> dict[int, tuple[str, dt.datetime]]:
+        """serial -> (CN, notAfter) of every certificate this CA issued (and recorded)."""
+        return issued_certificates(self.directory)
 
     def issue_server(
         self,
@@ -431,7 +501,7 @@ class FleetCA:
         *,
         ips: Iterable[str] = (),
         name: str = "mqtt-broker",
-        valid_days: int = 825,
+        valid_days: int = NODE_CERT_DAYS,
         now: dt.datetime | None = None,
     ) -> IssuedCert:
         """A broker (TLS server) certificate with a new key.
@@ -459,7 +529,7 @@ class FleetCA:
         self,
         identity: str,
         *,
-        valid_days: int = 825,
+        valid_days: int = NODE_CERT_DAYS,
         now: dt.datetime | None = None,
     ) -> IssuedCert:
         """A client certificate with a new key; CN = ``identity`` (the MQTT username).
@@ -494,7 +564,7 @@ class FleetCA:
         csr_pem: bytes,
         expected_identity: str,
         *,
-        valid_days: int = 825,
+        valid_days: int = NODE_CERT_DAYS,
         now: dt.datetime | None = None,
     ) -> IssuedCert:
         """Sign a node's CSR as a client certificate, after checking it.
@@ -576,7 +646,7 @@ class FleetCA:
         self._save_revoked(revoked)
         self.write_crl(now=now)
 
-    def crl_pem(self, *, now: dt.datetime | None = None, valid_days: int = 365) -> bytes:
+    def crl_pem(self, *, now: dt.datetime | None = None, valid_days: int = CRL_VALID_DAYS) -> bytes:
         """A freshly signed PEM CRL listing every revoked serial.
 
         Mind ``next_update``: OpenSSL (so Mosquitto) refuses *every* client once the CRL
@@ -606,7 +676,35 @@ class FleetCA:
             )
         return builder.sign(self.key, _HASH).public_bytes(serialization.Encoding.PEM)
 
-    def write_crl(self, *, now: dt.datetime | None = None, valid_days: int = 365) -> Path:
+    def write_crl(self, *, now: dt.datetime | None = None, valid_days: int = CRL_VALID_DAYS) -> Path:
         """Write :meth:`crl_pem` to ``crl.pem`` in the CA directory; return its path."""
         atomic_write(self.crl_path, self.crl_pem(now=now, valid_days=valid_days), 0o644)
         return self.crl_path
+
+    def crl_next_update(self) -> dt.datetime | None:
+        """``nextUpdate`` of ``crl.pem`` (None when there is none, or it does not parse)."""
+        try:
+            return crl_next_update(self.crl_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def renew_crl(
+        self,
+        *,
+        now: dt.datetime | None = None,
+        before_days: float = CRL_RENEW_BEFORE_DAYS,
+        valid_days: int = CRL_VALID_DAYS,
+        force: bool = False,
+    ) -> bool:
+        """Re-sign ``crl.pem`` when fewer than ``before_days`` are left before its
+        ``nextUpdate`` (or it is missing, unreadable, or ``force``); True when it did.
+
+        The revoked set is unchanged: the new CRL lists exactly what the old one did, with a
+        later ``nextUpdate`` and a higher CRL number.
+        """
+        now = _utcnow(now)
+        due = self.crl_next_update()
+        if not force and due is not None and due - now > dt.timedelta(days=before_days):
+            return False
+        self.write_crl(now=now, valid_days=valid_days)
+        return True
