@@ -42,6 +42,7 @@ class HardwareConfig:
     printer: str = "sim"
     printer_url: str = ""
     printer_profile: str = ""
+    printer_font: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,6 +118,7 @@ def make_printer(cfg: Config) -> Printer:
         return EscposPrinter(
             _required(cfg, "printer_url", "printer", kind),
             profile=str(_get(cfg, "printer_profile")) or None,
+            font=str(_get(cfg, "printer_font")) or None,
         )
     from staypoint.kiosk.hardware.printer.sim import SimPrinter
 

@@ -9,7 +9,10 @@ The transport is chosen by a URL-ish string:
 Add ``status=0`` to the query to turn off paper-status queries for a printer
 or cable that cannot talk back. A job is laid out on escpos's ``Dummy`` first
 and sent in one write, so a layout or encoding error never leaves half a
-voucher in the printer, and tests compare the wire bytes with ``Dummy`` output.
+voucher in the printer. A line with any non-ASCII character (a Chinese, Cyrillic or
+accented name, a property's display name) is sent as a raster image of the line
+(``GS v 0``, drawn by :mod:`.raster`) instead of text in a code page the printer may not
+be in; ASCII lines stay text.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from staypoint.kiosk.hardware.errors import PaperOut, PrinterOffline
+from staypoint.kiosk.hardware.printer import raster
 from staypoint.kiosk.hardware.printer.base import VoucherSlip
 from staypoint.kiosk.hardware.status import DeviceState, DeviceStatus
 
@@ -87,17 +91,48 @@ def parse_printer_url(url: str) -> PrinterTarget:
     raise ValueError(f"printer_url {url!r}: unknown transport {scheme!r} (serial, tcp, usb)")
 
 
-def layout_voucher(p: Any, slip: VoucherSlip) -> None:
-    """Lay ``slip`` out on any python-escpos printer object ``p``."""
+def text_line(
+    p: Any,
+    text: str,
+    *,
+    align: str = "left",
+    bold: bool = False,
+    double: bool = False,
+    font: str | None = None,
+) -> None:
+    """One line: text when it is ASCII, else a raster image of it as wide as the paper.
+
+    Leaves the printer in the style ``p.set`` gives (the caller sets the next style).
+    """
+    if double:
+        p.set(align=align, bold=bold, double_width=True, double_height=True)
+    else:
+        p.set(align=align, bold=bold, normal_textsize=True)
+    if not raster.needs_raster(text):
+        p.textln(text)
+        return
+    image = raster.render_line(
+        text,
+        width=raster.width_dots(p.profile.profile_data),
+        height=raster.DOUBLE_PX if double else raster.NORMAL_PX,
+        align="center" if align == "center" else "left",
+        bold=bold,
+        font=font,
+    )
+    # The image is as wide as the paper and aligned inside itself: no ESC a for it.
+    p.set(align="left")
+    p._raw(raster.raster_command(image))
+
+
+def layout_voucher(p: Any, slip: VoucherSlip, font: str | None = None) -> None:
+    """Lay ``slip`` out on any python-escpos printer object ``p`` (``font``: for raster lines)."""
     from escpos.constants import QR_ECLEVEL_M
 
-    p.set(align="center", bold=True, double_width=True, double_height=True)
-    p.textln(slip.property_name)
-    p.set(align="center", bold=False, normal_textsize=True)
-    p.textln(slip.reward_name)
+    text_line(p, slip.property_name, align="center", bold=True, double=True, font=font)
+    text_line(p, slip.reward_name, align="center", font=font)
     p.ln()
-    p.set(align="left")
-    p.textln(f"Member: {slip.member_name} {slip.masked_member_number}")
+    text_line(p, f"Member: {slip.member_name} {slip.masked_member_number}", font=font)
+    p.set(align="left", bold=False, normal_textsize=True)
     p.textln(f"Valid until: {slip.expires}")
     p.textln(f"Issued: {slip.issued_at}")
     p.ln()
@@ -130,18 +165,19 @@ def render(layout: Any, *args: Any, profile: str | None = None) -> bytes:
     return bytes(dummy.output)
 
 
-def render_voucher(slip: VoucherSlip, profile: str | None = None) -> bytes:
+def render_voucher(slip: VoucherSlip, profile: str | None = None, font: str | None = None) -> bytes:
     """The exact bytes :class:`EscposPrinter` sends for ``slip`` (after the status query)."""
-    return render(layout_voucher, slip, profile=profile)
+    return render(layout_voucher, slip, font, profile=profile)
 
 
 class EscposPrinter:
     """:class:`Printer` over python-escpos; reopens the transport after any failure."""
 
-    def __init__(self, url: str, *, profile: str | None = None) -> None:
+    def __init__(self, url: str, *, profile: str | None = None, font: str | None = None) -> None:
         self.url = url
         self.target = parse_printer_url(url)  # ValueError on a bad URL, at startup
         self.profile = profile
+        self.font = font  # a font file for lines in other scripts; default: raster.find_font()
         self._printer: Any = None
         self._lock = threading.Lock()
         self._status = DeviceStatus("printer", "escpos", DeviceState.OK, "not yet used")
@@ -149,7 +185,7 @@ class EscposPrinter:
     # ---- public API ----------------------------------------------------------
     def print_voucher(self, slip: VoucherSlip) -> None:
         """Check paper, then send the whole voucher in one write."""
-        self._print(render_voucher(slip, self.profile))
+        self._print(render_voucher(slip, self.profile, self.font))
 
     def print_test_page(self) -> None:
         """Print the self-test page."""
