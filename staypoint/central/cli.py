@@ -14,20 +14,37 @@ from typing import Any
 
 from staypoint.central.ledger import Ledger
 from staypoint.central.server import HeadOffice, MqttSettings
-from staypoint.central.store_sqlite import SqliteLedgerStore
+from staypoint.central.store import (
+    LedgerStore,
+    StoreConfigError,
+    StoreUrl,
+    add_store_option,
+    open_ledger_store,
+    parse_store_url,
+    store_url,
+)
 from staypoint.entry import run_group
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import ProgramError, load_program
 from staypoint.mqtt_tls import OFFICE_PORT
 
 
-def _ledger(args: argparse.Namespace) -> Ledger:
+def open_store(url: str, *, must_exist: bool = False) -> LedgerStore:
+    """The ledger store ``url`` names; a bad URL or a missing ledger ends the command in one line."""
+    try:
+        return open_ledger_store(url, must_exist=must_exist)
+    except StoreConfigError as exc:
+        raise SystemExit(f"staypoint: {exc}") from None
+
+
+def _ledger(args: argparse.Namespace, *, must_exist: bool = False) -> Ledger:
+    store = open_store(store_url(args), must_exist=must_exist)
     revoked_file = getattr(args, "revoked", None)
     if revoked_file:
         from staypoint.central.fleet.revoked import RevokedNodes
 
-        return Ledger(SqliteLedgerStore(Path(args.db)), revoked=RevokedNodes(Path(revoked_file)))
-    return Ledger(SqliteLedgerStore(Path(args.db)))
+        return Ledger(store, revoked=RevokedNodes(Path(revoked_file)))
+    return Ledger(store)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -60,11 +77,28 @@ def cmd_serve(args: argparse.Namespace) -> None:
     ledger.store.close()
 
 
+def _now(text: str | None) -> datetime:
+    if text is None:  # the daily timer (staypoint-jobs.timer): the jobs run as of now
+        return datetime.now(UTC)
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise SystemExit(f"staypoint: --now {text!r} is not an ISO time (2026-11-23T03:00:00Z)") from None
+
+
 def cmd_jobs(args: argparse.Namespace) -> None:
     """Window-end downgrades, points expiry and hold expiry as of ``--now`` (testable)."""
-    ledger = _ledger(args)
+    now = _now(args.now)
+    url = store_url(args)
+    parsed = _parsed(url)
+    if args.profiles and parsed.is_pg and not args.side:
+        raise SystemExit(
+            "staypoint: the daily campaigns run on a SQLite ledger only (not yet on PostgreSQL): "
+            "drop --profiles, or give --side for the claims pass alone"
+        )
+    ledger = _ledger(args, must_exist=True)
     try:
-        counts: dict[str, Any] = dict(ledger.run_jobs(parse_iso(args.now)))
+        counts: dict[str, Any] = dict(ledger.run_jobs(now))
     finally:
         ledger.store.close()
     if args.side:
@@ -76,20 +110,22 @@ def cmd_jobs(args: argparse.Namespace) -> None:
         if not args.profiles:
             raise SystemExit("staypoint: central jobs --side needs --profiles")
         desk = build_desk(
-            argparse.Namespace(store=str(args.db), side=args.side, profiles=args.profiles, smtp=args.smtp)
+            argparse.Namespace(store=url, side=args.side, profiles=args.profiles, smtp=args.smtp)
         )
-        now = parse_iso(args.now)
-        counts["claims"] = desk.claims.pull(now)
-        counts["programs_published"] = desk.run_due(now)
-    if args.profiles:
+        try:
+            counts["claims"] = desk.claims.pull(now)
+            counts["programs_published"] = desk.run_due(now)
+        finally:
+            desk.close()
+    if args.profiles and not parsed.is_pg:
         # The daily marketing pass (birthdays, anniversaries, win-back, referral bonuses) runs
         # after the ledger's own jobs, so expiring-points messages see today's expiries.
         from staypoint.central.campaigns.engine import run_daily
 
         counts["campaigns"] = run_daily(
-            parse_iso(args.now),
-            ledger_db=Path(args.db),
-            profiles_db=Path(args.profiles),
+            now,
+            ledger_db=Path(parsed.path or ""),
+            profiles_db=Path(_parsed(args.profiles).path or ""),
             config_path=Path(args.campaigns) if args.campaigns else None,
             dry_run=args.dry_run,
         )
@@ -100,8 +136,15 @@ def cmd_jobs(args: argparse.Namespace) -> None:
             print(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
+def _parsed(url: str) -> StoreUrl:
+    try:
+        return parse_store_url(url)
+    except StoreConfigError as exc:
+        raise SystemExit(f"staypoint: {exc}") from None
+
+
 def cmd_stats(args: argparse.Namespace) -> None:
-    ledger = _ledger(args)
+    ledger = _ledger(args, must_exist=True)
     try:
         print(json.dumps(ledger.stats(), indent=None if args.json else 2))
     finally:
@@ -110,7 +153,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 def cmd_quarantine(args: argparse.Namespace) -> None:
     """List the events head office would not book (and open debts), or acknowledge one."""
-    ledger = _ledger(args)
+    ledger = _ledger(args, must_exist=True)
     try:
         if args.ack:
             if not ledger.acknowledge_quarantine(args.ack, args.by, datetime.now(UTC)):
@@ -143,7 +186,7 @@ def register(sub: Any) -> None:
         dest="central_cmd", required=True
     )
     p = central.add_parser("serve", help="serve the fleet on the broker")
-    p.add_argument("--db", required=True, help="ledger file (SQLite, WAL)")
+    add_store_option(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=OFFICE_PORT, help="the broker's head-office listener")
     p.add_argument("--ca", required=True)
@@ -157,12 +200,18 @@ def register(sub: Any) -> None:
     p.add_argument("--connect-timeout", type=float, default=30.0)
     p.set_defaults(fn=cmd_serve)
     p = central.add_parser("jobs", help="run the window-end and expiry jobs")
-    p.add_argument("--db", required=True)
-    p.add_argument("--now", required=True, help="ISO time the jobs run as of")
-    p.add_argument("--profiles", help="members' profiles file: also run the daily campaigns")
+    add_store_option(p)
+    p.add_argument("--now", help="ISO time the jobs run as of (default: the current time, UTC)")
+    p.add_argument(
+        "--profiles", help="members' profiles (SQLite file or sqlite:/// URL): also run the daily campaigns"
+    )
     p.add_argument("--campaigns", help="campaigns config (TOML); without it only referral bonuses are paid")
     p.add_argument("--dry-run", action="store_true", help="campaigns: count and sample, send nothing")
-    p.add_argument("--side", help="head office's side tables (sqlite:///path): also pull and match claims")
+    p.add_argument(
+        "--side",
+        help="head office's side tables (sqlite:///path, or the ledger's postgresql:// URL): also pull "
+        "and match claims",
+    )
     p.add_argument("--smtp", help="HOST:PORT of the mail server for claim notices")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_jobs)
@@ -172,11 +221,11 @@ def register(sub: Any) -> None:
     register_demo(central)
     register_api(central)
     p = central.add_parser("stats", help="events, version, counters, open overdrafts")
-    p.add_argument("--db", required=True)
+    add_store_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_stats)
     p = central.add_parser("quarantine", help="events head office would not book, and open debts")
-    p.add_argument("--db", required=True)
+    add_store_option(p)
     p.add_argument("--ack", metavar="EVENT_ID", help="acknowledge one quarantined event")
     p.add_argument("--by", default="head-office", help="who acknowledges (recorded)")
     p.add_argument("--all", action="store_true", help="acknowledged ones too")

@@ -1,7 +1,6 @@
 """PostgreSQL helpers: pick a ledger store from a URL, and run a throw-away server for tests.
 
-``open_ledger_store("sqlite:///var/lib/staypoint/ledger.db")`` or
-``open_ledger_store("postgresql://sp@/staypoint?host=/run/postgresql")`` is the one place
+``open_ledger_store`` (re-exported from ``store.py``, where it lives) is the one place
 configuration chooses the store; everything above it sees only ``LedgerStore``.
 
 :class:`PgServer` starts Debian's PostgreSQL 15 from its binaries on a Unix socket in a
@@ -18,29 +17,14 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from staypoint.central.store import LedgerStore
+from staypoint.central.store import StoreConfigError, open_ledger_store
 
 PG_BIN = Path(os.environ.get("STAYPOINT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
-class StoreConfigError(ValueError):
-    """A store URL that names no store we have."""
-
-
-def open_ledger_store(url: str, **kw: Any) -> LedgerStore:
-    """The ledger store a URL names: ``sqlite:///path`` (or a bare path) or ``postgresql://...``."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from staypoint.central.store_pg import PgLedgerStore
-
-        return PgLedgerStore(url, **kw)
-    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
-    if not path or "://" in path:
-        raise StoreConfigError(f"unknown ledger store {url!r}: use sqlite:///path or postgresql://...")
-    from staypoint.central.store_sqlite import SqliteLedgerStore
-
-    return SqliteLedgerStore(Path(path), **kw)
+# The store opener lives in ``store.py`` (one home); these names stay for older imports.
+__all__ = ["PgServer", "StoreConfigError", "available", "open_ledger_store"]
 
 
 def available() -> bool:

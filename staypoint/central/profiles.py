@@ -118,6 +118,22 @@ def check_contact(email: str | None, phone: str | None) -> tuple[str | None, str
     return (_check_email(email) if email else None, _check_phone(phone) if phone else None)
 
 
+def profiles_path(location: str) -> Path:
+    """The profiles file ``--profiles`` names: a path or a ``sqlite:`` URL (see
+    ``store.parse_store_url``). Profiles are not on PostgreSQL yet: such a URL is refused in one line."""
+    from staypoint.central.store import StoreConfigError, parse_store_url
+
+    parsed = parse_store_url(location)
+    if parsed.is_pg:
+        raise StoreConfigError(
+            "members' profiles are kept in SQLite only for now: give --profiles a file (or sqlite:///path)"
+        )
+    path = Path(parsed.path or "").absolute()
+    if not path.parent.is_dir():
+        raise StoreConfigError(f"no folder {path.parent} for the profiles file {path}")
+    return path
+
+
 class ProfileStore:
     """Personal data and consent on SQLite."""
 

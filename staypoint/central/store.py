@@ -191,3 +191,131 @@ class LedgerStore(Protocol):
     def voucher_counts(self) -> dict[str, int]: ...
 
     def member_by_card(self, card_hash: str) -> str | None: ...
+
+
+# -- choosing a store: the one place a URL becomes a ledger store -----------------------------------
+
+STORE_HELP = "the ledger: sqlite:///abs/path.db, sqlite:relative.db or postgresql://user@host/db"
+
+
+class StoreConfigError(ValueError):
+    """A store URL that names no store we have, or a store that is not there (one line, for a CLI)."""
+
+
+@dataclass(frozen=True)
+class StoreUrl:
+    """A parsed store URL: ``kind`` is ``sqlite`` (with ``path``) or ``postgresql`` (with ``url``)."""
+
+    kind: str
+    url: str
+    path: str | None = None
+
+    @property
+    def is_pg(self) -> bool:
+        return self.kind == "postgresql"
+
+    def canonical(self) -> str:
+        """``sqlite:///absolute/path`` or the PostgreSQL URL as given (what ``SideStore`` takes)."""
+        if self.is_pg:
+            return self.url
+        import os
+
+        return "sqlite://" + os.path.abspath(self.path or "")
+
+
+def parse_store_url(url: str) -> StoreUrl:
+    """``sqlite:///abs/path.db``, ``sqlite:relative.db`` (``sqlite://relative.db`` too), a bare path
+    (what ``--db`` gives), or ``postgresql://...`` / ``postgres://...``; anything else is refused."""
+    text = (url or "").strip()
+    if not text:
+        raise StoreConfigError("empty store URL: use sqlite:///path/ledger.db or postgresql://...")
+    if text.startswith(("postgresql://", "postgres://")):
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            conninfo_to_dict(text)
+        except ImportError:  # pragma: no cover - psycopg is a dependency
+            pass
+        except Exception as exc:  # psycopg.ProgrammingError: a URL libpq cannot read
+            raise StoreConfigError(f"bad PostgreSQL URL {text!r}: {str(exc).splitlines()[0]}") from None
+        return StoreUrl("postgresql", text)
+    if text.startswith("sqlite:"):
+        path = text.removeprefix("sqlite:")
+        if path.startswith("//"):
+            path = path[2:]  # sqlite:///abs -> /abs; sqlite://rel -> rel
+        if not path or "?" in path or "://" in path:
+            raise StoreConfigError(
+                f"bad SQLite store URL {text!r}: use sqlite:///abs/path.db or sqlite:relative.db"
+            )
+        return StoreUrl("sqlite", text, path)
+    import re
+
+    if "://" in text or re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", text):
+        raise StoreConfigError(f"unknown store {text!r}: use sqlite:///path/ledger.db or postgresql://...")
+    return StoreUrl("sqlite", text, text)
+
+
+def open_ledger_store(url: str, *, must_exist: bool = False, **kw: Any) -> LedgerStore:
+    """The ledger store a URL names (see :func:`parse_store_url`).
+
+    ``must_exist`` is for commands that only read (stats, report, console): a SQLite file
+    that is not there, or a PostgreSQL database with no ledger in it, is a
+    :class:`StoreConfigError` instead of a new, empty ledger. A server that cannot be
+    reached is one too.
+    """
+    parsed = parse_store_url(url)
+    if parsed.is_pg:
+        import psycopg
+
+        from staypoint.central.store_pg import PgLedgerStore
+
+        try:
+            if must_exist:
+                with psycopg.connect(parsed.url, connect_timeout=10) as conn:
+                    row = conn.execute("SELECT to_regclass('events') IS NOT NULL").fetchone()
+                if not row or not row[0]:
+                    raise StoreConfigError(f"no ledger in {_redact(parsed.url)} (no events table)")
+            return PgLedgerStore(parsed.url, **kw)
+        except psycopg.Error as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreConfigError(f"cannot open {_redact(parsed.url)}: {first}") from None
+        except Exception as exc:  # the pool's own timeout when the server is not there
+            if type(exc).__name__ == "PoolTimeout":
+                raise StoreConfigError(f"cannot reach {_redact(parsed.url)}: {exc}") from None
+            raise
+    import sqlite3
+    from pathlib import Path
+
+    from staypoint.central.store_sqlite import SqliteLedgerStore
+
+    path = Path(parsed.path or "")
+    if must_exist and not path.is_file():
+        raise StoreConfigError(f"no ledger at {path}: check --store (a read command creates nothing)")
+    if not path.parent.is_dir():
+        raise StoreConfigError(f"no folder {path.parent} for the ledger {path}")
+    try:
+        return SqliteLedgerStore(path, **kw)
+    except sqlite3.DatabaseError as exc:
+        raise StoreConfigError(f"cannot open the ledger {path}: {exc}") from None
+
+
+def _redact(url: str) -> str:
+    """A PostgreSQL URL without its password, for messages."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def add_store_option(parser: Any, *, required: bool = True) -> None:
+    """``--store URL`` with ``--db PATH`` kept as its SQLite alias (one of them, not both)."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--store", help=STORE_HELP)
+    group.add_argument("--db", help="the ledger as a SQLite file: same as --store sqlite:PATH")
+
+
+def store_url(args: Any) -> str:
+    """The store URL a command was given (``--store``, or ``--db`` as a SQLite path)."""
+    url = getattr(args, "store", None) or getattr(args, "db", None)
+    if not url:
+        raise StoreConfigError("no ledger given: use --store sqlite:///path/ledger.db or postgresql://...")
+    return str(url)

@@ -69,23 +69,26 @@ def cmd_api(args: argparse.Namespace) -> None:
 
     from staypoint.central.api.app import make_api
     from staypoint.central.api.state import SideStore
+    from staypoint.central.cli import open_store
+    from staypoint.central.console.cli import store_locations
     from staypoint.central.ledger import Ledger
-    from staypoint.central.pg import open_ledger_store
     from staypoint.central.profiles import ProfileStore
 
-    if not args.store or not args.profiles or not args.side or not args.secrets:
-        sys.exit("error: --store, --side, --profiles and --secrets are required to serve")
+    if not args.store or not args.profiles or not args.secrets:
+        sys.exit("error: --store, --profiles and --secrets are required to serve")
+    # --side defaults to the ledger's database on PostgreSQL.
+    store_url, side_url, profiles = store_locations(args)
     secrets_dir = Path(args.secrets)
     secrets_dir.mkdir(parents=True, exist_ok=True)
     token_file = secrets_dir / "token.key"
     if not token_file.exists():
         token_file.write_bytes(os.urandom(32))
         os.chmod(token_file, 0o600)
-    ledger = Ledger(open_ledger_store(args.store))
+    ledger = Ledger(open_store(store_url))
     app = make_api(
         ledger,
-        ProfileStore(Path(args.profiles)),
-        SideStore(args.side),
+        ProfileStore(Path(profiles)),
+        SideStore(side_url),
         token_key=token_file.read_bytes(),
         voucher_key=_key_file(secrets_dir / "web-voucher.pem"),
         suffix=args.stream_suffix,
@@ -102,7 +105,11 @@ def register(central_sub: Any) -> None:
     """Add ``api`` under ``staypoint central``."""
     p = central_sub.add_parser("api", help="serve the HTTP API (booking engine, website, property systems)")
     p.add_argument("--store", help="ledger: sqlite:///path/ledger.db or postgresql://user@/db?host=/run/pg")
-    p.add_argument("--side", help="head office's side tables: sqlite:///path/side.db or the PostgreSQL URL")
+    p.add_argument(
+        "--side",
+        help="head office's side tables: sqlite:///path/side.db or the PostgreSQL URL (default on "
+        "PostgreSQL: the ledger's database)",
+    )
     p.add_argument("--profiles", help="members' personal data (SQLite file)")
     p.add_argument("--secrets", help="folder for the token-signing key and the web voucher key")
     p.add_argument("--host", default="127.0.0.1")

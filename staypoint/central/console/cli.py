@@ -18,40 +18,88 @@ from pathlib import Path
 from typing import Any
 
 
+def store_locations(args: argparse.Namespace) -> tuple[str, str, str]:
+    """(ledger, side tables, profiles) as canonical URLs / an absolute path, or a one-line exit.
+
+    ``--side`` defaults to the ledger's own database on PostgreSQL (the side tables live
+    beside the ledger there); on SQLite it is a file of its own and must be given.
+    """
+    from staypoint.central.profiles import profiles_path
+    from staypoint.central.store import StoreConfigError, parse_store_url
+
+    try:
+        store = parse_store_url(args.store)
+        side = parse_store_url(args.side) if args.side else (store if store.is_pg else None)
+        if side is None:
+            raise StoreConfigError("--side is needed with a SQLite ledger (sqlite:///path/side.db)")
+        profiles = str(profiles_path(args.profiles))
+    except StoreConfigError as exc:
+        raise SystemExit(f"staypoint: {exc}") from None
+    return store.canonical(), side.canonical(), profiles
+
+
 def build_desk(args: argparse.Namespace) -> Any:
     from staypoint.central.api.service import Services
     from staypoint.central.api.state import SideStore
     from staypoint.central.claims import ClaimsQueue, Mailer
+    from staypoint.central.cli import open_store
     from staypoint.central.console.desk import Desk
     from staypoint.central.ledger import Ledger
-    from staypoint.central.pg import open_ledger_store
     from staypoint.central.profiles import ProfileStore
 
-    ledger = Ledger(open_ledger_store(args.store))
-    services = Services(ledger, ProfileStore(Path(args.profiles)), SideStore(args.side), token_key=b"")
+    store_url, side_url, profiles = store_locations(args)
+    ledger = Ledger(open_store(store_url, must_exist=True))
+    services = Services(ledger, ProfileStore(Path(profiles)), SideStore(side_url), token_key=b"")
     mailer = None
     if args.smtp:
         host, _, port = args.smtp.rpartition(":")
+        if not port.isdigit():
+            ledger.store.close()
+            raise SystemExit(f"staypoint: --smtp {args.smtp!r}: give HOST:PORT")
         mailer = Mailer(host or "127.0.0.1", int(port))
     return Desk(services, ClaimsQueue(services, mailer))
+
+
+def web_command(args: argparse.Namespace) -> str:
+    """The command textual-serve runs for each browser session: this module with the same
+    stores (absolute, so the session's working folder does not matter), never ``--web``."""
+    store_url, side_url, profiles = store_locations(args)
+    argv = [sys.executable, "-m", "staypoint.central.console.cli", "--store", store_url]
+    argv += ["--side", side_url, "--profiles", profiles]
+    if args.smtp:
+        argv += ["--smtp", args.smtp]
+    if args.fleet_config:
+        argv += ["--fleet-config", os.path.abspath(args.fleet_config)]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def cmd_console(args: argparse.Namespace) -> None:
     if args.web:
         from textual_serve.server import Server
 
-        # textual-serve starts one app process per browser session: the same command minus --web.
-        argv = [a for a in sys.argv[1:] if a != "--web"] if args.argv is None else args.argv
-        command = " ".join(
-            shlex.quote(a) for a in [sys.executable, "-m", "staypoint.central.console.cli", *argv]
-        )
+        # Checked once here, so a wrong --store is one line now, not a blank page later.
+        build_desk(args).close()
+        command = web_command(args)
+        print(f"console on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         Server(command, host=args.host, port=args.port, title="Staypoint head office").serve()
         return
     desk = build_desk(args)
+    try:
+        _run_console(args, desk)
+    finally:
+        desk.close()
+
+
+def _run_console(args: argparse.Namespace, desk: Any) -> None:
     if args.add_staff:
+        from staypoint.central.api.service import ApiError
+
         password = os.environ.get("STAYPOINT_STAFF_PASSWORD", "")
         staff_id, name, role = args.add_staff
-        desk.add_staff(staff_id, name, role, password)
+        try:
+            desk.add_staff(staff_id, name, role, password)
+        except ApiError as exc:
+            raise SystemExit(f"staypoint: {exc.message}") from None
         print(f"staff {staff_id} ({role}) added")
         return
     from staypoint.central.console.app import make_console
@@ -72,11 +120,15 @@ def cmd_console(args: argparse.Namespace) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, help="ledger: sqlite:///path or postgresql://...")
+    from staypoint.central.store import STORE_HELP
+
+    p.add_argument("--store", required=True, help=STORE_HELP)
     p.add_argument(
-        "--side", required=True, help="head office's side tables: sqlite:///path or postgresql://..."
+        "--side",
+        help="head office's side tables: sqlite:///path/side.db, or postgresql://... (default on "
+        "PostgreSQL: the ledger's database)",
     )
-    p.add_argument("--profiles", required=True, help="members' personal data (SQLite file)")
+    p.add_argument("--profiles", required=True, help="members' personal data (SQLite file or sqlite:/// URL)")
     p.add_argument("--smtp", help="HOST:PORT of the mail server for claim notices")
     p.add_argument(
         "--fleet-config",
@@ -92,7 +144,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar=("ID", "NAME", "ROLE"),
         help="add a console sign-in (password from STAYPOINT_STAFF_PASSWORD) and exit",
     )
-    p.set_defaults(fn=cmd_console, argv=None)
+    p.set_defaults(fn=cmd_console)
 
 
 def register(sub: Any) -> None:

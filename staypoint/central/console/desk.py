@@ -45,6 +45,12 @@ class Desk:
         self.side = services.side
         self.ledger = services.ledger
 
+    def close(self) -> None:
+        """Close the stores the desk was built over (the side tables, profiles, the ledger)."""
+        self.side.close()
+        self.services.profiles.close()
+        self.ledger.store.close()
+
     # -- staff ------------------------------------------------------------------------------
     def add_staff(self, staff_id: str, name: str, role: str, password: str) -> None:
         if role not in ROLES:

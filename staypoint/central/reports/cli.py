@@ -15,14 +15,16 @@ from typing import Any
 from staypoint.central.reports import figures as fig
 from staypoint.central.reports import projection
 from staypoint.central.reports.render import render
-from staypoint.central.store_sqlite import SqliteLedgerStore
+from staypoint.central.store import add_store_option
 from staypoint.loyalty.program import Program, default_program, parse_program
 
 NAMES = [*fig.REPORTS, "all"]
 
 
-def _program(db: Path) -> Program:
-    store = SqliteLedgerStore(db)
+def _program(url: str) -> Program:
+    from staypoint.central.store import open_ledger_store
+
+    store = open_ledger_store(url, must_exist=True)
     try:
         v = store.latest_program_version()
         text = store.program(v) if v is not None else None
@@ -32,42 +34,72 @@ def _program(db: Path) -> Program:
 
 
 def report_figures(
-    db: Path,
+    db: Path | str,
     names: list[str] | None = None,
     *,
     start: date | None = None,
     end: date | None = None,
     property: str | None = None,
     tier: str | None = None,
+    cache: Path | None = None,
 ) -> dict[str, fig.Report]:
-    """The figures as data (for the console's reports screen and the API)."""
-    program = _program(db)
-    conn = projection.connect(db)
+    """The figures as data (for the console's reports screen and the API).
+
+    ``db`` is a store URL (``sqlite:///...``, ``postgresql://...``) or a SQLite path; on
+    PostgreSQL the projection lives in the report cache ``cache`` (see ``projection.connect_store``).
+    """
+    url = str(db)
+    program = _program(url)
+    conn = projection.connect_store(url, cache=cache)
     try:
         return fig.figures(conn, program, names, fig.Filters(start, end, property, tier))
     finally:
         conn.close()
 
 
+def _day(text: str | None, flag: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"staypoint: {flag} {text!r} is not a day (YYYY-MM-DD)") from None
+
+
 def cmd_report(args: argparse.Namespace) -> None:
-    db = Path(args.db)
-    if args.name == "import-totals":
-        if not args.file:
-            raise SystemExit("staypoint report import-totals --file totals.csv")
-        conn = projection.connect(db)
-        n = projection.import_property_revenue(conn, Path(args.file).read_text(encoding="utf-8"))
-        conn.close()
-        print(f"imported {n} property totals")
-        return
-    names = None if args.name == "all" else [args.name]
-    reports = report_figures(
-        db,
-        names,
-        start=date.fromisoformat(args.date_from) if args.date_from else None,
-        end=date.fromisoformat(args.date_to) if args.date_to else None,
-        property=args.property,
-        tier=args.tier,
-    )
+    from staypoint.central.store import StoreConfigError, store_url
+
+    cache = Path(args.cache) if args.cache else None
+    try:
+        url = store_url(args)
+        if args.name == "import-totals":
+            if not args.file:
+                raise SystemExit("staypoint: report import-totals needs --file totals.csv")
+            try:
+                text = Path(args.file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SystemExit(f"staypoint: cannot read {args.file}: {exc}") from None
+            conn = projection.connect_store(url, cache=cache)
+            try:
+                n = projection.import_property_revenue(conn, text)
+            except ValueError as exc:
+                raise SystemExit(f"staypoint: {args.file}: {exc}") from None
+            finally:
+                conn.close()
+            print(f"imported {n} property totals")
+            return
+        names = None if args.name == "all" else [args.name]
+        reports = report_figures(
+            url,
+            names,
+            start=_day(args.date_from, "--from"),
+            end=_day(args.date_to, "--to"),
+            property=args.property,
+            tier=args.tier,
+            cache=cache,
+        )
+    except StoreConfigError as exc:
+        raise SystemExit(f"staypoint: {exc}") from None
     scope = ", ".join(
         f"{k} {v}"
         for k, v in (
@@ -91,7 +123,12 @@ def register(sub: Any) -> None:
     """Add ``report NAME`` to the top-level subparsers."""
     p = sub.add_parser("report", help="head-office reports (growth, liability, campaigns...)")
     p.add_argument("name", choices=[*NAMES, "import-totals"])
-    p.add_argument("--db", required=True, help="the ledger file")
+    add_store_option(p)
+    p.add_argument(
+        "--cache",
+        help="with a PostgreSQL ledger: the report projection's SQLite file "
+        "(default ~/.cache/staypoint/reports-*.db)",
+    )
     p.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", help="day after the last, YYYY-MM-DD")
     p.add_argument("--property")

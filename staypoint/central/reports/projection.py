@@ -15,8 +15,9 @@ The JSON is read by SQLite's own ``json_extract`` inside ``INSERT ... SELECT``: 
 never brings an event body into Python. Money is kept as integer cents (exact for the
 two-decimal amounts the nodes send) and turned back into ``Decimal`` by the reports.
 
-This is SQLite-specific (rowid, json_extract); a PostgreSQL ledger store would fill the
-same tables from its own sequence column with ``jsonb`` operators.
+The fill is SQLite's (rowid, json_extract). A ledger on PostgreSQL is reported through a
+SQLite report cache filled from it by its ``pos`` column (``mirror_pg`` at the end of this
+file), so the fill and every report query are the same code on both stores.
 """
 
 from __future__ import annotations
@@ -498,3 +499,146 @@ def import_property_revenue(conn: sqlite3.Connection, csv_text: str) -> int:
             rows,
         )
     return len(rows)
+
+
+# -- a PostgreSQL ledger: the same projection, over a local mirror of the tables it reads ----------
+#
+# The fill above is SQLite's (rowid ranges, json_extract). For a ledger on PostgreSQL the
+# projection keeps a SQLite file of its own (``--cache``): the events (with the ledger's
+# ``pos`` as rowid, so "rowid > cursor" keeps meaning "arrived since"), their stays, the
+# change log and the overdrafts are copied across incrementally, and the same fill and the
+# same report queries run on it. PostgreSQL's ``pos`` is handed out under the ledger's
+# single-writer lock, so positions commit in order and a copy up to the last one seen
+# misses nothing. The file is derived data: deleting it costs one full copy and fill.
+
+MIRROR_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (id TEXT NOT NULL UNIQUE, node TEXT NOT NULL,
+        epoch INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, member TEXT, body TEXT NOT NULL,
+        applied_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS events_type ON events (type)",
+    """CREATE TABLE IF NOT EXISTS stays (event_id TEXT PRIMARY KEY, member TEXT NOT NULL,
+        points INTEGER NOT NULL, nights INTEGER NOT NULL) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS changes (version INTEGER PRIMARY KEY, kind TEXT NOT NULL,
+        key TEXT NOT NULL, body TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS overdrafts (id INTEGER PRIMARY KEY, member TEXT NOT NULL,
+        node TEXT NOT NULL, event_id TEXT NOT NULL, balance INTEGER NOT NULL, at TEXT NOT NULL,
+        resolved_at TEXT, kind TEXT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS mirror_source (one INTEGER PRIMARY KEY CHECK (one = 1), "
+    "source TEXT NOT NULL)",
+)
+
+MIRROR_BATCH = 50_000
+
+
+def mirror_pg(conn: sqlite3.Connection, pg_url: str, *, batch: int = MIRROR_BATCH) -> dict[str, int]:
+    """Copy what arrived in the PostgreSQL ledger since the last copy into ``conn`` (a cache file)."""
+    import psycopg
+
+    for stmt in MIRROR_SCHEMA:
+        conn.execute(stmt)
+    source = _source_key(pg_url)
+    with immediate(conn):
+        row = conn.execute("SELECT source FROM mirror_source").fetchone()
+        if row is not None and row[0] != source:
+            raise ValueError(f"the report cache holds another ledger ({row[0]}): give its own --cache")
+        conn.execute("INSERT OR IGNORE INTO mirror_source (one, source) VALUES (1, ?)", (source,))
+    copied = {"events": 0, "changes": 0}
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        while True:
+            lo = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0])
+            events = pg.execute(
+                "SELECT pos, id, node, epoch, seq, type, member, body, applied_at FROM events "
+                "WHERE pos > %s ORDER BY pos LIMIT %s",
+                (lo, batch),
+            ).fetchall()
+            if not events:
+                break
+            stay_ids = [e[1] for e in events if e[5] == "stay.posted"]
+            stays = (
+                pg.execute(
+                    "SELECT event_id, member, points, nights FROM stays WHERE event_id = ANY(%s)", (stay_ids,)
+                ).fetchall()
+                if stay_ids
+                else []
+            )
+            with immediate(conn):
+                conn.executemany(
+                    "INSERT INTO events (rowid, id, node, epoch, seq, type, member, body, applied_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    events,
+                )
+                conn.executemany("INSERT OR REPLACE INTO stays VALUES (?, ?, ?, ?)", stays)
+            copied["events"] += len(events)
+        while True:
+            lo = int(conn.execute("SELECT coalesce(max(version), 0) FROM changes").fetchone()[0])
+            changes = pg.execute(
+                "SELECT version, kind, key, body::text FROM changes WHERE version > %s "
+                "ORDER BY version LIMIT %s",
+                (lo, batch),
+            ).fetchall()
+            if not changes:
+                break
+            with immediate(conn):
+                conn.executemany("INSERT INTO changes VALUES (?, ?, ?, ?)", changes)
+            copied["changes"] += len(changes)
+        # Few rows, and resolved in place: copied whole.
+        overdrafts = pg.execute(
+            "SELECT id, member, node, event_id, balance, at, resolved_at, kind FROM overdrafts"
+        ).fetchall()
+    with immediate(conn):
+        conn.execute("DELETE FROM overdrafts")
+        conn.executemany("INSERT INTO overdrafts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", overdrafts)
+    return copied
+
+
+def _source_key(pg_url: str) -> str:
+    """Which ledger a cache holds: the URL's host, port and database (no user or password)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(pg_url)
+    return f"{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+
+
+def default_cache(pg_url: str) -> Path:
+    """Where a PostgreSQL ledger's report cache lives without ``--cache``: the user's cache folder."""
+    import hashlib
+    import os
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "staypoint"
+    digest = hashlib.sha256(_source_key(pg_url).encode()).hexdigest()[:16]
+    return base / f"reports-{digest}.db"
+
+
+def connect_store(url: str, *, cache: Path | None = None) -> sqlite3.Connection:
+    """A projection connection for the ledger ``url`` names (``store.parse_store_url``).
+
+    SQLite: the ledger file itself (which must exist). PostgreSQL: the report cache
+    (``cache``, or :func:`default_cache`), brought up to date from the ledger first.
+    Bad URLs, a missing file and an unreachable server are ``StoreConfigError``.
+    """
+    from staypoint.central.store import StoreConfigError, parse_store_url
+
+    parsed = parse_store_url(url)
+    if not parsed.is_pg:
+        path = Path(parsed.path or "")
+        if not path.is_file():
+            raise StoreConfigError(f"no ledger at {path}: check --store (a report creates nothing)")
+        try:
+            return connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreConfigError(f"cannot read the ledger {path}: {exc}") from None
+    import psycopg
+
+    target = cache or default_cache(parsed.url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(target)
+    try:
+        mirror_pg(conn, parsed.url)
+    except psycopg.Error as exc:
+        conn.close()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreConfigError(f"cannot read the ledger in PostgreSQL: {first}") from None
+    except ValueError as exc:
+        conn.close()
+        raise StoreConfigError(str(exc)) from None
+    return conn
