@@ -17,6 +17,8 @@ from string import Template
 from staypoint.provisioning.pki import validate_identity
 
 __all__ = [
+    "HEAD_OFFICE_HELPERS",
+    "HEAD_OFFICE_UNITS",
     "NODE_UNITS",
     "UNITS",
     "NodeLayout",
@@ -29,8 +31,27 @@ __all__ = [
 NODE_UNITS = ("staypoint-kiosk.service", "staypoint-sync.service", "staypoint-litestream.service")
 """Units installed on a node by enrolment."""
 
-UNITS = (*NODE_UNITS, "staypoint-central.service", "staypoint-fleet.service")
-"""Every unit shipped in ``systemd/`` (the node's and head office's)."""
+HEAD_OFFICE_UNITS = (
+    "staypoint-central.service",
+    "staypoint-fleet.service",
+    "staypoint-api.service",
+    "staypoint-console.service",
+    "staypoint-enrol.service",
+    "staypoint-jobs.service",
+    "staypoint-crl-renew.service",
+)
+"""Head office's services, each running a ``staypoint`` command as ``staypoint-central``."""
+
+HEAD_OFFICE_HELPERS = (
+    "staypoint-jobs.timer",
+    "staypoint-crl-renew.timer",
+    "staypoint-crl-reload.path",
+    "staypoint-crl-reload.service",
+)
+"""Head office's timers, and the root helper that reloads the broker when a CRL changes."""
+
+UNITS = (*NODE_UNITS, *HEAD_OFFICE_UNITS)
+"""Every service shipped in ``systemd/`` that runs Staypoint (the node's and head office's)."""
 
 DEFAULT_HARDWARE: dict[str, str | int] = {"reader": "pcsc", "pinpad": "none", "printer": "sim"}
 
@@ -155,6 +176,6 @@ def render_litestream(layout: NodeLayout, *, node: str, url: str) -> str:
 
 def unit_text(name: str) -> str:
     """The text of one shipped unit file (also committed, identical, under ``systemd/``)."""
-    if name not in UNITS:
+    if name not in UNITS and name not in HEAD_OFFICE_HELPERS:
         raise ValueError(f"unknown unit {name!r}")
     return resources.files("staypoint.provisioning.templates").joinpath("units", name).read_text("utf-8")
