@@ -75,6 +75,23 @@ def _open(args: argparse.Namespace) -> NodeService:
     return NodeService.open(db, keys_dir=keys)
 
 
+def _open_online(args: argparse.Namespace) -> NodeService:
+    """The node for a redemption or a spend: given a node config, head office is asked through
+    the sync agent's socket (as the kiosk does), unless ``[kiosk] authoriser = "offline"``;
+    with ``--db`` alone, or no agent answering, the offline limits decide."""
+    db, keys = _node_paths(args)
+    link = None
+    if args.config and not args.db:
+        from staypoint.edge.agent_link import link_settings
+
+        cfg = Path(args.config)
+        try:
+            link = link_settings(read_toml(cfg), cfg.parent, db).link()
+        except (TomlFileError, ValueError) as exc:
+            raise CliError(f"{cfg}: {exc}") from None
+    return NodeService.open(db, keys_dir=keys, authoriser=link)
+
+
 def _staff(args: argparse.Namespace, svc: NodeService, now: datetime) -> StaffProof:
     """Who a staff command acts as: a staff login, or the node's own shell (``--local-root``).
 
@@ -294,7 +311,7 @@ def cmd_value_topup(args: argparse.Namespace) -> None:
 
 
 def cmd_value_spend(args: argparse.Namespace) -> None:
-    svc = _open(args)
+    svc = _open_online(args)
     now = _now(args)
     proof = svc.verify_pin(args.member, args.pin, now)
     bal = svc.spend(proof, args.amount, now)
@@ -309,7 +326,7 @@ def cmd_value_spend(args: argparse.Namespace) -> None:
 
 
 def cmd_redeem(args: argparse.Namespace) -> None:
-    svc = _open(args)
+    svc = _open_online(args)
     now = _now(args)
     # The rules first: a refusal for tier or points must not touch the PIN counters.
     svc.check_redeemable(args.member, args.reward)

@@ -30,6 +30,7 @@ from textual.app import App
 from textual.message import Message
 from textual.reactive import var
 
+from staypoint.edge.agent_link import LinkSource
 from staypoint.edge.replica import MemberRow
 from staypoint.edge.service import MemberSummary, NodeService, PinProof, Redemption
 from staypoint.kiosk.hardware.errors import DeviceError
@@ -117,8 +118,11 @@ class KioskApp(App[None], inherit_bindings=False):
         demo_cards: Sequence[DemoCard] = (),
         attract_offers: Sequence[str] = (),
         pin_length: int = 4,
+        link: LinkSource | None = None,
     ) -> None:
         super().__init__()
+        #: The sync agent's socket: the link state shown is its real connection state.
+        self.link = link
         self.service = service
         self.devices = devices
         self.clock = clock
@@ -156,7 +160,9 @@ class KioskApp(App[None], inherit_bindings=False):
 
     async def on_mount(self) -> None:
         """Health first (the status bar's first paint is real), then the screens, the reader, attract."""
-        self.health = read_health(self.service, self.devices.all(), self.now(), self.offline_after_s)
+        self.health = read_health(
+            self.service, self.devices.all(), self.now(), self.offline_after_s, self.link
+        )
         self.install_screen(self.attract_screen, "attract")
         self.install_screen(self.pin_screen, "pin")
         self.install_screen(self.dashboard_screen, "dashboard")
@@ -296,7 +302,7 @@ class KioskApp(App[None], inherit_bindings=False):
         self.post_message(HealthRead(await self.blocking(self._read_health)))
 
     def _read_health(self) -> Health:
-        health = read_health(self.service, self.devices.all(), self.now(), self.offline_after_s)
+        health = read_health(self.service, self.devices.all(), self.now(), self.offline_after_s, self.link)
         write_devices_file(self.service.replica.path.with_name("devices.json"), health.devices, time.time())
         return health
 
@@ -438,7 +444,11 @@ def run_kiosk(config_path: Path) -> None:
         from staypoint.kiosk.config import ConfigError
 
         raise ConfigError(f"{config_path}: {exc}") from None
-    service = NodeService.open(cfg.db, keys_dir=cfg.keys_dir)
+    # The kiosk holds no MQTT connection: it asks head office through the sync agent's
+    # socket (an authorisation with a hold, and the link's real state), unless configured
+    # offline-only. With no agent answering, the offline limits decide, as before.
+    link = cfg.link.link() if cfg.link is not None else None
+    service = NodeService.open(cfg.db, keys_dir=cfg.keys_dir, authoriser=link)
     try:
         make_app(
             service,
@@ -448,6 +458,7 @@ def run_kiosk(config_path: Path) -> None:
             property_name=cfg.property_name,
             offline_after_s=cfg.offline_after_s,
             offers_rotate_s=cfg.offers_rotate_s,
+            link=link,
         ).run()
     finally:
         service.close()

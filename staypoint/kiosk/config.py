@@ -8,8 +8,11 @@ keys_dir = ""                          # default: <db>.keys beside the replica
 [kiosk]
 property_name = ""                     # default: the property recorded in the replica
 idle_timeout_s = 30                    # no touch for this long: back to the attract screen (5..3600)
-offline_after_s = 120                  # head office unheard for this long: shown as offline (1..86400)
+offline_after_s = 120                  # authoriser "offline" only: unconfirmed this long = offline
 offers_rotate_s = 6                    # attract screen's offers strip; 0 = still (0..3600)
+authoriser = "agent"                   # "agent": redemptions ask head office through the sync
+                                       # agent's socket ([sync] link_socket, auth_timeout);
+                                       # "offline": the offline limits only
 
 [hardware]                             # passed as-is to staypoint.kiosk.hardware.factory
 reader = "pcsc"
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from staypoint.edge.agent_link import LinkSettings, link_settings
 from staypoint.tomlfile import TomlFileError, parse_toml, path_text
 
 
@@ -47,6 +51,7 @@ class KioskConfig:
     offline_after_s: float = 120.0
     offers_rotate_s: float = 6.0
     hardware: dict[str, Any] = field(default_factory=dict)
+    link: LinkSettings | None = None  # from [kiosk] authoriser / [sync]; None (built in code): offline only
 
 
 def _number(
@@ -89,7 +94,12 @@ def parse_config(text: str, where: str = "config", base: Path | None = None) -> 
     name = kiosk.get("property_name") or None
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"{where}: [kiosk] property_name must be text")
+    try:
+        link = link_settings(data, root, root / db)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return KioskConfig(
+        link=link,
         db=root / db,
         keys_dir=root / keys if keys else None,
         property_name=name,

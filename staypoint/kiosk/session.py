@@ -15,6 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from staypoint.edge.agent_link import LinkSource
 from staypoint.edge.service import MemberSummary, NodeService, PinProof
 from staypoint.kiosk.hardware.printer.base import VoucherSlip
 from staypoint.kiosk.hardware.status import DeviceState, DeviceStatus
@@ -44,6 +45,7 @@ class Health:
     staleness_s: int | None
     outbox_depth: int
     devices: tuple[DeviceStatus, ...] = ()
+    link_problem: str = ""  # why the agent says offline ("broker not connected"), for staff
 
     @property
     def trouble(self) -> list[str]:
@@ -74,14 +76,29 @@ def describe_age(seconds: int | None) -> str:
 
 
 def read_health(
-    service: NodeService, statuses: Sequence[Any], now: datetime, offline_after_s: float
+    service: NodeService,
+    statuses: Sequence[Any],
+    now: datetime,
+    offline_after_s: float,
+    link: LinkSource | None = None,
 ) -> Health:
-    """Blocking (SQLite): call from a worker thread, or once before the first paint."""
+    """Blocking (SQLite, the agent's socket): call from a worker thread, or once before the first paint.
+
+    With a ``link`` the state shown is the agent's real broker connection (connected and
+    answered), so a quiet link stays online; ``staleness_s`` is then the age of the replica's
+    last confirmation by head office. Without one (a kiosk configured offline-only, tests),
+    the old guess from that age stands.
+    """
     status = service.status(now)
     staleness = status["staleness_s"]
-    online = staleness is not None and staleness <= offline_after_s
+    problem = ""
+    if link is not None:
+        state = link.status()
+        online, problem = state.online, state.problem
+    else:
+        online = staleness is not None and staleness <= offline_after_s
     devices = tuple(s.status() for s in statuses if s is not None)
-    return Health(online, staleness, int(status["outbox_depth"]), devices)
+    return Health(online, staleness, int(status["outbox_depth"]), devices, problem)
 
 
 def write_devices_file(path: Path, devices: Sequence[DeviceStatus], at: float) -> None:

@@ -98,6 +98,20 @@ class SyncConfig:
     backoff_max: float = 30.0
     health_interval: float = 30.0
     contact_interval: float = 5.0
+    # The link's real state: every echo_interval the agent publishes a small message on its
+    # own echo topic and reads it back through the broker; the link is "online" while
+    # connected and the broker answered (CONNACK or an echo) within echo_interval +
+    # echo_timeout. A quiet link stays online; a dead one shows within that, not at keep-alive.
+    echo_interval: float = 5.0
+    echo_timeout: float = 5.0
+    # A quiet replica is confirmed current by asking head office (an empty resync answer
+    # says "you are at my version") when nothing else has confirmed it for this long.
+    current_interval: float = 60.0
+    # The kiosk's and the desk's socket (default: <db>.agent.sock beside the replica), the
+    # group that may use it besides the agent's own user, and further uids allowed.
+    link_socket: Path | None = None
+    link_group: str | None = None
+    link_uids: tuple[int, ...] = ()
     # Where the kiosk writes its device states (default: devices.json beside the replica) and
     # the file:// backup folder whose age is the Litestream lag in the health document.
     devices_file: Path | None = None
@@ -182,6 +196,16 @@ class SyncAgent:
         self.last_self_resync: str | None = None
         self._self_resync_after = 0.0
         self._self_resync_backoff = 0.0
+        # The link's real state (monotonic times): when the broker last answered us, and the
+        # echoes in flight (their numbers), so a stray message on the topic proves nothing.
+        self._answered = 0.0
+        self._echo_sent = 0.0
+        self._echo_n = 0
+        self._echo_at = 0.0
+        self._echoes: deque[int] = deque(maxlen=8)
+        self.echo_rtts: deque[float] = deque(maxlen=1000)
+        #: When the replica was last known to be head office's (the injected clock's time).
+        self.known_current_at: datetime | None = None
         self.client = self._make_client()
 
     # -- topics -------------------------------------------------------------------------------
@@ -298,6 +322,7 @@ class SyncAgent:
                 (self.topic("resend"), 1),
                 (self.topic("changes"), 1),
                 (self.topic("auth/response"), 1),
+                (self.topic("echo"), 0),
                 ("sp/v1/fleet/changes", 1),
                 ("sp/v1/fleet/digest", 1),
             ]
@@ -312,6 +337,8 @@ class SyncAgent:
         self._rewind()
         self._resync = None
         self._request_resync()
+        self._answered = self._echo_sent = time.monotonic()  # the CONNACK is the broker's answer
+        self._echoes.clear()
         self.online.set()
         self.stats["connects"] += 1
 
@@ -339,6 +366,11 @@ class SyncAgent:
             return
         self._pump()
         now = time.monotonic()
+        if now - self._echo_sent >= self.config.echo_interval:
+            self._send_echo(now)
+        if self._resync is None and self._due_for_currency_check():
+            self.stats["currency_checks"] += 1
+            self._request_resync()
         if self._inflight and now - self._progress_at > self.config.ack_timeout:
             self.stats["ack_timeouts"] += 1
             self._rewind()
@@ -428,9 +460,11 @@ class SyncAgent:
             elif topic == "sp/v1/fleet/changes":
                 self._on_fleet_changes(body)
             elif topic == "sp/v1/fleet/digest":
-                self._on_digest(body)
+                self._on_digest(body, bool(msg.retain))
             elif topic == self.topic("auth/response"):
                 self._on_auth_response(body, msg)
+            elif topic == self.topic("echo"):
+                self._on_echo(body)
             else:
                 self._drop("topic")
         except Exception:  # a bug must not stop the agent: count it, keep serving
@@ -562,6 +596,8 @@ class SyncAgent:
                 self._apply(fresh)
                 sync_store.set_applied_version(self.replica.conn, to)
                 self.stats["changes_applied"] += len(fresh)
+        if not gap:
+            self._contact()  # head office just fanned out, and the replica is at its version
         if gap:
             self.stats["gaps"] += 1
             self._request_resync()
@@ -577,7 +613,7 @@ class SyncAgent:
         self.client.publish(self.topic("resync"), dumps({"from": start, "session": session}), qos=1)
         self.stats["resyncs"] += 1
 
-    def _on_digest(self, body: dict[str, Any]) -> None:
+    def _on_digest(self, body: dict[str, Any], retained: bool = True) -> None:
         version, members, points = (self._int(body, k) for k in ("version", "members", "points"))
         # Points may sum below zero (overdrafts are recorded, not refused); the rest may not.
         if (
@@ -591,6 +627,8 @@ class SyncAgent:
             self._drop("wrong_type")
             return
         self._digest = (version, members, points)
+        if not retained and version == sync_store.applied_version(self.replica.conn):
+            self._contact()  # a fresh digest at our version: head office is up and we are current
         self._check_digest()
 
     def _check_digest(self) -> None:
@@ -682,6 +720,9 @@ class SyncAgent:
                 if body.get("mode") == "snapshot":
                     self.stats["snapshots"] += 1
         if done:
+            # Head office answered at its version: the replica is current as of now, whatever
+            # the rate limit on contact says (a currency check must always land).
+            self._contact(force=True)
             self._release_held(rs)
             self._check_digest()  # a retained digest met during the resync, or the self-resync's own
 
@@ -696,20 +737,68 @@ class SyncAgent:
 
     # -- contact -------------------------------------------------------------------------------
 
-    def _contact(self) -> None:
-        """Head office answered: the offline counters start again (rate-limited)."""
+    def _contact(self, *, force: bool = False) -> None:
+        """Head office answered and the replica is known current: the staleness clock and the
+        offline counters start again (rate-limited, as it writes the replica)."""
         now = time.monotonic()
-        if now - self._last_contact < self.config.contact_interval:
+        if not force and now - self._last_contact < self.config.contact_interval:
             return
         self._last_contact = now
-        self.service.record_contact(self.clock())
+        at = self.clock()
+        self.service.record_contact(at)
+        self.known_current_at = at
+
+    def _due_for_currency_check(self) -> bool:
+        """True when nothing has confirmed the replica for ``current_interval`` (injected clock)."""
+        if self.known_current_at is None:
+            return False  # the resync sent on connect confirms it first
+        age = (self.clock() - self.known_current_at).total_seconds()
+        return age >= self.config.current_interval
+
+    # -- the link's real state ------------------------------------------------------------------
+
+    def _send_echo(self, now: float) -> None:
+        self._echo_sent = now
+        self._echo_n += 1
+        self._echoes.append(self._echo_n)
+        self._echo_at = now
+        self.client.publish(self.topic("echo"), dumps({"n": self._echo_n}), qos=0)
+
+    def _on_echo(self, body: dict[str, Any]) -> None:
+        n = self._int(body, "n")
+        if n is None or n not in self._echoes:
+            self._drop("stale_echo")
+            return
+        now = time.monotonic()
+        self._answered = now
+        if n == self._echo_n:
+            self.echo_rtts.append(now - self._echo_at)
+
+    def link_online(self) -> bool:
+        """Connected, and the broker answered within echo_interval + echo_timeout."""
+        if not self.online.is_set():
+            return False
+        return time.monotonic() - self._answered <= self.config.echo_interval + self.config.echo_timeout
+
+    def link_state(self) -> dict[str, Any]:
+        """What the kiosk shows (any thread): the real connection, not the age of a message."""
+        connected = self.online.is_set()
+        answered = round(time.monotonic() - self._answered, 3) if connected else None
+        current = self.known_current_at
+        return {
+            "online": self.link_online(),
+            "connected": connected,
+            "answered_s": answered,
+            "known_current_at": iso(current) if current is not None else None,
+            "session": self._session,
+        }
 
     # -- online authorisation -------------------------------------------------------------------
 
     def request_authorisation(self, member: str, points: int, reward: str, timeout: float) -> Hold | None:
         """Ask head office (from any thread). None: no answer in time; raises when it says no."""
-        if not self.online.is_set():
-            return None
+        if not self.link_online():
+            return None  # no wait when the link is known down: the offline limits decide now
         call = _AuthCall(uuid.uuid4().bytes, member, points, reward)
         self._calls.put(call)
         if not call.done.wait(timeout) or call.answer is None:

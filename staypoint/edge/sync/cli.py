@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from staypoint.edge import backup, sync_store
+from staypoint.edge.agent_link import default_socket_path
 from staypoint.edge.replica import Replica
 from staypoint.edge.service import NodeService
 from staypoint.edge.sync import sdnotify
 from staypoint.edge.sync.agent import MqttAuthoriser, SyncAgent
 from staypoint.edge.sync.config import load_node_config
+from staypoint.edge.sync.link import LinkError, LinkServer
 
 
 def cmd_sync_run(args: argparse.Namespace) -> None:
@@ -37,6 +39,19 @@ def cmd_sync_run(args: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # The kiosk and the desk's commands reach head office (and learn the link's state)
+    # through this socket: they hold no MQTT connection of their own.
+    link = LinkServer(
+        agent,
+        sync.link_socket or default_socket_path(cfg.db),
+        group=sync.link_group,
+        allowed_uids=sync.link_uids,
+    )
+    try:
+        link.start()
+    except (LinkError, OSError) as exc:
+        service.close()
+        sys.exit(f"error: agent socket: {exc}")
     agent.start()
     print(f"sync agent for {service.node_id} running", file=sys.stderr, flush=True)
     notifier = sdnotify.Notifier()
@@ -48,6 +63,7 @@ def cmd_sync_run(args: argparse.Namespace) -> None:
             notifier.watchdog_ping()
         service.maintenance()  # a passive checkpoint, off the kiosk's path
     notifier.stopping()
+    link.stop()
     agent.stop()
     service.close()
 

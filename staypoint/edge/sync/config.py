@@ -13,6 +13,10 @@ key = "/etc/staypoint/node.key"
 
 [sync]            # optional pacing overrides, names as in SyncConfig, each within _TUNABLE's range
 batch_events = 500
+# link_socket = "/var/lib/staypoint/node.db.agent.sock"  (default: <db>.agent.sock; the kiosk
+#                                                         and the desk's commands read it too)
+# link_group = "staypoint"     the socket's group (mode 0660); its members may use it
+# link_uids = [1001]           further users allowed besides the agent's own
 """
 
 from __future__ import annotations
@@ -42,8 +46,12 @@ _TUNABLE: dict[str, tuple[type, float, float]] = {
     "backoff_max": (float, 0.01, 3600),
     "health_interval": (float, 0.1, 86_400),
     "contact_interval": (float, 0.1, 3600),
+    "echo_interval": (float, 0.1, 3600),
+    "echo_timeout": (float, 0.1, 3600),
+    "current_interval": (float, 1, 86_400),
 }
-_PATHS = {"devices_file", "backup_dir"}
+_PATHS = {"devices_file", "backup_dir", "link_socket"}
+_OTHER = {"link_group", "link_uids"}  # the socket's group (a name) and further uids allowed on it
 
 
 class ConfigError(ValueError):
@@ -94,12 +102,22 @@ def load_node_config(path: Path, node_id: str | None = None) -> NodeConfig:
         return kind(value)
 
     node, mqtt, sync = section("node"), section("mqtt"), section("sync")
-    extra = set(sync) - set(_TUNABLE) - _PATHS
+    extra = set(sync) - set(_TUNABLE) - _PATHS - _OTHER
     if extra:
         raise ConfigError(f"{path}: [sync] unknown keys {sorted(extra)}")
     tuned: dict[str, Any] = {}
     for key, value in sync.items():
-        if key in _PATHS:
+        if key == "link_group":
+            if not isinstance(value, str) or not value or len(value) > 32:
+                raise ConfigError(f"{path}: [sync] link_group must be a group name")
+            tuned[key] = value
+        elif key == "link_uids":
+            if not isinstance(value, list) or not all(
+                isinstance(u, int) and not isinstance(u, bool) and 0 <= u < 2**32 for u in value
+            ):
+                raise ConfigError(f"{path}: [sync] link_uids must be a list of user ids")
+            tuned[key] = tuple(value)
+        elif key in _PATHS:
             if path_text(value) is None:
                 raise ConfigError(f"{path}: [sync] {key} must be a path")
             tuned[key] = base / value

@@ -40,17 +40,30 @@ class StaffStatusScreen(KioskScreen):
     def load(self) -> None:
         """status(now) and each device's health, off the UI thread."""
         kiosk, service, now = self.kiosk, self.service, self.kiosk.now()
-        self.call(lambda: (service.status(now), kiosk.device_statuses()), self.show)
+        link = kiosk.link
+
+        def read() -> tuple[dict[str, Any], list[Any]]:
+            st = service.status(now)
+            if link is not None:  # the agent's real connection, not the age of a message
+                state = link.status()
+                st["link_online"], st["link_problem"] = state.online, state.problem
+            return st, kiosk.device_statuses()
+
+        self.call(read, self.show)
 
     def show(self, answer: tuple[dict[str, Any], list[Any]]) -> None:
         """Render the figures a technician asks for on the phone."""
         st, devices = answer
-        online = st["staleness_s"] is not None and st["staleness_s"] <= self.kiosk.offline_after_s
+        online = st.get("link_online")
+        if online is None:  # no agent link configured: judged from the replica's age
+            online = st["staleness_s"] is not None and st["staleness_s"] <= self.kiosk.offline_after_s
         rows = [
             ("Node", f"{st['node']} · {st['property']} · epoch {st['epoch']}"),
             (
                 "Head office",
-                ("online" if online else "OFFLINE") + f" · last contact {st['last_contact'] or 'never'}"
+                ("online" if online else "OFFLINE")
+                + (f" ({st['link_problem']})" if not online and st.get("link_problem") else "")
+                + f" · last contact {st['last_contact'] or 'never'}"
                 f" ({describe_age(st['staleness_s'])} ago)",
             ),
             ("Outbox", f"{st['outbox_depth']} events waiting · oldest {st['oldest_pending'] or '-'}"),

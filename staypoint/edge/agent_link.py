@@ -1,0 +1,194 @@
+"""The kiosk's and the desk's line to the node's sync agent: a local Unix socket.
+
+On a board the kiosk and the sync agent are separate services, and only the agent holds
+the MQTT connection. The kiosk (and ``staypoint redeem`` / ``value spend`` given a node
+config) asks head office through the agent for an online authorisation with a hold, and
+asks the agent for the link's real state, over a socket the agent serves
+(``staypoint.edge.sync.link``). This side knows nothing of MQTT: it speaks one JSON line
+per request and reads one JSON line back, within a short deadline. Anything that goes
+wrong (no agent, a refusal at the socket, a slow answer, garbage) is "no answer": the
+offline limits decide, exactly as with :class:`~staypoint.edge.service.OfflineOnly`.
+
+Wire format (one request per connection, each line at most :data:`MAX_LINE` bytes)::
+
+    -> {"op": "status"}
+    <- {"ok": true, "online": bool, "connected": bool, "answered_s": float|null,
+        "known_current_at": iso|null, "session": int}
+    -> {"op": "authorise", "member": str, "points": int, "reward": str, "timeout": float}
+    <- {"ok": true, "hold": str|null}            (null: head office did not answer in time)
+    <- {"ok": false, "denied": str}              (head office said no, with its reason)
+    <- {"ok": false, "error": str}               (the request was refused: bad input, not allowed)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from staypoint.edge.service import AuthorisationDenied, Hold
+
+#: The longest request or answer line, newline included: requests are a few hundred bytes.
+MAX_LINE = 4096
+#: AF_UNIX paths are limited to 108 bytes (107 and a NUL) by the kernel's sockaddr_un.
+MAX_SOCKET_PATH = 107
+#: How long the agent may take past the authorisation's own timeout to say "no answer".
+REPLY_MARGIN_S = 0.5
+
+
+def default_socket_path(db: Path) -> Path:
+    """Where the agent serves its socket when node.toml names none: beside the replica."""
+    return db.with_name(db.name + ".agent.sock")
+
+
+#: What ``[kiosk] authoriser`` may name: head office through the agent, or never online.
+AUTHORISERS = ("agent", "offline")
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """The agent link as node.toml sets it, for the kiosk and the desk's commands."""
+
+    authoriser: str  # "agent" or "offline"
+    socket: Path
+    timeout: float  # [sync] auth_timeout: the agent's own wait for head office
+
+    def link(self) -> AgentLink | None:
+        """The authoriser and link-state source, or None when configured offline-only."""
+        return AgentLink(self.socket, timeout=self.timeout) if self.authoriser == "agent" else None
+
+
+def link_settings(raw: Mapping[str, Any], base: Path, db: Path) -> LinkSettings:
+    """Read ``[kiosk] authoriser``, ``[sync] link_socket`` and ``[sync] auth_timeout`` from a
+    parsed node.toml (``base`` is its folder); raises ValueError naming the key."""
+    kiosk, sync = raw.get("kiosk", {}), raw.get("sync", {})
+    if not isinstance(kiosk, dict) or not isinstance(sync, dict):
+        raise ValueError("[kiosk] and [sync] must be tables")
+    authoriser = kiosk.get("authoriser", "agent")
+    if authoriser not in AUTHORISERS:
+        raise ValueError(f"[kiosk] authoriser must be one of {', '.join(AUTHORISERS)}, not {authoriser!r}")
+    where = sync.get("link_socket")
+    if where is not None and (not isinstance(where, str) or not where.strip() or "\x00" in where):
+        raise ValueError("[sync] link_socket must be a path")
+    timeout = sync.get("auth_timeout", 2.0)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or not 0.1 <= timeout <= 60
+    ):
+        raise ValueError(f"[sync] auth_timeout must be from 0.1 to 60, not {timeout!r}")
+    return LinkSettings(str(authoriser), base / where if where else default_socket_path(db), float(timeout))
+
+
+def encode(value: dict[str, Any]) -> bytes:
+    """One line of the wire format."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """The head-office link as the agent sees it (or why it could not be asked)."""
+
+    online: bool
+    connected: bool
+    answered_s: float | None = None  # since the broker last answered (connect or echo)
+    known_current_at: str | None = None  # the replica was last known to be head office's
+    problem: str = ""  # why offline, for staff: "no sync agent", "broker not connected"
+
+    @classmethod
+    def unreachable(cls, problem: str) -> LinkStatus:
+        """The agent could not be asked: the kiosk is offline, whatever the broker says."""
+        return cls(False, False, problem=problem)
+
+
+class LinkSource(Protocol):
+    """Where the kiosk reads the link's state (an :class:`AgentLink`, or a test's stand-in)."""
+
+    def status(self) -> LinkStatus: ...
+
+
+class AgentLink:
+    """The service's ``Authoriser`` (and the link-state source) over the agent's socket."""
+
+    def __init__(self, path: Path, *, timeout: float = 2.0, status_timeout: float = 0.5) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.status_timeout = status_timeout
+
+    def _ask(self, request: dict[str, Any], deadline_s: float) -> dict[str, Any] | None:
+        """One request, one answer; None for anything but a well-formed answer in time."""
+        deadline = time.monotonic() + deadline_s
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(deadline_s)
+                sock.connect(str(self.path))
+                sock.sendall(encode(request))
+                buf = b""
+                while b"\n" not in buf:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or len(buf) > MAX_LINE:
+                        return None
+                    sock.settimeout(left)
+                    chunk = sock.recv(MAX_LINE)
+                    if not chunk:
+                        return None
+                    buf += chunk
+        except OSError:  # no socket, refused, permission, timeout: all "no answer"
+            return None
+        try:
+            answer = json.loads(buf.split(b"\n", 1)[0])
+        except ValueError:
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def authorise(self, member: str, points: int, reward: str, now: datetime) -> Hold | None:
+        """Ask head office through the agent; None lets the offline limits decide."""
+        answer = self._ask(
+            {
+                "op": "authorise",
+                "member": member,
+                "points": points,
+                "reward": reward,
+                "timeout": self.timeout,
+            },
+            self.timeout + REPLY_MARGIN_S,
+        )
+        if answer is None:
+            return None
+        if answer.get("ok") is True:
+            hold = answer.get("hold")
+            return Hold(hold) if isinstance(hold, str) and hold else None
+        denied = answer.get("denied")
+        if isinstance(denied, str):
+            raise AuthorisationDenied(denied or "head office declined the redemption")
+        return None  # refused at the socket: judged offline, as with no agent at all
+
+    def status(self) -> LinkStatus:
+        """The agent's real connection state; offline when the agent cannot be asked."""
+        answer = self._ask({"op": "status"}, self.status_timeout)
+        if answer is None:
+            return LinkStatus.unreachable("the sync agent is not answering")
+        if answer.get("ok") is not True:
+            error = answer.get("error")
+            return LinkStatus.unreachable(str(error)[:200] if error else "the sync agent refused")
+        online, connected = answer.get("online"), answer.get("connected")
+        answered = answer.get("answered_s")
+        current = answer.get("known_current_at")
+        return LinkStatus(
+            online=online is True,
+            connected=connected is True,
+            answered_s=float(answered)
+            if isinstance(answered, int | float) and not isinstance(answered, bool)
+            else None,
+            known_current_at=current if isinstance(current, str) else None,
+            problem=""
+            if online is True
+            else ("broker not answering" if connected else "broker not connected"),
+        )
