@@ -73,7 +73,7 @@ class Ledger:
         # Set only while ``ingest_many`` runs: member records read ahead for the group, and
         # stays written at the end of the group (with the events) instead of one by one.
         self._prefetched: dict[str, dict[str, Any]] | None = None
-        self._pending_stays: dict[str, tuple[str, int, int]] | None = None
+        self._pending_stays: dict[str, tuple[str, str, int, int]] | None = None
         # Who posted each stay booked in this group (its event row is written at the end).
         self._stay_origin: dict[str, tuple[str, str | None]] = {}
 
@@ -272,7 +272,7 @@ class Ledger:
             if rows and insert_events is not None:
                 insert_events(rows)  # in applied order (rowid order is the API's position)
             if self._pending_stays and put_stays is not None:
-                put_stays([(e, *v) for e, v in self._pending_stays.items()])
+                put_stays(list(self._pending_stays.values()))
             # One high-water write per stream, not one per event.
             for node, epoch in moved:
                 self.store.set_high_water(node, epoch, hws[(node, epoch)])
@@ -315,13 +315,14 @@ class Ledger:
 
     def _put_stay(self, event_id: str, member: str, points: int, nights: int) -> None:
         if self._pending_stays is not None:
-            self._pending_stays[event_id] = (member, points, nights)
+            self._pending_stays[event_id] = (event_id, member, points, nights)  # put_stays' row
         else:
             self.store.put_stay(event_id, member, points, nights)
 
     def _stay_of(self, event_id: str) -> tuple[str, int, int] | None:
         if self._pending_stays is not None and event_id in self._pending_stays:
-            return self._pending_stays[event_id]
+            _, member, points, nights = self._pending_stays[event_id]
+            return member, points, nights
         return self.store.stay(event_id)
 
     def _alarm(self, kind: str, node: str, detail: str, at: str) -> None:
@@ -385,10 +386,13 @@ class Ledger:
             return False
         for alarm, detail in outcome.alarms:
             self._alarm(alarm, ev.node, detail, at)
-        if outcome.stay is not None and ev.type == "stay.posted":
-            self._put_stay(ev.id, m["number"], *outcome.stay)
-            prop = ev.data.get("property")
-            self._stay_origin[ev.id] = (ev.node, prop if isinstance(prop, str) else None)
+        if outcome.stay is not None:
+            if ev.type == "stay.posted":
+                self._put_stay(ev.id, m["number"], *outcome.stay)
+                prop = ev.data.get("property")
+                self._stay_origin[ev.id] = (ev.node, prop if isinstance(prop, str) else None)
+            else:  # a void: the stay keeps nothing to take back a second time
+                self._put_stay(str(ev.data["stay"]), m["number"], *outcome.stay)
         if outcome.voucher is not None:
             if ev.type == "voucher.used" and outcome.voucher.get("node") in self.revoked:
                 # Honoured (issued before the revocation, or the node would have refused it),

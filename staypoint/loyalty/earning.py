@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
+from typing import NamedTuple
 
 from staypoint.loyalty.program import Outlet, Program
 
 
-@dataclass(frozen=True)
-class EarnLine:
+class EarnLine(NamedTuple):
     outlet: Outlet
     revenue: Decimal
     points: Decimal  # exact, before the single final rounding
     promotions: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class EarnResult:
+class EarnResult(NamedTuple):
     points: int
     lines: tuple[EarnLine, ...]
     bonus: int
@@ -36,6 +34,7 @@ def stay_points(program: Program, tier: str, revenue: Mapping[Outlet, Decimal], 
     lines: list[EarnLine] = []
     bonus = 0
     bonus_codes: list[str] = []
+    total = Decimal(0)
     for outlet, amount in revenue.items():
         if amount < 0:
             raise ValueError(f"revenue at {outlet.value} cannot be negative")
@@ -53,5 +52,7 @@ def stay_points(program: Program, tier: str, revenue: Mapping[Outlet, Decimal], 
                 bonus += promo.bonus
                 bonus_codes.append(promo.code)
         lines.append(EarnLine(outlet, amount, exact, tuple(applied)))
-    total = sum((line.points for line in lines), Decimal(0)) + bonus
+        total += exact
+    total += bonus
+    # NamedTuples, not frozen dataclasses: head office builds these once per stay it books.
     return EarnResult(int(total.to_integral_value(ROUND_FLOOR)), tuple(lines), bonus, tuple(bonus_codes))

@@ -73,7 +73,7 @@ class Refs(Protocol):
     def node_property(self, node: str) -> str | None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one folded event asks its caller to write, besides the member record."""
 
@@ -285,8 +285,7 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
         new["overdrawn"] = False
         new["blocked"] = False
         out.deny = False
-    m.clear()
-    m.update(new)
+    m.update(new)  # no key is ever removed from a record, so this is the whole of ``new``
     return out
 
 
@@ -332,6 +331,9 @@ def _void_stay(ev: Event, m: MemberDoc, refs: Refs, out: Outcome) -> None:
     stay = refs.stay(stay_id)
     if stay is None or stay.member != m["number"]:
         raise Quarantine("bad_void", f"stay.voided names stay {stay_id[:40]}, not booked for this member")
+    if stay.points == 0 and stay.nights == 0:
+        # Voided already (two boards of the property, one offline): nothing comes back twice.
+        raise Quarantine("bad_void", f"stay {stay_id[:40]} has nothing left to void (voided already?)")
     own = refs.node_property(ev.node)
     if stay.node != ev.node and (own is None or own != stay.property):
         raise Quarantine(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -151,12 +152,14 @@ class Program:
     bounds: Bounds = field(default_factory=Bounds)
     source_text: str = field(default="", compare=False, repr=False)
 
+    @cached_property
+    def _tiers_by_code(self) -> dict[str, Tier]:
+        # Looked up several times per stay at head office: a dict, built once per programme.
+        return {t.code: t for t in self.tiers}
+
     def tier(self, code: str) -> Tier:
         """The tier with ``code``; KeyError if the programme has none."""
-        for t in self.tiers:
-            if t.code == code:
-                return t
-        raise KeyError(code)
+        return self._tiers_by_code[code]
 
     def reward(self, code: str) -> Reward | None:
         """The reward with ``code`` (case-insensitive), or None."""

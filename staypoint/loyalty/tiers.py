@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from staypoint.loyalty.program import Program, Tier, Window
 
@@ -24,6 +25,12 @@ def window_end(window: Window, start: date) -> date:
     return date(start.year, 12, 31) if window is Window.CALENDAR_YEAR else start
 
 
+@lru_cache(maxsize=256)
+def _window_start_text(window: Window, today: date) -> str:
+    # Head office asks for the same few days' windows once per stay it books.
+    return window_start(window, today).isoformat()
+
+
 def window_ended(program: Program, since: str, today: date) -> bool:
     """True when figures counted from ``since`` (ISO date) belong to a window that has ended.
 
@@ -36,7 +43,7 @@ def window_ended(program: Program, since: str, today: date) -> bool:
 
 def window_start_of(program: Program, today: date) -> str:
     """The current window's first day as stored with a member's figures (ISO date)."""
-    return window_start(program.window, today).isoformat()
+    return _window_start_text(program.window, today)
 
 
 def qualifying_now(program: Program, since: str, nights: int, points: int, today: date) -> tuple[int, int]:

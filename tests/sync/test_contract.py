@@ -174,6 +174,11 @@ def test_a_node_voids_only_its_own_propertys_stays_and_blocks_no_one(
     ledger.register_node(a2.node, "00" * 32, "SHA")
     r = ledger.ingest(a2.node, [a2.forge("stay.voided", m, dict(void["data"]))], NOW)
     assert r.applied == 1 and ledger.member(m)["points"] == 0  # type: ignore[index]
+    # The first board, offline, voids it too: its points come back once, not twice.
+    r = ledger.ingest(a.node, [a.forge("stay.voided", m, dict(void["data"]))], NOW)
+    assert r.rejected == 1 and store.quarantined()[-1]["kind"] == "bad_void"
+    member = ledger.member(m)
+    assert member is not None and member["points"] == 0 and member["qual_nights"] == 0
 
 
 def test_offline_crossings_end_as_written_down_debts(store: LedgerStore, tmp_path: Path) -> None:
