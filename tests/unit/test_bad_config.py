@@ -149,7 +149,7 @@ def test_every_sync_setting_the_file_may_set_has_a_bound() -> None:
         "cert",
         "key",
     }
-    assert settable == set(sync_config._TUNABLE) | sync_config._PATHS
+    assert settable == set(sync_config._TUNABLE) | sync_config._PATHS | sync_config._OTHER
 
 
 def test_sync_settings_in_bounds_are_taken(tmp_path: Path) -> None:
@@ -225,3 +225,11 @@ def test_backup_config_garbage_is_a_backup_error(tmp_path: Path, content: bytes,
     with pytest.raises(backup.BackupError) as exc:
         backup.load_backup_config(tmp_path / "node.toml")
     assert problem in str(exc.value) and str(exc.value).startswith(str(tmp_path / "node.toml"))
+
+
+def test_agent_link_settings_are_checked(tmp_path: Path) -> None:
+    cfg = _sync(tmp_path, NODE + MQTT + '[sync]\nlink_socket = "a.sock"\nlink_group = "staff"\nlink_uids = [7]\n')
+    assert cfg.sync.link_socket == tmp_path / "a.sock" and cfg.sync.link_uids == (7,)
+    for bad in ('link_group = ""', "link_group = 3", 'link_uids = ["root"]', "link_uids = [-1]", "link_uids = 5"):
+        with pytest.raises(sync_config.ConfigError, match=r"\[sync\] link_"):
+            _sync(tmp_path, NODE + MQTT + f"[sync]\n{bad}\n")
