@@ -10,6 +10,8 @@ Rules (design.md, Health; thresholds in :class:`~staypoint.central.fleet.state.F
 ``paper``       a printer reports paper out
 ``disk``        less than 10 % disk free
 ``clock``       node clock more than 2 minutes off head office's
+``crl``         a CRL the broker checks expires within 30 days (:mod:`.expiry`)
+``cert``        a node's certificate expires within 30 days (:mod:`.expiry`)
 ============== =====================================================================
 
 :meth:`AlertManager.evaluate` compares what holds now with what was active and returns
@@ -34,6 +36,8 @@ from typing import Protocol
 from staypoint.central.fleet.state import FleetConfig, FleetState, NodeView
 
 __all__ = [
+    "ALL_RULES",
+    "EXPIRY_RULES",
     "RULES",
     "Alert",
     "AlertEvent",
@@ -47,6 +51,10 @@ __all__ = [
 log = logging.getLogger("staypoint.fleet.alerts")
 
 RULES = ("offline", "outbox", "replica", "litestream", "paper", "disk", "clock")
+"""The rules over a node's heartbeats (:func:`conditions`)."""
+EXPIRY_RULES = ("crl", "cert")
+"""The rules over files at head office (:mod:`.expiry`), evaluated as sources."""
+ALL_RULES = RULES + EXPIRY_RULES
 
 
 @dataclass(frozen=True)
@@ -233,12 +241,20 @@ class SmtpSink:
         self._thread.join(5)
 
 
+Source = Callable[[datetime], Iterable[tuple[Alert, str]]]
+"""Conditions that do not come from heartbeats (CRL and certificate expiry): (alert, property)."""
+
+
 class AlertManager:
     """Keeps the active alerts; :meth:`evaluate` emits only what changed."""
 
-    def __init__(self, state: FleetState, sinks: Iterable[Sink] = ()) -> None:
+    def __init__(
+        self, state: FleetState, sinks: Iterable[Sink] = (), *, sources: Iterable[Source] = ()
+    ) -> None:
         self.state = state
         self.sinks = list(sinks)
+        self.sources = list(sources)
+        self._props: dict[tuple[str, str], str] = {}
         self.active: dict[tuple[str, str], Alert] = {}
         self.since: dict[tuple[str, str], datetime] = {}
         self._lock = threading.Lock()
@@ -250,6 +266,12 @@ class AlertManager:
         for view in views:
             for alert in conditions(view, now, self.state.config):
                 holding[(alert.rule, alert.node)] = (alert, view.property)
+        for source in self.sources:
+            try:
+                for alert, prop in source(now):
+                    holding[(alert.rule, alert.node)] = (alert, prop)
+            except Exception:  # a broken source must not silence the heartbeat rules
+                log.exception("alert source %r failed", source)
         props = {v.node: v.property for v in views}
         events: list[AlertEvent] = []
         with self._lock:
@@ -258,10 +280,12 @@ class AlertManager:
                     events.append(AlertEvent("fired", alert, now, prop))
                     self.since[key] = now
                 self.active[key] = alert  # keep the newest wording ("offline for 9 min")
+                self._props[key] = prop
             for key in [k for k in self.active if k not in holding]:
                 alert = self.active.pop(key)
                 self.since.pop(key, None)
-                events.append(AlertEvent("cleared", alert, now, props.get(alert.node, "")))
+                prop = self._props.pop(key, "")
+                events.append(AlertEvent("cleared", alert, now, props.get(alert.node, prop)))
         for event in events:
             for sink in self.sinks:
                 try:
@@ -274,4 +298,4 @@ class AlertManager:
         """Active alerts (of one node), by rule order."""
         with self._lock:
             alerts = [a for a in self.active.values() if node is None or a.node == node]
-        return sorted(alerts, key=lambda a: (a.node, RULES.index(a.rule)))
+        return sorted(alerts, key=lambda a: (a.node, ALL_RULES.index(a.rule)))

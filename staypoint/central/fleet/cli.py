@@ -40,7 +40,13 @@ def _monitor(cfg: FleetFileConfig, *, client_suffix: str = "") -> FleetMonitor:
 
         # A second viewer (dashboard, status) must not take over the service's session.
         settings = replace(settings, client_id=f"{settings.client_id}-{client_suffix}", session_expiry=0)
-    return FleetMonitor(settings, cfg.fleet, sinks=sinks, tick_s=min(5.0, cfg.fleet.period_s / 2))
+    from staypoint.central.fleet.expiry import ExpiryWatch
+
+    # A viewer (dashboard, console's Fleet tab) shows the same expiry alerts as the service.
+    expiry = ExpiryWatch(cfg.expiry) if cfg.expiry is not None else None
+    return FleetMonitor(
+        settings, cfg.fleet, sinks=sinks, tick_s=min(5.0, cfg.fleet.period_s / 2), expiry=expiry
+    )
 
 
 def _load_path(path: str) -> FleetFileConfig:

@@ -16,6 +16,12 @@ offline_alert_s = 300
 addr = "127.0.0.1"
 port = 9108
 
+[expiry]                # optional: these are the defaults (alerts `crl` and `cert`)
+provisioning = "/var/lib/staypoint-central/provisioning"   # nodes.json, ca/issued.json
+crls = ["/etc/mosquitto/staypoint/crl.pem", "/etc/mosquitto/staypoint/office-crl.pem"]
+crl_days = 30           # alert when a CRL's nextUpdate is this close
+cert_days = 30          # alert when a node's certificate expires this soon
+
 [smtp]                  # optional: no table, no mail
 host = "smtp.example.net"
 port = 587
@@ -36,10 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from staypoint.central.fleet.alerts import SmtpSettings
+from staypoint.central.fleet.expiry import ExpirySettings
 from staypoint.central.fleet.monitor import MonitorSettings
 from staypoint.central.fleet.state import FleetConfig
 
-__all__ = ["FleetFileConfig", "load_fleet_config"]
+__all__ = ["DEFAULT_PROVISIONING", "FleetFileConfig", "load_fleet_config"]
+
+DEFAULT_PROVISIONING = Path("/var/lib/staypoint-central/provisioning")
+DEFAULT_CRLS = ("/etc/mosquitto/staypoint/crl.pem", "/etc/mosquitto/staypoint/office-crl.pem")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class FleetFileConfig:
     metrics_addr: str
     metrics_port: int | None
     smtp: SmtpSettings | None
+    expiry: ExpirySettings | None = None
 
 
 def load_fleet_config(path: Path) -> FleetFileConfig:
@@ -112,6 +123,7 @@ def load_fleet_config(path: Path) -> FleetFileConfig:
             username=smtp.get("username"),
             password=password,
         )
+    expiry = _expiry(path, base, raw.get("expiry"))
     port = metrics.get("port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
         raise ValueError(f"{path}: [metrics] port must be a whole number")
@@ -121,4 +133,32 @@ def load_fleet_config(path: Path) -> FleetFileConfig:
         metrics_addr=str(metrics.get("addr", "127.0.0.1")),
         metrics_port=port,
         smtp=mail,
+        expiry=expiry,
     )
+
+
+def _expiry(path: Path, base: Path, table: Any) -> ExpirySettings | None:
+    """``[expiry]``; without it, head office's provisioning folder when this machine has one."""
+    if table is None:
+        if not DEFAULT_PROVISIONING.is_dir():
+            return None
+        crls = tuple(Path(c) for c in DEFAULT_CRLS if Path(c).exists())
+        return ExpirySettings(provisioning=DEFAULT_PROVISIONING, crls=crls)
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [expiry] must be a table")
+    unknown = set(table) - {"provisioning", "crls", "crl_days", "cert_days"}
+    if unknown:
+        raise ValueError(f"{path}: [expiry] unknown keys {sorted(unknown)}")
+    prov = table.get("provisioning", str(DEFAULT_PROVISIONING))
+    crls = table.get("crls", [])
+    if not isinstance(prov, str):
+        raise ValueError(f"{path}: [expiry] provisioning must be a folder's path")
+    if not isinstance(crls, list) or not all(isinstance(c, str) for c in crls):
+        raise ValueError(f"{path}: [expiry] crls must be a list of paths")
+    days = {}
+    for key in ("crl_days", "cert_days"):
+        value = table.get(key, 30)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"{path}: [expiry] {key} must be a positive number of days")
+        days[key] = float(value)
+    return ExpirySettings(provisioning=base / prov, crls=tuple(base / c for c in crls), **days)

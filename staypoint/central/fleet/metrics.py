@@ -13,7 +13,7 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from staypoint.central.fleet.alerts import RULES, AlertManager
+from staypoint.central.fleet.alerts import ALL_RULES, AlertManager
 from staypoint.central.fleet.state import STATES, FleetState, utcnow
 
 __all__ = ["FleetCollector", "make_registry"]
@@ -98,7 +98,7 @@ class FleetCollector(Collector):
         yield from (up, state, age, depth, oldest, stale, lag, disk, skew, applied, device, beats, fleet)
         if self.alerts is not None:
             active = GaugeMetricFamily("staypoint_alerts_active", "active alerts by rule", labels=["rule"])
-            by_rule = dict.fromkeys(RULES, 0)
+            by_rule = dict.fromkeys(ALL_RULES, 0)
             for alert in self.alerts.active_for():
                 by_rule[alert.rule] += 1
             for rule, n in by_rule.items():

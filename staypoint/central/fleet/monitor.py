@@ -27,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import start_http_server
 
 from staypoint.central.fleet.alerts import AlertManager, LogSink, MemorySink, Sink
+from staypoint.central.fleet.expiry import ExpiryWatch
 from staypoint.central.fleet.metrics import make_registry
 from staypoint.central.fleet.state import FleetConfig, FleetState, utcnow
 from staypoint.mqtt_tls import use_fleet_tls
@@ -60,11 +61,17 @@ class FleetMonitor:
         sinks: list[Sink] | None = None,
         tick_s: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
+        expiry: ExpiryWatch | None = None,
     ) -> None:
         self.settings = settings
         self.state = FleetState(config)
         self.memory = MemorySink()
-        self.alerts = AlertManager(self.state, [LogSink(), self.memory, *(sinks or [])])
+        self.expiry = expiry
+        self.alerts = AlertManager(
+            self.state,
+            [LogSink(), self.memory, *(sinks or [])],
+            sources=[expiry.conditions] if expiry is not None else [],
+        )
         self.tick_s = tick_s
         self.clock = clock
         self.client = self._make_client()
