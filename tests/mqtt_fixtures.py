@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -251,8 +252,9 @@ class MosquittoBroker:
             # Tests run as root in root-owned temp dirs: without this, Mosquitto drops to
             # user "mosquitto" and cannot write its log or database.
             run_as_user="root" if os.geteuid() == 0 else None,
-            # "information" logs each autosave: useful when a test fails.
-            log_types=("error", "warning", "notice", "information"),
+            # "information" logs each autosave: useful when a test fails; "subscribe" logs
+            # "<client id> <qos> <filter>" per subscription, which wait_subscribed() reads.
+            log_types=("error", "warning", "notice", "information", "subscribe"),
             **overrides,
         )
         self._proc: subprocess.Popen[bytes] | None = None
@@ -294,6 +296,27 @@ class MosquittoBroker:
             if path.exists():
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
+
+    def wait_logged(self, pattern: str, timeout: float = DEFAULT_TIMEOUT) -> re.Match[str]:
+        """Wait until a line of the broker's log matches the regular expression ``pattern``."""
+        deadline = time.monotonic() + timeout
+        compiled = re.compile(pattern, re.MULTILINE)
+        while True:
+            found = compiled.search(self.log_text())
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing in the broker's log matches {pattern!r}:\n{self.log_text()}")
+            time.sleep(0.02)
+
+    def wait_subscribed(self, client_id_prefix: str, topic: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """Wait until a client whose id starts with ``client_id_prefix`` has subscribed to
+        ``topic`` (the filter exactly); return that client's id. For a subprocess that
+        prints nothing when it is ready: the broker says when it is."""
+        found = self.wait_logged(
+            rf"(?:^|: )({re.escape(client_id_prefix)}\S*) \d {re.escape(topic)}$", timeout
+        )
+        return found.group(1)
 
     # -- process control ---------------------------------------------------------------------
 

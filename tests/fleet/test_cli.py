@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.fleet.sim import SimNode
@@ -36,9 +37,10 @@ def test_help_and_errors(tmp_path: Path) -> None:
 def test_status_json(mosquitto: MosquittoBroker, mqtt_client: ClientFactory, tmp_path: Path) -> None:
     tls = mosquitto.client_tls("head-office")
     cfg = tmp_path / "fleet.toml"
+    client_id = unique_client_id("cli")
     cfg.write_text(
         f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.office_port}\nca = "{tls.ca}"\n'
-        f'cert = "{tls.cert}"\nkey = "{tls.key}"\nclient_id = "{unique_client_id("cli")}"\n'
+        f'cert = "{tls.cert}"\nkey = "{tls.key}"\nclient_id = "{client_id}"\n'
     )
     node = mqtt_client(mosquitto, "sha-lobby-01", unique_client_id("sha-lobby-01"))
     # Retained birth: the status command sees it as soon as it subscribes.
@@ -50,11 +52,13 @@ def test_status_json(mosquitto: MosquittoBroker, mqtt_client: ClientFactory, tmp
          "--wait", "1.5", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    import time
-
-    time.sleep(0.8)
-    from datetime import UTC, datetime
-
+    try:
+        # The health document is not retained: publish it only once the broker has logged
+        # the command's subscription (its own client id, "-status-..." appended).
+        mosquitto.wait_subscribed(client_id, "sp/v1/node/+/health", timeout=30)
+    except TimeoutError:
+        proc.kill()
+        raise
     doc = SimNode("sha-lobby-01", "SHA", paper="paper_out").doc(datetime.now(UTC))
     doc["session"] = 7
     publish(node, "sp/v1/node/sha-lobby-01/health", json.dumps(doc).encode(), qos=1)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from staypoint.central.fleet.state import FleetState, HealthSample
 from staypoint.edge.service import NodeService
 from staypoint.edge.sync.heartbeat import (
@@ -71,23 +73,63 @@ class Recorder:
         self.sent.append((topic, payload, qos, retain))
 
 
-def test_publisher_period_and_watchdog_hook() -> None:
+def test_publisher_fixed_rate_schedule_on_an_injected_clock() -> None:
+    """Five beats counted on a fake clock: each wait is what is left of the period after the
+    build, a build slower than the period is caught up (no drift), a failing build is
+    counted and still feeds the watchdog."""
+    rec, beats, waits, at = Recorder(), [], [], [100.0]
+    build_takes = iter([0.01, 0.12, 0.01, 0.01, 0.01])
+    published_at: list[float] = []
+
+    def build() -> dict[str, Any]:
+        published_at.append(at[0])
+        at[0] += next(build_takes)
+        if len(published_at) == 4:
+            raise OSError("disk gone for a moment")
+        return {"beat": len(published_at)}
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        at[0] += seconds
+        return len(waits) == 5  # stop() asked after the fifth beat
+
+    pub = HeartbeatPublisher(
+        rec,
+        "sha-lobby-01",
+        build,
+        period=0.05,
+        on_beat=lambda: beats.append(1),
+        clock=lambda: at[0],
+        wait=wait,
+    )
+    pub.run()
+    assert published_at == pytest.approx([100.0, 100.05, 100.17, 100.18, 100.20])
+    assert waits == pytest.approx([0.04, 0.0, 0.0, 0.01, 0.04])
+    assert [json.loads(p)["beat"] for _, p, _, _ in rec.sent] == [1, 2, 3, 5]
+    assert pub.sent == 4 and pub.errors == 1 and len(beats) == 5
+    assert {(t, q, r) for t, _, q, r in rec.sent} == {("sp/v1/node/sha-lobby-01/health", 0, False)}
+    assert pub.uptime_s == pytest.approx(0.25)
+    state = FleetState()
+    assert state.ingest(rec.sent[0][0], rec.sent[0][1], datetime.now(UTC))
+
+
+def test_publisher_thread_beats_until_stopped() -> None:
     rec, beats = Recorder(), []
     pub = HeartbeatPublisher(
         rec,
         "sha-lobby-01",
         lambda: {"at": datetime.now(UTC).isoformat()},
-        period=0.05,
+        period=0.01,
         on_beat=lambda: beats.append(1),
     )
     pub.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while len(beats) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     pub.stop()
-    assert 4 <= len(rec.sent) <= 8
-    assert {(t, q, r) for t, _, q, r in rec.sent} == {("sp/v1/node/sha-lobby-01/health", 0, False)}
-    assert len(beats) == len(rec.sent)
-    state = FleetState()
-    assert state.ingest(rec.sent[0][0], rec.sent[0][1], datetime.now(UTC))
+    # Stopped means stopped: the thread has ended, nothing more can be published.
+    assert pub._thread is not None and not pub._thread.is_alive()
+    assert len(beats) >= 3 and len(beats) == len(rec.sent) == pub.sent
 
 
 def test_device_file_from_the_kiosk(tmp_path: Path) -> None:

@@ -189,6 +189,9 @@ class HeartbeatPublisher:
     ``on_beat`` runs after each publish: the agent's process feeds its systemd watchdog
     there (``staypoint.edge.sync.sdnotify.watchdog_ping``), so a hung heartbeat loop
     gets the service restarted.
+
+    ``clock`` (monotonic seconds) and ``wait`` (block up to the given seconds; true once
+    ``stop()`` was asked) are injected by tests so the schedule is counted, not timed.
     """
 
     def __init__(
@@ -199,6 +202,8 @@ class HeartbeatPublisher:
         *,
         period: float = DEFAULT_PERIOD,
         on_beat: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.client = client
         self.node = node
@@ -207,14 +212,16 @@ class HeartbeatPublisher:
         self.on_beat = on_beat
         self.sent = 0
         self.errors = 0
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self._stop = threading.Event()
+        self._wait = wait if wait is not None else self._stop.wait
         self._thread: threading.Thread | None = None
 
     @property
     def uptime_s(self) -> float:
         """Seconds since this publisher (i.e. the node's agent process) started."""
-        return time.monotonic() - self.started
+        return self.clock() - self.started
 
     def publish_once(self) -> None:
         """Build and publish one heartbeat now."""
@@ -222,8 +229,10 @@ class HeartbeatPublisher:
         self.client.publish(health_topic(self.node), payload, qos=0, retain=False)
         self.sent += 1
 
-    def _run(self) -> None:
-        next_at = time.monotonic()
+    def run(self) -> None:
+        """Publish every ``period`` until ``stop()``, in the calling thread (``start()``
+        runs this on a daemon thread)."""
+        next_at = self.clock()
         while not self._stop.is_set():
             try:
                 self.publish_once()
@@ -233,11 +242,12 @@ class HeartbeatPublisher:
                 self.on_beat()
             # Fixed-rate schedule: a slow build does not make the period drift.
             next_at += self.period
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
+            if self._wait(max(0.0, next_at - self.clock())):
+                break
 
     def start(self) -> None:
         """Start publishing on a daemon thread."""
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.node}", daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"heartbeat-{self.node}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
