@@ -61,6 +61,47 @@ def litestream_binary() -> str:
     return found
 
 
+#: Replica URL schemes Litestream 0.5 understands.
+REPLICA_SCHEMES = ("file", "s3", "gs", "abs", "sftp", "webdav", "webdavs", "nats", "oss")
+
+
+def check_replica_url(value: str) -> str:
+    """A backup target as a Litestream replica URL; an absolute path becomes ``file://``.
+
+    Raises :class:`ValueError` (one line) for anything Litestream would not take.
+    """
+    text = value.strip()
+    if not text or any(c in text for c in '\n\r"\\') or any(c.isspace() for c in text):
+        raise ValueError(
+            f"backup {value!r}: one URL without spaces or quotes, e.g. file:///var/backups/staypoint"
+        )
+    if "://" not in text:
+        if not text.startswith("/"):
+            raise ValueError(f"backup {value!r}: an absolute path or a URL ({', '.join(REPLICA_SCHEMES)})")
+        return Path(text).as_uri()
+    scheme, _, rest = text.partition("://")
+    if scheme not in REPLICA_SCHEMES:
+        raise ValueError(
+            f"backup {value!r}: unknown scheme {scheme!r}; expected one of {', '.join(REPLICA_SCHEMES)}"
+        )
+    if scheme == "file" and (not rest.startswith("/") or rest == "/"):
+        raise ValueError(
+            f"backup {value!r}: file:// needs an absolute folder, e.g. file:///var/backups/staypoint"
+        )
+    if scheme != "file" and not rest.split("/", 1)[0]:
+        raise ValueError(f"backup {value!r}: {scheme}:// needs a bucket or host")
+    return text
+
+
+def replica_dir(url: str) -> Path | None:
+    """The local folder of a ``file://`` replica URL, else None (S3, SFTP...)."""
+    if not url.startswith("file://"):
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    return Path(unquote(urlsplit(url).path))
+
+
 def replica_url(value: str, base: Path) -> str:
     """A URL as given; a plain path (relative to ``base``) as a ``file://`` URL."""
     if "://" in value:
@@ -98,7 +139,8 @@ def load_backup_config(path: Path) -> BackupConfig:
 def render_config(cfg: BackupConfig, url: str | None = None) -> str:
     """Litestream 0.5 YAML (JSON-quoted strings are valid YAML scalars)."""
     return (
-        "# Written by `staypoint node backup` from node.toml: edits are overwritten.\n"
+        "# Litestream 0.5, written from node.toml's [backup] (by `staypoint provision enrol` and\n"
+        "# `staypoint node backup`): edit node.toml, not this file.\n"
         "dbs:\n"
         f"  - path: {json.dumps(str(cfg.db))}\n"
         "    replica:\n"

@@ -25,7 +25,7 @@ from staypoint.mqtt_tls import OFFICE_PORT
 from staypoint.provisioning.enrol import EnrolError, enrol, parse_broker
 from staypoint.provisioning.enrol_service import EnrolService, NodeRecord, ProvisioningState
 from staypoint.provisioning.pki import CRL_RENEW_BEFORE_DAYS, CSRRejected, TLSFiles
-from staypoint.provisioning.selftest import format_table, load_hardware, run_selftest
+from staypoint.provisioning.selftest import format_table, is_production, load_hardware, run_selftest
 from staypoint.provisioning.tokens import TokenRefused, parse_ttl
 
 __all__ = ["DEFAULT_STATE", "main", "register"]
@@ -289,8 +289,23 @@ def cmd_enrol(args: argparse.Namespace) -> None:
         d = Path(args.enrol_tls)
         tls = TLSFiles(ca=d / "ca.crt", cert=d / "enrol.crt", key=d / "enrol.key")
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    from staypoint.provisioning.hardware_spec import PRINTER_FORMS, parse_pinpad, parse_printer, parse_reader
+
+    # Parsed before anything is made: a mistyped device is one line and nothing written.
+    if args.printer is None:
+        raise ValueError(f"--printer is required: the board's receipt printer, {PRINTER_FORMS}")
+    hardware = {**parse_reader(args.reader), **parse_pinpad(args.pinpad), **parse_printer(args.printer)}
     result = enrol(
-        args.broker, args.token, Path(args.root), enrol_tls=tls, node=args.node, timeout=args.timeout, say=say
+        args.broker,
+        args.token,
+        Path(args.root),
+        enrol_tls=tls,
+        node=args.node,
+        hardware=hardware,
+        backup_url=args.backup,
+        hotel_name=args.hotel_name,
+        timeout=args.timeout,
+        say=say,
     )
     next_steps = (
         "next: systemd-sysusers && systemctl daemon-reload && "
@@ -304,7 +319,8 @@ def cmd_enrol(args: argparse.Namespace) -> None:
 def cmd_selftest(args: argparse.Namespace) -> None:
     """Exercise reader, PIN pad and printer from node.toml; exit 1 when any check fails."""
     hardware = load_hardware(Path(args.config))
-    results = run_selftest(hardware, interactive=args.interactive, timeout=args.timeout)
+    prod = is_production(Path(args.config))
+    results = run_selftest(hardware, interactive=args.interactive, timeout=args.timeout, production=prod)
     _emit(args, [r.to_json() for r in results], format_table(results))
     if not all(r.ok for r in results):
         raise SystemExit(1)
@@ -385,6 +401,33 @@ def register(sub: Any) -> None:
     p.add_argument("--node", help="expected node id (refused when the token is for another)")
     p.add_argument(
         "--enrol-tls", help="folder with ca.crt, enrol.crt, enrol.key (default ROOT/etc/staypoint/enrol)"
+    )
+    p.add_argument(
+        "--printer",
+        metavar="SPEC",
+        help="receipt printer (required): usb:VID:PID | serial:/dev/ttyX[:baud] | network:host[:port] | "
+        "sim (demo only)",
+    )
+    p.add_argument(
+        "--reader",
+        default="pcsc",
+        metavar="SPEC",
+        help="card reader: pcsc[:name] | evdev:/dev/input/... | sim (default pcsc)",
+    )
+    p.add_argument(
+        "--pinpad",
+        default="none",
+        metavar="SPEC",
+        help="PIN pad: serial:/dev/ttyX[:baud] | none (on-screen keypad, the default) | sim",
+    )
+    p.add_argument(
+        "--hotel-name", help="the hotel's name as guests see it (default: head office's, if it sends one)"
+    )
+    p.add_argument(
+        "--backup",
+        metavar="URL",
+        help="Litestream replica: file:///var/backups/staypoint/NODE, s3://bucket/path, sftp://... "
+        "(default: what head office says)",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for head office")
     p.add_argument("--json", action="store_true")

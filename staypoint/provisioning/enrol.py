@@ -50,6 +50,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from staypoint.edge.backup import check_replica_url, replica_dir
 from staypoint.edge.keys import CARD_KEY, VOUCHER_KEY, public_key_hex
 from staypoint.edge.service import NodeService
 from staypoint.mqtt_tls import use_fleet_tls
@@ -65,6 +66,7 @@ from staypoint.provisioning.pki import (
 from staypoint.provisioning.render import (
     NODE_UNITS,
     NodeLayout,
+    default_backup_url,
     render_litestream,
     render_node_toml,
     unit_text,
@@ -385,14 +387,67 @@ def step_replica(layout: NodeLayout, reply: dict[str, Any], now: dt.datetime) ->
         os.replace(target, layout.db)
 
 
-def step_services(layout: NodeLayout, reply: dict[str, Any]) -> None:
-    """Step 6: Litestream config, systemd units and the service user's sysusers entry."""
-    url = str(reply.get("backup_url") or f"file:///var/backups/staypoint/{reply['node']}")
+#: Drop-in letting the Litestream unit write a file:// backup outside /var/backups/staypoint.
+LITESTREAM_DROPIN = "staypoint-litestream.service.d/backup.conf"
+#: udev rule giving the service user's ``lp`` group a USB printer (pyusb needs the device node).
+PRINTER_UDEV_RULE = "60-staypoint-printer.rules"
+
+
+def backup_target(reply: dict[str, Any], backup_url: str | None) -> str:
+    """The technician's ``--backup``, else head office's answer, else the default folder."""
+    chosen = backup_url or reply.get("backup_url") or default_backup_url(str(reply["node"]))
+    try:
+        return check_replica_url(str(chosen))
+    except ValueError as err:
+        raise EnrolError(f"--{err}" if backup_url else f"head office's {err}") from None
+
+
+def step_services(
+    layout: NodeLayout, reply: dict[str, Any], url: str, hardware: dict[str, str | int] | None = None
+) -> None:
+    """Step 6: Litestream config, systemd units and the service user's sysusers entry.
+
+    Also what the chosen devices and backup need from the system: a ``ReadWritePaths=``
+    drop-in for a file:// backup folder the Litestream unit cannot otherwise write, and a
+    udev rule for a USB printer (group ``lp``, which the kiosk unit has).
+    """
     atomic_write(layout.litestream, render_litestream(layout, node=reply["node"], url=url).encode(), 0o644)
     for name in NODE_UNITS:
         atomic_write(layout.units_dir / name, unit_text(name).encode(), 0o644)
+    dropin = layout.units_dir / LITESTREAM_DROPIN
+    folder = replica_dir(url)
+    if folder is not None and not folder.is_relative_to("/var/backups/staypoint"):
+        text = (
+            "# Written by `staypoint provision enrol`: the backup folder of node.toml's [backup].\n"
+            f"[Service]\nReadWritePaths={folder.parent}\n"
+        )
+        atomic_write(dropin, text.encode(), 0o644)
+    else:
+        dropin.unlink(missing_ok=True)
+    rule = Path(layout.root).resolve() / "etc" / "udev" / "rules.d" / PRINTER_UDEV_RULE
+    printer_url = str((hardware or {}).get("printer_url", ""))
+    if printer_url.startswith("usb:"):
+        vid, _, pid = printer_url.removeprefix("usb:").partition(":")
+        text = (
+            "# Written by `staypoint provision enrol --printer usb:VID:PID`: the kiosk (group lp) may\n"
+            "# open the receipt printer through libusb and its usblp node.\n"
+            f'SUBSYSTEM=="usb", ATTR{{idVendor}}=="{vid}", ATTR{{idProduct}}=="{pid}", '
+            'GROUP="lp", MODE="0660"\n'
+        )
+        atomic_write(rule, text.encode(), 0o644)
     sysusers = Path(layout.root).resolve() / "etc" / "sysusers.d" / "staypoint.conf"
     atomic_write(sysusers, SYSUSERS.encode(), 0o644)
+
+
+def _existing_name(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    try:
+        kiosk = tomllib.loads(path.read_text("utf-8")).get("kiosk")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    name = kiosk.get("property_name") if isinstance(kiosk, dict) else None
+    return name if isinstance(name, str) and name.strip() else None
 
 
 def _existing_hardware(path: Path) -> dict[str, str | int] | None:
@@ -413,11 +468,26 @@ def step_config(
     host: str,
     port: int,
     hardware: dict[str, str | int] | None,
+    backup_url: str | None = None,
+    hotel_name: str | None = None,
 ) -> None:
-    """Step 7: ``node.toml``, last; a technician's ``[hardware]`` edits survive a re-run."""
+    """Step 7: ``node.toml``, last; a technician's ``[hardware]`` edits survive a re-run.
+
+    The hotel's display name: ``hotel_name``, else head office's ``property_name`` in the
+    answer, else the one already in node.toml.
+    """
     hw = hardware if hardware is not None else _existing_hardware(layout.node_toml)
+    answered = reply.get("property_name")
+    name = hotel_name or (answered if isinstance(answered, str) else None) or _existing_name(layout.node_toml)
     text = render_node_toml(
-        layout, node=reply["node"], property_=reply["property"], host=host, port=port, hardware=hw
+        layout,
+        node=reply["node"],
+        property_=reply["property"],
+        host=host,
+        port=port,
+        hardware=hw,
+        backup_url=backup_target(reply, backup_url),
+        hotel_name=name,
     )
     atomic_write(layout.node_toml, text.encode(), 0o644)
 
@@ -453,12 +523,24 @@ def enrol(
     enrol_tls: TLSFiles | None = None,
     node: str | None = None,
     hardware: dict[str, str | int] | None = None,
+    backup_url: str | None = None,
+    hotel_name: str | None = None,
     timeout: float = 30.0,
     now: dt.datetime | None = None,
     say: Say = lambda line: None,
 ) -> EnrolResult:
-    """Enrol this board under ``root``; safe to run again after any failure."""
+    """Enrol this board under ``root``; safe to run again after any failure.
+
+    ``hardware`` is the ``[hardware]`` table (see :mod:`.hardware_spec` for the CLI's
+    ``--printer``/``--reader``/``--pinpad``), ``backup_url`` Litestream's replica
+    (``--backup``; default: head office's answer), ``hotel_name`` the display name.
+    """
     host, port = parse_broker(broker)
+    if backup_url is not None:
+        try:
+            backup_url = check_replica_url(backup_url)
+        except ValueError as err:
+            raise EnrolError(f"--{err}") from None
     claimed, _ = split_token(token)
     if node is not None and node != claimed:
         raise EnrolRefused(f"token was issued for node {claimed!r}, not {node!r}")
@@ -498,10 +580,11 @@ def enrol(
     step_replica(layout, reply, now)
     result.steps.append("replica")
     say("[6/7] services: litestream and systemd units")
-    step_services(layout, reply)
+    url = backup_target(reply, backup_url)
+    step_services(layout, reply, url, hardware)
     result.steps.append("services")
     say("[7/7] config: node.toml")
-    step_config(layout, reply, host, port, hardware)
+    step_config(layout, reply, host, port, hardware, url, hotel_name)
     result.steps.append("config")
     _hand_to_service_user(layout)
     # Done: the staging folder (the kept answer holds the card key) goes.

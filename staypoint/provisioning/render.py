@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from staypoint.edge.backup import BackupConfig, check_replica_url, render_config
 from staypoint.provisioning.pki import validate_identity
 
 __all__ = [
@@ -147,11 +148,25 @@ def render_node_toml(
     host: str,
     port: int,
     hardware: dict[str, str | int] | None = None,
+    backup_url: str | None = None,
+    hotel_name: str | None = None,
 ) -> str:
-    """The node's ``node.toml`` (pure)."""
+    """The node's ``node.toml`` (pure): ``[node] mode = "production"``, ``[backup]``, ``[kiosk]``.
+
+    ``backup_url`` is Litestream's replica (default: a folder under /var/backups/staypoint);
+    ``hotel_name`` the display name the kiosk shows (default: none, the kiosk then shows
+    the property code).
+    """
     validate_identity(node)
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
+    replica = check_replica_url(backup_url or default_backup_url(node))
+    name = " ".join((hotel_name or "").split())
+    kiosk = (
+        f'property_name = "{_toml_str(name)}"'
+        if name
+        else '# property_name = "..."   (none given at enrolment: the kiosk shows the property code)'
+    )
     return _template("node.toml").substitute(
         node=node,
         property=_toml_str(property_),
@@ -163,15 +178,26 @@ def render_node_toml(
         cert=_toml_str(str(layout.cert)),
         key=_toml_str(str(layout.key)),
         litestream=_toml_str(str(layout.litestream)),
+        replica=_toml_str(replica),
+        kiosk=kiosk,
         hardware=render_hardware(hardware if hardware is not None else DEFAULT_HARDWARE),
     )
 
 
+def default_backup_url(node: str) -> str:
+    """Where a node's backup goes when neither the technician nor head office says."""
+    return f"file:///var/backups/staypoint/{node}"
+
+
 def render_litestream(layout: NodeLayout, *, node: str, url: str) -> str:
-    """Litestream 0.5 config streaming the replica to ``url`` (pure)."""
-    if "\n" in url or '"' in url:
-        raise ValueError("backup url must be one line without quotes")
-    return _template("litestream.yml").substitute(node=node, db=str(layout.db), url=url)
+    """Litestream 0.5 config streaming the replica to ``url`` (pure).
+
+    The same text ``staypoint node backup`` writes from node.toml's ``[backup]``
+    (:func:`staypoint.edge.backup.render_config`), so the unit and node.toml never disagree.
+    """
+    validate_identity(node)
+    cfg = BackupConfig(db=layout.db, replica_url=check_replica_url(url), litestream_config=layout.litestream)
+    return render_config(cfg)
 
 
 def unit_text(name: str) -> str:

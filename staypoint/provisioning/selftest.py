@@ -9,6 +9,11 @@ does not hide a printer out of paper. Checks:
 - PIN pad: the port opens and the pad reports ``ok`` (``none``: the on-screen keypad is
   used, which passes); with ``--interactive`` the technician types a PIN on it;
 - printer: status ``ok``, then a test page is printed (paper out / offline fail here).
+
+On a production node (``[node] mode = "production"``, which enrolment writes; demo and
+development configs have no mode, or ``"demo"`` / ``"dev"``) a simulated device is a
+failure of its own, with one line saying what to set: a kiosk on a simulated printer
+tells the guest "Printed" with no printer there.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from typing import Any
 
 from staypoint.kiosk.hardware import factory
 
-__all__ = ["CheckResult", "format_table", "load_hardware", "run_selftest"]
+__all__ = ["CheckResult", "format_table", "is_production", "load_hardware", "run_selftest"]
+
+#: ``[node] mode`` values; anything but "production" allows simulated devices.
+MODES = ("production", "demo", "dev")
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,37 @@ def load_hardware(config: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ValueError(f"{config}: [hardware] must be a table")
     return table
+
+
+def is_production(config: Path) -> bool:
+    """True when ``config``'s ``[node] mode`` is ``"production"`` (an enrolled board)."""
+    try:
+        data = tomllib.loads(config.read_text("utf-8"))
+    except OSError as err:
+        raise ValueError(f"{config}: cannot read ({err.strerror or err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{config}: not valid TOML ({err})") from None
+    node = data.get("node", {})
+    mode = node.get("mode", "dev") if isinstance(node, dict) else "dev"
+    if mode not in MODES:
+        raise ValueError(f"{config}: [node] mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return bool(mode == "production")
+
+
+_REAL_DRIVERS = {
+    "reader": ("card reader", "pcsc or evdev (provision enrol --reader)"),
+    "pinpad": ("PIN pad", "serial, or none for the on-screen keypad (--pinpad)"),
+    "printer": ("printer", "escpos with printer_url (--printer usb:|serial:|network:)"),
+}
+
+
+def _simulated(hw: Mapping[str, Any], key: str) -> CheckResult | None:
+    if str(hw.get(key, "sim")) != "sim":
+        return None
+    device, fix = _REAL_DRIVERS[key]
+    return CheckResult(
+        device, "sim", "config", False, f"simulated {device} in a production node.toml: set {key} to {fix}"
+    )
 
 
 def _one_line(text: str, limit: int = 100) -> str:
@@ -152,14 +191,26 @@ Check = Callable[[Mapping[str, Any]], list[CheckResult]]
 
 
 def run_selftest(
-    hardware: Mapping[str, Any], *, interactive: bool = False, timeout: float = 20.0
+    hardware: Mapping[str, Any],
+    *,
+    interactive: bool = False,
+    timeout: float = 20.0,
+    production: bool = False,
 ) -> list[CheckResult]:
-    """Run every check on the devices ``hardware`` names; never raises for a device fault."""
-    return [
-        *_check_reader(hardware, interactive, timeout),
-        *_check_pinpad(hardware, interactive, timeout),
-        *_check_printer(hardware),
+    """Run every check on the devices ``hardware`` names; never raises for a device fault.
+
+    ``production``: a simulated device fails (one ``config`` line, its checks not run).
+    """
+    checks: list[tuple[str, Callable[[], list[CheckResult]]]] = [
+        ("reader", lambda: _check_reader(hardware, interactive, timeout)),
+        ("pinpad", lambda: _check_pinpad(hardware, interactive, timeout)),
+        ("printer", lambda: _check_printer(hardware)),
     ]
+    out: list[CheckResult] = []
+    for key, check in checks:
+        refused = _simulated(hardware, key) if production else None
+        out.extend([refused] if refused is not None else check())
+    return out
 
 
 def format_table(results: list[CheckResult]) -> str:

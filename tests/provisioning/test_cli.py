@@ -64,7 +64,11 @@ def test_ca_init_token_and_errors(tmp_path: Path) -> None:
             ("token", "create", "--state", str(tmp_path / "none"), "--node", "a-1", "--property", "S"),
             "ca init",
         ),
-        (("enrol", "--broker", "nowhere", "--token", "junk"), "malformed enrolment token"),
+        (
+            ("enrol", "--broker", "nowhere", "--token", "junk", "--printer", "sim"),
+            "malformed enrolment token",
+        ),
+        (("enrol", "--broker", "nowhere", "--token", "junk"), "--printer is required"),
     ):
         res = prov(*bad)
         assert res.returncode == 1, bad

@@ -60,7 +60,7 @@ def assert_working_node(layout: NodeLayout, node: str) -> None:
         assert svc.replica.node_public_keys()[node] == svc.keys.public_hex()
     finally:
         svc.close()
-    assert f"path: {layout.db}" in layout.litestream.read_text()
+    assert f"path: {json.dumps(str(layout.db))}" in layout.litestream.read_text()
     for unit in NODE_UNITS:
         assert (layout.units_dir / unit).exists()
     sync = load_node_config(layout.node_toml)

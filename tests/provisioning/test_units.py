@@ -54,7 +54,7 @@ def test_hardening_is_there() -> None:
     sync = unit_text("staypoint-sync.service")
     assert "Type=notify" in sync and "WatchdogSec=" in sync
     kiosk = unit_text("staypoint-kiosk.service")
-    # The kiosk needs its serial and input devices; nothing else.
+    # The kiosk needs its serial, USB printer and input devices; nothing else.
     assert (
         not any(ln.startswith("PrivateDevices") for ln in kiosk.splitlines())
         and "DevicePolicy=closed" in kiosk
@@ -63,5 +63,9 @@ def test_hardening_is_there() -> None:
         "DeviceAllow=/dev/tty1 rw",
         "DeviceAllow=char-ttyUSB rw",
         "DeviceAllow=char-ttyACM rw",
+        "DeviceAllow=char-ttyS rw",
+        "DeviceAllow=char-usb_device rw",
+        "DeviceAllow=char-usb rw",
         "DeviceAllow=char-input r",
     }
+    assert "SupplementaryGroups=dialout lp input tty" in kiosk
