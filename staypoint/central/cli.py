@@ -143,6 +143,24 @@ def _parsed(url: str) -> StoreUrl:
         raise SystemExit(f"staypoint: {exc}") from None
 
 
+def cmd_publish(args: argparse.Namespace) -> None:
+    """Store a programme document in the ledger; a running head office sends it to every node
+    within one tick (its fan-out ticker)."""
+    try:  # checked here so the error names the file, and bytes that are not text are refused
+        program = load_program(Path(args.program))
+    except ProgramError as exc:
+        raise SystemExit(f"staypoint: {exc}") from None
+    ledger = _ledger(args)
+    try:
+        latest = ledger.store.latest_program_version()
+        if latest is not None and program.version < latest:
+            raise SystemExit(f"staypoint: the ledger holds programme v{latest}: v{program.version} is older")
+        ledger.publish_program(program.source_text, datetime.now(UTC))
+    finally:
+        ledger.store.close()
+    print(f"programme v{program.version} published ({program.name})")
+
+
 def cmd_stats(args: argparse.Namespace) -> None:
     ledger = _ledger(args, must_exist=True)
     try:
@@ -176,6 +194,42 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
             print(f"{d['at'][:19]}  {d['node']}  {d['member']}  {d['kind']}  balance {d['balance']}")
         if not listed["quarantined"] and not listed["debts"]:
             print("nothing quarantined, no open debts")
+    finally:
+        ledger.store.close()
+
+
+def cmd_reviews(args: argparse.Namespace) -> None:
+    """List what nodes asked head office to decide, or decide one."""
+    from staypoint.central.reviews import ReviewDesk, ReviewError
+
+    ledger = _ledger(args, must_exist=True)
+    desk, now = ReviewDesk(ledger), datetime.now(UTC)
+    try:
+        if args.settle:
+            m = desk.settle(args.settle, args.by, now)
+            print(f"settled {args.settle}: member {m['number']} at {int(m['points']):,} points")
+        elif args.block:
+            desk.block(args.block, args.reason or "", args.by, now, review=args.review)
+            print(f"blocked {args.block}")
+        elif args.unblock:
+            desk.unblock(args.unblock, args.reason or "", args.by, now)
+            print(f"unblocked {args.unblock}")
+        elif args.dismiss:
+            desk.dismiss(args.dismiss, args.by, now)
+            print(f"dismissed {args.dismiss}")
+        else:
+            listed = ledger.reviews(open_only=not args.all)
+            if args.json:
+                print(json.dumps(listed))
+            for r in [] if args.json else listed:
+                print(
+                    f"{r['at'][:19]}  {r['node']}  {r['member'] or '-'}  {r['kind']}  {r['detail']}  "
+                    f"[{r['event_id']}]"
+                )
+            if not listed and not args.json:
+                print("nothing to decide")
+    except ReviewError as exc:
+        sys.exit(f"staypoint: {exc}")
     finally:
         ledger.store.close()
 
@@ -220,6 +274,10 @@ def register(sub: Any) -> None:
 
     register_demo(central)
     register_api(central)
+    p = central.add_parser("publish", help="publish a programme document to the fleet")
+    add_store_option(p)
+    p.add_argument("program", help="the programme document (TOML, docs/programme.md)")
+    p.set_defaults(fn=cmd_publish)
     p = central.add_parser("stats", help="events, version, counters, open overdrafts")
     add_store_option(p)
     p.add_argument("--json", action="store_true")
@@ -231,6 +289,19 @@ def register(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="acknowledged ones too")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_quarantine)
+    p = central.add_parser("reviews", help="what nodes ask head office to decide: voids, reports, blocks")
+    add_store_option(p)
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--settle", metavar="EVENT_ID", help="book the void a node asked for")
+    act.add_argument("--dismiss", metavar="EVENT_ID", help="close a review, booking nothing")
+    act.add_argument("--block", metavar="MEMBER", help="hold a member's spending fleet-wide (needs --reason)")
+    act.add_argument("--unblock", metavar="MEMBER", help="lift head office's hold on a member")
+    p.add_argument("--review", metavar="EVENT_ID", help="with --block: the report it decides")
+    p.add_argument("--reason", help="why (recorded on the event)")
+    p.add_argument("--by", default="head-office", help="who decides (recorded)")
+    p.add_argument("--all", action="store_true", help="decided ones too")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_reviews)
 
 
 def main(argv: list[str] | None = None) -> int:
