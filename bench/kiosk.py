@@ -1,6 +1,7 @@
 """Kiosk benchmark: card tap → painted PIN screen → PIN OK → painted dashboard, and memory over many sessions.
 
     .venv/bin/python bench/kiosk.py [--members 1000000] [--taps 200] [--sessions 1000] [--dir DIR]
+                                    [--online 200] [--online-only]
 
 Prints one JSON object. The replica is seeded with staypoint.edge.seed (one shared PIN
 hash, so seeding a million members takes seconds, not a million scrypt runs).
@@ -21,6 +22,17 @@ through) is wrapped so the frame is also turned into terminal bytes, as a real t
 driver would (the headless driver skips that step), and the clock stops at the first
 frame whose top screen is the one awaited. The first sessions after start-up are a
 warm-up (imports, Textual's caches, SQLite's pages) and are reported apart.
+
+Online redemption (``--online N``, 0 to skip; ``--online-only`` skips the rest): the production
+arrangement on one machine: a real Mosquitto with the fleet's TLS and ACL, head office as
+``central serve`` in its own process, the node's agent as ``staypoint sync run`` in its own
+process serving its socket, and the kiosk's ``NodeService`` here with an ``AgentLink``. Timed
+per redemption (PIN already proven): the service asks the agent over the socket → MQTT to head
+office → a hold placed → the answer back → the event and voucher committed (``redeem_online``),
+beside the same redemption judged by the offline limits on the same replica
+(``redeem_offline``), and the raw MQTT 5 request/response round trip through the same broker
+in the same run (a node identity publishes a request of the same size with a response topic
+and correlation data, QoS 1; a head-office client answers it, QoS 1: ``raw_mqtt_request_response``).
 
 Memory: resident set size after ``--sessions`` guest sessions against after the first 10
 of them, both taken after the warm-up and the timed taps. ``--trace`` also runs
@@ -43,7 +55,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +286,216 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+# -- online redemption through the agent ---------------------------------------------------------
+
+BENCH_PROGRAM = (
+    default_program_text()
+    .replace("per_member_points_since_contact = 15000", "per_member_points_since_contact = 100000000")
+    .replace("consecutive_redemptions_per_member = 3", "consecutive_redemptions_per_member = 100000")
+    .replace("node_exposure_points = 250000", "node_exposure_points = 100000000")
+)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(_pct(values, 0.5) * 1000, 2),
+        "p99_ms": round(_pct(values, 0.99) * 1000, 2),
+        "n": len(values),
+    }
+
+
+def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def raw_request_response(broker: Any, count: int, size: int) -> list[float]:
+    """MQTT 5 request/response round trips through ``broker``: the floor under an authorisation."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from staypoint.mqtt_tls import use_fleet_tls
+
+    node_id = "sha-lobby-02"  # not the agent's identity: on the fleet listener it *is* the session
+    request_topic, response_topic = f"sp/v1/node/{node_id}/bench/req", f"sp/v1/node/{node_id}/bench/resp"
+
+    def client(identity: str, client_id: str) -> Any:
+        files = broker.client_tls(identity)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+        use_fleet_tls(c, files.ca, files.cert, files.key)
+        return c
+
+    office, node = client("head-office", "head-office-bench-rr"), client(node_id, node_id)
+    subscribed = threading.Semaphore(0)
+    answered = threading.Event()
+
+    def office_message(c: Any, userdata: Any, msg: Any) -> None:
+        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        out.CorrelationData = msg.properties.CorrelationData
+        c.publish(msg.properties.ResponseTopic, b'{"ok":true,"hold":"x"}', qos=1, properties=out)
+
+    for c, topic in ((office, request_topic), (node, response_topic)):
+        c.on_connect = lambda cl, *_, t=topic: cl.subscribe(t, 1)
+        c.on_subscribe = lambda *_: subscribed.release()
+        c.connect(broker.host, broker.port_for("head-office" if c is office else node_id), keepalive=30)
+        c.loop_start()
+    from staypoint.edge.sync.agent import no_nagle
+
+    for c in (office, node):  # as the agent's own client does
+        _wait(lambda c=c: c.is_connected(), 10, "raw clients connected")
+        no_nagle(c)
+    office.on_message = office_message
+    node.on_message = lambda *_: answered.set()
+    for _ in range(2):
+        if not subscribed.acquire(timeout=10):
+            raise RuntimeError("raw request/response clients could not subscribe")
+    payload = b'{"member":"0001000009","points":2500,"reward":"LATE-CO"}'.ljust(size)
+    times: list[float] = []
+    try:
+        for i in range(count):
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ResponseTopic = response_topic
+            props.CorrelationData = i.to_bytes(16, "big")
+            answered.clear()
+            started = time.perf_counter()
+            node.publish(request_topic, payload, qos=1, properties=props)
+            if not answered.wait(5):
+                raise TimeoutError("raw request unanswered")
+            times.append(time.perf_counter() - started)
+    finally:
+        for c in (office, node):
+            c.disconnect()
+            c.loop_stop()
+    return times
+
+
+def online_figures(count: int, directory: Path, *, nodelay: bool = False) -> dict[str, object]:
+    """The online redemption beside the offline one and the raw MQTT round trip, one run."""
+    import os
+    import signal
+    import subprocess
+    from decimal import Decimal
+
+    from staypoint.central.ledger import Ledger
+    from staypoint.central.store_sqlite import SqliteLedgerStore
+    from staypoint.edge.agent_link import AgentLink
+    from staypoint.loyalty.program import Outlet
+    from tests.mqtt_fixtures import MosquittoBroker, _make_pki, office_command
+
+    root = Path(__file__).resolve().parent.parent
+    pki = _make_pki(directory / "pki")
+    broker = MosquittoBroker(pki, directory / "broker")
+    if nodelay:  # an experiment beside the fleet's config: the broker's sends without Nagle
+        with open(broker.files.conf, "a") as conf:
+            conf.write("\nset_tcp_nodelay true\n")
+    broker.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    kiosk: NodeService | None = None
+    offline: NodeService | None = None
+    try:
+        now = datetime.now(UTC)
+        store = SqliteLedgerStore(directory / "ledger.db")
+        ledger = Ledger(store)
+        ledger.publish_program(BENCH_PROGRAM, now)
+        db = directory / "node.db"
+        node = NodeService.init_node(db, "sha-lobby-01", "SHA", BENCH_PROGRAM, now)
+        ledger.register_node("sha-lobby-01", node.keys.public_hex())
+        node.close()
+        tls = pki.tls("sha-lobby-01")
+        sock = directory / "agent.sock"
+        (directory / "node.toml").write_text(
+            f'[node]\ndb = "{db}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+            f'ca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n[sync]\nlink_socket = "{sock}"\n'
+        )
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        with open(directory / "office.log", "ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    office_command(broker, directory / "ledger.db"), cwd=root, stderr=log, stdout=log, env=env
+                )
+            )
+        with open(directory / "agent.log", "ab") as log:
+            agent_argv = [
+                sys.executable,
+                "-m",
+                "staypoint.edge.sync.cli",
+                "sync",
+                "run",
+                "--config",
+                str(directory / "node.toml"),
+            ]
+            procs.append(subprocess.Popen(agent_argv, cwd=root, stderr=log, stdout=log, env=env))
+        link = AgentLink(sock, timeout=2.0)
+        _wait(lambda: link.status().online, 30, "the agent's link online")
+        kiosk = NodeService.open(db, authoriser=link)
+        offline = NodeService.open(db)  # OfflineOnly: the same redemption judged by the limits
+        member = kiosk.enrol("Bench Guest", "2580", now).number
+        for i in range(count // 2 + 2):  # LATE-CO is 2,500 points; each stay earns more than 5,000
+            kiosk.post_stay(member, f"B-{i}", now, nights=1, revenue={Outlet.ROOM: Decimal("600")})
+        points = kiosk.resolve_member(member).points
+        _wait(
+            lambda: (ledger.member(member) or {}).get("points") == points,
+            60,
+            "head office to hold the points",
+        )
+
+        def timed(service: NodeService, n: int) -> tuple[list[float], set[str]]:
+            times: list[float] = []
+            auths: set[str] = set()
+            proof = service.verify_pin(member, "2580", datetime.now(UTC))
+            for _ in range(n):
+                when = datetime.now(UTC)
+                if when - proof.verified_at > timedelta(minutes=4):
+                    proof = service.verify_pin(member, "2580", when)
+                started = time.perf_counter()
+                red = service.redeem(proof, "LATE-CO", when)
+                times.append(time.perf_counter() - started)
+                auths.add(red.auth)
+            return times, auths
+
+        timed(kiosk, 5)  # warm-up: connections, pages, head office's first hold
+        online_t, online_auth = timed(kiosk, count // 2)
+        offline_t, offline_auth = timed(offline, count // 2)
+        holds = ledger.store.counters().get("holds_placed")
+        raw_size = len(b'{"member":"0001000009","points":2500,"reward":"LATE-CO"}')
+        raw = raw_request_response(broker, count, raw_size)
+        online_ms, raw_ms = _ms(online_t), _ms(raw)
+        return {
+            "online_redemptions": count // 2,
+            "redeem_online": {**online_ms, "auth": sorted(online_auth)},
+            "redeem_offline": {**_ms(offline_t), "auth": sorted(offline_auth)},
+            "raw_mqtt_request_response": {**raw_ms, "payload_bytes": raw_size, "qos": 1},
+            "online_minus_raw_p50_ms": round(online_ms["p50_ms"] - raw_ms["p50_ms"], 2),
+            "online_over_raw_p99": round(online_ms["p99_ms"] / raw_ms["p99_ms"], 2),
+            "holds_placed": holds,
+            "broker_tcp_nodelay": nodelay,
+            "arrangement": "mosquitto (TLS, fleet ACL) + central serve + staypoint sync run, each its own "
+            "process; kiosk service in the bench process over the agent's socket; raw responder in the bench "
+            "process",
+        }
+    finally:
+        for service in (kiosk, offline):
+            if service is not None:
+                service.close()
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        broker.stop()
+
+
 def main() -> None:
     """Parse the options, run, print JSON."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -283,10 +505,22 @@ def main() -> None:
     p.add_argument("--sessions", type=int, default=1000, help="guest sessions for the memory figure")
     p.add_argument("--dir", help="keep the replica here (reused when it exists)")
     p.add_argument("--trace", action="store_true", help="also run tracemalloc over the memory sessions")
+    p.add_argument("--online", type=int, default=200, help="online + offline redemptions timed (0: skip)")
+    p.add_argument("--online-only", action="store_true", help="only the online redemption figures")
+    p.add_argument(
+        "--broker-nodelay", action="store_true", help="also run the online figures with set_tcp_nodelay true"
+    )
     args = p.parse_args()
     args.warmup = max(1, args.warmup)
     args.sessions = max(11, args.sessions)
-    print(json.dumps(asyncio.run(run(args)), indent=2))
+    out: dict[str, object] = {} if args.online_only else asyncio.run(run(args))
+    if args.online > 0:
+        with tempfile.TemporaryDirectory(prefix="sp-bench-online-", dir="/tmp") as tmp:
+            out["online"] = online_figures(max(2, args.online), Path(tmp))
+        if args.broker_nodelay:
+            with tempfile.TemporaryDirectory(prefix="sp-bench-online-", dir="/tmp") as tmp:
+                out["online_broker_nodelay"] = online_figures(max(2, args.online), Path(tmp), nodelay=True)
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
