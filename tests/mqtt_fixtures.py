@@ -230,8 +230,9 @@ class MosquittoBroker:
         """Write the broker's files into ``directory`` (it is not started: ``start()``).
 
         ``overrides`` go to ``write_broker_files``, e.g. ``max_queued_messages=10`` to
-        test an overflow, or ``autosave_interval=1`` to save on every change (production
-        saves every 1,000, so a SIGKILL loses what came since).
+        test an overflow, ``autosave_interval=1`` to save on every change (production
+        saves every 1,000, so a SIGKILL loses what came since), or ``log_types=(..., "debug")``
+        to see each PUBLISH received in :meth:`log_text`.
         """
         if MOSQUITTO_BIN is None:
             raise RuntimeError("mosquitto is not installed")
@@ -254,7 +255,7 @@ class MosquittoBroker:
             run_as_user="root" if os.geteuid() == 0 else None,
             # "information" logs each autosave: useful when a test fails; "subscribe" logs
             # "<client id> <qos> <filter>" per subscription, which wait_subscribed() reads.
-            log_types=("error", "warning", "notice", "information", "subscribe"),
+            log_types=overrides.pop("log_types", ("error", "warning", "notice", "information", "subscribe")),
             **overrides,
         )
         self._proc: subprocess.Popen[bytes] | None = None

@@ -3,7 +3,6 @@ alerts, and /metrics scraped over HTTP."""
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -147,7 +146,8 @@ def test_late_will_does_not_override_newer_birth(
     second_carrier.beat()  # a heartbeat of session 2 (the newer connection)
     assert monitor.wait_for(lambda s: "flap-01" in s.nodes and s.nodes["flap-01"].session == 2, 5)
     crash(first)  # the Will of session 1 arrives late
-    time.sleep(0.5)
+    # Wait for the Will to be seen (and dropped as late), then look: still session 2's birth.
+    assert monitor.wait_for(lambda s: s.dropped.get("late_status", 0) >= 1, 10), dict(monitor.state.dropped)
     view = monitor.state.nodes["flap-01"]
     assert view.status == "online" and view.session == 2
     assert monitor.state.dropped["late_status"] >= 1

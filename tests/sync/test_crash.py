@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from staypoint.loyalty.program import Outlet
-from tests.mqtt_fixtures import MosquittoBroker
+from tests.mqtt_fixtures import FleetPKI, MosquittoBroker
 from tests.sync.conftest import PIN, Fleet, now, wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
@@ -38,6 +38,26 @@ def _agent_process(fleet: Fleet, node_id: str, tmp: Path) -> subprocess.Popen[by
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / f"{node_id}.log", "ab"),
     )
+
+
+@pytest.fixture
+def fresh_mosquitto(pki: FleetPKI, tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A private broker that logs every PUBLISH it receives: the test waits for the agent's
+    batches to reach it instead of sleeping."""
+    broker = MosquittoBroker(
+        pki, tmp_path / "mosquitto", log_types=("error", "warning", "notice", "information", "debug")
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _batches_received(broker: MosquittoBroker, node_id: str) -> int:
+    """Event batches the broker has received from ``node_id`` so far (debug log lines)."""
+    pattern = rf"Received PUBLISH from {node_id} \(d\d, q1, r\d, m\d+, 'sp/v1/node/{node_id}/events'"
+    return len(re.findall(pattern, broker.log_text()))
 
 
 @pytest.mark.parametrize("broker_stop", ["sigterm", "sigkill"])
@@ -71,8 +91,14 @@ def test_agent_sigkill_mid_batch_and_broker_restart_lose_and_double_nothing(
         assert fleet.office is not None
         fleet.office.stop()
         saves = fresh_mosquitto.log_text().count("Saving in-memory database")
+        sent = _batches_received(fresh_mosquitto, "sha-lobby-01")
         proc = _agent_process(fleet, "sha-lobby-01", tmp_path)
-        time.sleep(1.5)
+        # A full window (2 batches) from the new process reaches the broker, unacked.
+        wait_until(
+            lambda: _batches_received(fresh_mosquitto, "sha-lobby-01") >= sent + 2,
+            30,
+            "the restarted agent's batches at the broker",
+        )
         # ...and the broker restarts with them queued (SIGTERM: it saves its database), or
         # dies with them (SIGKILL: nothing saved since the last 1,000 changes).
         if broker_stop == "sigterm":
@@ -88,8 +114,13 @@ def test_agent_sigkill_mid_batch_and_broker_restart_lose_and_double_nothing(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
-    time.sleep(0.5)
-    assert store.event_count() == total  # nothing doubled by the resends
+    # A barrier instead of a pause: everything the agent sent reached the broker before it
+    # exited, so once head office has applied (and acked) a later event from another node,
+    # it has seen every resend too.
+    other = fleet.add_node("sha-lobby-02")
+    other.service.enrol("Dorothy Vaughan", PIN, now())
+    wait_until(lambda: other.service.status(now())["outbox_depth"] == 0, 30, "the barrier event acked")
+    assert store.event_count() == total + 1  # nothing doubled by the resends
     central = fleet.ledger.member(member)
     assert central is not None and central["points"] == (total - 1) * 10
     assert not [a for a in store.alarms() if a["kind"] == "conflicting_body"]
