@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 REPO = Path(__file__).resolve().parents[2]
+DESK = [sys.executable, "-m", "staypoint.cli.main"]
 FLOOR = 2800  # per-redemption offline floor: LATE-CO (2,500) is under it, BREAKFAST (3,000) over
 PROGRAM = default_program_text().replace("per_redemption_points = 10000", f"per_redemption_points = {FLOOR}")
 AUTH_TIMEOUT = 1.5
@@ -148,6 +150,19 @@ def test_online_through_the_socket_then_offline_within_keepalive_and_timeout(
         fleet.settle(60)
         wait_until(lambda: fleet.ledger.store.hold(hold).status == "settled", 15, "the hold settled")  # type: ignore[union-attr]
 
+        # The desk's own command, given the node config, goes the same way.
+        toml = fleet.directory / "node.toml"
+        toml.write_text(f'[node]\ndb = "{node.service.replica.path}"\n[sync]\nlink_socket = "{link.path}"\n')
+        desk = subprocess.run(
+            [*DESK, "redeem", "--config", str(toml), member, "BREAKFAST", "--pin", PIN, "--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+        assert desk.returncode == 0, desk.stderr
+        assert json.loads(desk.stdout)["auth"] == "online"
+
         # Head office silent, the broker up: the link is online, the request times out and
         # the offline limits decide, within the timeout.
         office.stop()
@@ -257,7 +272,7 @@ def test_a_client_not_allowed_is_refused_and_garbage_is_counted(
                     s.sendall(data)
                     s.shutdown(socket.SHUT_WR)
                     return s.makefile("rb").read()
-                except ConnectionResetError:
+                except ConnectionError:  # reset or broken pipe: the agent hung up on an oversized line
                     return b""
 
         assert b"not JSON" in raw(b"\xff\xfe garbage\n")
