@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
@@ -18,6 +21,28 @@ async def settle(pilot: Pilot[None]) -> None:
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+
+
+async def wait_until(
+    pilot: Pilot[None],
+    cond: Callable[[], bool],
+    what: str = "condition",
+    timeout: float = 10.0,
+    *,
+    settled: bool = True,
+) -> None:
+    """Let the app run (timers, workers) until ``cond()`` holds; fail after ``timeout`` s.
+
+    ``settled=False`` only yields to the event loop between looks, without waiting for the
+    workers: for a condition a worker that is still blocked must make true.
+    """
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+        if settled:
+            await settle(pilot)
 
 
 async def keypad(pilot: Pilot[None], digits: str, *, ok: bool = True) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -20,7 +19,7 @@ from staypoint.kiosk.screens.pin import PinScreen
 from staypoint.kiosk.screens.rewards import RewardsScreen
 from staypoint.kiosk.screens.voucher import VoucherScreen
 from tests.kiosk.conftest import ANNA, BEN, FARID, LARGE, NOW, SMALL, Clock, card, number
-from tests.kiosk.helpers import dom_text, keypad, settle, text_of
+from tests.kiosk.helpers import dom_text, keypad, settle, text_of, wait_until
 
 Build = Callable[..., KioskApp]
 
@@ -236,10 +235,10 @@ async def test_offline_redemption_outside_limits(build: Build, devices: Devices,
         assert all(b.disabled for b in screen.query(".reward").results(Button))
 
 
-async def test_session_timeout_clears_member_data(build: Build, devices: Devices) -> None:
-    # The journey runs under a timeout no loaded CI machine can trip between two taps; then
-    # the guest walks away and the timeout is made short (the idle check runs every second).
-    app = build(idle_timeout=5)
+async def test_session_timeout_clears_member_data(build: Build, devices: Devices, clock: Clock) -> None:
+    # The idle timer reads the injected clock: frozen, no loaded machine can time the journey
+    # out between two taps; moved on, the guest has walked away.
+    app = build(idle_timeout=30)
     async with app.run_test(size=SMALL) as pilot:
         await sign_in(pilot, devices, FARID)
         await pilot.click("#rewards")
@@ -247,14 +246,36 @@ async def test_session_timeout_clears_member_data(build: Build, devices: Devices
         await pilot.click("#reward-LATE-CO")  # even a confirmation left open goes
         await settle(pilot)
         assert "Farid" in dom_text(app)
-        app.idle_timeout = 0.2
-        await asyncio.sleep(1.4)
-        await settle(pilot)
-        assert isinstance(app.screen, AttractScreen)
+        clock.now = NOW + timedelta(seconds=29)
+        app._check_idle()  # one second short of the timeout: the guest stays
+        assert app.session is not None and "Farid" in dom_text(app)
+        clock.now = NOW + timedelta(seconds=31)
+        # The app's own idle check (every second) ends the session.
+        await wait_until(pilot, lambda: isinstance(app.screen, AttractScreen), "the idle timeout")
         assert app.session is None
         assert len(app.screen_stack) == 2  # Textual's default screen and attract
         text = dom_text(app)
         assert "Farid" not in text and number(FARID) not in text and "38,374" not in text
+
+
+async def test_a_touch_restarts_the_idle_countdown_and_a_clock_step_back_ends_it(
+    build: Build, devices: Devices, clock: Clock
+) -> None:
+    app = build(idle_timeout=30)
+    async with app.run_test(size=SMALL) as pilot:
+        await sign_in(pilot, devices, ANNA)
+        clock.now = NOW + timedelta(seconds=20)
+        await pilot.click("#rewards")  # a touch at +20 s
+        await settle(pilot)
+        clock.now = NOW + timedelta(seconds=45)  # 45 s since sign-in, 25 s since the touch
+        app._check_idle()
+        assert app.session is not None
+        # NTP steps the clock back an hour: counted as idle, the guest's data goes at once.
+        clock.now = NOW - timedelta(hours=1)
+        app._check_idle()
+        await settle(pilot)
+        assert app.session is None and isinstance(app.screen, AttractScreen)
+        assert "Anna" not in dom_text(app)
 
 
 async def test_feedback_is_stored(build: Build, devices: Devices, service: NodeService) -> None:
@@ -306,12 +327,7 @@ async def test_pin_on_the_pin_pad(service: NodeService, clock: Clock) -> None:
     async with app.run_test(size=SMALL) as pilot:
         reader(devices).tap(uid=card(ANNA))
         await settle(pilot)
-        for _ in range(40):
-            if isinstance(app.screen, DashboardScreen):
-                break
-            await asyncio.sleep(0.05)
-            await settle(pilot)
-        assert isinstance(app.screen, DashboardScreen)
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), "the pad's PIN to sign in")
 
 
 # -- the PIN screen and the dashboard are built once and reused: nothing may carry over ------
@@ -366,14 +382,19 @@ async def test_lock_out_state_does_not_carry_over(build: Build, devices: Devices
 async def test_answer_arriving_after_the_guest_left_is_dropped(
     build: Build, devices: Devices, service: NodeService
 ) -> None:
+    import threading
+
     app = build()
     verify = service.verify_pin
+    asked, release, answered = threading.Event(), threading.Event(), threading.Event()
 
     def slow_verify(*args, **kwargs):  # type: ignore[no-untyped-def]
-        import time
-
-        time.sleep(0.3)
-        return verify(*args, **kwargs)
+        asked.set()
+        assert release.wait(10), "the test never let the PIN check answer"
+        try:
+            return verify(*args, **kwargs)
+        finally:
+            answered.set()
 
     service.verify_pin = slow_verify  # type: ignore[method-assign]
     async with app.run_test(size=SMALL) as pilot:
@@ -381,9 +402,10 @@ async def test_answer_arriving_after_the_guest_left_is_dropped(
         await settle(pilot)
         await keypad(pilot, "1234", ok=False)
         await pilot.click("#key-ok")  # the PIN check is on its way…
-        await pilot.pause()
+        await wait_until(pilot, asked.is_set, "the PIN check to start", settled=False)
         app.end_session()  # …when the kiosk times out
-        await asyncio.sleep(0.5)
+        release.set()  # only now does the (correct) answer come back
+        await wait_until(pilot, answered.is_set, "the late answer", settled=False)
         await settle(pilot)
         assert isinstance(app.screen, AttractScreen)
         assert app.session is None

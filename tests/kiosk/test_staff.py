@@ -21,7 +21,7 @@ from staypoint.kiosk.screens.staff_status import StaffStatusScreen
 from staypoint.loyalty import roles
 from staypoint.loyalty.roles import Task
 from tests.kiosk.conftest import ANNA, BEN, NOW, SMALL, STAFF_CARD, TECH_CARD, number
-from tests.kiosk.helpers import keypad, settle, text_of
+from tests.kiosk.helpers import keypad, settle, text_of, wait_until
 
 Build = Callable[..., KioskApp]
 
@@ -44,8 +44,10 @@ async def open_task(pilot: Pilot[None], task: str, **values: str) -> None:
 
 
 async def act(pilot: Pilot[None], action: str = "go") -> str:
-    # A Button ignores a second press during its 0.2 s pressed effect (double-tap guard).
-    await pilot.pause(0.21)
+    # A Button ignores a second press during its 0.2 s pressed effect (double-tap guard):
+    # wait for the effect to end rather than for a time.
+    button = pilot.app.screen.query_one(f"#do-{action}", Button)
+    await wait_until(pilot, lambda: not button.has_class("-active"), "the pressed effect", settled=False)
     await pilot.click(f"#do-{action}")
     await settle(pilot)
     return text_of(pilot.app, "#result")  # type: ignore[arg-type]
