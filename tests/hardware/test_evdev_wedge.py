@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -72,15 +73,20 @@ def test_raw_input_event_records() -> None:
         parse_input_events(blob[:-1])
 
 
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Yield to the reader's task until ``cond()`` holds, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting for the reader"
+        await asyncio.sleep(0.01)
+
+
 async def test_reader_consumes_async_source() -> None:
     recording = parse_input_events(encode_input_events(typed("7001234567")))
     reader = EvdevWedgeReader(lambda: iter_events(recording))
     reads: list[CardRead] = []
     await reader.start(reads.append)
-    for _ in range(100):
-        if reads:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(reads))
     await reader.stop()
     assert [r.member_number for r in reads] == ["7001234567"]
 
@@ -100,10 +106,7 @@ async def test_reader_survives_unplug_and_replug() -> None:
     reader = EvdevWedgeReader(source, retry_s=0.05)
     reads: list[CardRead] = []
     await reader.start(reads.append)
-    for _ in range(100):
-        if reads:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(reads))
     assert reader.status().state is DeviceState.OK
     await reader.stop()
     assert attempts == 2
