@@ -228,8 +228,10 @@ def test_backup_config_garbage_is_a_backup_error(tmp_path: Path, content: bytes,
 
 
 def test_agent_link_settings_are_checked(tmp_path: Path) -> None:
-    cfg = _sync(tmp_path, NODE + MQTT + '[sync]\nlink_socket = "a.sock"\nlink_group = "staff"\nlink_uids = [7]\n')
+    link = '[sync]\nlink_socket = "a.sock"\nlink_group = "staff"\nlink_uids = [7]\n'
+    cfg = _sync(tmp_path, NODE + MQTT + link)
     assert cfg.sync.link_socket == tmp_path / "a.sock" and cfg.sync.link_uids == (7,)
-    for bad in ('link_group = ""', "link_group = 3", 'link_uids = ["root"]', "link_uids = [-1]", "link_uids = 5"):
+    bad_values = ('link_group = ""', "link_group = 3", 'link_uids = ["x"]', "link_uids = [-1]", "link_uids=5")
+    for bad in bad_values:
         with pytest.raises(sync_config.ConfigError, match=r"\[sync\] link_"):
             _sync(tmp_path, NODE + MQTT + f"[sync]\n{bad}\n")
