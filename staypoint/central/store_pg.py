@@ -169,7 +169,10 @@ class PgLedgerStore:
         )
 
     def streams(self) -> list[tuple[str, int, int]]:
-        return [(str(n), int(e), int(h)) for n, e, h in self._all("SELECT node, epoch, hw FROM streams")]
+        return [
+            (str(n), int(e), int(h))
+            for n, e, h in self._all("SELECT node, epoch, hw FROM streams ORDER BY node, epoch")
+        ]
 
     def event_at(self, node: str, epoch: int, seq: int) -> StoredEvent | None:
         row = self._row(

@@ -118,7 +118,8 @@ class SqliteLedgerStore:
 
     def streams(self) -> list[tuple[str, int, int]]:
         return [
-            (str(n), int(e), int(h)) for n, e, h in self.conn.execute("SELECT node, epoch, hw FROM streams")
+            (str(n), int(e), int(h))
+            for n, e, h in self.conn.execute("SELECT node, epoch, hw FROM streams ORDER BY node, epoch")
         ]
 
     def event_at(self, node: str, epoch: int, seq: int) -> StoredEvent | None:
