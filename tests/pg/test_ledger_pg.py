@@ -1,49 +1,22 @@
-"""The ledger's unit tests (tests/sync/test_ledger_unit.py) run again on PostgreSQL, plus the
-PostgreSQL store's own promises: migrations recorded, gapless versions, snapshot reads."""
+"""The PostgreSQL store's own promises: migrations recorded, gapless versions, snapshot reads.
+
+The ledger's unit tests run on PostgreSQL from tests/sync/test_ledger_unit.py itself, every
+one of them, through the ``store`` / ``store_factory`` fixtures parametrised over both stores.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from staypoint.central.ledger import Ledger
 from staypoint.central.store_pg import PgLedgerStore
 from staypoint.loyalty.program import default_program_text
-from tests.sync import test_ledger_unit as unit
 
 pytest_plugins = ["tests.pg_fixtures"]
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-UNIT_TESTS = [
-    unit.test_ingest_is_idempotent_stops_at_gaps_and_rejects_conflicts,
-    unit.test_a_hold_sets_points_aside_until_it_expires,
-    unit.test_stay_points_are_rechecked_with_the_loyalty_code,
-    unit.test_shown_balance_never_double_counts_whatever_the_order,
-    unit.test_restore_starts_a_new_epoch_and_jobs_downgrade_one_tier,
-]
-
-
-@pytest.mark.parametrize("test", UNIT_TESTS, ids=lambda t: t.__name__)
-def test_ledger_unit_on_postgresql(
-    test: Callable[[Path], None], pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stores: list[PgLedgerStore] = []
-
-    def pg_store(path: Any, **kw: Any) -> PgLedgerStore:
-        stores.append(PgLedgerStore(pg_url))
-        return stores[-1]
-
-    monkeypatch.setattr(unit, "SqliteLedgerStore", pg_store)
-    try:
-        test(tmp_path)
-    finally:
-        for s in stores:
-            s.close()
-    assert stores, "the unit test did not build its store through SqliteLedgerStore"
 
 
 def test_migrations_versions_and_snapshot(pg_url: str) -> None:

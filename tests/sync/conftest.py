@@ -147,19 +147,43 @@ class Fleet:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
-    """An empty ledger store, once on SQLite and once on PostgreSQL (the test module loads
-    ``tests.pg_fixtures``): the contract's tests run on both."""
-    if request.param == "sqlite":
-        s: Any = SqliteLedgerStore(tmp_path / "ledger.db")
-    else:
-        from staypoint.central.store_pg import PgLedgerStore
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., LedgerStore]]:
+    """Makes empty ledger stores of one kind, once on SQLite and once on PostgreSQL (the test
+    module loads ``tests.pg_fixtures``): a test taking it, or ``store``, runs on both.
 
-        s = PgLedgerStore(request.getfixturevalue("pg_url"))
+    ``make(name)`` gives a new store each call (a file ``{name}.db``, or a database of its
+    own on the test's PostgreSQL server); all are closed (and dropped) at teardown.
+    """
+    made: list[Any] = []
+    urls: list[str] = []
+
+    def make(name: str = "ledger") -> LedgerStore:
+        s: Any
+        if request.param == "sqlite":
+            s = SqliteLedgerStore(tmp_path / f"{name}.db")
+        else:
+            from staypoint.central.store_pg import PgLedgerStore
+
+            urls.append(request.getfixturevalue("pg_server").create_database())
+            s = PgLedgerStore(urls[-1])
+        made.append(s)
+        return s  # type: ignore[no-any-return]
+
     try:
-        yield s
+        yield make
     finally:
-        s.close()
+        for s in made:
+            s.close()
+        if urls:
+            server = request.getfixturevalue("pg_server")
+            for url in urls:
+                server.drop_database(url)
+
+
+@pytest.fixture
+def store(store_factory: Callable[..., LedgerStore]) -> LedgerStore:
+    """An empty ledger store, once on SQLite and once on PostgreSQL (see ``store_factory``)."""
+    return store_factory()
 
 
 @pytest.fixture

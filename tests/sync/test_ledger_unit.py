@@ -1,23 +1,30 @@
-"""The ledger without a broker: idempotence, gaps, conflicting bodies, jobs; the node's overlay rule."""
+"""The ledger without a broker: idempotence, gaps, conflicting bodies, jobs; the node's overlay rule.
+
+Every test takes ``store`` or ``store_factory`` (tests/sync/conftest.py), so each runs on
+SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from staypoint.central.ledger import Ledger
-from staypoint.central.store_sqlite import SqliteLedgerStore
+from staypoint.central.store import LedgerStore
 from staypoint.edge import sync_store
 from staypoint.edge.service import NodeService
 from staypoint.loyalty.program import Outlet, default_program_text
 
+pytest_plugins = ["tests.pg_fixtures"]
+
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
-def _setup(tmp_path: Path) -> tuple[Ledger, NodeService, list[dict[str, object]]]:
-    ledger = Ledger(SqliteLedgerStore(tmp_path / "ledger.db"))
+def _setup(tmp_path: Path, store: LedgerStore) -> tuple[Ledger, NodeService, list[dict[str, object]]]:
+    ledger = Ledger(store)
     ledger.publish_program(default_program_text(), NOW)
     node = NodeService.init_node(tmp_path / "n.db", "sha-lobby-01", "H1", default_program_text(), NOW)
     m = node.enrol("Ada L", "2580", NOW).number
@@ -30,8 +37,8 @@ def _bodies(node: NodeService) -> list[dict[str, str]]:
     return [{"body": b} for (b,) in node.replica.conn.execute("SELECT body FROM outbox ORDER BY seq")]
 
 
-def test_ingest_is_idempotent_stops_at_gaps_and_rejects_conflicts(tmp_path: Path) -> None:
-    ledger, _, events = _setup(tmp_path)
+def test_ingest_is_idempotent_stops_at_gaps_and_rejects_conflicts(tmp_path: Path, store: LedgerStore) -> None:
+    ledger, _, events = _setup(tmp_path, store)
     r = ledger.ingest("sha-lobby-01", [events[0], events[2]], NOW)  # seq 3 arrives before 2
     assert (r.applied, r.ack, r.resend_from) == (1, (1, 1), (1, 2))
     r = ledger.ingest("sha-lobby-01", events, NOW)  # the resend: 1 skipped, 2..4 applied
@@ -48,8 +55,8 @@ def test_ingest_is_idempotent_stops_at_gaps_and_rejects_conflicts(tmp_path: Path
     assert r.rejected == 2 and ledger.store.counters()["events_malformed"] == 2
 
 
-def test_a_hold_sets_points_aside_until_it_expires(tmp_path: Path) -> None:
-    ledger, _, events = _setup(tmp_path)
+def test_a_hold_sets_points_aside_until_it_expires(tmp_path: Path, store: LedgerStore) -> None:
+    ledger, _, events = _setup(tmp_path, store)
     ledger.ingest("sha-lobby-01", events, NOW)
     member = str(events[0]["member"])
     program = ledger.program()
@@ -67,8 +74,8 @@ def test_a_hold_sets_points_aside_until_it_expires(tmp_path: Path) -> None:
     assert ledger.authorise("sha-lobby-02", member, reward.points, reward.code, NOW + ledger.hold_ttl).ok
 
 
-def test_stay_points_are_rechecked_with_the_loyalty_code(tmp_path: Path) -> None:
-    ledger, _, events = _setup(tmp_path)
+def test_stay_points_are_rechecked_with_the_loyalty_code(tmp_path: Path, store: LedgerStore) -> None:
+    ledger, _, events = _setup(tmp_path, store)
     inflated = dict(events[1], data=dict(events[1]["data"], points=5000))  # type: ignore[arg-type]
     ledger.ingest("sha-lobby-01", [events[0], inflated], NOW)
     member = ledger.member(str(events[0]["member"]))
@@ -76,8 +83,8 @@ def test_stay_points_are_rechecked_with_the_loyalty_code(tmp_path: Path) -> None
     assert any(a["kind"] == "points_mismatch" for a in ledger.store.alarms())
 
 
-def test_shown_balance_never_double_counts_whatever_the_order(tmp_path: Path) -> None:
-    ledger, node, events = _setup(tmp_path)
+def test_shown_balance_never_double_counts_whatever_the_order(tmp_path: Path, store: LedgerStore) -> None:
+    ledger, node, events = _setup(tmp_path, store)
     number = str(events[0]["member"])
     conn = node.replica.conn
     ranks = {t.code: t.rank for t in node.program.tiers}
@@ -98,8 +105,8 @@ def test_shown_balance_never_double_counts_whatever_the_order(tmp_path: Path) ->
     assert sync_store.folded_marks(conn, number) == {1: 4}
 
 
-def test_restore_starts_a_new_epoch_and_jobs_downgrade_one_tier(tmp_path: Path) -> None:
-    ledger, node, events = _setup(tmp_path)
+def test_restore_starts_a_new_epoch_and_jobs_downgrade_one_tier(tmp_path: Path, store: LedgerStore) -> None:
+    ledger, node, events = _setup(tmp_path, store)
     with node.replica.write():
         epoch = sync_store.start_new_epoch(node.replica.conn, NOW, rand=5)
     assert epoch == (int(NOW.timestamp() * 1000) << 10) | 5
@@ -119,11 +126,11 @@ def test_restore_starts_a_new_epoch_and_jobs_downgrade_one_tier(tmp_path: Path) 
 
 
 class _OneByOne:
-    """A SqliteLedgerStore without the bulk methods: the ledger's one-call-per-event path."""
+    """A ledger store without the bulk methods: the ledger's one-call-per-event path."""
 
     BULK = ("known_event_ids", "insert_events", "members_many", "put_stays", "put_members_logged")
 
-    def __init__(self, store: SqliteLedgerStore) -> None:
+    def __init__(self, store: LedgerStore) -> None:
         self._store = store
 
     def __getattr__(self, name: str) -> object:
@@ -132,10 +139,13 @@ class _OneByOne:
         return getattr(self._store, name)
 
 
-def test_grouped_bulk_ingest_matches_one_by_one(tmp_path: Path) -> None:
+def test_grouped_bulk_ingest_matches_one_by_one(
+    tmp_path: Path, store_factory: Callable[..., LedgerStore]
+) -> None:
     """In ONE group: a repeated id from another node, a resend with another body, and a void of
     a stay applied earlier in the same group; the bulk path decides as the plain one does."""
-    _, _, events = _setup(tmp_path)
+    scratch = store_factory("scratch")
+    _, _, events = _setup(tmp_path, scratch)
     stolen = dict(events[2], node="sha-lobby-02", seq=1)  # another node reusing an id
     forged = dict(events[1], data=dict(events[1]["data"], points=99_999))  # type: ignore[arg-type]
     void = dict(
@@ -152,7 +162,7 @@ def test_grouped_bulk_ingest_matches_one_by_one(tmp_path: Path) -> None:
     ]
     outcomes = []
     for name, wrap in (("bulk", False), ("plain", True)):
-        store = SqliteLedgerStore(tmp_path / f"{name}.db")
+        store = store_factory(name)
         ledger = Ledger(_OneByOne(store) if wrap else store)  # type: ignore[arg-type]
         ledger.publish_program(default_program_text(), NOW)
         results = ledger.ingest_many(group, NOW)  # type: ignore[arg-type]
@@ -178,17 +188,22 @@ def test_grouped_bulk_ingest_matches_one_by_one(tmp_path: Path) -> None:
     assert alarms == ["conflicting_body", "duplicate_id"]
 
 
-def test_a_revoked_nodes_batch_is_refused_and_alarmed(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    from staypoint.central.ledger import Ledger
-    from staypoint.central.store_sqlite import SqliteLedgerStore
+def test_a_revoked_nodes_batch_is_refused_and_alarmed(store: LedgerStore) -> None:
     from staypoint.loyalty.events import Event, iso, uuid7
 
-    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-    ledger = Ledger(SqliteLedgerStore(tmp_path / "l.db"), revoked={"sha-lobby-99"})
-    ev = Event("sha-lobby-99", 1, 1, uuid7(now), iso(now), "feedback.recorded", None, 1,
-               {"stars": 5, "tags": [], "context": "x"})
+    now = NOW
+    ledger = Ledger(store, revoked={"sha-lobby-99"})
+    ev = Event(
+        "sha-lobby-99",
+        1,
+        1,
+        uuid7(now),
+        iso(now),
+        "feedback.recorded",
+        None,
+        1,
+        {"stars": 5, "tags": [], "context": "x"},
+    )
     [result] = ledger.ingest_many([("sha-lobby-99", [ev.to_dict()])], now)
     assert result.rejected == 1 and result.applied == 0 and result.ack is None
     assert ledger.store.event_count() == 0
