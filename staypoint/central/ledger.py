@@ -21,7 +21,15 @@ from typing import Any
 
 from staypoint.central.store import Change, HoldRecord, LedgerStore, StoredEvent
 from staypoint.loyalty import bounds, fold, tiers
-from staypoint.loyalty.events import Event, EventFormatError, event_from_dict, iso, parse_iso, uuid7
+from staypoint.loyalty.events import (
+    Event,
+    EventFormatError,
+    event_from_dict,
+    is_console_stream,
+    iso,
+    parse_iso,
+    uuid7,
+)
 from staypoint.loyalty.expiry import expiry_date
 from staypoint.loyalty.program import Program, parse_program
 
@@ -351,6 +359,9 @@ class Ledger:
     def node_property(self, node: str) -> str | None:
         return self.store.node_property(node)
 
+    def office(self, node: str) -> bool:
+        return is_console_stream(node)
+
     def _apply(
         self,
         ev: Event,
@@ -417,6 +428,20 @@ class Ledger:
             balance = m["points"] if debt != "value_overdraft" else int(Decimal(amount) * 100)
             self.store.add_overdraft(m["number"], ev.node, ev.id, balance, at, debt)
             self.store.bump_counter("overdrafts")
+        if outcome.review is not None:
+            review_kind, detail = outcome.review
+            self.store.add_review(
+                {
+                    "event_id": ev.id,
+                    "kind": review_kind,
+                    "member": m["number"],
+                    "node": ev.node,
+                    "detail": detail[:500],
+                    "body": ev.to_json(),
+                    "at": at,
+                }
+            )
+            self._alarm(review_kind, ev.node, detail, at)
         if outcome.deny is not None:
             if outcome.deny is False:
                 self.store.resolve_overdrafts(m["number"], at)
@@ -569,6 +594,16 @@ class Ledger:
     def quarantine(self, *, open_only: bool = True) -> list[dict[str, Any]]:
         """Events head office would not book, oldest first, each with its reason."""
         return self.store.quarantined(open_only=open_only)
+
+    def reviews(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        """What nodes asked head office to decide (voids of spent stays, members reported)."""
+        return self.store.reviews(open_only=open_only)
+
+    def close_review(self, event_id: str, outcome: str, by: str, now: datetime) -> bool:
+        """Record staff's decision on a review (``outcome``: settled, blocked, dismissed); False
+        when it was closed already (two clerks never both decide)."""
+        with self.store.transaction():
+            return self.store.close_review(event_id, outcome, by[:80], iso(now))
 
     def acknowledge_quarantine(self, event_id: str, by: str, now: datetime) -> bool:
         """A person has looked at a quarantined event (it stays kept, off the open list)."""

@@ -50,6 +50,8 @@ class HoldRecord:
 
 # The holds table's columns, in HoldRecord's field order (rows map back with HoldRecord(*row)).
 HOLD_COLUMNS = ", ".join(f.name for f in fields(HoldRecord))
+#: A review as the stores return it (``LedgerStore.reviews``).
+REVIEW_COLUMNS = ("event_id", "kind", "member", "node", "detail", "at", "outcome", "closed_by", "closed_at")
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,17 @@ class LedgerStore(Protocol):
 
     def quarantined_at(self, node: str, epoch: int, seq: int) -> str | None:
         """The body of the quarantined event at this stream key, if any."""
+        ...
+
+    # -- reviews: what nodes ask head office to decide ------------------------------------------
+    def add_review(self, record: dict[str, Any]) -> None:
+        """Keep one request (event_id, kind, member, node, detail, body, at); a repeat is ignored."""
+        ...
+
+    def reviews(self, *, open_only: bool = True) -> list[dict[str, Any]]: ...
+
+    def close_review(self, event_id: str, outcome: str, by: str, at: str) -> bool:
+        """Close an open review with staff's decision; False when none was open."""
         ...
 
     def put_node_property(self, node: str, property_: str) -> None: ...

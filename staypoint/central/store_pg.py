@@ -25,7 +25,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from staypoint.central.store import HOLD_COLUMNS, Change, HoldRecord, StoredEvent
+from staypoint.central.store import HOLD_COLUMNS, REVIEW_COLUMNS, Change, HoldRecord, StoredEvent
 
 WRITER_LOCK = 0x5350_4C44  # "SPLD": the ledger's single-writer advisory lock
 
@@ -78,6 +78,14 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             # A restore's epoch is its time in ms with random bits (edge/sync_store.py).
             "ALTER TABLE streams ALTER COLUMN epoch TYPE BIGINT",
             "ALTER TABLE events ALTER COLUMN epoch TYPE BIGINT",
+        ),
+    ),
+    (
+        3,
+        (
+            """CREATE TABLE reviews (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+                kind TEXT NOT NULL, member TEXT, node TEXT NOT NULL, detail TEXT NOT NULL, body TEXT NOT NULL,
+                at TEXT NOT NULL, outcome TEXT, closed_by TEXT, closed_at TEXT)""",
         ),
     ),
 )
@@ -360,6 +368,28 @@ class PgLedgerStore:
             "UPDATE quarantine SET acknowledged_at = %s WHERE event_id = %s AND acknowledged_at IS NULL "
             "RETURNING id",
             (at, event_id),
+        )
+        return bool(rows)
+
+    def add_review(self, record: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO reviews (event_id, kind, member, node, detail, body, at) "
+            "VALUES (%(event_id)s, %(kind)s, %(member)s, %(node)s, %(detail)s, %(body)s, %(at)s) "
+            "ON CONFLICT (event_id) DO NOTHING",
+            record,
+        )
+
+    def reviews(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        cols = REVIEW_COLUMNS
+        where = " WHERE closed_at IS NULL" if open_only else ""
+        rows = self._all(f"SELECT {', '.join(cols)} FROM reviews{where} ORDER BY id")
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def close_review(self, event_id: str, outcome: str, by: str, at: str) -> bool:
+        rows = self._all(
+            "UPDATE reviews SET outcome = %s, closed_by = %s, closed_at = %s "
+            "WHERE event_id = %s AND closed_at IS NULL RETURNING id",
+            (outcome, by, at, event_id),
         )
         return bool(rows)
 

@@ -11,7 +11,7 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
-from staypoint.central.store import HOLD_COLUMNS, Change, HoldRecord, StoredEvent
+from staypoint.central.store import HOLD_COLUMNS, REVIEW_COLUMNS, Change, HoldRecord, StoredEvent
 from staypoint.sqlitetx import immediate
 
 SCHEMA = (
@@ -55,6 +55,10 @@ SCHEMA = (
         UNIQUE (node, epoch, seq))""",
     "CREATE TABLE IF NOT EXISTS node_properties (node TEXT PRIMARY KEY, property TEXT NOT NULL) "
     "WITHOUT ROWID",
+    # Requests a node made of head office (a void of spent points, a member reported).
+    """CREATE TABLE IF NOT EXISTS reviews (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL, member TEXT, node TEXT NOT NULL, detail TEXT NOT NULL, body TEXT NOT NULL,
+        at TEXT NOT NULL, outcome TEXT, closed_by TEXT, closed_at TEXT)""",
 )
 # Columns added after the first release: (table, column, definition).
 ADDED_COLUMNS = (("overdrafts", "kind", "TEXT NOT NULL DEFAULT 'points_overdraft'"),)
@@ -335,6 +339,27 @@ class SqliteLedgerStore:
         cur = self.conn.execute(
             "UPDATE quarantine SET acknowledged_at = ? WHERE event_id = ? AND acknowledged_at IS NULL",
             (at, event_id),
+        )
+        return cur.rowcount > 0
+
+    def add_review(self, record: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO reviews (event_id, kind, member, node, detail, body, at) "
+            "VALUES (:event_id, :kind, :member, :node, :detail, :body, :at)",
+            record,
+        )
+
+    def reviews(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        cols = REVIEW_COLUMNS
+        where = " WHERE closed_at IS NULL" if open_only else ""
+        cur = self.conn.execute(f"SELECT {', '.join(cols)} FROM reviews{where} ORDER BY id")
+        return [dict(zip(cols, r, strict=True)) for r in cur]
+
+    def close_review(self, event_id: str, outcome: str, by: str, at: str) -> bool:
+        cur = self.conn.execute(
+            "UPDATE reviews SET outcome = ?, closed_by = ?, closed_at = ? "
+            "WHERE event_id = ? AND closed_at IS NULL",
+            (outcome, by, at, event_id),
         )
         return cur.rowcount > 0
 

@@ -253,6 +253,16 @@ def cmd_member_unlock(args: argparse.Namespace) -> None:
     _emit(args, {"member": args.member, "unlocked": True}, "unlocked")
 
 
+def cmd_member_report(args: argparse.Namespace) -> None:
+    svc, now = _open(args), _now(args)
+    ev = svc.report_member(args.member, args.reason, now, _staff(args, svc, now))
+    _emit(
+        args,
+        {"member": ev.member, "reported": True, "seq": ev.seq},
+        f"reported {ev.member} to head office, which decides",
+    )
+
+
 def cmd_member_claim(args: argparse.Namespace) -> None:
     arrival, departure = _date(args.arrival), _date(args.departure)
     assert arrival is not None and departure is not None
@@ -293,6 +303,15 @@ def cmd_stay_post(args: argparse.Namespace) -> None:
 def cmd_stay_void(args: argparse.Namespace) -> None:
     svc, now = _open(args), _now(args)
     ev = svc.void_stay(args.folio, now, _staff(args, svc, now), args.reason)
+    if ev.type == "stay.void_requested":
+        # The member has spent some of these points: head office settles it (docs/staff.md).
+        _emit(
+            args,
+            {"void_requested": args.folio, "points": ev.data["points"], "seq": ev.seq},
+            f"{args.folio}: the member has spent some of its {ev.data['points']:,} points; "
+            "the void is sent to head office to settle",
+        )
+        return
     _emit(
         args,
         {"voided": args.folio, "points": ev.data["points"], "seq": ev.seq},
@@ -466,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     _acting(p)
     p = add(member, "unlock", cmd_member_unlock, "lift a PIN lock-out")
     p.add_argument("member")
+    _acting(p)
+    p = add(member, "report", cmd_member_report, "report suspected abuse to head office (it decides)")
+    p.add_argument("member")
+    p.add_argument("--reason", required=True)
     _acting(p)
     p = add(member, "claim", cmd_member_claim, "record a missing-stay claim")
     p.add_argument("member")

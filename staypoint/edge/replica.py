@@ -331,6 +331,15 @@ class Replica:
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]), int(row[2]), int(row[3]))
 
+    def void_requested(self, stay_id: str) -> bool:
+        """True when this node has already asked head office to settle a void of ``stay_id``."""
+        row = self._q(
+            "SELECT 1 FROM outbox WHERE type = 'stay.void_requested' "
+            "AND json_extract(body, '$.data.stay') = ? LIMIT 1",
+            (stay_id,),
+        ).fetchone()
+        return row is not None
+
     def insert_stay(
         self,
         event_id: str,

@@ -621,6 +621,22 @@ class NodeService:
             self.replica.update_member(row.number, pin_failures=0, locked_until=None)
             self._emit(EventType.MEMBER_UNLOCKED, row.number, {"staff": staff.staff_id}, now)
 
+    def report_member(self, member: str, reason: str, now: datetime, staff: StaffProof) -> Event:
+        """Report a member staff suspect of abuse: head office decides (a node blocks no one)."""
+        _allowed(staff, Task.REPORT_MEMBER)
+        _require_utc(now)
+        if not reason.strip():
+            raise BadInput("a report needs a reason")
+        row = self.resolve_member(member)
+        with self.replica.write():
+            return self._emit(
+                EventType.MEMBER_REPORTED,
+                row.number,
+                {"reason": reason.strip(), "staff": staff.staff_id},
+                now,
+                row=row,
+            )
+
     # -- summary --------------------------------------------------------------------------
 
     def _qualifying(self, row: MemberRow, today: date) -> tuple[int, int]:
@@ -750,7 +766,11 @@ class NodeService:
         return StayResult(row.number, folio, earned.points, nights, row.tier, new_tier.code, balance, event)
 
     def void_stay(self, folio: str, now: datetime, staff: StaffProof, reason: str) -> Event:
-        """Void a posted stay by a compensating event: its points and nights are taken back."""
+        """Void a posted stay by a compensating event: its points and nights are taken back.
+
+        When the member has already spent some of the stay's points the node does not take
+        them (the balance would go negative at a desk): it sends head office a
+        ``stay.void_requested`` to settle, and returns that event instead."""
         _allowed(staff, Task.VOID_STAY)
         _require_utc(now)
         if not reason.strip():
@@ -763,9 +783,21 @@ class NodeService:
             row = self.replica.member(number)
             assert row is not None
             if row.points < points:
-                raise NotAllowed(
-                    f"the member has already spent {points - row.points:,} of this stay's points: "
-                    "head office must settle this void"
+                if self.replica.void_requested(stay_id):
+                    raise NotAllowed(f"the void of {folio} is already with head office to settle")
+                return self._emit(
+                    EventType.STAY_VOID_REQUESTED,
+                    number,
+                    {
+                        "folio": folio,
+                        "stay": stay_id,
+                        "points": points,
+                        "nights": nights,
+                        "reason": reason,
+                        "staff": staff.staff_id,
+                    },
+                    now,
+                    row=row,
                 )
             event = self._emit(
                 EventType.STAY_VOIDED,

@@ -170,7 +170,7 @@ def check_event(ev: Event, bounds: Bounds, now: datetime) -> None:
             ):
                 # Not an amount shorter than the bound on its face: the full check decides.
                 money(amount, f"revenue.{outlet}", bounds.money_per_event, allow_zero=True)
-    elif kind == "stay.voided":
+    elif kind in ("stay.voided", "stay.void_requested"):
         _int(data, "points", 0, pts)
         _int(data, "nights", 0, bounds.nights_per_stay, required=False)
     elif kind in ("points.redeemed",):

@@ -36,6 +36,13 @@ class EventType(StrEnum):
     VALUE_SPENT = "value.spent"
     CLAIM_RECORDED = "claim.recorded"
     FEEDBACK_RECORDED = "feedback.recorded"
+    # What a node asks head office to decide (no effect on a balance until it does): a void
+    # whose points the member has spent, and a member staff suspect of abuse.
+    STAY_VOID_REQUESTED = "stay.void_requested"
+    MEMBER_REPORTED = "member.reported"
+    # Head office's decisions, from its console stream only: a node never blocks anyone.
+    MEMBER_BLOCKED = "member.blocked"
+    MEMBER_UNBLOCKED = "member.unblocked"
 
 
 # The sign each event type gives to ``data["points"]``: one table on both sides, so a
@@ -54,6 +61,23 @@ def points_delta(kind: str, data: Mapping[str, Any]) -> int:
     """How an event of ``kind`` changes its member's points balance."""
     sign = POINTS_SIGN.get(EventType(kind), 0)
     return sign * int(data.get("points", 0)) if sign else 0
+
+
+# Head office's own event streams (central/api/sources.py): ``console``, ``web`` and
+# ``pms-<property>``, each perhaps with a process suffix. No node may take these names
+# (provisioning refuses them as node ids), and only the console stream carries staff's
+# decisions (blocks, voids of any property's stays).
+OFFICE_STREAMS = ("console", "web", "pms")
+
+
+def is_office_stream(node: str) -> bool:
+    """True for a stream head office itself writes, never a node's."""
+    return any(node == base or node.startswith(base + "-") for base in OFFICE_STREAMS)
+
+
+def is_console_stream(node: str) -> bool:
+    """True for head office's console stream (its staff's decisions)."""
+    return node == "console" or node.startswith("console-")
 
 
 def uuid7(now: datetime, rand: bytes | None = None) -> str:

@@ -72,6 +72,10 @@ class Refs(Protocol):
 
     def node_property(self, node: str) -> str | None: ...
 
+    def office(self, node: str) -> bool:
+        """True for head office's own console stream, whose staff decide blocks and voids."""
+        ...
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -83,6 +87,7 @@ class Outcome:
     alarms: list[tuple[str, str]] = field(default_factory=list)  # (kind, detail)
     debts: list[tuple[str, str]] = field(default_factory=list)  # (kind, amount) written down
     deny: bool | None = None  # block (True) / lift (False) further spending fleet-wide
+    review: tuple[str, str] | None = None  # (kind, detail): a request for head office staff to decide
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,9 @@ def stated(kind: str, data: Mapping[str, Any]) -> Delta:
 
 
 PIN_KINDS = frozenset({"pin.failed", "pin.verified", "member.unlocked"})
+#: Events that are bookkeeping, not activity a member reads: the lock-out's counting, and a
+#: report staff made about them (which a member must never see in their own history).
+NOT_ACTIVITY = frozenset({"pin.failed", "pin.verified", "member.reported"})
 
 
 def pin_state(doc: Mapping[str, Any]) -> pins.PinState:
@@ -231,6 +239,31 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
             _stay(ev, new, program, day, out)
         elif kind == "stay.voided":
             _void_stay(ev, new, refs, out)
+        elif kind == "stay.void_requested":
+            stay = _void_target(ev, new, refs)
+            out.review = (
+                "void_requested",
+                f"void of stay {ev.data.get('folio', '')} ({stay.points:,} points, "
+                f"{stay.nights} nights) asked by {ev.node}, the member has {m['points']:,}: "
+                f"{str(ev.data.get('reason', ''))[:200]}",
+            )
+        elif kind == "member.reported":
+            reason = str(data.get("reason", "")).strip()
+            if not reason:
+                raise Quarantine("bad_event_data", "member.reported needs a reason")
+            out.review = ("reported", f"reported by {ev.node}: {reason[:300]}")
+        elif kind in ("member.blocked", "member.unblocked"):
+            if not refs.office(ev.node):
+                raise Quarantine(
+                    "not_permitted", f"node {ev.node} may not block or unblock a member: head office decides"
+                )
+            # Kept apart from an overdraft's block, so settling a debt never lifts staff's hold
+            # and lifting the hold never forgives a debt still open.
+            new["office_block"] = kind == "member.blocked"
+            blocked = new["office_block"] or bool(new.get("overdrawn"))
+            if blocked != bool(new.get("blocked")):
+                new["blocked"] = blocked
+                out.deny = blocked
         elif kind == "points.redeemed":
             _redeemed(ev, new, program, day, out)
         elif kind == "points.adjusted":
@@ -281,10 +314,12 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
             new["blocked"] = True
             out.deny = True
     elif new.get("overdrawn") and not negative:
-        # Settled (a stay, an adjustment, a top-up): spending is allowed again.
+        # Settled (a stay, an adjustment, a top-up): spending is allowed again, unless head
+        # office's staff hold the account.
         new["overdrawn"] = False
-        new["blocked"] = False
-        out.deny = False
+        if not new.get("office_block"):
+            new["blocked"] = False
+            out.deny = False
     m.update(new)  # no key is ever removed from a record, so this is the whole of ``new``
     return out
 
@@ -327,6 +362,15 @@ def _stay(ev: Event, m: MemberDoc, program: Program | None, day: date, out: Outc
 
 
 def _void_stay(ev: Event, m: MemberDoc, refs: Refs, out: Outcome) -> None:
+    stay = _void_target(ev, m, refs)
+    m["points"] -= stay.points
+    m["qual_nights"] = max(0, m["qual_nights"] - stay.nights)
+    m["qual_points"] = max(0, m["qual_points"] - stay.points)
+    out.stay = (0, 0)  # nothing left to void twice
+
+
+def _void_target(ev: Event, m: MemberDoc, refs: Refs) -> StayRef:
+    """The stay a void (or a request for one) names, if the sending stream may void it."""
     stay_id = str(ev.data.get("stay", ""))
     stay = refs.stay(stay_id)
     if stay is None or stay.member != m["number"]:
@@ -335,15 +379,12 @@ def _void_stay(ev: Event, m: MemberDoc, refs: Refs, out: Outcome) -> None:
         # Voided already (two boards of the property, one offline): nothing comes back twice.
         raise Quarantine("bad_void", f"stay {stay_id[:40]} has nothing left to void (voided already?)")
     own = refs.node_property(ev.node)
-    if stay.node != ev.node and (own is None or own != stay.property):
+    if stay.node != ev.node and (own is None or own != stay.property) and not refs.office(ev.node):
         raise Quarantine(
             "not_permitted",
             f"node {ev.node} may void only its own property's stays ({stay.property} posted it)",
         )
-    m["points"] -= stay.points
-    m["qual_nights"] = max(0, m["qual_nights"] - stay.nights)
-    m["qual_points"] = max(0, m["qual_points"] - stay.points)
-    out.stay = (0, 0)  # nothing left to void twice
+    return stay
 
 
 def _redeemed(ev: Event, m: MemberDoc, program: Program | None, day: date, out: Outcome) -> None:
@@ -522,6 +563,9 @@ _LINES: dict[str, dict[str, str]] = {
         "card.bound": "Card added",
         "member.unlocked": "PIN unlocked",
         "feedback.recorded": "Thank you for your feedback",
+        "stay.void_requested": "Stay {folio}: correction sent to head office",
+        "member.blocked": "Account on hold: please see the front desk",
+        "member.unblocked": "Account hold lifted",
         "upgrade": " — welcome to {tier}!",
     },
     "zh": {
@@ -539,6 +583,9 @@ _LINES: dict[str, dict[str, str]] = {
         "card.bound": "已添加会员卡",
         "member.unlocked": "PIN 已解锁",
         "feedback.recorded": "感谢您的反馈",
+        "stay.void_requested": "入住 {folio}：更正已提交总部",
+        "member.blocked": "账户已暂停：请联系前台",
+        "member.unblocked": "账户暂停已解除",
         "upgrade": "——欢迎升级为{tier}！",
     },
 }

@@ -44,6 +44,7 @@ class Task(StrEnum):
     PRINTER_TEST = "printer_test"
     CLOSE_KIOSK = "close_kiosk"
     ADD_STAFF = "add_staff"
+    REPORT_MEMBER = "report_member"
 
 
 #: What each task is, as the rest of a sentence ("a staff member may not ...").
@@ -63,6 +64,7 @@ TASK_PHRASES: Mapping[Task, str] = MappingProxyType(
         Task.PRINTER_TEST: "print a printer test page",
         Task.CLOSE_KIOSK: "close the kiosk",
         Task.ADD_STAFF: "register a staff member",
+        Task.REPORT_MEMBER: "report a member to head office for suspected abuse",
     }
 )
 
@@ -102,6 +104,7 @@ _DESK = frozenset(
         Task.USE_VOUCHER,
         Task.REPRINT,
         Task.NODE_STATUS,
+        Task.REPORT_MEMBER,  # head office decides, so whoever saw it may say so
     }
 )
 _MACHINE = frozenset({Task.REPRINT, Task.NODE_STATUS, Task.PRINTER_TEST, Task.CLOSE_KIOSK, Task.ADD_STAFF})

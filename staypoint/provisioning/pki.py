@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from staypoint.fsutil import atomic_write
+from staypoint.loyalty.events import is_office_stream
 
 __all__ = [
     "CRL_RENEW_BEFORE_DAYS",
@@ -152,6 +153,7 @@ def is_node_id(identity: str) -> bool:
         bool(_IDENTITY_RE.fullmatch(identity))
         and identity not in RESERVED_IDENTITIES
         and not is_head_office_identity(identity)
+        and not is_office_stream(identity)  # head office's own event streams (console, web, pms-…)
     )
 
 

@@ -168,7 +168,7 @@ KIOSK_PLACES: dict[Task, tuple[str, str | None]] = {
     Task.PRINTER_TEST: ("status", "#test-page"),
     Task.CLOSE_KIOSK: ("exit", None),
 }
-CLI_ONLY = {Task.VOID_STAY, Task.ADJUST, Task.ADD_STAFF}
+CLI_ONLY = {Task.VOID_STAY, Task.ADJUST, Task.ADD_STAFF, Task.REPORT_MEMBER}
 ROLE_CARDS = {
     roles.STAFF: ("5AFF0003", "4321"),  # added by the test
     roles.SUPERVISOR: (STAFF_CARD, "2468"),

@@ -8,7 +8,7 @@ whole ingest group behind it.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,44 +19,13 @@ from staypoint.central.ledger import Ledger
 from staypoint.central.store import LedgerStore
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.edge import sync_store
-from staypoint.edge.service import BadInput, NodeError, NodeService, OfflineLimitReached, StaffProof
-from staypoint.loyalty.events import Event, iso, uuid7
+from staypoint.edge.service import BadInput, NodeError, OfflineLimitReached, StaffProof
 from staypoint.loyalty.program import Outlet, default_program_text
+from tests.sync.nodes import NOW, Node
 
 pytest_plugins = ["tests.pg_fixtures"]
 
-NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CLERK = StaffProof("s1", "Sam", "supervisor")
-
-
-class Node:
-    """A real node replica whose outbox is handed to the ledger, plus forged events."""
-
-    def __init__(self, tmp_path: Path, node: str, prop: str, block: int) -> None:
-        self.svc = NodeService.init_node(
-            tmp_path / f"{node}.db", node, prop, default_program_text(), NOW, member_blocks=[block]
-        )
-        self.node = node
-        self.sent = 0
-
-    def pending(self) -> list[dict[str, Any]]:
-        rows = self.svc.replica.conn.execute(
-            "SELECT body FROM outbox WHERE seq > ? ORDER BY seq", (self.sent,)
-        )
-        out = [json.loads(b) for (b,) in rows]
-        self.sent += len(out)
-        return out
-
-    def forge(
-        self, kind: str, member: str | None, data: dict[str, Any], at: datetime = NOW
-    ) -> dict[str, Any]:
-        """The next event of this node's stream, written by hand into its outbox (a tampered board)."""
-        with self.svc.replica.write():
-            seq = self.svc.replica.bump_meta("last_seq")
-            event = Event(self.node, 1, seq, uuid7(at), iso(at), kind, member, 1, data)
-            self.svc.replica.append_outbox(event)
-        self.sent = seq
-        return event.to_dict()
 
 
 def _ledger(store: LedgerStore) -> Ledger:

@@ -8,9 +8,8 @@ node like any member change; offline, a node counts its own tries on top.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,43 +19,14 @@ from staypoint.central.api.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileStore
 from staypoint.central.store import LedgerStore
-from staypoint.edge import sync_store
-from staypoint.edge.service import NodeService, PinLocked, StaffProof, WrongPin
+from staypoint.edge.service import PinLocked, StaffProof, WrongPin
 from staypoint.loyalty.program import default_program_text
+from tests.sync.nodes import NOW, Node
 
 pytest_plugins = ["tests.pg_fixtures"]
 
-NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 PIN = "2580"
 SUPERVISOR = StaffProof("s1", "Sam", "supervisor")
-
-
-class Node:
-    """A real node replica: its outbox goes to the ledger, the ledger's changes come back."""
-
-    def __init__(self, tmp_path: Path, node: str, block: int) -> None:
-        self.svc = NodeService.init_node(
-            tmp_path / f"{node}.db", node, "SHA", default_program_text(), NOW, member_blocks=[block]
-        )
-        self.node = node
-        self.sent = 0
-        self.version = 0
-        self.cache = sync_store.UnfoldedCache()
-
-    def send(self, ledger: Ledger, now: datetime = NOW) -> None:
-        rows = self.svc.replica.conn.execute(
-            "SELECT body FROM outbox WHERE seq > ? ORDER BY seq", (self.sent,)
-        )
-        events = [json.loads(b) for (b,) in rows]
-        self.sent += len(events)
-        ledger.ingest(self.node, events, now)
-
-    def receive(self, ledger: Ledger) -> None:
-        """Everything head office changed since the last look, as the sync agent applies it."""
-        _, to, changes = ledger.resync(self.version)
-        with self.svc.replica.write():
-            sync_store.apply_changes(self.svc.replica.conn, [c.to_wire() for c in changes], {}, self.cache)
-        self.version = to
 
 
 @pytest.fixture
@@ -102,7 +72,7 @@ def _wrong_at(node: Node, m: str, times: int, now: datetime = NOW) -> None:
 
 
 def test_five_wrong_pins_at_the_api_lock_the_kiosk(ledger: Ledger, api: Services, tmp_path: Path) -> None:
-    a = Node(tmp_path, "sha-lobby-01", 1)
+    a = Node(tmp_path, "sha-lobby-01", "SHA", 1)
     m = _member(a, ledger)
     assert _wrong_at_api(api, m, 5) == [401, 401, 401, 401, 423]
     later = NOW + timedelta(minutes=1)
@@ -119,7 +89,7 @@ def test_five_wrong_pins_at_the_api_lock_the_kiosk(ledger: Ledger, api: Services
 def test_a_lock_at_one_node_reaches_another_and_an_unlock_lifts_it_everywhere(
     ledger: Ledger, api: Services, tmp_path: Path
 ) -> None:
-    a, b = Node(tmp_path, "sha-lobby-01", 1), Node(tmp_path, "sha-lobby-02", 2)
+    a, b = Node(tmp_path, "sha-lobby-01", "SHA", 1), Node(tmp_path, "sha-lobby-02", "SHA", 2)
     m = _member(a, ledger)
     b.receive(ledger)
     _wrong_at(a, m, 4)
@@ -148,7 +118,7 @@ def test_a_lock_at_one_node_reaches_another_and_an_unlock_lifts_it_everywhere(
 def test_offline_a_node_counts_its_own_tries_on_top_of_the_fleets(
     ledger: Ledger, api: Services, tmp_path: Path
 ) -> None:
-    a = Node(tmp_path, "sha-lobby-01", 1)
+    a = Node(tmp_path, "sha-lobby-01", "SHA", 1)
     m = _member(a, ledger)
     assert _wrong_at_api(api, m, 3) == [401, 401, 401]
     a.receive(ledger)
@@ -174,7 +144,7 @@ def test_offline_a_node_counts_its_own_tries_on_top_of_the_fleets(
 def test_the_right_pin_after_wrong_ones_starts_the_count_again_everywhere(
     ledger: Ledger, api: Services, tmp_path: Path
 ) -> None:
-    a = Node(tmp_path, "sha-lobby-01", 1)
+    a = Node(tmp_path, "sha-lobby-01", "SHA", 1)
     m = _member(a, ledger)
     assert _wrong_at_api(api, m, 4) == [401] * 4
     a.receive(ledger)

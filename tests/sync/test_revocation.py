@@ -7,59 +7,31 @@ token. Now the revocation is a change like any other, and in every snapshot.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from staypoint.central.ledger import Ledger
 from staypoint.central.store import LedgerStore
 from staypoint.edge import sync_store
-from staypoint.edge.service import NodeService, StaffProof, VoucherRejected
+from staypoint.edge.service import StaffProof, VoucherRejected
 from staypoint.loyalty.program import Outlet, default_program_text
+from tests.sync.nodes import NOW, Node
 
 pytest_plugins = ["tests.pg_fixtures"]
 
-NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 REVOKED_AT = NOW + timedelta(hours=1)
 LATER = NOW + timedelta(hours=2)
 CLERK = StaffProof("s1", "Sam", "supervisor")
 
 
-class Node:
-    """A real node replica: its outbox goes to the ledger, the ledger's changes come back."""
-
-    def __init__(self, tmp_path: Path, node: str, block: int) -> None:
-        self.svc = NodeService.init_node(
-            tmp_path / f"{node}.db", node, "SHA", default_program_text(), NOW, member_blocks=[block]
-        )
-        self.node = node
-        self.sent = 0
-        self.version = 0
-
-    def pending(self) -> list[dict[str, Any]]:
-        rows = self.svc.replica.conn.execute(
-            "SELECT body FROM outbox WHERE seq > ? ORDER BY seq", (self.sent,)
-        )
-        events = [json.loads(b) for (b,) in rows]
-        self.sent += len(events)
-        return events
-
-    def receive(self, ledger: Ledger) -> None:
-        """Everything head office changed since the last look (a snapshot the first time)."""
-        _, to, changes = ledger.resync(self.version)
-        with self.svc.replica.write():
-            sync_store.apply_changes(self.svc.replica.conn, [c.to_wire() for c in changes], {})
-        self.version = to
-
-    def redeem(self, member: str, now: datetime) -> tuple[str, str]:
-        """An offline redemption here: the voucher's (code, token)."""
-        self.svc.record_contact(now)
-        r = self.svc.redeem(self.svc.verify_pin(member, "2580", now), "LATE-CO", now, online=False)
-        return r.voucher, r.token
+def redeem(node: Node, member: str, now: datetime) -> tuple[str, str]:
+    """An offline redemption here: the voucher's (code, token)."""
+    node.svc.record_contact(now)
+    r = node.svc.redeem(node.svc.verify_pin(member, "2580", now), "LATE-CO", now, online=False)
+    return r.voucher, r.token
 
 
 def test_a_revoked_nodes_later_vouchers_are_refused_and_its_earlier_ones_honoured(
@@ -69,19 +41,19 @@ def test_a_revoked_nodes_later_vouchers_are_refused_and_its_earlier_ones_honoure
     # later redemption: the worst case for the other nodes, which then hold its record too.
     ledger = Ledger(store)
     ledger.publish_program(default_program_text(), NOW)
-    r, b = Node(tmp_path, "sha-lobby-09", 9), Node(tmp_path, "sha-lobby-02", 2)
+    r, b = Node(tmp_path, "sha-lobby-09", "SHA", 9), Node(tmp_path, "sha-lobby-02", "SHA", 2)
     ledger.register_node(r.node, r.svc.keys.public_hex(), "SHA")
     m = r.svc.enrol("Ada L", "2580", NOW).number
     r.svc.post_stay(m, "F1", NOW, nights=3, revenue={Outlet.ROOM: Decimal("300")})
     r.svc.adjust(m, 5000, "goodwill", NOW, CLERK)
-    before = r.redeem(m, NOW)
+    before = redeem(r, m, NOW)
     ledger.ingest(r.node, r.pending(), NOW)
     changes = ledger.revoke_node(r.node, REVOKED_AT)
     assert [(c.kind, c.body) for c in changes] == [
         ("revocation", {"node": r.node, "at": "2026-11-23T11:00:00.000Z"})
     ]
-    after = r.redeem(m, LATER)  # the revoked board goes on issuing
-    unbooked = r.redeem(m, LATER + timedelta(minutes=1))
+    after = redeem(r, m, LATER)  # the revoked board goes on issuing
+    unbooked = redeem(r, m, LATER + timedelta(minutes=1))
     ledger.ingest(r.node, r.pending()[:-1], LATER)  # the last one never reaches head office
     b.receive(ledger)
 
@@ -101,7 +73,7 @@ def test_a_revoked_nodes_later_vouchers_are_refused_and_its_earlier_ones_honoure
     assert [a["kind"] for a in store.alarms()].count("revoked_node_voucher") == 1
 
     # A node that starts afresh hears of the revocation in its snapshot.
-    c = Node(tmp_path, "sha-lobby-03", 3)
+    c = Node(tmp_path, "sha-lobby-03", "SHA", 3)
     c.receive(ledger)
     assert c.svc.replica.node_revoked_at(r.node) == "2026-11-23T11:00:00.000Z"
     with pytest.raises(VoucherRejected, match=r"after its revocation"):
@@ -112,7 +84,7 @@ def test_a_revoked_nodes_later_vouchers_are_refused_and_its_earlier_ones_honoure
 def test_a_revocation_sent_twice_keeps_the_first_time(store: LedgerStore, tmp_path: Path) -> None:
     ledger = Ledger(store)
     ledger.publish_program(default_program_text(), NOW)
-    b = Node(tmp_path, "sha-lobby-02", 2)
+    b = Node(tmp_path, "sha-lobby-02", "SHA", 2)
     ledger.revoke_node("sha-lobby-09", REVOKED_AT)
     b.receive(ledger)
     ledger.revoke_node("sha-lobby-09", LATER)

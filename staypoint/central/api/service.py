@@ -764,8 +764,8 @@ class Services:
 
 def _activity(ev: Mapping[str, Any]) -> dict[str, Any] | None:
     kind = str(ev.get("type"))
-    if kind in ("pin.failed", "pin.verified"):
-        return None  # the lock-out's bookkeeping, not activity a member reads
+    if kind in fold.NOT_ACTIVITY:
+        return None
     data = ev.get("data", {})
     try:
         delta = points_delta(kind, data)
