@@ -152,7 +152,7 @@ class Ledger:
     # -- ingest --------------------------------------------------------------------------------
 
     def ingest(self, node: str, raw_events: Sequence[Any], now: datetime) -> IngestResult:
-        """Apply one batch from ``node`` in one transaction (design.md, Events).
+        """Apply one batch from ``node`` in one transaction (docs/sync.md, The event contract).
 
         Per ``(node, epoch)`` stream: ``seq <= high-water`` is skipped (a known key with
         another body is rejected and alarmed); the next seq is applied; a gap stops the
@@ -374,7 +374,7 @@ class Ledger:
 
         Returns False when the event is quarantined: kept with its reason, alarmed, sent to
         the fleet as a ``quarantine`` change, its fold mark moved so the node stops showing
-        it, and nothing else written (design.md, Security)."""
+        it, and nothing else written (docs/programme.md, quarantine)."""
         program = self.program(ev.program)
         m = dirty.get(ev.member) if ev.member else None
         if ev.member is not None and m is None:

@@ -1,6 +1,6 @@
 """Bounds: the largest and smallest value every number and date of an event may take.
 
-They are part of the event contract (design.md, Security): the node refuses an operation
+They are part of the event contract (docs/programme.md, Bounds): the node refuses an operation
 whose event would break one (a one-line refusal, nothing written) and head office
 quarantines an event that breaks one (kept with its reason, the stream goes on). Both run
 ``check_event`` below, so the two ends can never disagree about what is in bounds.

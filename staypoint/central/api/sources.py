@@ -1,6 +1,6 @@
 """Head office's own event sources: the website, the property systems, the console.
 
-design.md, "Head office's other doors": the API and the console change the ledger only
+docs/api.md, "Everything is an event": the API and the console change the ledger only
 by events, like a node does. Each source is a stream of its own — ``web``, ``pms-<property>``,
 ``console`` — with ``(node, epoch, seq)`` allocated here and applied through
 ``Ledger.ingest``, the very path node batches take, so the change reaches every node

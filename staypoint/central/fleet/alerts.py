@@ -1,6 +1,6 @@
 """Alert rules over the fleet state; each alert fires once and clears once.
 
-Rules (design.md, Health; thresholds in :class:`~staypoint.central.fleet.state.FleetConfig`):
+Rules (docs/head-office.md, Alerts; thresholds in :class:`~staypoint.central.fleet.state.FleetConfig`):
 
 ============== =====================================================================
 ``offline``     offline (Will) or silent (stale) for more than 5 minutes

@@ -1,6 +1,6 @@
 """The fleet as head office sees it: one :class:`NodeView` per node, fed by MQTT messages.
 
-Inputs (design.md, Health):
+Inputs (docs/head-office.md, Status and health messages):
     sp/v1/node/{node}/status   retained ``{"state": "online"|"offline", "session": n}``;
                                ``offline`` is also the node's Last Will. A status whose
                                session is older than the newest seen is a late Will of an

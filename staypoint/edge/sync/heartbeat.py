@@ -1,4 +1,4 @@
-"""The node's heartbeat: the health document of design.md, published every period.
+"""The node's heartbeat: the health document (docs/head-office.md), published every period.
 
 :func:`build_health` is pure: it assembles the document from the node service's
 ``status(now)``, the devices' ``status()`` (anything with ``kind``, ``driver``,
@@ -144,7 +144,7 @@ def build_health(
     uptime_s: float | None = None,
     max_staleness_s: float | None = None,
 ) -> dict[str, Any]:
-    """The health document (design.md, Health) from ``NodeService.status(now)`` and the rest."""
+    """The health document (docs/head-office.md, Status and health messages) from ``NodeService.status(now)`` and the rest."""
     doc: dict[str, Any] = {
         "v": 1,
         "node": status.get("node"),
