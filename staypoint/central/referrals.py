@@ -86,7 +86,8 @@ def link(profiles: ProfileStore, new_member: str, code: str, at: str) -> str:
             return referrer.member
         raise ReferralError("this member was already referred by someone else")
     # Walk up from the referrer: meeting the new member means a loop (A -> B -> A).
-    seen, up = set(), referrer.referred_by
+    seen: set[str] = set()
+    up = referrer.referred_by
     while up is not None and len(seen) < MAX_CHAIN:
         if up == new_member:
             raise ReferralError("a referral loop is not allowed")

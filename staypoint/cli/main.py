@@ -593,9 +593,17 @@ class _Parser(argparse.ArgumentParser):
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    one_liners: tuple[type[Exception], ...] = (
+        NodeError,
+        CliError,
+        ProgramError,
+        ReplicaError,
+        KeyError_,
+        *_plugin_errors(),
+    )
     try:
         args.fn(args)
-    except (NodeError, CliError, ProgramError, ReplicaError, KeyError_, *_plugin_errors()) as exc:
+    except one_liners as exc:
         print(f"staypoint: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -289,7 +289,7 @@ def spend_by_tier(conn: sqlite3.Connection, program: Program, f: Filters) -> Rep
             a,
         ).fetchall()
     rank = {t.code: t.rank for t in program.tiers}
-    rows = sorted(rows, key=lambda r: rank.get(r[0], 99))
+    rows = sorted(rows, key=lambda r: rank.get(str(r[0]), 99))
     out = [[t, int(n), money(c), money(int(c) // int(n)) if n else None, int(ni)] for t, n, c, ni in rows]
     return Report(
         "spend_by_tier",
@@ -346,7 +346,7 @@ def points(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
         "Points issued, redeemed, expired and outstanding",
         ["measure", "points"],
         rows,
-        dict(rows),
+        {str(k): v for k, v in rows},
         {"kind": "bar", "series": rows, "label": "points"},
         [
             "outstanding is every member's balance now; the others are movements in the period",
@@ -378,7 +378,7 @@ def liability(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
         f"Points liability ({program.currency})",
         ["measure", "value"],
         rows,
-        dict(rows) | {"currency": program.currency},
+        {str(k): v for k, v in rows} | {"currency": program.currency},
         {
             "kind": "bar",
             "series": [["gross", float(gross)], ["expected", float(net)]],
