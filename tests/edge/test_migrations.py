@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 
 from staypoint.edge.replica import ReplicaError, connect, migrate
 from staypoint.edge.schema import LATEST, MIGRATIONS
 
 
 def schema_of(path: Path) -> dict[str, str]:
-    db = sqlite_utils.Database(path)
-    objects = {t.name: t.schema for t in db.tables}
-    objects.update(
-        {
-            name: sql
-            for name, sql in db.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-            ).fetchall()
-        }
-    )
-    return objects
+    """Every table, index, view and trigger by name, with the SQL that made it."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    return dict(rows)
 
 
 def test_migrations_are_numbered_in_order() -> None:
