@@ -349,7 +349,7 @@ def raw_request_response(broker: Any, count: int, size: int) -> list[float]:
         c.on_subscribe = lambda *_: subscribed.release()
         c.connect(broker.host, broker.port_for("head-office" if c is office else node_id), keepalive=30)
         c.loop_start()
-    from staypoint.edge.sync.agent import no_nagle
+    from staypoint.mqtt_tls import no_nagle
 
     for c in (office, node):  # as the agent's own client does
         _wait(lambda c=c: c.is_connected(), 10, "raw clients connected")
@@ -379,7 +379,7 @@ def raw_request_response(broker: Any, count: int, size: int) -> list[float]:
     return times
 
 
-def online_figures(count: int, directory: Path, *, nodelay: bool = False) -> dict[str, object]:
+def online_figures(count: int, directory: Path) -> dict[str, object]:
     """The online redemption beside the offline one and the raw MQTT round trip, one run."""
     import os
     import signal
@@ -395,9 +395,6 @@ def online_figures(count: int, directory: Path, *, nodelay: bool = False) -> dic
     root = Path(__file__).resolve().parent.parent
     pki = _make_pki(directory / "pki")
     broker = MosquittoBroker(pki, directory / "broker")
-    if nodelay:  # an experiment beside the fleet's config: the broker's sends without Nagle
-        with open(broker.files.conf, "a") as conf:
-            conf.write("\nset_tcp_nodelay true\n")
     broker.start()
     procs: list[subprocess.Popen[bytes]] = []
     kiosk: NodeService | None = None
@@ -478,7 +475,9 @@ def online_figures(count: int, directory: Path, *, nodelay: bool = False) -> dic
             "online_minus_raw_p50_ms": round(online_ms["p50_ms"] - raw_ms["p50_ms"], 2),
             "online_over_raw_p99": round(online_ms["p99_ms"] / raw_ms["p99_ms"], 2),
             "holds_placed": holds,
-            "broker_tcp_nodelay": nodelay,
+            # the fleet's rendered config (templates/mosquitto.conf) says so; head office and the
+            # agent set TCP_NODELAY on their own sockets (staypoint.mqtt_tls.no_nagle)
+            "broker_tcp_nodelay": "set_tcp_nodelay true" in broker.files.conf.read_text(),
             "arrangement": "mosquitto (TLS, fleet ACL) + central serve + staypoint sync run, each its own "
             "process; kiosk service in the bench process over the agent's socket; raw responder in the bench "
             "process",
@@ -507,9 +506,6 @@ def main() -> None:
     p.add_argument("--trace", action="store_true", help="also run tracemalloc over the memory sessions")
     p.add_argument("--online", type=int, default=200, help="online + offline redemptions timed (0: skip)")
     p.add_argument("--online-only", action="store_true", help="only the online redemption figures")
-    p.add_argument(
-        "--broker-nodelay", action="store_true", help="also run the online figures with set_tcp_nodelay true"
-    )
     args = p.parse_args()
     args.warmup = max(1, args.warmup)
     args.sessions = max(11, args.sessions)
@@ -517,9 +513,6 @@ def main() -> None:
     if args.online > 0:
         with tempfile.TemporaryDirectory(prefix="sp-bench-online-", dir="/tmp") as tmp:
             out["online"] = online_figures(max(2, args.online), Path(tmp))
-        if args.broker_nodelay:
-            with tempfile.TemporaryDirectory(prefix="sp-bench-online-", dir="/tmp") as tmp:
-                out["online_broker_nodelay"] = online_figures(max(2, args.online), Path(tmp), nodelay=True)
     print(json.dumps(out, indent=2))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 from pathlib import Path
 
@@ -24,3 +26,14 @@ def use_fleet_tls(client: mqtt.Client, ca: str | Path, cert: str | Path, key: st
         cert_reqs=ssl.CERT_REQUIRED,
         tls_version=ssl.PROTOCOL_TLS_CLIENT,
     )
+
+
+def no_nagle(client: mqtt.Client) -> None:
+    """Send each MQTT packet at once: paho leaves Nagle on, and a small PUBLISH that follows an
+    unacknowledged segment then waits for the peer's delayed ACK (~40 ms a hop on Linux),
+    which is most of an authorisation's round trip. Call it from ``on_connect`` (each
+    connection has a new socket)."""
+    setsockopt = getattr(client.socket(), "setsockopt", None)  # paho types it as a bare SocketLike
+    if setsockopt is not None:
+        with contextlib.suppress(OSError):
+            setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

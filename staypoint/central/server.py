@@ -44,7 +44,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from staypoint.central.ledger import Ledger, dumps
 from staypoint.central.store import Change
-from staypoint.mqtt_tls import use_fleet_tls
+from staypoint.mqtt_tls import no_nagle, use_fleet_tls
 
 log = logging.getLogger("staypoint.central")
 
@@ -206,6 +206,7 @@ class HeadOffice:
         if rc.is_failure:
             log.warning("broker refused head office: %s", rc)
             return
+        no_nagle(client)  # an authorisation's answer leaves at once, not after a delayed ACK
         # Subscribe here, not once at start: a session lost by the broker comes back whole.
         client.subscribe(
             [

@@ -21,14 +21,12 @@ Guarantees (docs/sync.md: the event contract, and how it is kept):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
 import logging
 import queue
 import random
-import socket
 import sqlite3
 import ssl
 import threading
@@ -53,7 +51,7 @@ from staypoint.edge.replica import Replica
 from staypoint.edge.service import AuthorisationDenied, Hold, NodeService
 from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import ProgramError, parse_program
-from staypoint.mqtt_tls import use_fleet_tls
+from staypoint.mqtt_tls import no_nagle, use_fleet_tls
 
 log = logging.getLogger("staypoint.sync")
 
@@ -921,16 +919,6 @@ class MqttAuthoriser:
         if self.agent is None:
             return None
         return self.agent.request_authorisation(member, points, reward, self.timeout)
-
-
-def no_nagle(client: mqtt.Client) -> None:
-    """Send each MQTT packet at once: paho leaves Nagle on, and a small PUBLISH that follows an
-    unacknowledged segment then waits for the peer's delayed ACK (~40 ms a hop on Linux),
-    which is most of an authorisation's round trip."""
-    setsockopt = getattr(client.socket(), "setsockopt", None)  # paho types it as a bare SocketLike
-    if setsockopt is not None:
-        with contextlib.suppress(OSError):
-            setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def dumps(value: Any) -> bytes:
