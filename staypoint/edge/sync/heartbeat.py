@@ -144,7 +144,8 @@ def build_health(
     uptime_s: float | None = None,
     max_staleness_s: float | None = None,
 ) -> dict[str, Any]:
-    """The health document (docs/head-office.md, Status and health messages) from ``NodeService.status(now)`` and the rest."""
+    """The health document (docs/head-office.md, Status and health messages) from
+    ``NodeService.status(now)`` and the rest."""
     doc: dict[str, Any] = {
         "v": 1,
         "node": status.get("node"),
