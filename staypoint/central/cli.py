@@ -27,6 +27,7 @@ from staypoint.entry import run_group
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import ProgramError, load_program
 from staypoint.mqtt_tls import OFFICE_PORT
+from staypoint.progress import add_quiet_option
 
 
 def open_store(url: str, *, must_exist: bool = False) -> LedgerStore:
@@ -128,6 +129,7 @@ def cmd_jobs(args: argparse.Namespace) -> None:
             profiles_db=Path(_parsed(args.profiles).path or ""),
             config_path=Path(args.campaigns) if args.campaigns else None,
             dry_run=args.dry_run,
+            quiet=args.quiet,
         )
     if args.json:
         print(json.dumps(counts))
@@ -268,6 +270,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--smtp", help="HOST:PORT of the mail server for claim notices")
     p.add_argument("--json", action="store_true")
+    add_quiet_option(p)
     p.set_defaults(fn=cmd_jobs)
     from staypoint.central.api.cli import register as register_api
     from staypoint.central.reports.cli import register_demo

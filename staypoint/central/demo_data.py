@@ -35,6 +35,7 @@ from staypoint.loyalty import member_numbers, tiers
 from staypoint.loyalty.earning import stay_points
 from staypoint.loyalty.events import Event, iso, parse_iso, uuid7
 from staypoint.loyalty.program import Outlet, default_program, default_program_text
+from staypoint.progress import progress
 
 PROPERTIES = {  # code: (time zone, share of Chinese-speaking guests)
     "SHA": ("Asia/Shanghai", 0.8),
@@ -95,9 +96,18 @@ def _node(prop: str) -> str:
 
 
 def generate(
-    ledger_db: Path, profiles_db: Path, *, members: int, years: int, now: datetime, seed: int = 7
+    ledger_db: Path,
+    profiles_db: Path,
+    *,
+    members: int,
+    years: int,
+    now: datetime,
+    seed: int = 7,
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """Fill ``ledger_db`` and ``profiles_db`` with a demo chain; returns counts."""
+    """Fill ``ledger_db`` and ``profiles_db`` with a demo chain; returns counts.
+
+    Three progress bars on a terminal (members, ingest, campaign days) unless ``quiet``."""
     rng = random.Random(seed)
     program = default_program()
     start = now - timedelta(days=365 * years)
@@ -111,7 +121,12 @@ def generate(
     ] = []  # (at, node, kind, member, data, auth)
     revenue_by: dict[tuple[str, str], int] = defaultdict(int)
     span = (now - start).days
+    # Rewards with a stock are given out until it is gone, as a kiosk would (it refuses at 0):
+    # without this the demo's redemption report showed a stock left of -560.
+    stock = {r.code: r.stock for r in program.rewards if r.stock is not None}
+    bar = progress("demo members", members, quiet=quiet).start()
     for i in range(members):
+        bar.advance(1)
         block, serial = divmod(i, member_numbers.SERIALS_PER_BLOCK)
         number = member_numbers.make_number(DEMO_BLOCK + block, serial)
         prop = rng.choices(list(PROPERTIES), weights=[5, 4, 3, 2, 2, 1])[0]
@@ -228,10 +243,16 @@ def generate(
                         None,
                     )
                 )
-            affordable = [r for r in program.rewards if r.points <= points and r.min_tier in (None, "MEMBER")]
+            affordable = [
+                r
+                for r in program.rewards
+                if r.points <= points and r.min_tier in (None, "MEMBER") and stock.get(r.code, 1) > 0
+            ]
             if affordable and rng.random() < 0.35:
                 r = rng.choice(affordable)
                 points -= r.points
+                if r.code in stock:  # the programme's stock is the chain's: a kiosk refuses at 0
+                    stock[r.code] -= 1
                 events.append(
                     (
                         iso(posted + timedelta(minutes=10)),
@@ -264,8 +285,10 @@ def generate(
                 )
             )
 
+    bar.close()
     # Ingest in time order, one node stream per property, in chunks that keep the order.
     events.sort(key=lambda e: e[0])
+    bar = progress("demo events", len(events), quiet=quiet).start()
     seqs: dict[str, int] = defaultdict(int)
     applied = 0
     for lo in range(0, len(events), 4000):
@@ -278,6 +301,8 @@ def generate(
             )
         for node, batch in per_node.items():
             applied += ledger.ingest(node, batch, parse_iso(batch[-1]["at"])).applied
+            bar.advance(len(batch))
+    bar.close()
     ledger.store.close()
 
     # The properties' own totals: members bring 35-60 % of a hotel's revenue.
@@ -303,8 +328,11 @@ def generate(
     )
     sink = RecordingGateway()
     job = CampaignJob(ledger_db, profiles_db, config, gateways={"email": sink, "sms": sink})
+    job.quiet = True  # one bar for the 57 days, not one per day
+    bar = progress("demo campaign days", 57, quiet=quiet).start()
     try:
         for back in range(56, -1, -1):
+            bar.advance(1)
             job.run_daily(datetime.combine(now.date() - timedelta(days=back), time(10, 0), tzinfo=UTC))
             job.send_due(datetime.combine(now.date() - timedelta(days=back), time(12, 0), tzinfo=UTC))
         # Opens, where a gateway would report them: about a third of the messages.
@@ -312,6 +340,7 @@ def generate(
             "UPDATE cmp_sends SET opened_at = done_at WHERE status = 'sent' AND abs(random()) % 3 = 0"
         )
     finally:
+        bar.close()
         job.close()
     profiles.close()
     return {
@@ -335,5 +364,6 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
         years=args.years,
         now=now,
         seed=args.seed,
+        quiet=args.quiet,
     )
     print(json.dumps(result))

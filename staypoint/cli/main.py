@@ -23,6 +23,7 @@ from staypoint.entry import closed_stdout_safe
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import Outlet, ProgramError, default_program_text, load_program
 from staypoint.loyalty.roles import LOCAL_ROOT, STAFF_ROLES
+from staypoint.progress import add_quiet_option
 from staypoint.tomlfile import TomlFileError, path_text, read_toml
 
 
@@ -179,9 +180,11 @@ def cmd_node_init(args: argparse.Namespace) -> None:
 
 def cmd_node_seed(args: argparse.Namespace) -> None:
     from staypoint.edge.seed import seed_members
+    from staypoint.progress import progress
 
     svc = _open(args)
-    total = seed_members(svc, args.members, _now(args))
+    with progress("seeding members", args.members, quiet=args.quiet) as bar:
+        total = seed_members(svc, args.members, _now(args), progress=bar.advance, batch=10_000)
     _emit(
         args,
         {"seeded": args.members, "seeded_total": total},
@@ -452,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--member-block", action="append", help="issuer block(s) for member numbers")
     p = add(node, "seed", cmd_node_seed, "add fake members for demos and benchmarks (PIN 1234)")
     p.add_argument("--members", type=int, required=True)
+    add_quiet_option(p)
     add(node, "status", cmd_node_status, "outbox depth, last contact, offline exposure")
     from staypoint.edge.sync.cli import add_backup_commands
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -68,9 +68,18 @@ def seeded_number(index: int) -> str:
 
 
 def seed_members(
-    service: NodeService, count: int, now: datetime, *, rng_seed: int = 7, batch: int = 50_000
+    service: NodeService,
+    count: int,
+    now: datetime,
+    *,
+    rng_seed: int = 7,
+    batch: int = 50_000,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Add ``count`` seeded members after those already seeded; returns how many there are now."""
+    """Add ``count`` seeded members after those already seeded; returns how many there are now.
+
+    ``progress`` is called with the number of members each committed batch added (the CLI
+    passes a bar's ``advance``; edge draws nothing itself)."""
     program = service.program
     replica = service.replica
     rng = random.Random(rng_seed)
@@ -118,4 +127,6 @@ def seed_members(
             replica.insert_cards(c for _, c, _ in chunk)
             replica.insert_ledger_rows(ln for _, _, ln in chunk)
             replica.set_meta("seeded_members", hi)
+        if progress is not None:
+            progress(hi - lo)
     return start + count

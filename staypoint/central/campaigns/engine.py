@@ -45,6 +45,7 @@ from staypoint.loyalty.events import iso
 from staypoint.loyalty.expiry import add_months
 from staypoint.loyalty.program import Program, default_program
 from staypoint.loyalty.vouchers import make_code
+from staypoint.progress import progress
 
 CLAIM_BATCH = 5000
 # Rows reserved (one durable commit) and read with their profiles per step of delivery:
@@ -138,6 +139,8 @@ class CampaignJob:
             if config.sms_url:
                 gateways["sms"] = AppriseSmsGateway(config.sms_url)
         self.gateways = gateways
+        # No progress bar when True (a bar is drawn on a terminal only, see staypoint.progress).
+        self.quiet = False
 
     def close(self) -> None:
         for g in self.gateways.values():
@@ -503,6 +506,7 @@ class CampaignJob:
         ).fetchall()
         deferred: list[tuple[str, tuple[Any, ...]]] = []
         rows = [r for r in rows if r[2] in campaigns]  # withdrawn campaigns: left pending, a person decides
+        bar = progress("campaign messages", len(rows), quiet=self.quiet or not rows).start()
         try:
             for part in st.chunks(rows, DELIVER_CHUNK):
                 part = self._reserve(part, deferred)
@@ -517,11 +521,13 @@ class CampaignJob:
                         c, member, occasion, int(attempts), now, profiles.get(member), sent, deferred
                     )
                     counts[outcome] = counts.get(outcome, 0) + 1
+                    bar.advance(1)
                     if len(deferred) >= MAX_DEFERRED:
                         self._commit(deferred, durable=False)
         finally:
             # Whatever happened (a gateway raising included), what was decided is written.
             self._commit(deferred, durable=True)
+            bar.close()
         return counts
 
     def _reserve(
@@ -817,6 +823,7 @@ def run_daily(
     profiles_db: Path,
     config_path: Path | None = None,
     dry_run: bool = False,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Entry point for ``staypoint central jobs --now ISO``: the whole daily campaign pass.
 
@@ -827,6 +834,7 @@ def run_daily(
 
     config = load_config(config_path) if config_path else JobConfig()
     job = CampaignJob(ledger_db, profiles_db, config)
+    job.quiet = quiet
     try:
         report = job.run_daily(now, dry_run=dry_run)
         if not dry_run:

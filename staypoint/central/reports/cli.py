@@ -17,6 +17,7 @@ from staypoint.central.reports import projection
 from staypoint.central.reports.render import render
 from staypoint.central.store import add_store_option
 from staypoint.loyalty.program import Program, default_program, parse_program
+from staypoint.progress import add_quiet_option
 
 NAMES = [*fig.REPORTS, "all"]
 
@@ -150,4 +151,5 @@ def register_demo(central_sub: Any) -> None:
     p.add_argument("--years", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--now", help="ISO time the data ends at (default 2026-11-23)")
+    add_quiet_option(p)
     p.set_defaults(fn=demo_data.cmd_demo_data)
