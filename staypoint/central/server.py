@@ -7,7 +7,9 @@ Topics (docs/sync.md, Topics; the contract: The event contract):
     out  sp/v1/fleet/changes              {"from", "to", "changes"}: fan-out
     in   sp/v1/node/{node}/resync         {"from", "session"}
     out  sp/v1/node/{node}/changes        resync parts (delta or snapshot, checksummed)
-    in   sp/v1/node/{node}/auth/request   MQTT 5 request (response topic + correlation data)
+    in   sp/v1/node/{node}/auth/request   MQTT 5 request (response topic + correlation data):
+                                          {"kind": "points", "member", "points", "reward"} or
+                                          {"kind": "value", "member", "amount"} (stored value)
     out  sp/v1/node/{node}/auth/response  {"ok", "hold", "expires", "reason"}
     out  sp/v1/fleet/digest               {"version", "members", "points"}, retained, from the ticker
 
@@ -383,17 +385,24 @@ class HeadOffice:
         if response_topic != f"sp/v1/node/{node}/auth/response" or correlation is None:
             self._drop("auth_no_response_topic", msg.topic)
             return
-        member, points, reward = body.get("member"), body.get("points"), body.get("reward")
-        if (
-            not isinstance(member, str)
-            or not isinstance(reward, str)
-            or isinstance(points, bool)
-            or not isinstance(points, int)
-            or points <= 0
+        # kind: "points" (a redemption; absent from a node of before stored-value holds) or
+        # "value" (a stored-value payment: amount is the contract's decimal string).
+        kind, member = body.get("kind", "points"), body.get("member")
+        points, reward, amount = body.get("points"), body.get("reward"), body.get("amount")
+        if kind == "value" and isinstance(member, str) and isinstance(amount, str) and len(amount) <= 32:
+            decision = self.ledger.authorise_value(node, member, amount, self.clock())
+        elif (
+            kind == "points"
+            and isinstance(member, str)
+            and isinstance(reward, str)
+            and not isinstance(points, bool)
+            and isinstance(points, int)
+            and points > 0
         ):
+            decision = self.ledger.authorise(node, member, points, reward, self.clock())
+        else:
             self._drop("wrong_type", msg.topic)
             return
-        decision = self.ledger.authorise(node, member, points, reward, self.clock())
         out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         out.CorrelationData = correlation
         self.client.publish(response_topic, dumps(decision.to_wire()), qos=1, properties=out)

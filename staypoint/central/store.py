@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from typing import Any, Protocol
 
 
@@ -36,7 +37,9 @@ class Change:
 
 @dataclass(frozen=True)
 class HoldRecord:
-    """Points set aside for an online redemption until its event arrives."""
+    """Points set aside for an online redemption, or stored value for an online payment
+    (``kind`` value: ``amount`` is the money, ``points`` 0, ``reward`` empty), until its event
+    arrives."""
 
     id: str
     member: str
@@ -46,10 +49,14 @@ class HoldRecord:
     created: str
     expires: str
     status: str  # held | settled | expired
+    kind: str = "points"  # points | value
+    amount: str | None = None  # a value hold's money, a decimal string ("120.50")
 
 
 # The holds table's columns, in HoldRecord's field order (rows map back with HoldRecord(*row)).
 HOLD_COLUMNS = ", ".join(f.name for f in fields(HoldRecord))
+#: One placeholder per holds column, for the stores' INSERT (``?`` or ``%s``).
+HOLD_ARITY = len(fields(HoldRecord))
 #: A review as the stores return it (``LedgerStore.reviews``).
 REVIEW_COLUMNS = ("event_id", "kind", "member", "node", "detail", "at", "outcome", "closed_by", "closed_at")
 
@@ -113,6 +120,10 @@ class LedgerStore(Protocol):
     def set_hold_status(self, hold_id: str, status: str) -> None: ...
 
     def held_points(self, member: str) -> int: ...
+
+    def held_value(self, member: str) -> Decimal:
+        """The stored value set aside by the member's open value holds."""
+        ...
 
     def holds_expiring(self, now: str) -> list[HoldRecord]: ...
 

@@ -19,13 +19,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from staypoint.central.store import HOLD_COLUMNS, REVIEW_COLUMNS, Change, HoldRecord, StoredEvent
+from staypoint.central.store import HOLD_ARITY, HOLD_COLUMNS, REVIEW_COLUMNS, Change, HoldRecord, StoredEvent
 
 WRITER_LOCK = 0x5350_4C44  # "SPLD": the ledger's single-writer advisory lock
 
@@ -86,6 +87,15 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """CREATE TABLE reviews (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
                 kind TEXT NOT NULL, member TEXT, node TEXT NOT NULL, detail TEXT NOT NULL, body TEXT NOT NULL,
                 at TEXT NOT NULL, outcome TEXT, closed_by TEXT, closed_at TEXT)""",
+        ),
+    ),
+    (
+        4,
+        (
+            # Stored-value holds (online payments): kind 'value', the amount a decimal string
+            # (as HoldRecord carries it; summed as Decimal, never as a float).
+            "ALTER TABLE holds ADD COLUMN kind TEXT NOT NULL DEFAULT 'points'",
+            "ALTER TABLE holds ADD COLUMN amount TEXT",
         ),
     ),
 )
@@ -293,7 +303,7 @@ class PgLedgerStore:
     # -- holds ------------------------------------------------------------------------------------
     def put_hold(self, hold: HoldRecord) -> None:
         self._exec(
-            f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", astuple(hold)
+            f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES ({', '.join(['%s'] * HOLD_ARITY)})", astuple(hold)
         )
 
     def hold(self, hold_id: str) -> HoldRecord | None:
@@ -309,6 +319,12 @@ class PgLedgerStore:
                 "SELECT coalesce(sum(points), 0) FROM holds WHERE member = %s AND status = 'held'", (member,)
             )
         )
+
+    def held_value(self, member: str) -> Decimal:
+        rows = self._all(
+            "SELECT amount FROM holds WHERE member = %s AND status = 'held' AND kind = 'value'", (member,)
+        )
+        return sum((Decimal(str(a)) for (a,) in rows), Decimal(0))
 
     def holds_expiring(self, now: str) -> list[HoldRecord]:
         rows = self._all(f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'held' AND expires <= %s", (now,))

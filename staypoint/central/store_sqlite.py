@@ -8,10 +8,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from staypoint.central.store import HOLD_COLUMNS, REVIEW_COLUMNS, Change, HoldRecord, StoredEvent
+from staypoint.central.store import HOLD_ARITY, HOLD_COLUMNS, REVIEW_COLUMNS, Change, HoldRecord, StoredEvent
 from staypoint.sqlitetx import immediate
 
 SCHEMA = (
@@ -61,7 +62,12 @@ SCHEMA = (
         at TEXT NOT NULL, outcome TEXT, closed_by TEXT, closed_at TEXT)""",
 )
 # Columns added after the first release: (table, column, definition).
-ADDED_COLUMNS = (("overdrafts", "kind", "TEXT NOT NULL DEFAULT 'points_overdraft'"),)
+ADDED_COLUMNS = (
+    ("overdrafts", "kind", "TEXT NOT NULL DEFAULT 'points_overdraft'"),
+    # Stored-value holds (online payments): kind 'value', the amount a decimal string.
+    ("holds", "kind", "TEXT NOT NULL DEFAULT 'points'"),
+    ("holds", "amount", "TEXT"),
+)
 
 
 def _dumps(doc: dict[str, Any]) -> str:
@@ -258,7 +264,7 @@ class SqliteLedgerStore:
     # -- holds -------------------------------------------------------------------------------------
     def put_hold(self, hold: HoldRecord) -> None:
         self.conn.execute(
-            f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", astuple(hold)
+            f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES ({', '.join('?' * HOLD_ARITY)})", astuple(hold)
         )
 
     def hold(self, hold_id: str) -> HoldRecord | None:
@@ -277,6 +283,12 @@ class SqliteLedgerStore:
                 "SELECT coalesce(sum(points), 0) FROM holds WHERE member = ? AND status = 'held'", (member,)
             )
         )
+
+    def held_value(self, member: str) -> Decimal:
+        rows = self.conn.execute(
+            "SELECT amount FROM holds WHERE member = ? AND status = 'held' AND kind = 'value'", (member,)
+        )
+        return sum((Decimal(str(a)) for (a,) in rows), Decimal(0))
 
     def holds_expiring(self, now: str) -> list[HoldRecord]:
         return [

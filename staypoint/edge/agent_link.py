@@ -15,6 +15,8 @@ Wire format (one request per connection, each line at most :data:`MAX_LINE` byte
     <- {"ok": true, "online": bool, "connected": bool, "answered_s": float|null,
         "known_current_at": iso|null, "session": int}
     -> {"op": "authorise", "member": str, "points": int, "reward": str, "timeout": float}
+    -> {"op": "authorise", "kind": "value", "member": str, "amount": str, "timeout": float}
+       (a stored-value payment: ``amount`` a decimal string such as "120.50")
     <- {"ok": true, "hold": str|null}            (null: head office did not answer in time)
     <- {"ok": false, "denied": str}              (head office said no, with its reason)
     <- {"ok": false, "error": str}               (the request was refused: bad input, not allowed)
@@ -29,6 +31,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,15 +153,15 @@ class AgentLink:
 
     def authorise(self, member: str, points: int, reward: str, now: datetime) -> Hold | None:
         """Ask head office through the agent; None lets the offline limits decide."""
+        return self._authorise({"member": member, "points": points, "reward": reward})
+
+    def authorise_value(self, member: str, amount: Decimal, now: datetime) -> Hold | None:
+        """A hold on stored value for a payment, the same way; None: the offline limits decide."""
+        return self._authorise({"kind": "value", "member": member, "amount": f"{amount:.2f}"})
+
+    def _authorise(self, request: dict[str, Any]) -> Hold | None:
         answer = self._ask(
-            {
-                "op": "authorise",
-                "member": member,
-                "points": points,
-                "reward": reward,
-                "timeout": self.timeout,
-            },
-            self.timeout + REPLY_MARGIN_S,
+            {"op": "authorise", **request, "timeout": self.timeout}, self.timeout + REPLY_MARGIN_S
         )
         if answer is None:
             return None
@@ -167,7 +170,7 @@ class AgentLink:
             return Hold(hold) if isinstance(hold, str) and hold else None
         denied = answer.get("denied")
         if isinstance(denied, str):
-            raise AuthorisationDenied(denied or "head office declined the redemption")
+            raise AuthorisationDenied(denied or "head office declined")
         return None  # refused at the socket: judged offline, as with no agent at all
 
     def status(self) -> LinkStatus:

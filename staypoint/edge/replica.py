@@ -498,11 +498,13 @@ class Replica:
         return int(self._q("SELECT count(*) FROM outbox WHERE rejected IS NOT NULL").fetchone()[0])
 
     def value_spent_since(self, member: str, since: str | None) -> Decimal:
-        """Stored value this node paid out for ``member`` since ``since`` (an ISO time)."""
+        """Stored value this node paid out for ``member`` since ``since`` (an ISO time) on
+        its own word: payments head office held (``data.hold``) count against no offline limit."""
         total = Decimal(0)
         for (amount,) in self._q(
             "SELECT json_extract(body, '$.data.amount') FROM outbox "
-            "WHERE member = ? AND type = 'value.spent' AND at >= ?",
+            "WHERE member = ? AND type = 'value.spent' AND at >= ? "
+            "AND json_extract(body, '$.data.hold') IS NULL",
             (member, since or ""),
         ):
             total += Decimal(str(amount))

@@ -139,21 +139,27 @@ class StaffProof:
 
 @dataclass(frozen=True)
 class Hold:
-    """An authorisation placed by head office for an online redemption."""
+    """An authorisation placed by head office for an online redemption or payment."""
 
     id: str
 
 
 class Authoriser(Protocol):
-    """Asks head office to authorise a redemption. Returns None when it cannot be reached."""
+    """Asks head office to authorise a redemption (points) or a stored-value payment (money).
+    Returns None when it cannot be reached; raises AuthorisationDenied when it says no."""
 
     def authorise(self, member: str, points: int, reward: str, now: datetime) -> Hold | None: ...
 
+    def authorise_value(self, member: str, amount: Decimal, now: datetime) -> Hold | None: ...
+
 
 class OfflineOnly:
-    """No head office: every redemption is judged by the offline limits."""
+    """No head office: every redemption and payment is judged by the offline limits."""
 
     def authorise(self, member: str, points: int, reward: str, now: datetime) -> Hold | None:
+        return None
+
+    def authorise_value(self, member: str, amount: Decimal, now: datetime) -> Hold | None:
         return None
 
 
@@ -1112,34 +1118,52 @@ class NodeService:
             self._ledger(event, row.number, 0, str(value))
         return balance
 
-    def spend(self, proof: PinProof, amount: str | Decimal, now: datetime) -> Decimal:
-        """Pay from stored value (PIN proven); returns the new balance."""
+    def spend(self, proof: PinProof, amount: str | Decimal, now: datetime, *, online: bool = True) -> Decimal:
+        """Pay from stored value (PIN proven): head office asked first for a hold on the
+        wallet, else the offline limits; returns the new balance."""
         try:
             value = parse_amount(amount, allow_zero=False)
-        except MoneyError as exc:
+            bounds.money(str(value), "amount", self.program.bounds.money_per_event)
+        except (MoneyError, bounds.BoundError) as exc:
             raise BadInput(str(exc)) from None
+        row0 = self.replica.member(proof.member)
+        if row0 is None:
+            raise UnknownMember(f"no member {proof.member}")
+        if value > Decimal(row0.stored_value):
+            raise NotAllowed(f"stored value is {row0.stored_value} {self.program.currency}: not enough")
+        # Ask head office before taking the write lock (a network wait must never block the
+        # other writers): it holds the amount against the wallet, so two nodes online can never
+        # both spend it. No answer: the offline floor limits bound what two offline nodes can
+        # overdraw.
+        hold = self.authoriser.authorise_value(row0.number, value, now) if online else None
         with self.replica.write():
             row = self.replica.member(proof.member)
-            if row is None:
-                raise UnknownMember(f"no member {proof.member}")
+            assert row is not None
             balance = Decimal(row.stored_value)
             if value > balance:
                 raise NotAllowed(f"stored value is {balance} {self.program.currency}: not enough")
-            # No payment is authorised at head office yet: every spend is within the offline
-            # floor limits, so two offline nodes can overdraw a wallet by a bounded amount.
-            state = self.offline_state(row)
-            since = self.replica.meta("last_contact")
-            decision = check_offline_spend(
-                self.program.offline, value, self.replica.value_spent_since(row.number, since), state, now
-            )
-            if not decision.allowed:
-                raise OfflineLimitReached(decision.message)
+            profile = None
+            if hold is None:
+                state = self.offline_state(row)
+                since = self.replica.meta("last_contact")
+                decision = check_offline_spend(
+                    self.program.offline, value, self.replica.value_spent_since(row.number, since), state, now
+                )
+                if not decision.allowed:
+                    raise OfflineLimitReached(decision.message)
+                profile = decision.profile
             event = self._emit(
                 EventType.VALUE_SPENT,
                 row.number,
-                {"amount": str(value), "currency": self.program.currency, "limits": decision.profile},
+                {
+                    "amount": str(value),
+                    "currency": self.program.currency,
+                    "hold": hold.id if hold else None,
+                    "limits": profile,
+                },
                 now,
-                auth="offline",
+                auth="online" if hold else "offline",
+                row=row,
             )
             self.replica.update_member(row.number, stored_value=str(balance - value))
             self._ledger(event, row.number, 0, str(-value))

@@ -285,6 +285,8 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
                 balance += amount
             else:
                 balance -= amount
+                hold = data.get("hold")  # an online payment: head office's hold, settled by it
+                out.settle_hold = hold if isinstance(hold, str) else None
                 if balance < 0:
                     # Spent at two offline nodes: booked (the guest has had the goods) and
                     # written down as a debt, the member's spending paused until settled.

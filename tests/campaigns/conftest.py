@@ -38,6 +38,7 @@ class Mailbox:
     """What the SMTP server received, and how it behaves."""
 
     messages: list[tuple[str, EmailMessage]] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)  # the DATA as received, byte for byte
     bounce: set[str] = field(default_factory=set)
     delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -64,6 +65,7 @@ class _Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         with self.box.lock:
+            self.box.raw.append(bytes(envelope.original_content or envelope.content))
             for rcpt in envelope.rcpt_tos:
                 self.box.messages.append((rcpt, msg))  # type: ignore[arg-type]
         if self.box.delay:

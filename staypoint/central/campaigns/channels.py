@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTPUTF8
-from email.utils import formataddr, make_msgid
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
 from typing import Literal, Protocol
+
+# RFC 5322 on the wire (CRLF, 78-column folding, RFC 2047 encoded-words for non-ASCII display
+# names and subjects). Headers set with ``set_raw`` are written as given, never refolded:
+# that is how List-Unsubscribe stays a plain list of <URI>s (RFC 2369) a client can click,
+# where the folder would turn a long URL into encoded-words no client reads as a link.
+POLICY = SMTP.clone(refold_source="none")
 
 Verdict = Literal["sent", "retry", "bounced", "failed", "uncertain"]
 
@@ -58,30 +67,45 @@ class SmtpSettings:
     timeout: float = 30.0
 
 
-def build_email(settings: SmtpSettings, msg: Message) -> EmailMessage:
-    """A multipart/alternative mail: plain text first, HTML second, unsubscribe headers."""
-    em = EmailMessage(policy=SMTPUTF8)
-    em["From"] = formataddr((settings.sender_name, settings.sender))
-    em["To"] = msg.to
+def _uri(text: str) -> str:
+    """A URI as RFC 2369 wants it between < and >: printable ASCII, no space, no > (no injection)."""
+    if not text or any(not (33 <= ord(ch) <= 126) or ch in "<>" for ch in text):
+        raise ValueError(f"not a header-safe URI: {text!r}")
+    return text
+
+
+def build_email(settings: SmtpSettings, msg: Message, now: datetime | None = None) -> EmailMessage:
+    """A multipart/alternative mail: plain text first, HTML second, RFC 5322 dates and ids,
+    RFC 2369 + RFC 8058 one-click unsubscribe headers. ``now`` is the Date: (default: now)."""
+    em = EmailMessage(policy=POLICY)
+    em["Date"] = format_datetime(now or datetime.now(UTC))
+    em["From"] = Address(settings.sender_name, addr_spec=settings.sender)
+    em["To"] = Address(addr_spec=msg.to)
     em["Subject"] = msg.subject
     em["Message-ID"] = msg.message_id or make_msgid(domain=settings.sender.rpartition("@")[2])
     if msg.unsubscribe_url:
-        # RFC 2369 + RFC 8058 one-click: mail clients show their own "unsubscribe" button.
-        em["List-Unsubscribe"] = f"<{msg.unsubscribe_url}>, <mailto:{settings.unsubscribe_mailto}>"
-        em["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        # RFC 2369 + RFC 8058 one-click: mail clients show their own "unsubscribe" button. The
+        # two URIs are folded between them (lines under 998 octets), never encoded.
+        em.set_raw(
+            "List-Unsubscribe",
+            f"<{_uri(msg.unsubscribe_url)}>,\r\n <mailto:{_uri(settings.unsubscribe_mailto)}>",
+        )
+        em.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     for k, v in msg.headers.items():
         em[k] = v
-    em.set_content(msg.text)
+    # Quoted-printable: a Chinese body is 7-bit on the wire, for any server (no 8BITMIME needed).
+    em.set_content(msg.text, cte="quoted-printable")
     if msg.html:
-        em.add_alternative(msg.html, subtype="html")
+        em.add_alternative(msg.html, subtype="html", cte="quoted-printable")
     return em
 
 
 class SmtpGateway:
     """E-mail over SMTP; one connection reused across a run, reopened when it drops."""
 
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
+        self.clock = clock or (lambda: datetime.now(UTC))
         self._smtp: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
@@ -95,7 +119,7 @@ class SmtpGateway:
         return self._smtp
 
     def send(self, msg: Message) -> Outcome:
-        em = build_email(self.settings, msg)
+        em = build_email(self.settings, msg, self.clock())
         try:
             smtp = self._connect()
         except (OSError, smtplib.SMTPException) as exc:

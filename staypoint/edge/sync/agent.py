@@ -36,6 +36,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,7 @@ class SyncConfig:
 @dataclass
 class _AuthCall:
     correlation: bytes
-    member: str
-    points: int
-    reward: str
+    payload: dict[str, Any]  # the request as head office reads it (kind points or value)
     done: threading.Event = field(default_factory=threading.Event)
     answer: dict[str, Any] | None = None
 
@@ -797,10 +796,20 @@ class SyncAgent:
     # -- online authorisation -------------------------------------------------------------------
 
     def request_authorisation(self, member: str, points: int, reward: str, timeout: float) -> Hold | None:
-        """Ask head office (from any thread). None: no answer in time; raises when it says no."""
+        """Ask head office for a hold on points for a redemption (from any thread). None: no
+        answer in time; raises when it says no."""
+        return self._ask_office(
+            {"kind": "points", "member": member, "points": points, "reward": reward}, timeout
+        )
+
+    def request_value_authorisation(self, member: str, amount: Decimal, timeout: float) -> Hold | None:
+        """Ask head office for a hold on stored value for a payment, the same way."""
+        return self._ask_office({"kind": "value", "member": member, "amount": f"{amount:.2f}"}, timeout)
+
+    def _ask_office(self, payload: dict[str, Any], timeout: float) -> Hold | None:
         if not self.link_online():
             return None  # no wait when the link is known down: the offline limits decide now
-        call = _AuthCall(uuid.uuid4().bytes, member, points, reward)
+        call = _AuthCall(uuid.uuid4().bytes, payload)
         self._calls.put(call)
         if not call.done.wait(timeout) or call.answer is None:
             self._waiting.pop(call.correlation, None)
@@ -810,17 +819,14 @@ class SyncAgent:
         if answer.get("ok") is True and isinstance(answer.get("hold"), str):
             return Hold(str(answer["hold"]))
         reason = answer.get("reason")
-        raise AuthorisationDenied(
-            reason if isinstance(reason, str) else "head office declined the redemption"
-        )
+        raise AuthorisationDenied(reason if isinstance(reason, str) else "head office declined")
 
     def _send_auth(self, call: _AuthCall) -> None:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ResponseTopic = self.topic("auth/response")
         props.CorrelationData = call.correlation
-        payload = {"member": call.member, "points": call.points, "reward": call.reward}
         self._waiting[call.correlation] = call
-        info = self.client.publish(self.topic("auth/request"), dumps(payload), qos=1, properties=props)
+        info = self.client.publish(self.topic("auth/request"), dumps(call.payload), qos=1, properties=props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self._waiting.pop(call.correlation, None)
             call.done.set()
@@ -919,6 +925,11 @@ class MqttAuthoriser:
         if self.agent is None:
             return None
         return self.agent.request_authorisation(member, points, reward, self.timeout)
+
+    def authorise_value(self, member: str, amount: Decimal, now: datetime) -> Hold | None:
+        if self.agent is None:
+            return None
+        return self.agent.request_value_authorisation(member, amount, self.timeout)
 
 
 def dumps(value: Any) -> bytes:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from staypoint.edge.agent_link import MAX_LINE, MAX_SOCKET_PATH, encode
 from staypoint.edge.service import AuthorisationDenied
+from staypoint.loyalty import bounds
 
 if TYPE_CHECKING:
     from staypoint.edge.sync.agent import SyncAgent
@@ -229,8 +230,12 @@ class LinkServer:
 
     def _authorise(self, request: dict[str, Any]) -> dict[str, Any]:
         member, reward, points, timeout = (request.get(k) for k in ("member", "reward", "points", "timeout"))
+        kind = request.get("kind", "points")
+        if kind == "value":
+            return self._authorise_value(member, request.get("amount"), timeout)
         if (
-            not isinstance(member, str)
+            kind != "points"
+            or not isinstance(member, str)
             or not isinstance(reward, str)
             or not 0 < len(member) <= MAX_FIELD
             or not 0 < len(reward) <= MAX_FIELD
@@ -248,6 +253,35 @@ class LinkServer:
         self.served["authorise"] += 1
         try:
             hold = self.agent.request_authorisation(member, points, reward, float(timeout))
+        except AuthorisationDenied as exc:
+            self.served["denied"] += 1
+            return {"ok": False, "denied": str(exc)}
+        if hold is None:
+            self.served["no_answer"] += 1
+        return {"ok": True, "hold": hold.id if hold else None}
+
+    def _authorise_value(self, member: Any, amount: Any, timeout: Any) -> dict[str, Any]:
+        """A stored-value payment: ``amount`` a decimal string within the programme's bounds."""
+        try:
+            bound = self.agent.service.program.bounds.money_per_event
+            value = bounds.money(amount, "amount", bound) if isinstance(amount, str) else None
+        except bounds.BoundError:
+            value = None
+        if (
+            value is None
+            or not isinstance(member, str)
+            or not 0 < len(member) <= MAX_FIELD
+            or isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or not 0 < timeout <= MAX_AUTH_TIMEOUT_S
+        ):
+            return self._refuse(
+                "wrong_type", "authorise (value) needs member, an amount within bounds and 0 < timeout <= 10"
+            )
+        self.served["authorise_value"] += 1
+        try:
+            hold = self.agent.request_value_authorisation(member, value, float(timeout))
         except AuthorisationDenied as exc:
             self.served["denied"] += 1
             return {"ok": False, "denied": str(exc)}
