@@ -436,6 +436,18 @@ def run_demo_kiosk(db_path: Path, now: datetime) -> None:
 
 def run_kiosk(config_path: Path) -> None:
     """``staypoint kiosk --config node.toml``: the real devices named in the config."""
+    app = build_kiosk(config_path)
+    try:
+        app.run()
+    finally:
+        app.service.close()
+
+
+def build_kiosk(config_path: Path) -> KioskApp:
+    """The app ``staypoint kiosk --config`` runs, not yet running (tests drive it headless).
+
+    Its service is open: close ``app.service`` after the app ends.
+    """
     from datetime import UTC
 
     from staypoint.kiosk.config import load_config
@@ -454,7 +466,7 @@ def run_kiosk(config_path: Path) -> None:
     link = cfg.link.link() if cfg.link is not None else None
     service = NodeService.open(cfg.db, keys_dir=cfg.keys_dir, authoriser=link)
     try:
-        make_app(
+        return make_app(
             service,
             devices,
             lambda: datetime.now(UTC),
@@ -463,6 +475,7 @@ def run_kiosk(config_path: Path) -> None:
             offline_after_s=cfg.offline_after_s,
             offers_rotate_s=cfg.offers_rotate_s,
             link=link,
-        ).run()
-    finally:
+        )
+    except BaseException:
         service.close()
+        raise

@@ -41,13 +41,13 @@ def cmd_sync_run(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, stop)
     # The kiosk and the desk's commands reach head office (and learn the link's state)
     # through this socket: they hold no MQTT connection of their own.
-    link = LinkServer(
-        agent,
-        sync.link_socket or default_socket_path(cfg.db),
-        group=sync.link_group,
-        allowed_uids=sync.link_uids,
-    )
     try:
+        link = LinkServer(
+            agent,
+            sync.link_socket or default_socket_path(cfg.db),
+            group=sync.link_group,
+            allowed_uids=sync.link_uids,
+        )
         link.start()
     except (LinkError, OSError) as exc:
         service.close()
