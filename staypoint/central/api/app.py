@@ -539,4 +539,8 @@ def build_app(
     def feedback(body: FeedbackIn, number: Member) -> dict[str, Any]:
         return run(lambda: services.feedback(number, body.stars, body.tags, body.comment, clock()))
 
+    # Head-office reports, JSON and CSV (their own module; the 'reports' scope).
+    from staypoint.central.api.reports import add_report_routes
+
+    add_report_routes(app, services, key)
     return app

@@ -38,7 +38,7 @@ from staypoint.loyalty.rates import OnlineRules, parse_online_rules, quote
 from staypoint.loyalty.redemption import check_redemption
 
 HEAD_OFFICE_BLOCKS = range(0, 100)  # member-number blocks 0000-0099 are head office's own
-SCOPES = ("member", "enrol", "stays", "rates", "claims")
+SCOPES = ("member", "enrol", "stays", "rates", "claims", "reports")
 TOKEN_TTL = timedelta(minutes=15)
 STAYS_NAMESPACE = uuid.UUID("6f1d3c52-6b1e-4d0a-9a53-5d2f0c7e1a01")
 
