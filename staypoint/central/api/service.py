@@ -745,6 +745,13 @@ class Services:
             now,
         )
         return {"feedback": events[0].id}
+        # The member's number at the partner, linked at head office (central/partners.py): the
+        # settlement file names it, so a transfer without one could never be credited.
+        account = self.side.one(
+            "SELECT account FROM partner_accounts WHERE member = ? AND partner = ?", (number, partner.code)
+        )
+        if account is None:
+            raise ApiError(409, f"no {partner.name} account is linked to this member", "no_partner_account")
 
     # -- staff (console) -------------------------------------------------------------------------------
     def adjust(self, number: str, points: int, reason: str, clerk: str, now: datetime) -> int:
@@ -776,6 +783,7 @@ def _activity(ev: Mapping[str, Any]) -> dict[str, Any] | None:
         "type": kind,
         "points": delta,
         "description": fold.activity_line(kind, data if isinstance(data, Mapping) else {}),
+                            "account": str(account),
     }
 
 
@@ -786,6 +794,11 @@ def _sha256(text: str) -> str:
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
+            self.side.execute(
+                "INSERT INTO partner_transfers (transfer, partner, member, account, points, units, day, at, "
+                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (transfer_id, partner.code, number, str(account), points, units, day, iso(now)),
+            )
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

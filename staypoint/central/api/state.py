@@ -1,5 +1,6 @@
 """Head office's own bookkeeping beside the ledger: API keys, member sign-in state, PMS folios,
-claims, transfers, console staff, programme schedule.
+claims, transfers, partner accounts and settlements, feedback follow-up, console staff,
+programme schedule.
 
 None of this travels to a node, and none of it is a balance: balances change only by
 events through the ledger. It lives in SQLite (a file of its own, so its writes never wait
@@ -30,6 +31,29 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS transfers (id TEXT PRIMARY KEY, member TEXT NOT NULL, day TEXT NOT NULL,
         partner TEXT NOT NULL, points INTEGER NOT NULL, units INTEGER NOT NULL, at TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS transfers_member_day ON transfers (member, day)",
+    # Partner transfers both ways (central/partners.py, docs/partners.md): the member's account
+    # at each partner, each outbound transfer's settlement (batch, confirmed/rejected), the
+    # settlement batches, and inbound credits keyed by the partner's own reference.
+    """CREATE TABLE IF NOT EXISTS partner_accounts (member TEXT NOT NULL, partner TEXT NOT NULL,
+        account TEXT NOT NULL, linked_at TEXT NOT NULL, linked_by TEXT NOT NULL,
+        PRIMARY KEY (member, partner), UNIQUE (partner, account))""",
+    """CREATE TABLE IF NOT EXISTS partner_transfers (transfer TEXT PRIMARY KEY, partner TEXT NOT NULL,
+        member TEXT NOT NULL, account TEXT NOT NULL, points INTEGER NOT NULL, units INTEGER NOT NULL,
+        day TEXT NOT NULL, at TEXT NOT NULL, batch TEXT, status TEXT NOT NULL, reason TEXT,
+        decided_at TEXT, refund_event TEXT)""",
+    "CREATE INDEX IF NOT EXISTS partner_transfers_day ON partner_transfers (partner, day)",
+    """CREATE TABLE IF NOT EXISTS partner_batches (batch TEXT PRIMARY KEY, partner TEXT NOT NULL,
+        day TEXT NOT NULL, transfers INTEGER NOT NULL, points BIGINT NOT NULL, units BIGINT NOT NULL,
+        file TEXT NOT NULL, created TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS partner_credits (partner TEXT NOT NULL, reference TEXT NOT NULL,
+        member TEXT NOT NULL, account TEXT NOT NULL, points INTEGER NOT NULL, event_id TEXT NOT NULL,
+        file TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (partner, reference))""",
+    # The feedback loop (central/feedback.py): each feedback.recorded event, with its follow-up.
+    """CREATE TABLE IF NOT EXISTS feedback (id TEXT PRIMARY KEY, member TEXT, node TEXT NOT NULL,
+        property TEXT NOT NULL, tier TEXT NOT NULL, tier_rank INTEGER NOT NULL, stars INTEGER NOT NULL,
+        tags TEXT NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL, status TEXT NOT NULL,
+        status_by TEXT, status_at TEXT, note TEXT, alerted TEXT)""",
+    "CREATE INDEX IF NOT EXISTS feedback_rank ON feedback (stars, tier_rank, at)",
     "CREATE TABLE IF NOT EXISTS side_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, member TEXT NOT NULL, source TEXT NOT NULL,
         folio TEXT NOT NULL, property TEXT NOT NULL, arrival TEXT NOT NULL, departure TEXT NOT NULL,
