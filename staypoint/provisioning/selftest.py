@@ -19,18 +19,19 @@ tells the guest "Printed" with no printer there.
 from __future__ import annotations
 
 import asyncio
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from staypoint.edge import nodeconfig
+from staypoint.edge.nodeconfig import load_node_toml
 from staypoint.kiosk.hardware import factory
 
 __all__ = ["CheckResult", "format_table", "is_production", "load_hardware", "run_selftest"]
 
 #: ``[node] mode`` values; anything but "production" allows simulated devices.
-MODES = ("production", "demo", "dev")
+MODES = nodeconfig.MODES
 
 
 @dataclass(frozen=True)
@@ -55,32 +56,14 @@ class CheckResult:
 
 
 def load_hardware(config: Path) -> dict[str, Any]:
-    """The ``[hardware]`` (or ``[devices]``) table of ``node.toml``."""
-    try:
-        data = tomllib.loads(config.read_text("utf-8"))
-    except OSError as err:
-        raise ValueError(f"{config}: cannot read ({err.strerror or err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{config}: not valid TOML ({err})") from None
-    table = data.get("hardware", data.get("devices", {}))
-    if not isinstance(table, dict):
-        raise ValueError(f"{config}: [hardware] must be a table")
-    return table
+    """The ``[hardware]`` (or ``[devices]``) table of ``node.toml``, every key with its default,
+    checked by the node's one loader (an unknown section or key is a ValueError naming it)."""
+    return load_node_toml(config).hardware.as_dict()
 
 
 def is_production(config: Path) -> bool:
     """True when ``config``'s ``[node] mode`` is ``"production"`` (an enrolled board)."""
-    try:
-        data = tomllib.loads(config.read_text("utf-8"))
-    except OSError as err:
-        raise ValueError(f"{config}: cannot read ({err.strerror or err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{config}: not valid TOML ({err})") from None
-    node = data.get("node", {})
-    mode = node.get("mode", "dev") if isinstance(node, dict) else "dev"
-    if mode not in MODES:
-        raise ValueError(f"{config}: [node] mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return bool(mode == "production")
+    return load_node_toml(config).node.mode == "production"
 
 
 _REAL_DRIVERS = {
@@ -108,38 +91,56 @@ def _status_detail(status: Any) -> str:
     return _one_line(f"{status.state}" + (f": {status.detail}" if status.detail else ""))
 
 
+#: How long the reader check waits for the driver's first look at its device (the PC/SC
+#: monitor's first pass over pcscd and the readers; an evdev device opening). A reader that
+#: is there answers at once; one that is not costs this much of the self-test.
+READER_SETTLE_S = 3.0
+
+
 def _check_reader(hw: Mapping[str, Any], interactive: bool, timeout: float) -> list[CheckResult]:
     driver = str(hw.get("reader", "sim"))
     try:
         reader = factory.make_reader(hw)
     except Exception as err:  # the driver's own message is what the technician needs
         return [CheckResult("card reader", driver, "open", False, _one_line(str(err)))]
-    out = []
-    status = reader.status()
-    out.append(CheckResult("card reader", driver, "status", status.ok, _status_detail(status)))
-    if interactive and status.ok:
 
-        async def wait_tap() -> str | None:
-            got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    async def check() -> list[CheckResult]:
+        # Started as the kiosk starts it: a driver's status says what its monitor saw, and a
+        # PC/SC monitor not yet started says "not started" however healthy the reader.
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[str] = loop.create_future()
 
-            def on_read(read: Any) -> None:
-                if not got.done():
-                    got.set_result(str(read.uid or read.member_number))
+        def on_read(read: Any) -> None:
+            if not got.done():
+                got.set_result(str(read.uid or read.member_number))
 
+        try:
             await reader.start(on_read)
-            try:
-                return await asyncio.wait_for(got, timeout)
-            except TimeoutError:
-                return None
-            finally:
-                await reader.stop()
+        except Exception as err:
+            return [CheckResult("card reader", driver, "start", False, _one_line(str(err)))]
+        try:
+            deadline = loop.time() + READER_SETTLE_S
+            status = reader.status()
+            while not status.ok and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                status = reader.status()
+            out = [CheckResult("card reader", driver, "status", status.ok, _status_detail(status))]
+            if interactive and status.ok:
+                print(f"Tap a card on the reader within {timeout:g} s...", flush=True)
+                try:
+                    read: str | None = await asyncio.wait_for(got, timeout)
+                except TimeoutError:
+                    read = None
+                out.append(
+                    CheckResult(
+                        "card reader", driver, "tap", read is not None, "read" if read else "no card read"
+                    )
+                )
+            return out
+        finally:
+            await reader.stop()
 
-        print(f"Tap a card on the reader within {timeout:g} s...", flush=True)
-        read = asyncio.run(wait_tap())
-        out.append(
-            CheckResult("card reader", driver, "tap", read is not None, "read" if read else "no card read")
-        )
-    return out
+    return asyncio.run(check())
 
 
 def _check_pinpad(hw: Mapping[str, Any], interactive: bool, timeout: float) -> list[CheckResult]:
