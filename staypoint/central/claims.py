@@ -3,12 +3,15 @@
 Claims arrive as ``claim.recorded`` events (a kiosk's stream or the web's), read from the
 ledger in applied order (a cursor in the side tables). Each is matched against the folios
 the property systems posted (property, folio, dates):
-- folio posted without a member, on a channel that earns → approved at once: a
-  ``points.adjusted`` event with clerk ``auto`` and the points the programme gives;
+- folio posted without a member, on a channel that earns → approved at once, clerk ``auto``;
 - folio already credited to this member → rejected at once ("already credited");
-- otherwise it waits for a clerk, who approves (an adjustment event with the clerk's id)
-  or rejects with a reason.
-The member is told either way, by e-mail when a mail server is configured. The send is
+- otherwise it waits for a clerk, who approves (with the clerk's id) or rejects with a reason.
+An approved claim books the stay itself: a ``stay.posted`` on head office's console stream
+with the claim's folio, property and dates and the folio's revenue when the property system
+sent it, priced by the one fold, so nights, qualifying figures and tier progress move like
+any stay's; a clerk's points beyond what the revenue earns are a ``points.adjusted``.
+The member is told either way, by e-mail in the profile's language (en, zh) when a mail
+server is configured. The send is
 marked ``sending`` before and ``sent`` after; a send cut off between the two is marked
 ``uncertain`` and listed for a person, never repeated silently.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -24,7 +28,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from staypoint.central.api.service import ApiError, Services
-from staypoint.central.api.sources import Draft
+from staypoint.central.api.sources import Draft, OutOfBounds
 from staypoint.loyalty.earning import stay_points
 from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import Outlet
@@ -49,6 +53,63 @@ COLUMNS = (
     "decided",
     "notify",
 )
+
+
+_CLAIMS_NS = uuid.UUID("3b0f6a1e-2d4c-4f7a-8e21-9c5d7b1a0e42")
+
+# The member is told in the language of their profile (en, zh), English when unknown. The
+# matcher's own reasons are translated; a clerk's reason is sent as the clerk wrote it.
+_NOTICES: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {
+        "approved": (
+            "Your missing-stay claim for folio {folio} is approved",
+            "Dear {name},\n\nWe added your stay of {nights} night(s) at {property} "
+            "({arrival} to {departure}, folio {folio}) and {points:,} points to your account {member}.\n",
+        ),
+        "rejected": (
+            "Your missing-stay claim for folio {folio}",
+            "Dear {name},\n\nWe could not add points for folio {folio}: {reason}.\n",
+        ),
+    },
+    "zh": {
+        "approved": (
+            "您的补登入住申请（账单 {folio}）已批准",
+            "{name}，您好：\n\n我们已将您在 {property} 的 {nights} 晚入住（{arrival} 至 {departure}，"
+            "账单 {folio}）及 {points:,} 积分计入您的账户 {member}。\n",
+        ),
+        "rejected": (
+            "您的补登入住申请（账单 {folio}）",
+            "{name}，您好：\n\n我们无法为账单 {folio} 补登积分：{reason}。\n",
+        ),
+    },
+}
+_REASONS_ZH = {
+    "this stay was already credited to your account": "这次入住已计入您的账户",
+    "stays booked through third-party channels do not earn points": "通过第三方渠道预订的入住不累积积分",
+    "matched the hotel's folio": "与酒店账单相符",
+    "approved by head office": "总部已批准",
+}
+
+
+def notice(claim: dict[str, Any], language: str, name: str = "") -> tuple[str, str]:
+    """The subject and text telling the member of a decided claim, in their language."""
+    lang = language if language in _NOTICES else "en"
+    subject, text = _NOTICES[lang][claim["status"] if claim["status"] == "approved" else "rejected"]
+    reason = str(claim.get("reason") or "")
+    if lang == "zh":
+        reason = _REASONS_ZH.get(reason, reason)
+    try:
+        nights = (date.fromisoformat(claim["departure"]) - date.fromisoformat(claim["arrival"])).days
+    except ValueError:
+        nights = 0
+    values = {
+        **{k: claim.get(k) or "" for k in ("folio", "property", "arrival", "departure", "member")},
+        "points": int(claim.get("points") or 0),
+        "nights": nights,
+        "reason": reason,
+        "name": name or ("会员" if lang == "zh" else "member"),
+    }
+    return subject.format(**values), text.format(**values)
 
 
 @dataclass(frozen=True)
@@ -147,10 +208,6 @@ class ClaimsQueue:
         amounts = {Outlet(k): Decimal(v) for k, v in json.loads(revenue).items()}
         points = stay_points(program, m["tier"], amounts, date.fromisoformat(departure)).points
         self._decide(claim, "approved", "auto", points, "matched the hotel's folio", now)
-        self.side.execute(
-            "UPDATE folios SET claimed_by = ? WHERE property = ? AND folio = ?",
-            (claim["member"], claim["property"], claim["folio"]),
-        )
         return "approved"
 
     # -- the clerk's desk ---------------------------------------------------------------------
@@ -221,23 +278,73 @@ class ClaimsQueue:
             if not won:
                 raise ApiError(409, f"claim {claim['id']} was decided meanwhile")
             if status == "approved" and points:
-                events, _ = self.services.sources.emit(
-                    "console",
-                    [
-                        Draft(
-                            "points.adjusted",
-                            claim["member"],
-                            {
-                                "points": points,
-                                "reason": f"missing-points claim, folio {claim['folio']}",
-                                "staff": clerk,
-                                "claim": claim["id"],
-                            },
-                        )
-                    ],
-                    now,
+                drafts, total = self._stay_drafts(claim, clerk, points)
+                try:
+                    events, _ = self.services.sources.emit("console", drafts, now)
+                except OutOfBounds as exc:
+                    raise ApiError(422, str(exc), "out_of_bounds") from None
+                stay_id = drafts[0].id
+                self.side.execute(
+                    "UPDATE claims SET event_id = ?, points = ? WHERE id = ?",
+                    (events[0].id if events else stay_id, total, claim["id"]),
                 )
-                self.side.execute("UPDATE claims SET event_id = ? WHERE id = ?", (events[0].id, claim["id"]))
+                self.side.execute(
+                    "UPDATE folios SET claimed_by = ? WHERE property = ? AND folio = ? "
+                    "AND member IS NULL AND claimed_by IS NULL",
+                    (claim["member"], claim["property"], claim["folio"]),
+                )
+
+    def _stay_drafts(self, claim: dict[str, Any], clerk: str, points: int) -> tuple[list[Draft], int]:
+        """The approved claim as head office books it: the stay itself (``stay.posted`` on the
+        console stream, nights and qualifying figures, priced by the one fold from the folio's
+        revenue when the property system sent it), and, when the clerk gives more points than
+        the revenue earns, a ``points.adjusted`` for the rest. Ids are derived from the claim,
+        so a retry after a crash books it once. Returns the drafts and the points given."""
+        program = self.services.program()
+        m = self.ledger.member(claim["member"])
+        if m is None:
+            raise ApiError(404, f"no member {claim['member']}")
+        row = self.side.row(
+            "SELECT revenue, channel FROM folios WHERE property = ? AND folio = ?",
+            (claim["property"], claim["folio"]),
+        )
+        revenue: dict[str, str] = {k: str(v) for k, v in json.loads(row[0]).items()} if row else {}
+        arrival, departure = date.fromisoformat(claim["arrival"]), date.fromisoformat(claim["departure"])
+        amounts = {Outlet(k): Decimal(v) for k, v in revenue.items()}
+        earned = stay_points(program, str(m["tier"]), amounts, departure)
+        data: dict[str, Any] = {
+            "folio": claim["folio"],
+            "property": claim["property"],
+            "arrival": arrival.isoformat(),
+            "departure": departure.isoformat(),
+            "nights": (departure - arrival).days,
+            "revenue": revenue,
+            "points": earned.points,
+            "qualifying_points": earned.points - earned.bonus,
+            "tier": m["tier"],
+            "staff": clerk,
+            "claim": claim["id"],
+        }
+        if row is not None and row[1]:
+            data["channel"] = str(row[1])
+        drafts = [
+            Draft("stay.posted", claim["member"], data, id=str(uuid.uuid5(_CLAIMS_NS, f"stay:{claim['id']}")))
+        ]
+        if points > earned.points:
+            drafts.append(
+                Draft(
+                    "points.adjusted",
+                    claim["member"],
+                    {
+                        "points": points - earned.points,
+                        "reason": f"missing-points claim, folio {claim['folio']}",
+                        "staff": clerk,
+                        "claim": claim["id"],
+                    },
+                    id=str(uuid.uuid5(_CLAIMS_NS, f"adjust:{claim['id']}")),
+                )
+            )
+        return drafts, max(points, earned.points)
 
     # -- telling the member ---------------------------------------------------------------------
     def notify_pending(self) -> int:
@@ -259,12 +366,7 @@ class ClaimsQueue:
                 "UPDATE claims SET notify = 'sending' WHERE id = ? AND notify IS NULL", (c["id"],)
             ):
                 continue
-            if c["status"] == "approved":
-                subject = f"Your missing-points claim for folio {c['folio']} is approved"
-                body = f"We added {c['points']:,} points to your account {c['member']}.\n"
-            else:
-                subject = f"Your missing-points claim for folio {c['folio']}"
-                body = f"We could not add points for folio {c['folio']}: {c['reason']}.\n"
+            subject, body = notice(c, profile.language, profile.full_name)
             try:
                 self.mailer.send(profile.email, subject, body)
             except (OSError, smtplib.SMTPException):

@@ -81,6 +81,7 @@ class Ledger:
         # Set only while ``ingest_many`` runs: member records read ahead for the group, and
         # stays written at the end of the group (with the events) instead of one by one.
         self._prefetched: dict[str, dict[str, Any]] | None = None
+        self._group_docs: Mapping[str, dict[str, Any]] = {}  # records touched by the group in _apply
         self._pending_stays: dict[str, tuple[str, str, int, int]] | None = None
         # Who posted each stay booked in this group (its event row is written at the end).
         self._stay_origin: dict[str, tuple[str, str | None]] = {}
@@ -315,6 +316,7 @@ class Ledger:
             self._prefetched = None
             self._pending_stays = None
             self._stay_origin = {}
+            self._group_docs = {}
 
     def _member_doc(self, number: str) -> dict[str, Any] | None:
         if self._prefetched is not None:
@@ -362,6 +364,11 @@ class Ledger:
     def office(self, node: str) -> bool:
         return is_console_stream(node)
 
+    def member_record(self, number: str) -> Mapping[str, Any] | None:
+        """A member for the fold's referral checks: this group's copy first, then the store's."""
+        doc = self._group_docs.get(number)
+        return doc if doc is not None else self.store.member(number)
+
     def _apply(
         self,
         ev: Event,
@@ -390,6 +397,7 @@ class Ledger:
                 return True
             if m is None:
                 raise fold.Quarantine("unknown_member", f"{ev.type} for unknown member {ev.member}")
+            self._group_docs = dirty  # what member_record sees of this group (a referrer enrolled in it)
             outcome = fold.apply(m, ev, program, self)
         except (fold.Quarantine, bounds.BoundError) as exc:
             kind = exc.kind if isinstance(exc, fold.Quarantine) else "out_of_bounds"

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # No 0/O, 1/I/L: the code is read aloud at a front desk and typed on phones.
 _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-MAX_CHAIN = 1000  # a referral chain longer than this is a data error, not a family
+MAX_CHAIN = codes.MAX_CHAIN  # a referral chain longer than this is a data error, not a family
 
 
 class ReferralError(ValueError):
@@ -99,23 +99,26 @@ def link(profiles: ProfileStore, new_member: str, code: str, at: str) -> str:
 
 
 def award_due(job: CampaignJob, now: datetime) -> dict[str, int]:
-    """Queue both bonuses for every referred member whose first stay has been booked.
+    """Queue both bonuses for every referred member whose first qualifying stay is booked.
 
-    Runs in the daily campaign job (it uses the job's outbox to the ledger).
+    The referral is the one the fold accepted (``referred_by`` on the member's ledger
+    record, from a ``member.referred`` event); the stay is the first one head office booked
+    with at least one night, not voided, posted at or after the referral. Runs in the daily
+    campaign job (it uses the job's outbox to the ledger); ``ref_rewards`` makes it once.
     """
     r = rules(job.program)
-    prof = job.prof
     rows = job.conn.execute(
-        f"SELECT p.member, p.referred_by, p.joined FROM {prof}.profiles p "
-        "WHERE p.referred_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ref_rewards r WHERE r.referred = "
-        "p.member)"
+        "SELECT m.number, json_extract(m.doc, '$.referred_by'), json_extract(m.doc, '$.referred_at') "
+        "FROM members m WHERE json_extract(m.doc, '$.referred_by') IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM ref_rewards r WHERE r.referred = m.number)"
     ).fetchall()
     awarded = 0
-    for member, referrer, joined in rows:
+    for member, referrer, referred_at in rows:
         stay = job.conn.execute(
-            "SELECT event_id FROM rpt_stays WHERE member = ? AND voided = 0 AND substr(arrival, 1, 10) >= ? "
-            "ORDER BY at LIMIT 1",
-            (member, joined),
+            "SELECT s.event_id FROM stays s JOIN events e ON e.id = s.event_id "
+            "WHERE s.member = ? AND s.nights > 0 AND e.type = 'stay.posted' "
+            "AND json_extract(e.body, '$.at') >= ? ORDER BY e.rowid LIMIT 1",
+            (member, str(referred_at or "")),
         ).fetchone()
         if stay is None:
             continue

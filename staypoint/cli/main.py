@@ -211,11 +211,21 @@ def cmd_staff_add(args: argparse.Namespace) -> None:
 def cmd_member_enrol(args: argparse.Namespace) -> None:
     svc = _open(args)
     now = _now(args)
-    row = svc.enrol(args.name, args.pin, now, card_uid=args.card_uid, staff=_staff(args, svc, now))
+    row = svc.enrol(
+        args.name,
+        args.pin,
+        now,
+        card_uid=args.card_uid,
+        staff=_staff(args, svc, now),
+        referred_by=args.referred_by,
+    )
+    referred = (
+        f" (referred by code {args.referred_by.upper()}: head office checks it)" if args.referred_by else ""
+    )
     _emit(
         args,
-        {"member": row.number, "name": row.name, "tier": row.tier},
-        f"enrolled {row.name}: member number {row.number}",
+        {"member": row.number, "name": row.name, "tier": row.tier, "referred_by": args.referred_by},
+        f"enrolled {row.name}: member number {row.number}{referred}",
     )
 
 
@@ -479,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.add_argument("--pin", required=True)
     p.add_argument("--card-uid", help="hex UID of the member's card")
+    p.add_argument("--referred-by", metavar="CODE", help="a friend's referral code (ABCD-EFGH)")
     _acting(p)
     p = add(member, "show", cmd_member_show, "a member's balance, tier, progress and activity")
     p.add_argument("member")

@@ -507,10 +507,18 @@ class NodeService:
         *,
         card_uid: str | None = None,
         staff: StaffProof | None = None,
+        referred_by: str | None = None,
     ) -> MemberRow:
-        """Enrol a new member with a PIN (and optionally a card); returns the new member."""
+        """Enrol a new member with a PIN (and optionally a card, and a friend's referral code,
+        sent as ``member.referred`` for head office to check); returns the new member."""
         _allowed(staff, Task.ENROL)
         _require_utc(now)
+        referrer = None
+        if referred_by is not None and referred_by.strip():
+            try:  # the check character catches a typo here, offline
+                referrer = referral_codes.member_for_code(referred_by.strip())
+            except referral_codes.ReferralCodeError as exc:
+                raise BadInput(str(exc)) from None
         name = " ".join(name.split())
         if not name or len(name) > 80 or any(not (c.isprintable()) for c in name):
             raise BadInput("name must be 1-80 printable characters")
@@ -530,6 +538,8 @@ class NodeService:
         with self.replica.write():
             if card_hash is not None and self.replica.member_by_card(card_hash) is not None:
                 raise BadInput("this card already belongs to a member")
+            if referrer is not None and self.replica.member(referrer) is None:
+                raise BadInput(f"referral code {referred_by}: no such member on this node")
             allocated = self.replica.bump_meta("members_allocated") - 1
             blocks = json.loads(self.replica.meta("member_blocks") or "[]")
             try:
@@ -568,6 +578,12 @@ class NodeService:
                 data["staff"] = staff.staff_id
             event = self._emit(EventType.MEMBER_ENROLLED, number, data, now)
             self._ledger(event, number, 0)
+            if referrer is not None:
+                code = referral_codes.referral_code(referrer)
+                ref: dict[str, Any] = {"referrer": referrer, "code": code}
+                if staff is not None:
+                    ref["staff"] = staff.staff_id
+                self._emit(EventType.MEMBER_REFERRED, number, ref, now)
         return row
 
     def bind_card(self, member: str, card_uid: str, now: datetime, staff: StaffProof) -> None:

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
 
+from staypoint.loyalty import member_numbers, referral_codes
 from staypoint.loyalty.events import Event, parse_iso
 
 # Not tunable: these keep every column of every store (SQLite INTEGER, PostgreSQL BIGINT
@@ -188,9 +189,27 @@ def check_event(ev: Event, bounds: Bounds, now: datetime) -> None:
     elif kind == "claim.recorded":
         departure = _day(data, "departure", bounds.earliest, latest.date())
         _day(data, "arrival", bounds.earliest, departure)
+    elif kind == "member.referred":
+        _referral(ev)
     elif kind in ("pin.failed", "pin.verified") and data:
         # Nothing a PIN pad produced may ride along (a typed PIN in a log is a leaked PIN).
         raise BoundError(f"{kind} carries no data")
+
+
+def _referral(ev: Event) -> None:
+    """A referral names the referrer's member number and the code typed, which must agree."""
+    referrer, code = ev.data.get("referrer"), ev.data.get("code")
+    if not isinstance(referrer, str) or not isinstance(code, str) or len(code) > 20:
+        raise BoundError("a referral names the referrer and the code")
+    try:
+        if referral_codes.member_for_code(code) != member_numbers.normalise(referrer):
+            raise BoundError(f"referral code {code} is not member {referrer[:20]}'s")
+    except (referral_codes.ReferralCodeError, member_numbers.MemberNumberError) as exc:
+        raise BoundError(str(exc)) from None
+    if referrer == ev.member:
+        raise BoundError("a member cannot use their own referral code")
+    if set(ev.data) - {"referrer", "code", "staff"}:
+        raise BoundError("a referral carries the referrer, the code and the staff only")
 
 
 def check_balance(points: int, stored_value: Decimal, bounds: Bounds) -> None:

@@ -43,6 +43,10 @@ class EventType(StrEnum):
     # Head office's decisions, from its console stream only: a node never blocks anyone.
     MEMBER_BLOCKED = "member.blocked"
     MEMBER_UNBLOCKED = "member.unblocked"
+    # A friend's referral code, given at enrolment (or later, before the first stay): checked
+    # by the fold (the referrer known, no self-referral, no loop); a bad one is quarantined,
+    # the enrolment stands.
+    MEMBER_REFERRED = "member.referred"
 
 
 # The sign each event type gives to ``data["points"]``: one table on both sides, so a
@@ -63,9 +67,8 @@ def points_delta(kind: str, data: Mapping[str, Any]) -> int:
     return sign * int(data.get("points", 0)) if sign else 0
 
 
-# Head office's own event streams (central/api/sources.py): ``console``, ``web``,
-# ``pms-<property>`` and ``partner-<code>`` (a partner's settlement and credit files,
-# central/partners.py), each perhaps with a process suffix. No node may take these names
+# Head office's own event streams (central/api/sources.py): ``console``, ``web`` and
+# ``pms-<property>``, each perhaps with a process suffix. No node may take these names
 # (provisioning refuses them as node ids), and only the console stream carries staff's
 # decisions (blocks, voids of any property's stays).
 OFFICE_STREAMS = ("console", "web", "pms", "partner")

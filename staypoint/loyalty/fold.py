@@ -38,6 +38,7 @@ from staypoint.loyalty.events import Event, iso, parse_iso, points_delta
 from staypoint.loyalty.expiry import expiring_soon
 from staypoint.loyalty.program import Outlet, PinPolicy, Program, Window
 from staypoint.loyalty.redemption import check_redemption
+from staypoint.loyalty.referral_codes import MAX_CHAIN
 
 MemberDoc = dict[str, Any]
 _OUTLETS: dict[Any, Outlet] = {o.value: o for o in Outlet}
@@ -74,6 +75,10 @@ class Refs(Protocol):
 
     def office(self, node: str) -> bool:
         """True for head office's own console stream, whose staff decide blocks and voids."""
+        ...
+
+    def member_record(self, number: str) -> Mapping[str, Any] | None:
+        """Another member's record as head office holds it (a referrer and its chain)."""
         ...
 
 
@@ -264,6 +269,8 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
             if blocked != bool(new.get("blocked")):
                 new["blocked"] = blocked
                 out.deny = blocked
+        elif kind == "member.referred":
+            _referred(ev, new, refs)
         elif kind == "points.redeemed":
             _redeemed(ev, new, program, day, out)
         elif kind == "points.adjusted":
@@ -387,6 +394,39 @@ def _void_target(ev: Event, m: MemberDoc, refs: Refs) -> StayRef:
             f"node {ev.node} may void only its own property's stays ({stay.property} posted it)",
         )
     return stay
+
+
+def _referred(ev: Event, m: MemberDoc, refs: Refs) -> None:
+    """A friend's referral code (docs/programme.md, referrals): the referrer must be known,
+    not the member, not brought in by the member (no loop), and the member not referred yet
+    nor stayed yet. Anything else is quarantined: the enrolment stands, the referral does not."""
+    referrer = str(ev.data["referrer"])
+    if referrer == m["number"]:
+        raise Quarantine("bad_referral", "a member cannot use their own referral code")
+    if m.get("referred_by"):
+        if m["referred_by"] == referrer:
+            return  # the same referral again (the desk and the web): nothing new
+        raise Quarantine("bad_referral", f"member {m['number']} was already referred by {m['referred_by']}")
+    if m["qual_nights"] > 0:
+        raise Quarantine("bad_referral", f"member {m['number']} has stayed already: a referral comes first")
+    doc = refs.member_record(referrer)
+    if doc is None:
+        raise Quarantine(
+            "bad_referral", f"referral code {ev.data.get('code')} names {referrer}, unknown here"
+        )
+    up, steps = doc.get("referred_by"), 0
+    while isinstance(up, str) and up:
+        if up == m["number"]:
+            raise Quarantine("bad_referral", f"referral by {referrer} would close a loop")
+        steps += 1
+        if steps > MAX_CHAIN:
+            raise Quarantine(
+                "bad_referral", f"the referral chain above {referrer} is longer than {MAX_CHAIN}"
+            )
+        above = refs.member_record(up)
+        up = above.get("referred_by") if above is not None else None
+    m["referred_by"] = referrer
+    m["referred_at"] = ev.at
 
 
 def _redeemed(ev: Event, m: MemberDoc, program: Program | None, day: date, out: Outcome) -> None:
@@ -568,6 +608,7 @@ _LINES: dict[str, dict[str, str]] = {
         "stay.void_requested": "Stay {folio}: correction sent to head office",
         "member.blocked": "Account on hold: please see the front desk",
         "member.unblocked": "Account hold lifted",
+        "member.referred": "Joined with a friend's referral code",
         "upgrade": " — welcome to {tier}!",
     },
     "zh": {
@@ -588,6 +629,7 @@ _LINES: dict[str, dict[str, str]] = {
         "stay.void_requested": "入住 {folio}：更正已提交总部",
         "member.blocked": "账户已暂停：请联系前台",
         "member.unblocked": "账户暂停已解除",
+        "member.referred": "已使用好友推荐码加入",
         "upgrade": "——欢迎升级为{tier}！",
     },
 }

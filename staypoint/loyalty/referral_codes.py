@@ -19,6 +19,7 @@ _SPACE = _N**7  # 4.6e9 codes for 1e9 member-number bodies
 _MUL = 2_654_435_761
 _INV = pow(_MUL, -1, _SPACE)
 _OFFSET = 1_234_567_891
+MAX_CHAIN = 1000  # a referral chain longer than this is a data error, not a family
 
 
 class ReferralCodeError(ValueError):

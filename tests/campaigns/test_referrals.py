@@ -53,29 +53,153 @@ def _points(db: Path, member: str) -> int:
         ledger.store.close()
 
 
-def test_bonus_once_after_first_stay(tmp_path: Path) -> None:
-    chain = make_chain(tmp_path, 3)
-    ref, friend = chain.members[0], chain.members[2]
-    profiles = ProfileStore(chain.profiles_db)
-    code = referrals.referral_code(profiles, ref, iso(NOW))
-    assert code == referrals.referral_code(profiles, ref, iso(NOW)), "a member keeps one code"
-    assert len(code) == 9 and code[4] == "-" and not set(code) & set("01OIL")
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from staypoint.cli.main import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _sync(node_db: Path, ledger_db: Path, now: datetime) -> None:
+    """The node's outbox upstream, as the sync agent sends it."""
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(node_db)
+    bodies = [json.loads(b) for (b,) in conn.execute("SELECT body FROM outbox ORDER BY seq")]
+    conn.close()
+    ledger = Ledger(SqliteLedgerStore(ledger_db))
+    ledger.ingest(bodies[0]["node"], bodies, now)
+    ledger.store.close()
+
+
+def test_desk_referral_bonus_once_after_first_stay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end: the desk enrols a friend with a member's code, head office's fold links them,
+    the daily job pays both bonuses after the friend's first stay, once, never again on a re-run."""
+    chain = make_chain(tmp_path, 1)
+    node = str(tmp_path / "node.db")
+    at = lambda t: ["--now", iso(t)]  # noqa: E731
+    desk = ["--staff", "desk-1", "--staff-pin", "4826"]
+    init = [
+        "node",
+        "init",
+        "--db",
+        node,
+        "--node",
+        "sha-lobby-01",
+        "--property",
+        "SHA",
+        "--member-block",
+        "1",
+    ]
+    assert _cli(capsys, *init, *at(NOW))[0] == 0
+    _cli(
+        capsys,
+        "staff",
+        "add",
+        "--db",
+        node,
+        "desk-1",
+        "--name",
+        "Dee",
+        "--role",
+        "staff",
+        "--pin",
+        "4826",
+        "--local-root",
+        *at(NOW),
+    )
+    code, out, _ = _cli(
+        capsys,
+        "member",
+        "enrol",
+        "--db",
+        node,
+        "--name",
+        "Mei Lin",
+        "--pin",
+        "2580",
+        "--json",
+        *desk,
+        *at(NOW),
+    )
+    assert code == 0
+    ref = __import__("json").loads(out)["member"]
     from staypoint.loyalty.referral_codes import referral_code as offline_code
 
-    assert code == offline_code(ref), "the kiosk shows the same code without asking head office"
-    assert referrals.link(profiles, friend, code.lower(), iso(NOW)) == ref
-    profiles.close()
-    before = _points(chain.ledger_db, ref), _points(chain.ledger_db, friend)
-    run = lambda at: run_daily(at, ledger_db=chain.ledger_db, profiles_db=chain.profiles_db)  # noqa: E731
+    # A typo in the friend's code is one line at the desk, and nothing is enrolled.
+    typo = offline_code(ref)[:-1] + ("A" if offline_code(ref)[-1] != "A" else "B")
+    code, out, err = _cli(
+        capsys,
+        "member",
+        "enrol",
+        "--db",
+        node,
+        "--name",
+        "Friend",
+        "--pin",
+        "2580",
+        "--referred-by",
+        typo,
+        *desk,
+        *at(NOW),
+    )
+    assert code != 0 and err.count("\n") == 1 and "not a referral code" in err and "Traceback" not in err
+    code, out, err = _cli(
+        capsys,
+        "member",
+        "enrol",
+        "--db",
+        node,
+        "--name",
+        "Friend",
+        "--pin",
+        "2580",
+        "--json",
+        "--referred-by",
+        offline_code(ref).lower(),
+        *desk,
+        *at(NOW),
+    )
+    assert code == 0, err
+    friend = __import__("json").loads(out)["member"]
+    _sync(Path(node), chain.ledger_db, NOW)
+    ledger = Ledger(SqliteLedgerStore(chain.ledger_db))
+    assert ledger.member(friend)["referred_by"] == ref  # type: ignore[index]
+    ledger.store.close()
+
+    run = lambda t: run_daily(t, ledger_db=chain.ledger_db, profiles_db=chain.profiles_db)  # noqa: E731
     assert run(NOW)["referrals"] == {"awarded": 0}, "no stay yet, no bonus"
-    _stay(chain.ledger_db, friend, 1, NOW + timedelta(days=3))
+    stay_at = NOW + timedelta(days=3)
+    code, _, err = _cli(
+        capsys,
+        "stay",
+        "post",
+        "--db",
+        node,
+        friend,
+        "--folio",
+        "F-1",
+        "--nights",
+        "2",
+        "--room",
+        "300.00",
+        *desk,
+        *at(stay_at),
+    )
+    assert code == 0, err
+    _sync(Path(node), chain.ledger_db, stay_at)
+    before = _points(chain.ledger_db, ref), _points(chain.ledger_db, friend)
     assert run(NOW + timedelta(days=4))["referrals"] == {"awarded": 1}
     after = _points(chain.ledger_db, ref), _points(chain.ledger_db, friend)
-    assert after[0] - before[0] == 1000  # the programme's default referrer bonus
-    assert after[1] - before[1] == 1000 + 1000  # the stay's points and the referred bonus
-    _stay(chain.ledger_db, friend, 2, NOW + timedelta(days=10))
+    assert (after[0] - before[0], after[1] - before[1]) == (1000, 1000)  # the programme's defaults
+    assert run(NOW + timedelta(days=4))["referrals"] == {"awarded": 0}, "a re-run pays nothing"
+    _stay(chain.ledger_db, friend, 1, NOW + timedelta(days=10))
     assert run(NOW + timedelta(days=11))["referrals"] == {"awarded": 0}, "one reward per referred member"
-    assert _points(chain.ledger_db, ref) == after[0]
+    assert (_points(chain.ledger_db, ref), _points(chain.ledger_db, friend) - 1000) == after
 
 
 def test_self_referral_and_loops_refused(tmp_path: Path) -> None:

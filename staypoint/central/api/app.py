@@ -209,12 +209,25 @@ class EnrolIn(Strict):
     language: Literal["en", "zh"] | None = None
     home_property: Code | None = None
     marketing_email: bool | None = None
+    referred_by: str | None = Field(
+        default=None, min_length=8, max_length=12, description="a friend's referral code, ABCD-EFGH"
+    )
 
 
 class EnrolOut(BaseModel):
     member: str
     name: str
     tier: str
+
+
+class ReferralIn(Strict):
+    code: str = Field(min_length=8, max_length=12, description="the friend's referral code, ABCD-EFGH")
+
+
+class ReferralOut(BaseModel):
+    member: str
+    referred_by: str
+    result: Literal["referred", "unchanged"]
 
 
 class ProfileIn(Strict):
@@ -466,6 +479,13 @@ def build_app(
         """Online enrolment: a member number from head office's own blocks (0000-0099)."""
         api_key.require("enrol")
         return run(lambda: services.enrol(body.model_dump(), clock()))
+
+    @app.post("/v1/members/{number}/referral", response_model=ReferralOut, tags=["members"])
+    def referral(number: str, body: ReferralIn, api_key: Key) -> dict[str, Any]:
+        """A friend's referral code for a member enrolled without one, before their first stay.
+        Checked as head office's fold checks it (known, not one's own, no loop, once)."""
+        api_key.require("enrol")
+        return run(lambda: services.refer(number, body.code, clock()))
 
     @app.get("/v1/me", response_model=Dashboard, tags=["members"])
     def dashboard(number: Member) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileError, ProfileStore, check_contact
 from staypoint.loyalty import fold, member_numbers, pins, referral_codes, vouchers
 from staypoint.loyalty.earning import stay_points
-from staypoint.loyalty.events import iso, points_delta, uuid7
+from staypoint.loyalty.events import Event, iso, points_delta, uuid7
 from staypoint.loyalty.money import MoneyError, parse_amount
 from staypoint.loyalty.program import Outlet, Program
 from staypoint.loyalty.rates import OnlineRules, parse_online_rules, quote
@@ -511,6 +511,9 @@ class Services:
             raise ApiError(409, "this e-mail address is already enrolled", "duplicate_email")
         if phone and self.profiles.by_phone(phone) is not None:
             raise ApiError(409, "this phone number is already enrolled", "duplicate_phone")
+        referral = None
+        if body.get("referred_by"):
+            referral = self.referral_data(str(body["referred_by"]), email=email, phone=phone)
         serial = self.side.next_counter("enrol_serial")
         number = member_numbers.next_number(list(HEAD_OFFICE_BLOCKS), serial)
         parts = name.split()
@@ -546,11 +549,61 @@ class Services:
                         "tier": program.base_tier.code,
                         "home_property": body.get("home_property") or "WEB",
                     },
-                )
+                ),
+                *([Draft("member.referred", number, referral)] if referral else []),
             ],
             now,
         )
         return {"member": number, "name": display, "tier": program.base_tier.code}
+
+    def referral_data(
+        self, code: str, *, email: Any = None, phone: Any = None, member: str | None = None
+    ) -> dict[str, Any]:
+        """The ``member.referred`` data for a friend's code, or a 422 naming what is wrong: a
+        code that cannot be one (its check character), nobody's, or the same person's (the
+        member's own number, e-mail or phone)."""
+        try:
+            referrer = referral_codes.member_for_code(code)
+        except referral_codes.ReferralCodeError as exc:
+            raise ApiError(422, str(exc), "bad_referral") from None
+        if self.ledger.member(referrer) is None:
+            raise ApiError(422, f"referral code {code.upper()} is not known", "bad_referral")
+        theirs = self.profiles.get(referrer)
+        if member is not None:
+            mine = self.profiles.get(member)
+            email, phone = (mine.email, mine.phone) if mine is not None else (email, phone)
+        if referrer == member or (
+            theirs is not None
+            and (
+                (email and theirs.email and str(email).lower() == theirs.email.lower())
+                or (phone and theirs.phone and phone == theirs.phone)
+            )
+        ):
+            raise ApiError(422, "you cannot use your own referral code", "bad_referral")
+        return {"referrer": referrer, "code": referral_codes.referral_code(referrer)}
+
+    def refer(
+        self, number: str, code: str, now: datetime, *, stream: str = "web", staff: str = ""
+    ) -> dict[str, str]:
+        """Record a friend's code for an enrolled member (before their first stay): checked by
+        the one fold first, so a refusal is a 422 with its reason and nothing is booked.
+        ``result`` is ``"referred"`` or ``"unchanged"`` (the same referral again)."""
+        m = self.ledger.member(number)
+        if m is None:
+            raise ApiError(404, f"no member {number}", "unknown_member")
+        data = self.referral_data(code, member=number)
+        if staff:
+            data["staff"] = staff
+        out = {"member": number, "referred_by": str(data["referrer"]), "result": "unchanged"}
+        if m.get("referred_by") == data["referrer"]:
+            return out
+        probe = Event(stream, 1, 1, uuid7(now), iso(now), "member.referred", number, 1, data)
+        try:
+            fold.apply(json.loads(json.dumps(m)), probe, self.ledger.program(), self.ledger)
+        except fold.Quarantine as exc:
+            raise ApiError(422, exc.reason, "bad_referral") from None
+        self.sources.emit(stream, [Draft("member.referred", number, data)], now)
+        return {**out, "result": "referred"}
 
     def profile(self, number: str) -> dict[str, Any]:
         p = self.profiles.get(number)
@@ -692,6 +745,13 @@ class Services:
                 ],
                 now,
             )
+        # The member's number at the partner, linked at head office (central/partners.py): the
+        # settlement file names it, so a transfer without one could never be credited.
+        account = self.side.one(
+            "SELECT account FROM partner_accounts WHERE member = ? AND partner = ?", (number, partner.code)
+        )
+        if account is None:
+            raise ApiError(409, f"no {partner.name} account is linked to this member", "no_partner_account")
             self.side.execute(
                 "INSERT INTO transfers (id, member, day, partner, points, units, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -723,6 +783,7 @@ class Services:
                         "arrival": arrival.isoformat(),
                         "departure": departure.isoformat(),
                         "note": str(body.get("note", ""))[:500],
+                            "account": str(account),
                     },
                 )
             ],
@@ -733,6 +794,11 @@ class Services:
     def feedback(
         self, number: str, stars: int, tags: list[str], comment: str, now: datetime
     ) -> dict[str, Any]:
+            self.side.execute(
+                "INSERT INTO partner_transfers (transfer, partner, member, account, points, units, day, at, "
+                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (transfer_id, partner.code, number, str(account), points, units, day, iso(now)),
+            )
         events, _ = self.sources.emit(
             "web",
             [
@@ -745,13 +811,6 @@ class Services:
             now,
         )
         return {"feedback": events[0].id}
-        # The member's number at the partner, linked at head office (central/partners.py): the
-        # settlement file names it, so a transfer without one could never be credited.
-        account = self.side.one(
-            "SELECT account FROM partner_accounts WHERE member = ? AND partner = ?", (number, partner.code)
-        )
-        if account is None:
-            raise ApiError(409, f"no {partner.name} account is linked to this member", "no_partner_account")
 
     # -- staff (console) -------------------------------------------------------------------------------
     def adjust(self, number: str, points: int, reason: str, clerk: str, now: datetime) -> int:
@@ -783,7 +842,6 @@ def _activity(ev: Mapping[str, Any]) -> dict[str, Any] | None:
         "type": kind,
         "points": delta,
         "description": fold.activity_line(kind, data if isinstance(data, Mapping) else {}),
-                            "account": str(account),
     }
 
 
@@ -794,11 +852,6 @@ def _sha256(text: str) -> str:
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-            self.side.execute(
-                "INSERT INTO partner_transfers (transfer, partner, member, account, points, units, day, at, "
-                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
-                (transfer_id, partner.code, number, str(account), points, units, day, iso(now)),
-            )
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -107,6 +107,12 @@ class DeskScreen(Screen[None]):
                         yield Button("Search", id="do-search")
                     yield DataTable(id="results", cursor_type="row")
                     yield DataTable(id="history", cursor_type="row")
+                    if "adjust" in allowed:  # a referral is booked like an adjustment: clerks and admins
+                        with Horizontal(classes="row"):
+                            yield Input(placeholder="member number", id="ref-member")
+                            yield Input(placeholder="friend's referral code (ABCD-EFGH)", id="ref-code")
+                            yield Button("Record referral", id="do-referral")
+                        yield Static("", id="ref-msg")
             if "claims" in allowed:
                 with TabPane("Claims", id="claims"):
                     with Horizontal(classes="row"):
@@ -247,6 +253,7 @@ class DeskScreen(Screen[None]):
             "approve": self.approve,
             "reject": self.reject,
             "do-adjust": self.adjust,
+            "do-referral": self.refer,
             "acknowledge": self.acknowledge,
             "validate": self.validate,
             "diff": self.diff,
@@ -336,6 +343,24 @@ class DeskScreen(Screen[None]):
             msg.update(exc.message)
             return
         msg.update(f"posted: balance now {balance:,}")
+
+    def refer(self) -> None:
+        """A friend's code for a member who enrolled without one (before their first stay)."""
+        msg = self.query_one("#ref-msg", Static)
+        member = self.query_one("#ref-member", Input).value.strip()
+        code = self.query_one("#ref-code", Input).value.strip()
+        if not member or not code:
+            msg.update("member number and referral code, both")
+            return
+        try:
+            out = self.desk.services.refer(
+                member, code, self.desk_clock(), stream="console", staff=self.staff.id
+            )
+        except ApiError as exc:
+            msg.update(exc.message)
+            return
+        word = "already recorded" if out["result"] == "unchanged" else "recorded"
+        msg.update(f"referral {word}: {member} referred by {out['referred_by']}")
 
     def _text(self) -> str:
         return self.query_one("#program-text", TextArea).text

@@ -274,16 +274,23 @@ class EnrolForm(StaffForm):
         Field("name", "Full name", "as on the passport"),
         Field("pin", "PIN", "4 digits, typed by the guest", password=True),
         Field("card", "Card", "tap the new card", card=True),
+        Field("referred_by", "Friend's code", "referral code, if a member invited them"),
     )
     ACTIONS = (("go", "Enrol"),)
 
     def perform(self, action: str, values: dict[str, str]) -> str:
         """Enrol."""
         row = self.service.enrol(
-            values["name"], values["pin"], self.kiosk.now(), card_uid=values["card"] or None, staff=self.proof
+            values["name"],
+            values["pin"],
+            self.kiosk.now(),
+            card_uid=values["card"] or None,
+            staff=self.proof,
+            referred_by=values["referred_by"] or None,
         )
         card = " with the card bound" if values["card"] else ""
-        return f"Enrolled {row.name}: member number {row.number}{card}."
+        friend = f", referred by code {values['referred_by'].upper()}" if values["referred_by"] else ""
+        return f"Enrolled {row.name}: member number {row.number}{card}{friend}."
 
 
 class BindCardForm(StaffForm):

@@ -1,1 +1,0 @@
-"""Partner transfers both ways: accounts, settlement files, reconciliation, credits (docs/partners.md)."""
