@@ -67,8 +67,9 @@ def points_delta(kind: str, data: Mapping[str, Any]) -> int:
     return sign * int(data.get("points", 0)) if sign else 0
 
 
-# Head office's own event streams (central/api/sources.py): ``console``, ``web`` and
-# ``pms-<property>``, each perhaps with a process suffix. No node may take these names
+# Head office's own event streams (central/api/sources.py): ``console``, ``web``,
+# ``pms-<property>`` and ``partner-<code>`` (a partner's settlement and credit files,
+# central/partners.py), each perhaps with a process suffix. No node may take these names
 # (provisioning refuses them as node ids), and only the console stream carries staff's
 # decisions (blocks, voids of any property's stays).
 OFFICE_STREAMS = ("console", "web", "pms", "partner")

@@ -45,6 +45,7 @@ def calls(node: NodeService, now: datetime, d: dict[str, str]) -> dict[Task, Cal
         Task.TOP_UP: lambda s: node.top_up(m, "50.00", now, s),
         Task.ADJUST: lambda s: node.adjust(m, 100, "goodwill", now, s),
         Task.ADD_STAFF: lambda s: node.add_staff("new-1", "New", roles.STAFF, "4444", by=s),
+        Task.REPORT_MEMBER: lambda s: node.report_member(m, "card testing", now, s),
     }
 
 
