@@ -804,36 +804,19 @@ class NodeService:
             stay_id, number, points, nights = found
             row = self.replica.member(number)
             assert row is not None
+            data = {
+                "folio": folio,
+                "stay": stay_id,
+                "points": points,
+                "nights": nights,
+                "reason": reason,
+                "staff": staff.staff_id,
+            }
             if row.points < points:
                 if self.replica.void_requested(stay_id):
                     raise NotAllowed(f"the void of {folio} is already with head office to settle")
-                return self._emit(
-                    EventType.STAY_VOID_REQUESTED,
-                    number,
-                    {
-                        "folio": folio,
-                        "stay": stay_id,
-                        "points": points,
-                        "nights": nights,
-                        "reason": reason,
-                        "staff": staff.staff_id,
-                    },
-                    now,
-                    row=row,
-                )
-            event = self._emit(
-                EventType.STAY_VOIDED,
-                number,
-                {
-                    "folio": folio,
-                    "stay": stay_id,
-                    "points": points,
-                    "nights": nights,
-                    "reason": reason,
-                    "staff": staff.staff_id,
-                },
-                now,
-            )
+                return self._emit(EventType.STAY_VOID_REQUESTED, number, data, now, row=row)
+            event = self._emit(EventType.STAY_VOIDED, number, data, now)
             self.replica.void_stay(stay_id, event.at)
             qn, qp = self._qualifying(row, _today(now))
             self.replica.update_member(
