@@ -116,6 +116,15 @@ def cmd_jobs(args: argparse.Namespace) -> None:
         try:
             counts["claims"] = desk.claims.pull(now)
             counts["programs_published"] = desk.run_due(now)
+            from staypoint.central.feedback import FeedbackDesk
+            from staypoint.central.partners.book import PartnerDesk
+
+            # Feedback into head office's follow-up list (a low score from a top tier alarmed),
+            # and yesterday's partner settlement files (docs/partners.md).
+            counts["feedback"] = FeedbackDesk(desk.ledger, desk.side).pull(now)
+            if args.settlements:
+                settled = PartnerDesk(desk.ledger, desk.side).settle_due(now, Path(args.settlements))
+                counts["settlements"] = [s.to_dict() for s in settled]
         finally:
             desk.close()
     if args.profiles and not parsed.is_pg:
@@ -269,6 +278,10 @@ def register(sub: Any) -> None:
         "and match claims",
     )
     p.add_argument("--smtp", help="HOST:PORT of the mail server for claim notices")
+    p.add_argument(
+        "--settlements",
+        help="with --side: write yesterday's partner settlement files here (docs/partners.md)",
+    )
     p.add_argument("--json", action="store_true")
     add_quiet_option(p)
     p.set_defaults(fn=cmd_jobs)
@@ -277,6 +290,11 @@ def register(sub: Any) -> None:
 
     register_demo(central)
     register_api(central)
+    from staypoint.central.feedback import register as register_feedback
+    from staypoint.central.partners.cli import register as register_partners
+
+    register_partners(central)
+    register_feedback(central)
     p = central.add_parser("publish", help="publish a programme document to the fleet")
     add_store_option(p)
     p.add_argument("program", help="the programme document (TOML, docs/programme.md)")

@@ -49,12 +49,15 @@ public rate, shows no VIP offers, earns on every channel and offers no transfers
     ratio = "2"                    # points per partner unit (2 points = 1 mile)
     min_points = 1000
     daily_cap = 20000              # points per member per UTC day
+    account_pattern = "[0-9]{9}"   # optional: the member's number at the partner, matched whole
+                                   # (default "[A-Z0-9]{4,32}"; docs/partners.md)
 
 Pure: no I/O, time passed in. Money is Decimal; points are int.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +69,7 @@ from typing import Any
 from staypoint.loyalty.program import Program, ProgramError
 
 CENT = Decimal("0.01")
+DEFAULT_ACCOUNT_PATTERN = "[A-Z0-9]{4,32}"
 
 
 @dataclass(frozen=True)
@@ -160,10 +164,16 @@ class Partner:
     ratio: Decimal
     min_points: int
     daily_cap: int
+    # The member's account number at the partner, matched whole (docs/partners.md).
+    account_pattern: str = DEFAULT_ACCOUNT_PATTERN
 
     def units(self, points: int) -> int:
         """Partner units ``points`` buy (rounded down: a member never gets more than paid for)."""
         return int((Decimal(points) / self.ratio).to_integral_value(ROUND_FLOOR))
+
+    def valid_account(self, account: str) -> bool:
+        """True when ``account`` is a number this partner issues (its ``account_pattern``)."""
+        return len(account) <= 64 and re.fullmatch(self.account_pattern, account) is not None
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,19 @@ def _str(source: str, path: str, t: Mapping[str, Any], key: str) -> str:
     value = t.get(key)
     if not isinstance(value, str) or not value.strip():
         raise _fail(source, f"{path}.{key}", f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _pattern(source: str, path: str, value: Any) -> str:
+    """A partner's account-number pattern: a regular expression matched whole, at most 200 long."""
+    if value is None:
+        return DEFAULT_ACCOUNT_PATTERN
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise _fail(source, path, "must be a regular expression of 1..200 characters")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise _fail(source, path, f"not a regular expression: {exc}") from None
     return value
 
 
@@ -346,6 +369,7 @@ def _parse_cached(text: str, tier_codes: frozenset[str], source: str) -> OnlineR
                 ratio=ratio,
                 min_points=_int(s, f"{path}.min_points", t.get("min_points", 1), 1),
                 daily_cap=_int(s, f"{path}.daily_cap", t.get("daily_cap"), 1),
+                account_pattern=_pattern(s, f"{path}.account_pattern", t.get("account_pattern")),
             )
         )
     return OnlineRules(tuple(rates), tuple(offers), tuple(last), channels, tuple(partners))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import PIN, Api
+from staypoint.central.partners.book import PartnerDesk
+from tests.api.conftest import NOW, PIN, Api
 
 pytest_plugins = ["tests.pg_fixtures"]
 
@@ -151,6 +152,11 @@ def test_dashboard_redeem_transfer_profile_claim(api: Api) -> None:
     assert r.status_code == 201, r.text
     assert r.json()["balance"] == 8000
     assert api.ledger.store.counters()["holds_placed"] == 1
+    r = api.client.post(
+        "/v1/me/transfers", json={"partner": "SKYMILES", "points": 3000}, headers=api.h(token=token)
+    )
+    assert r.status_code == 409 and r.json()["code"] == "no_partner_account"  # docs/partners.md
+    PartnerDesk(api.ledger, api.services.side).link(m, "SKYMILES", "SM123456", "test", NOW)
     r = api.client.post(
         "/v1/me/transfers", json={"partner": "SKYMILES", "points": 3000}, headers=api.h(token=token)
     )

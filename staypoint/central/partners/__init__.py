@@ -1,0 +1,1 @@
+"""Partner transfers both ways: accounts, settlement files, reconciliation, credits (docs/partners.md)."""

@@ -1,0 +1,187 @@
+"""Partner transfers both ways, as head office runs them: the API books a transfer, the CLI
+links accounts, writes the settlement file, imports the partner's confirmations and credits
+(docs/partners.md). Both ledger stores (the ``api`` fixture is parametrised)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.api.conftest import Api
+
+pytest_plugins = ["tests.pg_fixtures"]
+
+NOW = "2026-11-23T12:00:00Z"
+NEXT_DAY = "2026-11-24T03:00:00Z"
+
+
+def cli(
+    api: Api, tmp_path: Path, *args: str, ok: bool = True, now: str = NEXT_DAY
+) -> subprocess.CompletedProcess[str]:
+    side = api.services.side.url
+    ledger = side if side.startswith("postgresql") else f"sqlite://{tmp_path / 'ledger.db'}"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "staypoint.cli.main",
+            "central",
+            "partners",
+            *args,
+            "--store",
+            ledger,
+            "--side",
+            side,
+            "--now",
+            now,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if ok:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def points(api: Api, member: str) -> int:
+    doc = api.ledger.store.member(member)
+    assert doc is not None
+    return int(doc["points"])
+
+
+def transfer(api: Api, member: str, pts: int) -> Any:
+    token = api.login(member)
+    return api.client.post(
+        "/v1/me/transfers", json={"partner": "SKYMILES", "points": pts}, headers=api.h(token=token)
+    )
+
+
+def test_transfer_settle_confirm_reject_and_credit(api: Api, tmp_path: Path) -> None:
+    ada, bob = api.enrol("Ada"), api.enrol("Bob")
+    api.stay(ada, "F-1", room="1000")
+    api.stay(bob, "F-2", room="1000")
+    start = points(api, ada)
+
+    # An account number the partner's pattern refuses, then one another member holds.
+    bad = cli(api, tmp_path, "link", ada, "--partner", "SKYMILES", "--account", "SM-1", ok=False)
+    assert (
+        bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not a SkyMiles account number" in bad.stderr
+    )
+    cli(api, tmp_path, "link", ada, "--partner", "skymiles", "--account", "sm 123456")
+    taken = cli(api, tmp_path, "link", bob, "--partner", "SKYMILES", "--account", "SM123456", ok=False)
+    assert "linked to another member" in taken.stderr
+
+    # No linked account: no transfer (the settlement file could not name one).
+    r = transfer(api, bob, 2000)
+    assert r.status_code == 409 and r.json()["code"] == "no_partner_account"
+    cli(api, tmp_path, "link", bob, "--partner", "SKYMILES", "--account", "SM999999")
+    assert transfer(api, ada, 3000).status_code == 201
+    r = transfer(api, bob, 2000)
+    assert r.status_code == 201, r.text
+    bob_transfer = r.json()["transfer"]
+    assert points(api, ada) == start - 3000
+
+    # The day is not over: no file yet. Then one file with a batch id and totals, the same bytes twice.
+    early = cli(
+        api,
+        tmp_path,
+        "settle",
+        "--partner",
+        "SKYMILES",
+        "--date",
+        "2026-11-23",
+        "--out",
+        str(tmp_path / "out"),
+        ok=False,
+        now=NOW,
+    )
+    assert "not over yet" in early.stderr
+    out = json.loads(
+        cli(
+            api,
+            tmp_path,
+            "settle",
+            "--partner",
+            "SKYMILES",
+            "--date",
+            "2026-11-23",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ).stdout
+    )
+    assert out["batch"] == "SP-SKYMILES-20261123" and (out["transfers"], out["points"], out["units"]) == (
+        2,
+        5000,
+        2500,
+    )
+    path = tmp_path / "out" / "SKYMILES" / "SKYMILES-20261123.csv"
+    first = path.read_bytes()
+    lines = first.decode().splitlines()
+    assert lines[0] == "record,batch,partner,day,reference,account,units,points,count"
+    assert [ln.split(",")[5] for ln in lines[1:3]] == ["SM123456", "SM999999"]
+    assert lines[-1] == "T,SP-SKYMILES-20261123,SKYMILES,2026-11-23,,,2500,5000,2"
+    cli(
+        api,
+        tmp_path,
+        "settle",
+        "--partner",
+        "SKYMILES",
+        "--date",
+        "2026-11-23",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert path.read_bytes() == first
+
+    # A bad confirmation file: one numbered line per bad row, nothing booked.
+    refs = [ln.split(",")[4] for ln in lines[1:3]]
+    confirm = tmp_path / "confirm.csv"
+    confirm.write_text(f"reference,status,reason\n{refs[0]},maybe,\nnope-1,confirmed,\n")
+    r = cli(api, tmp_path, "confirm", str(confirm), "--partner", "SKYMILES", ok=False)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "staypoint: confirm.csv:2: status 'maybe' is not confirmed or rejected",
+        "staypoint: confirm.csv:3: no transfer nope-1 to SKYMILES",
+    ]
+    assert points(api, bob) == 8500
+
+    # Confirmed and rejected: the rejected one comes back to the member, once.
+    confirm.write_text(
+        f"reference,status,reason\n{refs[0]},confirmed,\n{bob_transfer},rejected,closed account\n"
+    )
+    got = json.loads(cli(api, tmp_path, "confirm", str(confirm), "--partner", "SKYMILES", "--json").stdout)
+    assert got == {"confirmed": 1, "rejected": 1, "points_returned": 2000, "unchanged": 0}
+    again = json.loads(cli(api, tmp_path, "confirm", str(confirm), "--partner", "SKYMILES", "--json").stdout)
+    assert again == {"confirmed": 0, "rejected": 0, "points_returned": 0, "unchanged": 2}
+    assert points(api, bob) == 10500 and points(api, ada) == start - 3000
+    recon = json.loads(cli(api, tmp_path, "reconcile", "--partner", "SKYMILES", "--json").stdout)
+    assert [
+        (b["batch"], b["transfers"], b["confirmed"], b["rejected"], b["unanswered"], b["points_returned"])
+        for b in recon
+    ] == [("SP-SKYMILES-20261123", 2, 1, 1, 0, 2000)]
+
+    # Inbound credits: bad rows named by line, nothing booked; then booked once, a re-run books nothing.
+    credits = tmp_path / "credits.csv"
+    credits.write_text("reference,account,points\nP-1,SM123456,0\nP-2,SM000001,700\nP-3,SM123456,x\n")
+    r = cli(api, tmp_path, "credit", str(credits), "--partner", "SKYMILES", ok=False)
+    assert r.stderr.splitlines() == [
+        "staypoint: credits.csv:2: points 0 is outside 1..1,000,000",
+        "staypoint: credits.csv:4: points 'x' is not a whole number",
+        "staypoint: credits.csv:3: SkyMiles account SM000001 is linked to no member",
+    ]
+    before = (points(api, ada), points(api, bob))
+    credits.write_text("reference,account,points,note\nP-1,SM123456,500,hotel promo\nP-2,sm999999,700,\n")
+    got = json.loads(cli(api, tmp_path, "credit", str(credits), "--partner", "SKYMILES", "--json").stdout)
+    assert got == {"booked": 2, "points": 1200, "already_booked": 0}
+    again = json.loads(cli(api, tmp_path, "credit", str(credits), "--partner", "SKYMILES", "--json").stdout)
+    assert again == {"booked": 0, "points": 0, "already_booked": 2}
+    assert (points(api, ada), points(api, bob)) == (before[0] + 500, before[1] + 700)
+    credits.write_text("reference,account,points\nP-1,SM123456,900\n")
+    r = cli(api, tmp_path, "credit", str(credits), "--partner", "SKYMILES", ok=False)
+    assert "P-1 was booked before with 500 points" in r.stderr
+    assert points(api, ada) == before[0] + 500
