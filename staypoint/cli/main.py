@@ -17,6 +17,7 @@ from typing import Any
 
 from staypoint.cli import demo as demo_cmd
 from staypoint.edge.keys import KeyError_
+from staypoint.edge.nodeconfig import NodeConfigError, NodeToml, load_node_toml
 from staypoint.edge.replica import ReplicaError
 from staypoint.edge.service import NodeError, NodeService, StaffProof
 from staypoint.entry import closed_stdout_safe
@@ -24,7 +25,6 @@ from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import Outlet, ProgramError, default_program_text, load_program
 from staypoint.loyalty.roles import LOCAL_ROOT, STAFF_ROLES
 from staypoint.progress import add_quiet_option
-from staypoint.tomlfile import TomlFileError, path_text, read_toml
 
 
 class CliError(Exception):
@@ -50,25 +50,25 @@ def _now(args: argparse.Namespace) -> datetime:
     return datetime.now(UTC)
 
 
+def _node_config(args: argparse.Namespace) -> NodeToml:
+    """The checked --config file (the node's one loader: an unknown key is refused)."""
+    try:
+        return load_node_toml(Path(args.config))
+    except NodeConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _node_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """The replica (and keys folder) from --db, or from the [node] table of --config."""
     if args.db:
         return Path(args.db), None
     if not args.config:
         raise CliError("give --db PATH or --config node.toml")
-    cfg = Path(args.config)
+    cfg = _node_config(args)
     try:
-        node = read_toml(cfg).get("node", {})
-    except TomlFileError as exc:
+        return cfg.db(), cfg.node.keys_dir
+    except NodeConfigError as exc:
         raise CliError(str(exc)) from None
-    if not isinstance(node, dict):
-        raise CliError(f"{cfg}: [node] must be a table")
-    db, keys = path_text(node.get("db")), node.get("keys_dir")
-    if db is None:
-        raise CliError(f"{cfg}: [node] db (the replica's path) is required")
-    if keys is not None and keys != "" and path_text(keys) is None:
-        raise CliError(f"{cfg}: [node] keys_dir must be a path")
-    return cfg.parent / db, (cfg.parent / keys if keys else None)
 
 
 def _open(args: argparse.Namespace) -> NodeService:
@@ -85,11 +85,7 @@ def _open_online(args: argparse.Namespace) -> NodeService:
     if args.config and not args.db:
         from staypoint.edge.agent_link import link_settings
 
-        cfg = Path(args.config)
-        try:
-            link = link_settings(read_toml(cfg), cfg.parent, db).link()
-        except (TomlFileError, ValueError) as exc:
-            raise CliError(f"{cfg}: {exc}") from None
+        link = link_settings(_node_config(args), db).link()
     return NodeService.open(db, keys_dir=keys, authoriser=link)
 
 

@@ -25,16 +25,16 @@ Wire format (one request per connection, each line at most :data:`MAX_LINE` byte
 from __future__ import annotations
 
 import json
-import math
 import socket
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from staypoint.edge import nodeconfig
+from staypoint.edge.nodeconfig import NodeToml
 from staypoint.edge.service import AuthorisationDenied, Hold
 
 #: The longest request or answer line, newline included: requests are a few hundred bytes.
@@ -51,7 +51,7 @@ def default_socket_path(db: Path) -> Path:
 
 
 #: What ``[kiosk] authoriser`` may name: head office through the agent, or never online.
-AUTHORISERS = ("agent", "offline")
+AUTHORISERS = nodeconfig.AUTHORISERS
 
 
 @dataclass(frozen=True)
@@ -67,27 +67,11 @@ class LinkSettings:
         return AgentLink(self.socket, timeout=self.timeout) if self.authoriser == "agent" else None
 
 
-def link_settings(raw: Mapping[str, Any], base: Path, db: Path) -> LinkSettings:
-    """Read ``[kiosk] authoriser``, ``[sync] link_socket`` and ``[sync] auth_timeout`` from a
-    parsed node.toml (``base`` is its folder); raises ValueError naming the key."""
-    kiosk, sync = raw.get("kiosk", {}), raw.get("sync", {})
-    if not isinstance(kiosk, dict) or not isinstance(sync, dict):
-        raise ValueError("[kiosk] and [sync] must be tables")
-    authoriser = kiosk.get("authoriser", "agent")
-    if authoriser not in AUTHORISERS:
-        raise ValueError(f"[kiosk] authoriser must be one of {', '.join(AUTHORISERS)}, not {authoriser!r}")
-    where = sync.get("link_socket")
-    if where is not None and (not isinstance(where, str) or not where.strip() or "\x00" in where):
-        raise ValueError("[sync] link_socket must be a path")
-    timeout = sync.get("auth_timeout", 2.0)
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or not 0.1 <= timeout <= 60
-    ):
-        raise ValueError(f"[sync] auth_timeout must be from 0.1 to 60, not {timeout!r}")
-    return LinkSettings(str(authoriser), base / where if where else default_socket_path(db), float(timeout))
+def link_settings(config: NodeToml, db: Path) -> LinkSettings:
+    """``[kiosk] authoriser``, ``[sync] link_socket`` and ``[sync] auth_timeout`` of a checked
+    node.toml (:mod:`staypoint.edge.nodeconfig`); ``db`` is its replica."""
+    socket_path = config.sync.link_socket or default_socket_path(db)
+    return LinkSettings(config.kiosk.authoriser, socket_path, config.sync.auth_timeout)
 
 
 def encode(value: dict[str, Any]) -> bytes:

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from staypoint.edge import sync_store
+from staypoint.edge.nodeconfig import NodeConfigError, load_node_toml
 from staypoint.edge.replica import Replica
-from staypoint.tomlfile import TomlFileError, path_text, read_toml
 
 
 class BackupError(RuntimeError):
@@ -110,29 +110,20 @@ def replica_url(value: str, base: Path) -> str:
 
 
 def load_backup_config(path: Path) -> BackupConfig:
-    """Read ``[node] db`` and ``[backup]`` from node.toml."""
+    """Read ``[node] db`` and ``[backup]`` from node.toml (the node's one loader,
+    :mod:`staypoint.edge.nodeconfig`: an unknown section or key is refused)."""
     try:
-        raw = read_toml(path)
-    except TomlFileError as exc:
+        cfg = load_node_toml(path)
+        db = cfg.db().resolve()
+        replica = cfg.require("backup", "replica", "a path or a file://, sftp://, s3:// URL")
+    except NodeConfigError as exc:
         raise BackupError(str(exc)) from None
-    base = path.parent
-    node, backup = raw.get("node"), raw.get("backup")
-    if not isinstance(node, dict) or path_text(node.get("db")) is None:
-        raise BackupError(f"{path}: [node] db is missing")
-    if not isinstance(backup, dict) or path_text(backup.get("replica")) is None:
-        raise BackupError(f"{path}: [backup] replica is missing (a path or a file://, sftp://, s3:// URL)")
-    db = (base / node["db"]).resolve()
-    conf = backup.get("litestream_config")
-    interval = backup.get("sync_interval", "1s")
-    if conf is not None and path_text(conf) is None:
-        raise BackupError(f"{path}: [backup] litestream_config must be a path")
-    if not isinstance(interval, str):
-        raise BackupError(f'{path}: [backup] sync_interval must be a string such as "1s"')
+    conf = cfg.backup.litestream_config
     return BackupConfig(
         db=db,
-        replica_url=replica_url(backup["replica"], base),
-        litestream_config=(base / conf).resolve() if conf else db.with_name(db.name + ".litestream.yml"),
-        sync_interval=interval,
+        replica_url=replica_url(replica, cfg.base),
+        litestream_config=conf.resolve() if conf else db.with_name(db.name + ".litestream.yml"),
+        sync_interval=cfg.backup.sync_interval,
     )
 
 

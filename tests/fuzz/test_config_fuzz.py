@@ -4,6 +4,7 @@ result, or the parser's own error type with one line naming the file; never anyt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +16,11 @@ from hypothesis import strategies as st
 
 from staypoint.cli.main import CliError, _node_paths
 from staypoint.edge import backup
+from staypoint.edge.nodeconfig import SyncSection
 from staypoint.edge.sync import config as sync_config
 from staypoint.kiosk import config as kiosk_config
 from staypoint.loyalty.program import Program, ProgramError, default_program_text, load_program, parse_program
+from staypoint.provisioning import selftest
 from tests.fuzz.strategies import AWKWARD, fuzz_settings, mutated_lines, toml_documents
 
 PROGRAM_TABLES = (
@@ -124,15 +127,17 @@ LOADERS: dict[str, tuple[Callable[[Path], Any], type[Exception]]] = {
     "kiosk": (kiosk_config.load_config, kiosk_config.ConfigError),
     "backup": (backup.load_backup_config, backup.BackupError),
     "cli": (_cli_node_paths, CliError),
+    "selftest": (selftest.load_hardware, ValueError),
 }
 
 
-def _check_loaded(name: str, cfg: Any) -> None:
+def _check_loaded(name: str, cfg: Any, folder: Path) -> None:
     """What a loader accepts is within its stated bounds."""
     if name == "sync":
-        for key, (_, low, high) in sync_config._TUNABLE.items():
-            value = getattr(cfg.sync, key)
-            assert math.isfinite(value) and low <= value <= high, (key, value)
+        for f in dataclasses.fields(SyncSection):
+            value = getattr(cfg.sync, f.name)
+            if isinstance(value, int | float):  # every number within its check's bounds
+                assert math.isfinite(value) and value == f.metadata["check"].convert(value, folder)
         assert 1 <= cfg.sync.port <= 65_535
     elif name == "kiosk":
         assert 5 <= cfg.idle_timeout_s <= 3600 and 1 <= cfg.offline_after_s <= 86_400
@@ -157,4 +162,4 @@ def test_node_config_loaders_give_a_config_or_their_own_error(folder: Path, load
     except error as exc:
         one_line(str(exc), str(path))
         return
-    _check_loaded(loader, cfg)
+    _check_loaded(loader, cfg, folder)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from staypoint.edge.nodeconfig import HardwareSection
 from staypoint.kiosk.cli import register
 from staypoint.kiosk.config import ConfigError, load_config, parse_config
 
@@ -20,7 +21,7 @@ def test_good_config(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.db == tmp_path / "node.db"
     assert cfg.idle_timeout_s == 45 and cfg.property_name == "Harbour"
-    assert cfg.hardware == {"reader": "sim", "printer": "sim", "pinpad": "none"}
+    assert cfg.hardware == {**HardwareSection().as_dict(), "reader": "sim", "printer": "sim", "pinpad": "none"}
 
 
 @pytest.mark.parametrize(
@@ -29,7 +30,7 @@ def test_good_config(tmp_path: Path) -> None:
         ("[node\ndb=1", "not valid TOML"),
         ("[kiosk]\nidle_timeout_s = 30\n", "db"),
         ('[node]\ndb = "x"\n[kiosk]\nidle_timeout_s = true\n', "idle_timeout_s"),
-        ('[node]\ndb = "x"\n[kiosk]\nidle_timeout_s = 1\n', ">= 5"),
+        ('[node]\ndb = "x"\n[kiosk]\nidle_timeout_s = 1\n', "from 5 to 3600"),
         ('kiosk = 3\n[node]\ndb = "x"\n', "[kiosk] must be a table"),
     ],
 )
