@@ -33,6 +33,8 @@ from textual.widgets import (
 
 from staypoint.central.api.service import ApiError
 from staypoint.central.console.desk import ALLOWED, Desk, Staff
+from staypoint.central.console.marketing import MarketingView
+from staypoint.central.console.reports_view import ReportsView
 from staypoint.central.fleet.alerts import AlertManager, MemorySink
 from staypoint.central.fleet.dashboard import FleetView
 from staypoint.central.fleet.state import FleetState
@@ -151,6 +153,12 @@ class DeskScreen(Screen[None]):
                         yield Button("Publish", id="publish", variant="warning")
                         yield Button("Roll back", id="rollback", variant="error")
                     yield Static("", id="program-out")
+            if "marketing" in allowed:
+                with TabPane("Marketing", id="marketing"):
+                    yield MarketingView(self.desk, self.staff, self.desk_clock, id="marketing-view")
+            if "reports" in allowed:
+                with TabPane("Reports", id="reports"):
+                    yield ReportsView(self.desk, id="reports-view")
             with TabPane("Fleet", id="fleet"):
                 yield self._fleet_body()
         yield Footer()
@@ -398,7 +406,7 @@ class DeskScreen(Screen[None]):
 class ConsoleApp(App[None]):
     """Head office's desk."""
 
-    CSS_PATH = "console.tcss"
+    CSS_PATH = ["console.tcss", "marketing.tcss"]  # noqa: RUF012 (Textual reads it once)
     TITLE = "Staypoint head office"
     ENABLE_COMMAND_PALETTE = False
 

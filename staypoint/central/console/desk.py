@@ -23,8 +23,18 @@ ROLES = ("clerk", "marketing", "administrator")
 # Which screens each role may open (the tab ids in app.py).
 ALLOWED = {
     "clerk": {"members", "claims", "adjust", "rewards", "quarantine", "fleet"},
-    "marketing": {"members", "rewards", "fleet"},
-    "administrator": {"members", "claims", "adjust", "rewards", "quarantine", "programme", "fleet"},
+    "marketing": {"members", "rewards", "marketing", "reports", "fleet"},
+    "administrator": {
+        "members",
+        "claims",
+        "adjust",
+        "rewards",
+        "quarantine",
+        "programme",
+        "marketing",
+        "reports",
+        "fleet",
+    },
 }
 MAX_TRIES, LOCK_MINUTES = 5, 30
 
