@@ -709,6 +709,13 @@ class Services:
         if units < 1:
             raise ApiError(422, f"{points} points buy no {partner.name} units at ratio {partner.ratio}")
         day = now.date().isoformat()
+        # The member's number at the partner, linked at head office (central/partners.py): the
+        # settlement file names it, so a transfer without one could never be credited.
+        account = self.side.one(
+            "SELECT account FROM partner_accounts WHERE member = ? AND partner = ?", (number, partner.code)
+        )
+        if account is None:
+            raise ApiError(409, f"no {partner.name} account is linked to this member", "no_partner_account")
         with self.side.transaction():
             done = int(
                 self.side.one(
@@ -740,22 +747,21 @@ class Services:
                             "partner": partner.code,
                             "units": units,
                             "transfer": transfer_id,
+                            "account": str(account),
                         },
                     )
                 ],
                 now,
             )
-        # The member's number at the partner, linked at head office (central/partners.py): the
-        # settlement file names it, so a transfer without one could never be credited.
-        account = self.side.one(
-            "SELECT account FROM partner_accounts WHERE member = ? AND partner = ?", (number, partner.code)
-        )
-        if account is None:
-            raise ApiError(409, f"no {partner.name} account is linked to this member", "no_partner_account")
             self.side.execute(
                 "INSERT INTO transfers (id, member, day, partner, points, units, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (transfer_id, number, day, partner.code, points, units, iso(now)),
+            )
+            self.side.execute(
+                "INSERT INTO partner_transfers (transfer, partner, member, account, points, units, day, at, "
+                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (transfer_id, partner.code, number, str(account), points, units, day, iso(now)),
             )
         return {
             "partner": partner.code,
@@ -783,7 +789,6 @@ class Services:
                         "arrival": arrival.isoformat(),
                         "departure": departure.isoformat(),
                         "note": str(body.get("note", ""))[:500],
-                            "account": str(account),
                     },
                 )
             ],
@@ -794,11 +799,6 @@ class Services:
     def feedback(
         self, number: str, stars: int, tags: list[str], comment: str, now: datetime
     ) -> dict[str, Any]:
-            self.side.execute(
-                "INSERT INTO partner_transfers (transfer, partner, member, account, points, units, day, at, "
-                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
-                (transfer_id, partner.code, number, str(account), points, units, day, iso(now)),
-            )
         events, _ = self.sources.emit(
             "web",
             [
