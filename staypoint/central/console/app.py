@@ -33,6 +33,7 @@ from textual.widgets import (
 
 from staypoint.central.api.service import ApiError
 from staypoint.central.console.desk import ALLOWED, Desk, Staff
+from staypoint.central.console.feedback import FeedbackView
 from staypoint.central.console.marketing import MarketingView
 from staypoint.central.console.reports_view import ReportsView
 from staypoint.central.fleet.alerts import AlertManager, MemorySink
@@ -159,6 +160,9 @@ class DeskScreen(Screen[None]):
             if "reports" in allowed:
                 with TabPane("Reports", id="reports"):
                     yield ReportsView(self.desk, id="reports-view")
+            if "feedback" in allowed:
+                with TabPane("Feedback", id="feedback"):
+                    yield FeedbackView(self.desk, self.staff, self.desk_clock, id="feedback-view")
             with TabPane("Fleet", id="fleet"):
                 yield self._fleet_body()
         yield Footer()
@@ -406,7 +410,7 @@ class DeskScreen(Screen[None]):
 class ConsoleApp(App[None]):
     """Head office's desk."""
 
-    CSS_PATH = ["console.tcss", "marketing.tcss"]  # noqa: RUF012 (Textual reads it once)
+    CSS_PATH = ["console.tcss", "marketing.tcss", "feedback.tcss"]  # noqa: RUF012 (Textual reads it once)
     TITLE = "Staypoint head office"
     ENABLE_COMMAND_PALETTE = False
 

@@ -22,8 +22,8 @@ from staypoint.loyalty.rates import parse_online_rules
 ROLES = ("clerk", "marketing", "administrator")
 # Which screens each role may open (the tab ids in app.py).
 ALLOWED = {
-    "clerk": {"members", "claims", "adjust", "rewards", "quarantine", "fleet"},
-    "marketing": {"members", "rewards", "marketing", "reports", "fleet"},
+    "clerk": {"members", "claims", "adjust", "rewards", "quarantine", "feedback", "fleet"},
+    "marketing": {"members", "rewards", "marketing", "reports", "feedback", "fleet"},
     "administrator": {
         "members",
         "claims",
@@ -33,6 +33,7 @@ ALLOWED = {
         "programme",
         "marketing",
         "reports",
+        "feedback",
         "fleet",
     },
 }

@@ -480,6 +480,45 @@ def feedback(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     )
 
 
+def feedback_by_tier(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """Feedback by property and member tier: responses, average and low scores (2 stars or
+    fewer), the most frequent tags; lowest averages and highest tiers first."""
+    w, a = _where(f, at="fb.at", prop="fb.property", tier="m.tier")
+    ranks = {t.code: t.rank for t in program.tiers}
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for prop, tier, n, stars, low in conn.execute(
+        "SELECT coalesce(fb.property, ''), coalesce(m.tier, '-'), count(*), sum(fb.stars), "
+        f"sum(fb.stars <= 2) FROM rpt_feedback fb LEFT JOIN rpt_members m ON m.member = fb.member "
+        f"WHERE {w} GROUP BY 1, 2",
+        a,
+    ):
+        groups[(str(prop), str(tier))] = [int(n), int(stars), int(low or 0), {}]
+    # Tags are read from the feedback events themselves (inside SQLite, as the projection does).
+    for prop, tier, tag, n in conn.execute(
+        "SELECT coalesce(fb.property, ''), coalesce(m.tier, '-'), t.value, count(*) FROM rpt_feedback fb "
+        "JOIN events e ON e.rowid = fb.rowid LEFT JOIN rpt_members m ON m.member = fb.member, "
+        f"json_each(e.body, '$.data.tags') t WHERE {w} GROUP BY 1, 2, 3",
+        a,
+    ):
+        got = groups.get((str(prop), str(tier)))
+        if got is not None:
+            got[3][str(tag)] = int(n)
+    out = []
+    for (prop, tier), (n, stars, low, tags) in groups.items():
+        avg = (Decimal(stars) / n).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        top = ", ".join(f"{t} ({c})" for t, c in sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
+        out.append([prop or None, tier, n, avg, low, top])
+    out.sort(key=lambda r: (r[3], -ranks.get(str(r[1]), -1), str(r[0])))
+    return Report(
+        "feedback_by_tier",
+        "Feedback by property and tier (lowest first)",
+        ["property", "tier", "responses", "avg_stars", "low_scores", "top_tags"],
+        out,
+        {"responses": sum(r[2] for r in out), "low_scores": sum(r[4] for r in out)},
+        {"kind": "bar", "series": [[f"{r[0]}:{r[1]}", float(r[3])] for r in out], "label": "avg stars"},
+    )
+
+
 def campaigns(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     """Per campaign: sent, opened (where known), and stays within 30 days against the hold-out group."""
     has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cmp_sends'").fetchone()
@@ -587,6 +626,7 @@ REPORTS: dict[str, Callable[[sqlite3.Connection, Program, Filters], Report]] = {
     "liability": liability,
     "redemptions": redemptions,
     "feedback": feedback,
+    "feedback_by_tier": feedback_by_tier,
     "campaigns": campaigns,
     "exposure": exposure,
 }
