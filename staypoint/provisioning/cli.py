@@ -20,6 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from staypoint.central.store import (
+    LedgerStore,
+    StoreConfigError,
+    add_store_option,
+    open_ledger_store,
+    store_url,
+)
 from staypoint.entry import run_group
 from staypoint.mqtt_tls import OFFICE_PORT
 from staypoint.provisioning.enrol import EnrolError, enrol, parse_broker
@@ -105,6 +112,17 @@ def cmd_token_list(args: argparse.Namespace) -> None:
     _emit(args, rows, text or "no tokens")
 
 
+def _ledger_store(args: argparse.Namespace) -> LedgerStore | None:
+    """The ledger ``--store URL`` / ``--db PATH`` names (``--ledger PATH``, the older name of
+    ``--db``, too), or None when none was given. It must exist: ``central serve`` makes it."""
+    if not (getattr(args, "store", None) or getattr(args, "db", None)):
+        return None
+    try:
+        return open_ledger_store(store_url(args), must_exist=True)
+    except StoreConfigError as exc:
+        _fail(str(exc))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     """Answer enrolment requests on the broker until SIGTERM / SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -113,11 +131,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     host, port = parse_broker(args.broker)
     on_enrolled: Callable[[NodeRecord], None] | None = None
     program: Callable[[], str]
-    if args.ledger:
+    store = _ledger_store(args)
+    if store is not None:
         from staypoint.central.ledger import Ledger
-        from staypoint.central.store_sqlite import SqliteLedgerStore
 
-        ledger = Ledger(SqliteLedgerStore(Path(args.ledger)))
+        ledger = Ledger(store)
 
         def on_enrolled(record: NodeRecord) -> None:
             ledger.register_node(record.node, record.voucher_public_key, record.property)
@@ -144,6 +162,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from staypoint.loyalty.program import default_program_text
 
         program = default_program_text
+
     def publish_crl() -> None:
         log = logging.getLogger("staypoint.provisioning")
         log.info("CRL published: %s", _publish_crl(state, args))
@@ -196,13 +215,12 @@ def cmd_revoke(args: argparse.Namespace) -> None:
         steps = _publish_crl(state, args)
     except RuntimeError as err:
         _fail(f"revoked {args.node}, but {err}")
-    if args.ledger:
+    store = _ledger_store(args)
+    if store is not None:
         from staypoint.central.ledger import Ledger
-        from staypoint.central.store_sqlite import SqliteLedgerStore
         from staypoint.loyalty.events import parse_iso
 
         # The fleet hears of it as a change, so every node refuses the node's later vouchers.
-        store = SqliteLedgerStore(Path(args.ledger))
         try:
             (change,) = Ledger(store).revoke_node(record.node, parse_iso(str(record.revoked_at)))
         finally:
@@ -383,8 +401,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--broker", default=f"127.0.0.1:{OFFICE_PORT}", help="HOST:PORT of the broker's head-office listener"
     )
-    p.add_argument("--ledger", help="ledger DB: register node keys there and hand out its programme")
-    p.add_argument("--program", help="programme document to hand out (without --ledger)")
+    # The ledger (--store URL or --db PATH): node keys registered there, its programme handed out.
+    add_store_option(p, required=False)
+    p.add_argument("--ledger", dest="db", help=argparse.SUPPRESS)  # the older name of --db
+    p.add_argument("--program", help="programme document to hand out (without a ledger)")
     p.add_argument(
         "--backup-url",
         default="file:///var/backups/staypoint/{node}",
@@ -435,7 +455,9 @@ def register(sub: Any) -> None:
     p = add(psub, "revoke", cmd_revoke, "revoke a node's certificate and reject its events")
     state(p)
     p.add_argument("--node", required=True)
-    p.add_argument("--ledger", help="ledger DB: tell every node, which then refuse the node's later vouchers")
+    # The ledger (--store URL or --db PATH): every node told, and then refuses its later vouchers.
+    add_store_option(p, required=False)
+    p.add_argument("--ledger", dest="db", help=argparse.SUPPRESS)  # the older name of --db
     crl_publishing(p)
     p.add_argument("--json", action="store_true")
 
