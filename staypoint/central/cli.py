@@ -290,6 +290,9 @@ def register(sub: Any) -> None:
 
     register_demo(central)
     register_api(central)
+    from staypoint.central.member_import import register as register_import
+
+    register_import(central)
     from staypoint.central.feedback import register as register_feedback
     from staypoint.central.partners.cli import register as register_partners
 

@@ -50,6 +50,10 @@ _SCHEMA = (
         source TEXT NOT NULL,
         at TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS consent_log_member ON consent_log (member, id)",
+    # A postal address, where an import brings one (central/member_import.py): personal data,
+    # kept here beside the profile and never sent to a node.
+    """CREATE TABLE IF NOT EXISTS addresses (member TEXT PRIMARY KEY, address TEXT NOT NULL,
+        updated_at TEXT NOT NULL) WITHOUT ROWID""",
 )
 
 
@@ -230,6 +234,33 @@ class ProfileStore:
         assert got is not None
         return got
 
+    def add_many(self, records: list[dict[str, Any]], addresses: list[tuple[str, str]], at: str) -> None:
+        """New profiles in one transaction (a member import's batch): the records hold the same
+        profile columns, already checked (``check_contact``); ``addresses`` is (member, address).
+        A member who already has a profile keeps it; an e-mail another member has is a
+        ProfileError and nothing of the batch is written."""
+        rows = [{"joined": at[:10], "updated_at": at} | rec for rec in records]
+        try:
+            with self._lock, immediate(self.conn):
+                if rows:
+                    cols = list(rows[0])
+                    self.conn.executemany(
+                        f"INSERT INTO profiles ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                        "ON CONFLICT (member) DO NOTHING",
+                        [[r[c] for c in cols] for r in rows],
+                    )
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO addresses (member, address, updated_at) VALUES (?, ?, ?)",
+                    [(m, a, at) for m, a in addresses],
+                )
+        except sqlite3.IntegrityError as exc:
+            raise ProfileError(f"already used by another member ({exc})") from None
+
+    def address(self, member: str) -> str | None:
+        with self._lock:
+            row = self.conn.execute("SELECT address FROM addresses WHERE member = ?", (member,)).fetchone()
+        return None if row is None else str(row[0])
+
     def set_consent(self, member: str, channel: str, granted: bool, *, source: str, at: str) -> None:
         """Record a yes or no for marketing on ``channel``; the history keeps every change."""
         if channel not in CHANNELS:
@@ -265,7 +296,10 @@ class ProfileStore:
     def by_email(self, email: str) -> Profile | None:
         with self._lock:
             row = self.conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE lower(email) = lower(?)", (email.strip(),)
+                # ``email IS NOT NULL`` lets SQLite use the partial index profiles_email (else a full scan)
+                f"SELECT {', '.join(_COLUMNS)} FROM profiles "
+                "WHERE lower(email) = lower(?) AND email IS NOT NULL",
+                (email.strip(),),
             ).fetchone()
         return None if row is None else _row_to_profile(row)
 

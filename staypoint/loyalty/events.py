@@ -25,6 +25,9 @@ class EventType(StrEnum):
     # never the PIN typed. ``pin.verified`` is sent only after wrong tries, to start the count again.
     PIN_FAILED = "pin.failed"
     PIN_VERIFIED = "pin.verified"
+    # A first PIN set at head office for a member imported without one (central/first_pin.py):
+    # its data is the scrypt hash, never the PIN; from head office's own streams only.
+    PIN_SET = "pin.set"
     STAY_POSTED = "stay.posted"
     STAY_VOIDED = "stay.voided"
     POINTS_REDEEMED = "points.redeemed"

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from staypoint.loyalty import pins, tiers
 from staypoint.loyalty.bounds import BoundError, Bounds, check_balance, money
 from staypoint.loyalty.earning import stay_points
-from staypoint.loyalty.events import Event, iso, parse_iso, points_delta
+from staypoint.loyalty.events import Event, is_office_stream, iso, parse_iso, points_delta
 from staypoint.loyalty.expiry import expiring_soon
 from staypoint.loyalty.program import Outlet, PinPolicy, Program, Window
 from staypoint.loyalty.redemption import check_redemption
@@ -132,7 +132,7 @@ def stated(kind: str, data: Mapping[str, Any]) -> Delta:
 PIN_KINDS = frozenset({"pin.failed", "pin.verified", "member.unlocked"})
 #: Events that are bookkeeping, not activity a member reads: the lock-out's counting, and a
 #: report staff made about them (which a member must never see in their own history).
-NOT_ACTIVITY = frozenset({"pin.failed", "pin.verified", "member.reported"})
+NOT_ACTIVITY = frozenset({"pin.failed", "pin.verified", "pin.set", "member.reported"})
 
 
 def pin_state(doc: Mapping[str, Any]) -> pins.PinState:
@@ -280,6 +280,16 @@ def apply(m: MemberDoc, ev: Event, program: Program | None, refs: Refs) -> Outco
             new["points"] -= int(data["points"])
         elif kind in ("voucher.used", "voucher.voided"):
             _voucher(ev, new, refs, out)
+        elif kind == "pin.set":
+            # A first PIN (an imported member's, set with head office's one-time code): only
+            # head office's streams set one, and only the stored scrypt form travels.
+            if not is_office_stream(ev.node):
+                raise Quarantine("not_permitted", f"node {ev.node} may not set a PIN: head office does")
+            pin_hash = data.get("pin_hash")
+            if not isinstance(pin_hash, str) or not pin_hash.startswith("scrypt$") or len(pin_hash) > 200:
+                raise Quarantine("bad_event_data", "pin.set needs a scrypt PIN hash")
+            new["pin_hash"] = pin_hash
+            set_pin_state(new, pins.PinState(0, None))
         elif kind in PIN_KINDS:
             if program is None and kind == "pin.failed":
                 raise Quarantine("unknown_program", f"pin.failed names programme v{ev.program}, unknown here")

@@ -41,6 +41,7 @@ T = TypeVar("T")
 Folio = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Money = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}(\.[0-9]{1,2})?$")]
+MemberNumber = Annotated[str, StringConstraints(pattern=r"^[0-9 -]{1,20}$")]
 
 
 class Strict(BaseModel):
@@ -212,6 +213,16 @@ class EnrolIn(Strict):
     referred_by: str | None = Field(
         default=None, min_length=8, max_length=12, description="a friend's referral code, ABCD-EFGH"
     )
+
+
+class FirstPinIn(Strict):
+    code: str = Field(min_length=1, max_length=40, description="the one-time code head office sent")
+    pin: str = Field(min_length=4, max_length=12, pattern=r"^[0-9]+$")
+
+
+class FirstPinOut(BaseModel):
+    member: str
+    pin: str
 
 
 class EnrolOut(BaseModel):
@@ -486,6 +497,13 @@ def build_app(
         Checked as head office's fold checks it (known, not one's own, no loop, once)."""
         api_key.require("enrol")
         return run(lambda: services.refer(number, body.code, clock()))
+
+    @app.post("/v1/members/{number}/pin", response_model=FirstPinOut, tags=["members"])
+    def first_pin(number: MemberNumber, body: FirstPinIn, api_key: Key) -> dict[str, Any]:
+        """An imported member's first PIN, with the one-time code head office sent: single use,
+        30 days, five wrong codes void it."""
+        api_key.require("member")
+        return run(lambda: services.set_first_pin(number, body.code, body.pin, clock()))
 
     @app.get("/v1/me", response_model=Dashboard, tags=["members"])
     def dashboard(number: Member) -> dict[str, Any]:

@@ -43,6 +43,12 @@ TOKEN_TTL = timedelta(minutes=15)
 STAYS_NAMESPACE = uuid.UUID("6f1d3c52-6b1e-4d0a-9a53-5d2f0c7e1a01")
 
 
+def display_name(name: str) -> str:
+    """What a node shows of a member's name: the first name and the last name's initial."""
+    parts = name.split()
+    return parts[0][:40] if len(parts) == 1 else f"{parts[0][:40]} {parts[-1][0].upper()}."
+
+
 class ApiError(Exception):
     """A refusal with its HTTP status; ``message`` is safe to show."""
 
@@ -152,6 +158,10 @@ class Services:
         m = self.ledger.member(number) if number else None
         if number is None or m is None:
             raise ApiError(401, "member number, e-mail or PIN is not right", "bad_login")
+        if not m.get("pin_hash"):  # imported without one: first use sets it (central/first_pin.py)
+            raise ApiError(
+                403, "this member has no PIN yet: set one with the first-use code from head office", "no_pin"
+            )
         policy = self.program().pin
         state = pins.current(fold.pin_state(m), now)
         if state.locked_until is not None:
@@ -516,8 +526,7 @@ class Services:
             referral = self.referral_data(str(body["referred_by"]), email=email, phone=phone)
         serial = self.side.next_counter("enrol_serial")
         number = member_numbers.next_number(list(HEAD_OFFICE_BLOCKS), serial)
-        parts = name.split()
-        display = parts[0][:40] if len(parts) == 1 else f"{parts[0][:40]} {parts[-1][0].upper()}."
+        display = display_name(name)
         try:
             self.profiles.upsert(
                 number,
@@ -604,6 +613,33 @@ class Services:
             raise ApiError(422, exc.reason, "bad_referral") from None
         self.sources.emit(stream, [Draft("member.referred", number, data)], now)
         return {**out, "result": "referred"}
+
+    def set_first_pin(self, raw_number: str, code: str, pin: str, now: datetime) -> dict[str, Any]:
+        """An imported member's first PIN, with head office's one-time code: a ``pin.set`` event."""
+        from staypoint.central import first_pin
+
+        try:
+            number = member_numbers.normalise(raw_number)
+        except member_numbers.MemberNumberError as exc:
+            raise ApiError(422, str(exc), "bad_number") from None
+        m = self._member(number)
+        if m.get("pin_hash"):
+            raise ApiError(409, "this member has a PIN already: sign in with it", "has_pin")
+        try:
+            pins.check_format(pin, self.program().pin)
+        except pins.PinFormatError as exc:
+            raise ApiError(422, str(exc)) from None
+        try:
+            first_pin.consume(self.side, number, code, now)
+        except first_pin.CodeError as exc:
+            raise ApiError(exc.status, exc.message, exc.code) from None
+        try:
+            pin_hash = pins.hash_pin(pin, os.urandom(16))
+            self.sources.emit("web", [Draft("pin.set", number, {"pin_hash": pin_hash})], now)
+        except BaseException:
+            first_pin.release(self.side, number)
+            raise
+        return {"member": number, "pin": "set"}
 
     def profile(self, number: str) -> dict[str, Any]:
         p = self.profiles.get(number)

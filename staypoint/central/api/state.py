@@ -162,15 +162,16 @@ class SideStore:
         r = self.row(sql, args)
         return None if r is None else r[0]
 
-    def next_counter(self, name: str, start: int = 0) -> int:
-        """Hand out ``start``, ``start + 1``, ... for ``name``, atomically."""
+    def next_counter(self, name: str, start: int = 0, *, count: int = 1) -> int:
+        """Hand out ``start``, ``start + 1``, ... for ``name``, atomically; ``count`` takes that many
+        at once (the first is returned: a member import reserves a batch's numbers in one go)."""
         with self.transaction():
             self.execute(
                 "INSERT INTO side_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 (name, start),
             )
             value = int(self.one("SELECT value FROM side_counters WHERE name = ?", (name,)))
-            self.execute("UPDATE side_counters SET value = value + 1 WHERE name = ?", (name,))
+            self.execute("UPDATE side_counters SET value = value + ? WHERE name = ?", (count, name))
         return value
 
     def cursor_position(self, name: str) -> int:
