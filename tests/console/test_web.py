@@ -117,9 +117,69 @@ def _wait(
     raise AssertionError(f"timed out waiting for {what}{seen}")
 
 
-def test_console_web_signs_in_and_finds_a_member(tmp_path: Path) -> None:
+def sign_in_and_find(
+    port: int, staff_id: str, password: str, signed_in: str, member: str, name: str, shots: Path
+) -> None:
+    """In a fresh headless Chromium on the console at ``port``: sign ``staff_id`` in (the desk
+    then shows ``signed_in``) and find ``member`` by number: ``name`` and its history on screen.
+
+    Shared with tests/integration/test_installed_fleet.py (the console its unit started)."""
     from playwright.sync_api import sync_playwright
 
+    screen = Screen()
+    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        # A fresh profile folder: Playwright passes it as --user-data-dir.
+        browser = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            args=FLAGS,
+            headless=True,
+            viewport={"width": 1200, "height": 800},
+        )
+        page = browser.new_page()
+        page.on(
+            "websocket",
+            lambda ws: (ws.on("framereceived", screen.received), ws.on("framesent", screen.sent)),
+        )
+        page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+
+        def pump() -> None:
+            page.wait_for_timeout(50)
+
+        def shows(text: str) -> Callable[[], bool]:
+            return lambda: screen.find(text) is not None
+
+        def click(text: str) -> None:
+            """Click the middle of ``text`` where the terminal shows it, as a person would."""
+            _wait(shows(text), repr(text), 30, pump, screen)
+            where = screen.find(text)
+            assert where is not None
+            box = page.locator(".xterm-screen").bounding_box()
+            assert box is not None
+            rows, cols = screen.size
+            w, h = box["width"] / cols, box["height"] / rows
+            page.mouse.click(box["x"] + (where[1] + len(text) / 2) * w, box["y"] + (where[0] + 0.5) * h)
+
+        # The console itself, not textual-serve's splash: its sign-in screen is drawn.
+        _wait(shows("sign in"), "the sign-in screen in the browser", 60, pump, screen)
+        click("staff id")
+        page.keyboard.type(staff_id)
+        _wait(shows(staff_id), "the staff id typed", 30, pump, screen)
+        click("password")
+        page.keyboard.type(password)
+        _wait(shows("•" * len(password)), "the password's dots", 30, pump, screen)
+        page.keyboard.press("Enter")
+        _wait(shows(signed_in), "the desk after sign-in", 30, pump, screen)
+        click("number, name, e-mail")  # the member search box
+        page.keyboard.type(member)
+        page.keyboard.press("Enter")
+        _wait(shows(name), "the member found by number", 30, pump, screen)
+        _wait(shows("member.enrolled"), "the member's history", 30, pump, screen)
+        page.screenshot(path=str(shots / "console.png"))
+        browser.close()
+
+
+def test_console_web_signs_in_and_finds_a_member(tmp_path: Path) -> None:
     api = build_api(f"sqlite://{tmp_path / 'ledger.db'}", tmp_path, Clock())
     Desk(api.services, ClaimsQueue(api.services)).add_staff("clerk-1", "Clara Clerk", "clerk", PASSWORD)
     member = api.enrol("Ada Lovelace", email="ada@example.com")
@@ -156,57 +216,9 @@ def test_console_web_signs_in_and_finds_a_member(tmp_path: Path) -> None:
                 return s.connect_ex(("127.0.0.1", port)) == 0
 
         _wait(listening, "textual-serve to listen")
-        screen = Screen()
-        with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-            # A fresh profile folder: Playwright passes it as --user-data-dir.
-            browser = pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=FLAGS,
-                headless=True,
-                viewport={"width": 1200, "height": 800},
-            )
-            page = browser.new_page()
-            page.on(
-                "websocket",
-                lambda ws: (ws.on("framereceived", screen.received), ws.on("framesent", screen.sent)),
-            )
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-
-            def pump() -> None:
-                page.wait_for_timeout(50)
-
-            def shows(text: str) -> Callable[[], bool]:
-                return lambda: screen.find(text) is not None
-
-            def click(text: str) -> None:
-                """Click the middle of ``text`` where the terminal shows it, as a person would."""
-                _wait(shows(text), repr(text), 30, pump, screen)
-                where = screen.find(text)
-                assert where is not None
-                box = page.locator(".xterm-screen").bounding_box()
-                assert box is not None
-                rows, cols = screen.size
-                w, h = box["width"] / cols, box["height"] / rows
-                page.mouse.click(box["x"] + (where[1] + len(text) / 2) * w, box["y"] + (where[0] + 0.5) * h)
-
-            # The console itself, not textual-serve's splash: its sign-in screen is drawn.
-            _wait(shows("sign in"), "the sign-in screen in the browser", 60, pump, screen)
-            click("staff id")
-            page.keyboard.type("clerk-1")
-            _wait(shows("clerk-1"), "the staff id typed", 30, pump, screen)
-            click("password")
-            page.keyboard.type(PASSWORD)
-            _wait(shows("•" * len(PASSWORD)), "the password's dots", 30, pump, screen)
-            page.keyboard.press("Enter")
-            _wait(shows("Signed in: Clara Clerk (clerk)"), "the desk after sign-in", 30, pump, screen)
-            click("number, name, e-mail")  # the member search box
-            page.keyboard.type(member)
-            page.keyboard.press("Enter")
-            _wait(shows("Ada Lovelace"), "the member found by number", 30, pump, screen)
-            _wait(shows("member.enrolled"), "the member's history", 30, pump, screen)
-            page.screenshot(path=str(tmp_path / "console.png"))
-            browser.close()
+        sign_in_and_find(
+            port, "clerk-1", PASSWORD, "Signed in: Clara Clerk (clerk)", member, "Ada Lovelace", tmp_path
+        )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)

@@ -61,7 +61,7 @@ from staypoint.edge import backup
 from staypoint.kiosk.app import KioskApp, build_kiosk
 from staypoint.kiosk.hardware.printer.sim import PrinterSink
 from staypoint.provisioning.enrol_service import ProvisioningState
-from tests.console.test_web import CHROMIUM, FLAGS, Screen
+from tests.console.test_web import CHROMIUM, sign_in_and_find
 from tests.hardware.conftest import PtyPair
 from tests.kiosk.helpers import keypad, settle, text_of
 from tests.provisioning.test_head_office_units import HeadOfficeRoot, exec_start
@@ -76,6 +76,7 @@ PASSWORD = "correct horse battery"
 BOARD_A, BOARD_B = "sha-lobby-07", "sha-lobby-01"  # technician.md's node, head-office.md's token
 MARK = re.compile(r"<!-- installed-fleet-test: ([\w-]+) -->\s*\n\s*```(\w+)\n(.*?)\n\s*```", re.S)
 KIOSK_SIZE = (100, 30)
+PIN = "2580"
 
 
 # -- the documents' blocks ------------------------------------------------------------------
@@ -465,7 +466,7 @@ class Host:
                 proc.wait(5)
 
     def close(self) -> None:
-        for name in list(self.procs) + ["staypoint-kiosk.service"]:
+        for name in [*self.procs, "staypoint-kiosk.service"]:
             self.stop_unit(name)
 
 
@@ -562,6 +563,26 @@ def ledger_events(fleet: Fleet) -> list[tuple[str, str, int, int]]:
         return [tuple(r) for r in con.execute("SELECT id, node, epoch, seq FROM events")]
 
 
+def ledger_row(fleet: Fleet, sql: str, *params: Any) -> tuple[Any, ...] | None:
+    db = fleet.office.root / "var/lib/staypoint-central/ledger.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        row = con.execute(sql, params).fetchone()
+    return None if row is None else tuple(row)
+
+
+def backed_up(board: Host) -> bool:
+    """The board's Litestream replica restores to a copy holding the replica's last event."""
+    cfg = backup.load_backup_config(board.root / "etc/staypoint/node.toml")
+    probe = backup.BackupConfig(board.root / "probe.db", cfg.replica_url, board.root / "probe.yml")
+    try:
+        backup.restore(probe, force=True)
+    except backup.BackupError:
+        return False
+    with contextlib.closing(sqlite3.connect(probe.db)) as con:
+        got = con.execute("SELECT max(seq) FROM outbox").fetchone()[0]
+    return bool(got == outbox(board)[-1]["seq"])
+
+
 async def kiosk_redeem(pilot: Pilot[None], member: str, pin: str, reward: str) -> str:
     """A guest at the kiosk: types the member number and PIN, redeems ``reward``; the screen."""
     app = pilot.app
@@ -584,8 +605,8 @@ async def kiosk_redeem(pilot: Pilot[None], member: str, pin: str, reward: str) -
 
 
 def test_the_installed_fleet_by_the_documents(fleet: Fleet, tmp_path: Path) -> None:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed")
+    if shutil.which("socat") is None or not os.path.exists(CHROMIUM):
+        pytest.skip("socat or Debian's chromium is not installed")
     # 1. Head office: user, units, CAs, broker, programme, its services, first sign-in, a token.
     head_office_first_run(fleet)
     # technician.md's part at head office: ca init again keeps the CA, the enrolment service
@@ -604,8 +625,107 @@ def test_the_installed_fleet_by_the_documents(fleet: Fleet, tmp_path: Path) -> N
         a = enrol_board(fleet, BOARD_A, printers[0])
         b = enrol_board(fleet, BOARD_B, printers[1])
         assert a.kiosk is not None and b.kiosk is not None
-        wait_for(lambda: "Online" in b.kiosk.status_bar(), "board B's kiosk online", 30)  # type: ignore[union-attr]
+        kiosk_b = b.kiosk
+        wait_for(lambda: "Online" in kiosk_b.status_bar(), "board B's kiosk online", 30)
+
+        # 3. A guest joins at board A's front desk (README.md's commands, with --config).
+        desk(
+            a,
+            "staff",
+            "add",
+            "desk-1",
+            "--name",
+            "Dee Desk",
+            "--role",
+            "staff",
+            "--pin",
+            "4826",
+            "--local-root",
+        )
+        staff = ("--staff", "desk-1", "--staff-pin", "4826")
+        enrolled = desk(a, "member", "enrol", "--name", "Mei Lin", "--pin", PIN, *staff)
+        member = str(enrolled["member"])
+        desk(a, "stay", "post", member, "--folio", "F-1001", "--nights", "4", "--room", "1000.00", *staff)
+
+        def points_at(board: Host) -> int:
+            try:
+                return int(desk(board, "member", "show", member)["points"])
+            except AssertionError:
+                return -1  # not there yet
+
+        wait_for(lambda: points_at(b) >= 3000 + 2500, "the member's points at board B", 30)
+
+        # 4. Online at board B's kiosk: head office authorises and holds the points.
+        shown = kiosk_b.do(lambda pilot: kiosk_redeem(pilot, member, PIN, "BREAKFAST"))
+        assert "Online" in shown or "voucher" in shown.lower(), shown
+        redeemed = [e for e in outbox(b) if e["type"] == "points.redeemed"]
+        assert len(redeemed) == 1, (shown, [e["type"] for e in outbox(b)])
+        online = redeemed[0]
+        assert online["data"]["hold"], online
+        hold = ledger_row(
+            fleet, "SELECT member, points, status FROM holds WHERE id = ?", online["data"]["hold"]
+        )
+        assert hold is not None and hold[0] == member and hold[1] == 3000, hold
+
+        # 5. The link is cut: the broker stops. The kiosk says so within its keep-alive and
+        #    redeems within the offline limits.
+        fleet.stop_broker()
+        cut = time.monotonic()
+        wait_for(lambda: "Offline" in kiosk_b.status_bar(), "board B's kiosk offline", 15)
+        assert time.monotonic() - cut < 15
+        kiosk_b.do(lambda pilot: kiosk_redeem(pilot, member, PIN, "LATE-CO"))
+        offline = [e for e in outbox(b) if e["type"] == "points.redeemed"][-1]
+        assert offline["data"]["hold"] is None and offline["data"]["reward"] == "LATE-CO", offline
+        assert not offline["acked"]
+
+        # 6. The link returns (the first run's own command): everything reconciles, once.
+        fleet.office.run("systemctl restart mosquitto")
+        wait_for(lambda: "Online" in kiosk_b.status_bar(), "board B's kiosk online again", 30)
+        for board in (a, b):
+            wait_for(lambda board=board: all(e["acked"] for e in outbox(board)), f"{board.name} acked", 30)
+        booked = ledger_events(fleet)
+        ids = [row[0] for row in booked]
+        assert len(ids) == len(set(ids))
+        for board in (a, b):
+            mine = {e["id"] for e in outbox(board)}
+            assert mine == {row[0] for row in booked if row[1] == board.name}
+        wait_for(lambda: points_at(a) == points_at(b), "one balance on both boards", 30)
+        central_points = ledger_row(fleet, "SELECT points FROM members WHERE number = ?", member)
+        assert central_points is not None and central_points[0] == points_at(a)
+
+        # 7. Board A's SD card fails: restored from its backup (technician.md), a new epoch.
+        wait_for(lambda: backed_up(a), "board A's Litestream backup to hold its last event", 30)
+        old_epoch = outbox(a)[-1]["epoch"]
+        stop, *restore = commands(doc_block("technician.md", "restore"))
+        a.run(stop)
+        db = a.root / "var/lib/staypoint/node.db"
+        with db.open("r+b") as f:  # the corrupted replica
+            f.write(b"\0" * 4096)
+        for line in restore:
+            a.run(line)
+        assert a.kiosk is not None
+        desk(a, "stay", "post", member, "--folio", "F-1002", "--nights", "1", "--room", "200.00", *staff)
+        last = outbox(a)[-1]
+        assert last["epoch"] > old_epoch and last["seq"] == 1, last
+        wait_for(lambda: outbox(a)[-1]["acked"], "the new epoch acknowledged", 30)
+        assert (last["id"], BOARD_A, last["epoch"], 1) in ledger_events(fleet)
+        # Nothing of the old epoch came back twice.
+        ids = [row[0] for row in ledger_events(fleet)]
+        assert len(ids) == len(set(ids))
+
+        # 8. Head office's desk in a browser: the console its unit serves, the administrator
+        #    the first run added, the member found.
+        sign_in_and_find(
+            fleet.units.ports["8000"],
+            "admin",
+            PASSWORD,
+            "Signed in: Ada Admin (administrator)",
+            member,
+            "Mei",
+            fleet.base,
+        )
     finally:
+        fleet.close()  # the kiosks let go of their printers first
         for sink in sinks:
             sink.close()
         for pair in printers:
