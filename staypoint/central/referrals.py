@@ -13,15 +13,13 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from staypoint.central.profiles import ProfileStore
 from staypoint.loyalty import referral_codes as codes
 from staypoint.loyalty.events import iso
-from staypoint.loyalty.program import Program
+from staypoint.loyalty.program import Program, ReferralRules
 
 if TYPE_CHECKING:
     from staypoint.central.campaigns.engine import CampaignJob
@@ -35,22 +33,13 @@ class ReferralError(ValueError):
     """A referral that is refused (the message is for the guest)."""
 
 
-@dataclass(frozen=True)
-class ReferralRules:
-    referrer_points: int = 1000
-    referred_points: int = 1000
+__all__ = ["ReferralError", "ReferralRules", "award_due", "link", "referral_code", "rules"]
 
 
 def rules(program: Program) -> ReferralRules:
-    """The programme's ``[referrals]`` section (optional): referrer_points, referred_points."""
-    raw = tomllib.loads(program.source_text).get("referrals", {}) if program.source_text else {}
-    out = ReferralRules(
-        referrer_points=int(raw.get("referrer_points", ReferralRules.referrer_points)),
-        referred_points=int(raw.get("referred_points", ReferralRules.referred_points)),
-    )
-    if out.referrer_points < 0 or out.referred_points < 0:
-        raise ReferralError("referral bonuses cannot be negative")
-    return out
+    """The programme's ``[referrals]`` section (optional: referrer_points, referred_points),
+    parsed and checked with the rest of the document by ``parse_program``."""
+    return program.referrals
 
 
 def referral_code(profiles: ProfileStore, member: str, at: str) -> str:

@@ -2,13 +2,18 @@
 
 Every error names the file, the field and what is wrong, because the people who
 edit a programme are head-office staff, not the engineers who wrote this parser.
+:func:`parse_program` reads the document once and parses every section of it here: the
+core, the online sections (``[[rates]]``, ``[[vip_offers]]``, ``[[last_minute]]``,
+``[channels]``, ``[[partners]]``, by :func:`staypoint.loyalty.rates.parse_online`) and
+``[referrals]``; a section or key it does not know is refused, naming it. So what loads
+(and what head office publishes) is a programme every part of Staypoint can use.
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -18,22 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from staypoint.loyalty.bounds import MAX_PROGRAM_VERSION, Bounds
+from staypoint.loyalty.programdoc import ProgramError, brief, check_keys
+from staypoint.loyalty.rates import ONLINE_SECTIONS, OnlineRules, RatePlan, parse_online
+
+__all__ = [
+    "Program",
+    "ProgramError",
+    "default_program",
+    "default_program_text",
+    "load_program",
+    "parse_program",
+]
 
 # Every whole number in a programme is a count, a threshold or a duration; none is sane past
 # what every JSON reader holds exactly. Durations get tighter bounds at their fields, so
 # that "today + this" is still a date the calendar has.
 MAX_WHOLE = 2**53 - 1
 MAX_DECIMAL = Decimal(10) ** 15  # rates, multipliers, money: any more is a typo
-
-
-class ProgramError(ValueError):
-    """A programme document is malformed: names the source, the field and the problem."""
-
-    def __init__(self, source: str, fld: str, problem: str) -> None:
-        super().__init__(f"{source}: {fld}: {problem}")
-        self.source = source
-        self.field = fld
-        self.problem = problem
 
 
 class Outlet(StrEnum):
@@ -134,6 +140,14 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class ReferralRules:
+    """``[referrals]`` (optional): the bonus each side of a referral earns after the first stay."""
+
+    referrer_points: int = 1000
+    referred_points: int = 1000
+
+
+@dataclass(frozen=True)
 class Program:
     name: str
     version: int
@@ -150,7 +164,16 @@ class Program:
     offline: OfflineLimits
     offers: tuple[Offer, ...] = ()
     bounds: Bounds = field(default_factory=Bounds)
+    # The online channel's sections ([[rates]], [[vip_offers]], [[last_minute]], [channels],
+    # [[partners]]) and [referrals], parsed and checked with the rest.
+    online: OnlineRules = field(default_factory=lambda: parse_online({}, frozenset(), "(none)"))
+    referrals: ReferralRules = field(default_factory=ReferralRules)
     source_text: str = field(default="", compare=False, repr=False)
+
+    @property
+    def rates(self) -> tuple[RatePlan, ...]:
+        """The member-only rate plans (``[[rates]]``), checked when the programme was parsed."""
+        return self.online.rates
 
     @cached_property
     def _tiers_by_code(self) -> dict[str, Tier]:
@@ -193,6 +216,11 @@ class _Reader:
 
     def has(self, key: str) -> bool:
         return key in self.data
+
+    def only(self, *keys: str) -> _Reader:
+        """Refuse any key but ``keys`` (naming it and the nearest known one)."""
+        check_keys(self.source, self.path, self.data, keys)
+        return self
 
     def table(self, key: str) -> _Reader:
         value = self.data.get(key)
@@ -282,10 +310,7 @@ class _Reader:
             raise self.fail(key, f"unknown value {raw!r}; one of: {allowed}") from None
 
 
-def _brief(value: object) -> str:
-    # A 4,000-digit number is valid TOML: quote its start, not all of it, in a one-line error.
-    text = str(value)
-    return text if len(text) <= 30 else f"{text[:12]}... ({len(text)} characters)"
+_brief = brief
 
 
 def _code(r: _Reader, key: str = "code") -> str:
@@ -293,6 +318,23 @@ def _code(r: _Reader, key: str = "code") -> str:
     if code != code.upper() or not all(c.isalnum() or c in "-_" for c in code):
         raise r.fail(key, f"codes are upper-case letters, digits, '-' or '_', got {code!r}")
     return code
+
+
+#: The core sections (the online ones are ``rates.ONLINE_SECTIONS``; then ``[referrals]``).
+CORE_SECTIONS = (
+    "program",
+    "qualification",
+    "tiers",
+    "earn",
+    "promotions",
+    "rewards",
+    "stored_value",
+    "expiry",
+    "pin",
+    "offline_limits",
+    "offers",
+    "bounds",
+)
 
 
 def parse_program(text: str, source: str = "<programme>") -> Program:
@@ -305,13 +347,14 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         raise ProgramError(source, "(document)", f"not valid TOML: {exc}") from None
     except RecursionError:
         raise ProgramError(source, "(document)", "not valid TOML: nested too deeply") from None
-    root = _Reader(source, raw, "")
-    head = root.table("program")
-    qual = root.table("qualification") if root.has("qualification") else None
+    root = _Reader(source, raw, "").only(*CORE_SECTIONS, *ONLINE_SECTIONS, "referrals")
+    head = root.table("program").only("name", "version", "currency", "point_value")
+    qual = root.table("qualification").only("window") if root.has("qualification") else None
     window = qual.enum("window", Window, "calendar_year") if qual else Window.CALENDAR_YEAR
 
     tiers: list[Tier] = []
     for rank, t in enumerate(root.tables("tiers")):
+        t.only("code", "name", "nights", "points", "multiplier", "benefits")
         code = _code(t)
         if any(x.code == code for x in tiers):
             raise t.fail("code", f"duplicate tier {code!r}")
@@ -349,6 +392,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
 
     promotions: list[Promotion] = []
     for p in root.tables("promotions", required=False):
+        p.only("code", "name", "starts", "ends", "outlet", "tiers", "multiplier", "bonus")
         has_mult, has_bonus = p.has("multiplier"), p.has("bonus")
         if has_mult == has_bonus:
             raise p.fail("multiplier", "give exactly one of 'multiplier' or 'bonus'")
@@ -370,6 +414,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
 
     rewards: list[Reward] = []
     for rw in root.tables("rewards"):
+        rw.only("code", "name", "category", "points", "min_tier", "stock", "voucher_days")
         code = _code(rw)
         if any(x.code == code for x in rewards):
             raise rw.fail("code", f"duplicate reward {code!r}")
@@ -388,7 +433,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
             )
         )
 
-    sv = root.table("stored_value")
+    sv = root.table("stored_value").only("max_balance", "min_top_up", "max_top_up")
     stored = StoredValueRules(
         max_balance=sv.decimal("max_balance", positive=True),
         min_top_up=sv.decimal("min_top_up", positive=True),
@@ -397,8 +442,8 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
     if stored.min_top_up > stored.max_top_up:
         raise sv.fail("min_top_up", "is above max_top_up")
 
-    ex = root.table("expiry")
-    pin_r = root.table("pin")
+    ex = root.table("expiry").only("months_without_activity", "warn_days")
+    pin_r = root.table("pin").only("length", "max_tries", "lockout_minutes")
     pin = PinPolicy(
         length=pin_r.int_("length", minimum=4),
         max_tries=pin_r.int_("max_tries", minimum=1),
@@ -406,7 +451,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
     )
     if pin.length > 12:
         raise pin_r.fail("length", "PIN pads take at most 12 digits")
-    ol = root.table("offline_limits")
+    ol = root.table("offline_limits").only(*(f.name for f in fields(OfflineLimits)))
     offline = OfflineLimits(
         profile=ol.str_("profile"),
         per_redemption_points=ol.int_("per_redemption_points"),
@@ -414,14 +459,27 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         consecutive_redemptions_per_member=ol.int_("consecutive_redemptions_per_member"),
         node_exposure_points=ol.int_("node_exposure_points"),
         max_staleness_hours=ol.int_("max_staleness_hours", maximum=366 * 24),
+        per_spend_value=ol.decimal("per_spend_value", str(OfflineLimits.per_spend_value), positive=True),
+        per_member_value_since_contact=ol.decimal(
+            "per_member_value_since_contact", str(OfflineLimits.per_member_value_since_contact), positive=True
+        ),
     )
     offers = tuple(
-        Offer(code=_code(o), name=o.str_("name"), tiers=tier_set(o, "tiers"))
+        Offer(code=_code(o), name=o.str_("name"), tiers=tier_set(o.only("code", "name", "tiers"), "tiers"))
         for o in root.tables("offers", required=False)
     )
     bounds = _bounds(root.table("bounds")) if root.has("bounds") else Bounds()
     if bounds.nights_per_stay < 1 or bounds.points_per_event < max((r.points for r in rewards), default=1):
         raise ProgramError(source, "bounds", "points_per_event must cover the dearest reward")
+    referrals = ReferralRules()
+    if root.has("referrals"):
+        ref = root.table("referrals").only("referrer_points", "referred_points")
+        # Each bonus is one points.adjusted event: within what one event may carry.
+        referrals = ReferralRules(
+            referrer_points=ref.int_("referrer_points", 1000, maximum=bounds.points_per_event),
+            referred_points=ref.int_("referred_points", 1000, maximum=bounds.points_per_event),
+        )
+    online = parse_online(raw, frozenset(tier_codes), source)
     currency = head.str_("currency")
     if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
         raise head.fail("currency", f"an ISO 4217 code such as EUR, got {currency!r}")
@@ -444,6 +502,8 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         offline=offline,
         offers=offers,
         bounds=bounds,
+        online=online,
+        referrals=referrals,
         source_text=text,
     )
 

@@ -1,8 +1,10 @@
 """The online channel's rules: member-only rates, VIP offers, booking channels, partner transfers.
 
-These are optional sections of the programme document, read from ``Program.source_text``
-so the core parser (``program.py``) stays as it is; a programme without them quotes the
-public rate, shows no VIP offers, earns on every channel and offers no transfers::
+These are optional sections of the programme document, parsed with the rest of it by
+``parse_program`` (which calls :func:`parse_online`) into ``Program.online``: a bad rate plan
+is refused when the programme is loaded or published, not when a quote is asked. A programme
+without them quotes the public rate, shows no VIP offers, earns on every channel and offers
+no transfers::
 
     [[rates]]                      # a member-only rate plan; the best applicable one wins
     code = "MEMBER-RATE"
@@ -58,15 +60,16 @@ Pure: no I/O, time passed in. Money is Decimal; points are int.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
-from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from staypoint.loyalty.program import Program, ProgramError
+from staypoint.loyalty.programdoc import ProgramError, brief, check_keys
+
+if TYPE_CHECKING:
+    from staypoint.loyalty.program import Program
 
 CENT = Decimal("0.01")
 DEFAULT_ACCOUNT_PATTERN = "[A-Z0-9]{4,32}"
@@ -230,8 +233,10 @@ def _date(source: str, path: str, value: Any) -> date:
 
 
 def _int(source: str, path: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(source, path, f"must be a whole number of at least {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_WHOLE:
+        raise _fail(
+            source, path, f"must be a whole number from {minimum} to {MAX_WHOLE:,}, got {brief(repr(value))}"
+        )
     return value
 
 
@@ -272,16 +277,24 @@ def _pattern(source: str, path: str, value: Any) -> str:
     return value
 
 
+#: The sections of the programme document this module parses.
+ONLINE_SECTIONS = ("rates", "vip_offers", "last_minute", "channels", "partners")
+MAX_WHOLE = 2**53 - 1  # as every whole number of a programme: what every JSON reader holds
+
+
 def parse_online_rules(program: Program, source: str = "programme") -> OnlineRules:
-    """The online sections of ``program``'s document; ProgramError names a bad field."""
-    return _parse_cached(program.source_text, frozenset(t.code for t in program.tiers), source)
+    """The online sections of ``program``, parsed and checked with the rest of its document."""
+    return program.online
 
 
-@cache
-def _parse_cached(text: str, tier_codes: frozenset[str], source: str) -> OnlineRules:
-    raw = tomllib.loads(text) if text else {}
+def parse_online(raw: Mapping[str, Any], tier_codes: frozenset[str], source: str) -> OnlineRules:
+    """The online sections of a parsed programme document (``tier_codes``: its tiers); a bad
+    value or an unknown key is a ProgramError naming the section and the key."""
     known = set(tier_codes)
     s = source
+
+    def only(path: str, t: Mapping[str, Any], *keys: str) -> None:
+        check_keys(s, path, t, keys)
 
     def opt_set(path: str, t: Mapping[str, Any], key: str, tiers: bool = False) -> frozenset[str] | None:
         return _strs(s, f"{path}.{key}", t[key], known if tiers else None) if key in t else None
@@ -291,6 +304,7 @@ def _parse_cached(text: str, tier_codes: frozenset[str], source: str) -> OnlineR
 
     rates = []
     for path, t in _tables(s, raw, "rates"):
+        only(path, t, *(f.name for f in fields(RatePlan)))
         by_tier_raw = t.get("by_tier", {})
         if not isinstance(by_tier_raw, dict):
             raise _fail(s, f"{path}.by_tier", "must be a table of tier = discount")
@@ -319,6 +333,7 @@ def _parse_cached(text: str, tier_codes: frozenset[str], source: str) -> OnlineR
 
     offers = []
     for path, t in _tables(s, raw, "vip_offers"):
+        only(path, t, *(f.name for f in fields(VipOffer)))
         offer = VipOffer(
             code=_str(s, path, t, "code"),
             name=_str(s, path, t, "name"),
@@ -335,6 +350,7 @@ def _parse_cached(text: str, tier_codes: frozenset[str], source: str) -> OnlineR
 
     last = []
     for path, t in _tables(s, raw, "last_minute"):
+        only(path, t, "date", *(f.name for f in fields(LastMinute) if f.name != "day"))
         last.append(
             LastMinute(
                 code=_str(s, path, t, "code"),
@@ -352,6 +368,7 @@ def _parse_cached(text: str, tier_codes: frozenset[str], source: str) -> OnlineR
     ch = raw.get("channels", {})
     if not isinstance(ch, dict):
         raise _fail(s, "channels", "must be a table")
+    only("channels", ch, *(f.name for f in fields(Channels)))
     channels = Channels(
         direct=_strs(s, "channels.direct", ch.get("direct", ["direct", "web", "app", "phone"])),
         direct_bonus=_int(s, "channels.direct_bonus", ch.get("direct_bonus", 0)),
@@ -359,6 +376,7 @@ def _parse_cached(text: str, tier_codes: frozenset[str], source: str) -> OnlineR
     )
     partners = []
     for path, t in _tables(s, raw, "partners"):
+        only(path, t, *(f.name for f in fields(Partner)))
         ratio = _dec(s, f"{path}.ratio", t.get("ratio"))
         if ratio == 0:
             raise _fail(s, f"{path}.ratio", "must be above 0")

@@ -65,8 +65,13 @@ def test_errors_name_the_file_the_field_and_the_problem(
 
 
 def test_missing_section_and_bad_toml_are_reported() -> None:
-    with pytest.raises(ProgramError, match="pin: missing table"):
+    with pytest.raises(ProgramError, match=r"^p\.toml: pinx: unknown section \(did you mean pin\?\)$"):
         parse_program(default_program_text().replace("[pin]", "[pinx]"), "p.toml")
+    with pytest.raises(ProgramError, match="pin: missing table"):
+        parse_program(
+            default_program_text().replace("[pin]\nlength = 4\nmax_tries = 5\nlockout_minutes = 30\n", ""),
+            "p.toml",
+        )
     with pytest.raises(ProgramError, match="not valid TOML"):
         parse_program("[program\nname=", "p.toml")
 
