@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from staypoint.central.store import Change, HoldRecord, LedgerStore, StoredEvent
+from staypoint.central.store import Change, HoldRecord, LedgerStore
 from staypoint.loyalty import bounds, fold, tiers
 from staypoint.loyalty.events import (
     Event,
@@ -199,23 +199,16 @@ class Ledger:
         extra: list[tuple[str, str, dict[str, Any]]] = []
         hws: dict[tuple[str, int], int] = {}
         moved: set[tuple[str, int]] = set()
-        # The SQLite store takes a group's reads and writes in bulk (one statement each, not one
-        # per event); any other store gets the same calls one by one.
-        known_ids = getattr(self.store, "known_event_ids", None)
-        insert_events = getattr(self.store, "insert_events", None)
-        members_many = getattr(self.store, "members_many", None)
-        put_stays = getattr(self.store, "put_stays", None)
-        put_logged = getattr(self.store, "put_members_logged", None)
+        # Every store takes a group's reads and writes in bulk: one statement each, not one per event.
         rows: list[tuple[str, str, int, int, str, str | None, str, str]] = []
         pending: dict[tuple[str, int, int], str] = {}  # bodies applied in this group, not yet written
-        with self.store.transaction(), self._group_state(put_stays is not None):
+        with self.store.transaction(), self._group_state():
             # The duplicate-id check of the whole group in one statement; ids applied in the
             # group join the set as they go, so a repeat inside the group is caught as well.
-            taken = known_ids([ev.id for _, events, _ in parsed for ev in events]) if known_ids else None
-            if members_many is not None:
-                self._prefetched = members_many(
-                    sorted({ev.member for _, events, _ in parsed for ev in events if ev.member})
-                )
+            taken = self.store.known_event_ids([ev.id for _, events, _ in parsed for ev in events])
+            self._prefetched = self.store.members_many(
+                sorted({ev.member for _, events, _ in parsed for ev in events if ev.member})
+            )
             for node, count in revoked_hits:
                 self.store.bump_counter("events_from_revoked_nodes", count)
                 self.store.add_alarm("revoked_node", node, f"{count} events refused: node revoked", at)
@@ -255,7 +248,7 @@ class Ledger:
                         result.resend_from = (ev.epoch, hw + 1)
                         break
                     body = ev.to_json()
-                    if (ev.id in taken) if taken is not None else (self.store.event_by_id(ev.id) is not None):
+                    if ev.id in taken:
                         # The idempotency key is used by another (node, epoch, seq): never apply
                         # it twice; move the stream on so one bad event does not stall it.
                         result.rejected += 1
@@ -265,23 +258,17 @@ class Ledger:
                         result.rejected += 1
                         result.quarantined.append((ev.epoch, ev.seq))
                     else:
-                        if insert_events is not None and taken is not None:
-                            rows.append((ev.id, node, ev.epoch, ev.seq, ev.type, ev.member, body, at))
-                            pending[(node, ev.epoch, ev.seq)] = body
-                        else:
-                            self.store.insert_event(
-                                StoredEvent(ev.id, node, ev.epoch, ev.seq, body), ev.type, ev.member, at
-                            )
-                        if taken is not None:
-                            taken.add(ev.id)
+                        rows.append((ev.id, node, ev.epoch, ev.seq, ev.type, ev.member, body, at))
+                        pending[(node, ev.epoch, ev.seq)] = body
+                        taken.add(ev.id)
                         result.applied += 1
                     hws[key] = ev.seq
                     moved.add(key)
                     result.ack = (ev.epoch, ev.seq)
-            if rows and insert_events is not None:
-                insert_events(rows)  # in applied order (rowid order is the API's position)
-            if self._pending_stays and put_stays is not None:
-                put_stays(list(self._pending_stays.values()))
+            if rows:
+                self.store.insert_events(rows)  # in applied order (rowid order is the API's position)
+            if self._pending_stays:
+                self.store.put_stays(list(self._pending_stays.values()))
             # One high-water write per stream, not one per event.
             for node, epoch in moved:
                 self.store.set_high_water(node, epoch, hws[(node, epoch)])
@@ -289,26 +276,19 @@ class Ledger:
             for kind, name, body_ in extra:
                 if kind in ("voucher", "quarantine"):
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
-            if put_logged is not None:
-                # One write and one change per member per group, each record serialised once.
-                docs = list(dirty.values())
-                for version, doc in zip(put_logged(docs), docs, strict=True):
-                    changes.append(Change(version, "member", doc["number"], doc))
-            else:
-                for number, doc in dirty.items():
-                    self.store.put_member(doc)
-                    changes.append(
-                        Change(self.store.append_change("member", number, doc), "member", number, doc)
-                    )
+            # One write and one change per member per group, each record serialised once.
+            docs = list(dirty.values())
+            for version, doc in zip(self.store.put_members_logged(docs), docs, strict=True):
+                changes.append(Change(version, "member", doc["number"], doc))
             for kind, name, body_ in extra:
                 if kind == "deny":
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
         return [result for result, _, _ in parsed]
 
     @contextmanager
-    def _group_state(self, defer_stays: bool) -> Iterator[None]:
+    def _group_state(self) -> Iterator[None]:
         self._prefetched = None
-        self._pending_stays = {} if defer_stays else None
+        self._pending_stays = {}
         self._stay_origin = {}
         try:
             yield

@@ -92,7 +92,28 @@ class LedgerStore(Protocol):
 
     def event_count(self) -> int: ...
 
+    # Bulk forms, for ``Ledger.ingest_many``: one statement per ingest group, not one per event.
+    def known_event_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are already in the ledger."""
+        ...
+
+    def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
+        """(id, node, epoch, seq, type, member, body, applied_at) rows, as ``insert_event``, in order."""
+        ...
+
+    def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
+        """(event_id, member, points, nights) rows, as ``put_stay``."""
+        ...
+
     # -- members -------------------------------------------------------------------------
+    def members_many(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of ``numbers`` that exist, in one read (ingest's prefetch)."""
+        ...
+
+    def put_members_logged(self, docs: list[dict[str, Any]]) -> list[int]:
+        """``put_member`` + ``append_change("member", …)`` for each doc; the change versions, in order."""
+        ...
+
     def member(self, number: str) -> dict[str, Any] | None: ...
 
     def put_member(self, doc: dict[str, Any]) -> None: ...

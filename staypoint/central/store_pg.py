@@ -214,6 +214,30 @@ class PgLedgerStore:
     def event_count(self) -> int:
         return int(self._one("SELECT count(*) FROM events"))
 
+    # Bulk forms for ``Ledger.ingest_many`` (one statement per group, not one per event).
+    def known_event_ids(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        return {str(i) for (i,) in self._all("SELECT id FROM events WHERE id = ANY(%s)", (ids,))}
+
+    def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
+        with self._conn() as conn, conn.cursor() as cur:
+            # In applied order: ``pos`` (BIGSERIAL) is the API's position, as rowid is on SQLite.
+            cur.executemany(
+                "INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+
+    def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
+        with self._conn() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO stays (event_id, member, points, nights) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (event_id) DO UPDATE SET member = excluded.member, points = excluded.points, "
+                "nights = excluded.nights",
+                rows,
+            )
+
     def events_after(self, position: int, kinds: list[str], limit: int = 500) -> list[tuple[int, str]]:
         """(position, body) of applied events of ``kinds`` past ``position``, in applied order."""
         rows = self._all(
@@ -236,6 +260,27 @@ class PgLedgerStore:
 
     def put_member(self, doc: dict[str, Any]) -> None:
         self.put_members([doc])
+
+    def members_many(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
+        if not numbers:
+            return {}
+        rows = self._all("SELECT number, doc FROM members WHERE number = ANY(%s)", (numbers,))
+        return {str(n): dict(d) for n, d in rows}
+
+    def put_members_logged(self, docs: list[dict[str, Any]]) -> list[int]:
+        if not docs:
+            return []
+        self.put_members(docs)
+        with self._conn() as conn, conn.cursor() as cur:
+            # One bump of the change counter for the whole group, then its versions in order.
+            row = conn.execute("UPDATE change_seq SET v = v + %s RETURNING v", (len(docs),)).fetchone()
+            assert row is not None
+            base = int(row[0]) - len(docs)
+            cur.executemany(
+                "INSERT INTO changes (version, kind, key, body) VALUES (%s, 'member', %s, %s)",
+                [(base + i, d["number"], Jsonb(d)) for i, d in enumerate(docs, 1)],
+            )
+        return list(range(base + 1, base + 1 + len(docs)))
 
     def put_members(self, docs: list[dict[str, Any]]) -> None:
         with self._conn() as conn, conn.cursor() as cur:
