@@ -36,6 +36,12 @@ PROGRAM_TABLES = (
     "offline_limits",
     "offers",
     "bounds",
+    "rates",
+    "vip_offers",
+    "last_minute",
+    "channels",
+    "partners",
+    "referrals",
 )
 NODE_TABLES = ("node", "mqtt", "sync", "health", "backup", "kiosk", "hardware", "devices")
 
