@@ -153,7 +153,7 @@ class Ledger:
     # -- ingest --------------------------------------------------------------------------------
 
     def ingest(self, node: str, raw_events: Sequence[Any], now: datetime) -> IngestResult:
-        """Apply one batch from ``node`` in one transaction (docs/sync.md, The event contract).
+        """Apply one batch from ``node`` in one transaction (docs/architecture.md, The event contract).
 
         Per ``(node, epoch)`` stream: ``seq <= high-water`` is skipped (a known key with
         another body is rejected and alarmed); the next seq is applied; a gap stops the

@@ -1,6 +1,6 @@
 """Head office on the broker: ingest, acks, fan-out, resync answers, authorisation responder.
 
-Topics (docs/sync.md, Topics; the contract: The event contract):
+Topics (docs/sync.md, Topics; the contract: docs/architecture.md):
     in   sp/v1/node/{node}/events         batches of events (QoS 1)
     out  sp/v1/node/{node}/ack            {"epoch", "hw"}, retained, after the commit
     out  sp/v1/node/{node}/resend         {"epoch", "from"}: a gap, send again from here

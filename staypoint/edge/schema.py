@@ -153,7 +153,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             # The last seq of this node's events (per epoch) that head office has folded into
             # the member record we hold: a shown balance is the central balance plus our own
-            # events past these marks (docs/sync.md, The event contract).
+            # events past these marks (docs/architecture.md, The event contract).
             """CREATE TABLE sync_folded (
                 member TEXT NOT NULL,
                 epoch INTEGER NOT NULL,

@@ -112,7 +112,7 @@ def parse_iso(text: str) -> datetime:
 
 @dataclass(frozen=True)
 class Event:
-    """One event in the outbox and on the wire (docs/sync.md, The event contract)."""
+    """One event in the outbox and on the wire (docs/architecture.md, The event contract)."""
 
     node: str
     epoch: int

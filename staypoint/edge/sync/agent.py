@@ -5,7 +5,7 @@ callback runs on it (``client.loop()`` is called here, never ``loop_start``), so
 agent's state needs no locks. Other threads (the kiosk asking for an authorisation) talk to
 it through a queue.
 
-Guarantees (docs/sync.md: the event contract, and how it is kept):
+Guarantees (docs/architecture.md: the event contract; docs/sync.md: how it is kept):
 - An outbox row is marked done only by head office's cumulative ack ``{"epoch", "hw"}``,
   which head office publishes after its commit; a PUBACK means nothing here.
 - Batches are ordered, QoS 1, within a bounded window of unacknowledged batches; a
