@@ -188,6 +188,11 @@ class KioskApp(App[None], inherit_bindings=False):
         if self.devices.pinpad is not None:
             self.devices.pinpad.close()
         self.service_pool.shutdown(wait=True, cancel_futures=True)
+        # After the last print job: an ESC/POS printer left open is flushed by python-escpos at
+        # garbage collection, when its device may be gone (an I/O error at exit).
+        close_printer = getattr(self.devices.printer, "close", None)
+        if callable(close_printer):
+            close_printer()
 
     async def blocking(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` on a service thread and await its result."""

@@ -379,6 +379,7 @@ class Host:
             assert self is self.fleet.office, "the broker runs beside head office"
             self.fleet.start_broker()
             return
+        waits: list[Callable[[], None]] = []
         for unit in units if verb != "stop" else reversed(units):
             name = unit if "." in unit else f"{unit}.service"
             if name.endswith((".timer", ".path")):
@@ -386,27 +387,29 @@ class Host:
             if verb in ("enable", "start", "restart"):
                 if verb == "restart":
                     self.stop_unit(name)
-                self.start_unit(name)
+                waits.append(self.start_unit(name))
             elif verb == "stop":
                 self.stop_unit(name)
             else:
                 raise AssertionError(f"systemctl {args}")
+        for wait in waits:  # the units start side by side, as systemd starts them
+            wait()
 
-    def start_unit(self, name: str) -> None:
+    def start_unit(self, name: str) -> Callable[[], None]:
+        """Start the unit's ExecStart line; returns what waits until it serves."""
         argv = self.unit_argv(name)
         if self is self.fleet.office:
             # The file the first run copied is the unit the repository ships.
             assert argv == exec_start(name), name
             proc = self.fleet.units.start(name)
             self.procs[name] = proc  # type: ignore[assignment]
-            self.wait_ready(name, proc)  # type: ignore[arg-type]
-            return
+            return lambda: self.wait_ready(name, proc)  # type: ignore[arg-type]
         argv = [self.rewrite(a) for a in argv]
         if argv[1:2] == ["kiosk"]:
             assert argv[2] == "--config" and len(argv) == 4, argv
             self.kiosk = KioskUnit(Path(argv[3]))
             self.kiosk.start()
-            return
+            return lambda: None
         log = self.root / f"{name}.log"
         notify = None
         env = dict(os.environ)
@@ -428,6 +431,7 @@ class Host:
                 with contextlib.suppress(TimeoutError):
                     got += notify.recv(4096)
             notify.close()
+        return lambda: None
 
     def wait_ready(self, name: str, proc: subprocess.Popen[str]) -> None:
         """Head office's simple units: wait until each serves (the next step uses them)."""
@@ -690,6 +694,8 @@ def test_the_installed_fleet_by_the_documents(fleet: Fleet, tmp_path: Path) -> N
             mine = {e["id"] for e in outbox(board)}
             assert mine == {row[0] for row in booked if row[1] == board.name}
         wait_for(lambda: points_at(a) == points_at(b), "one balance on both boards", 30)
+        settled = ledger_row(fleet, "SELECT status FROM holds WHERE id = ?", online["data"]["hold"])
+        assert settled == ("settled",), settled
         central_points = ledger_row(fleet, "SELECT points FROM members WHERE number = ?", member)
         assert central_points is not None and central_points[0] == points_at(a)
 
