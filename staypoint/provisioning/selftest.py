@@ -19,18 +19,19 @@ tells the guest "Printed" with no printer there.
 from __future__ import annotations
 
 import asyncio
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from staypoint.edge import nodeconfig
+from staypoint.edge.nodeconfig import load_node_toml
 from staypoint.kiosk.hardware import factory
 
 __all__ = ["CheckResult", "format_table", "is_production", "load_hardware", "run_selftest"]
 
 #: ``[node] mode`` values; anything but "production" allows simulated devices.
-MODES = ("production", "demo", "dev")
+MODES = nodeconfig.MODES
 
 
 @dataclass(frozen=True)
@@ -55,32 +56,14 @@ class CheckResult:
 
 
 def load_hardware(config: Path) -> dict[str, Any]:
-    """The ``[hardware]`` (or ``[devices]``) table of ``node.toml``."""
-    try:
-        data = tomllib.loads(config.read_text("utf-8"))
-    except OSError as err:
-        raise ValueError(f"{config}: cannot read ({err.strerror or err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{config}: not valid TOML ({err})") from None
-    table = data.get("hardware", data.get("devices", {}))
-    if not isinstance(table, dict):
-        raise ValueError(f"{config}: [hardware] must be a table")
-    return table
+    """The ``[hardware]`` (or ``[devices]``) table of ``node.toml``, every key with its default,
+    checked by the node's one loader (an unknown section or key is a ValueError naming it)."""
+    return load_node_toml(config).hardware.as_dict()
 
 
 def is_production(config: Path) -> bool:
     """True when ``config``'s ``[node] mode`` is ``"production"`` (an enrolled board)."""
-    try:
-        data = tomllib.loads(config.read_text("utf-8"))
-    except OSError as err:
-        raise ValueError(f"{config}: cannot read ({err.strerror or err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{config}: not valid TOML ({err})") from None
-    node = data.get("node", {})
-    mode = node.get("mode", "dev") if isinstance(node, dict) else "dev"
-    if mode not in MODES:
-        raise ValueError(f"{config}: [node] mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return bool(mode == "production")
+    return load_node_toml(config).node.mode == "production"
 
 
 _REAL_DRIVERS = {
