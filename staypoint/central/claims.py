@@ -29,7 +29,7 @@ from typing import Any
 
 from staypoint.central.api.service import ApiError, Services
 from staypoint.central.api.sources import Draft, OutOfBounds
-from staypoint.loyalty.earning import stay_points
+from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import Outlet
 from staypoint.loyalty.rates import parse_online_rules
@@ -320,7 +320,7 @@ class ClaimsQueue:
             "nights": (departure - arrival).days,
             "revenue": revenue,
             "points": earned.points,
-            "qualifying_points": earned.points - earned.bonus,
+            "qualifying_points": qualifying_points(program, earned),
             "tier": m["tier"],
             "staff": clerk,
             "claim": claim["id"],

@@ -32,7 +32,7 @@ from staypoint.central.profiles import ProfileStore
 from staypoint.central.reports import projection
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.loyalty import member_numbers, tiers
-from staypoint.loyalty.earning import stay_points
+from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import Event, iso, parse_iso, uuid7
 from staypoint.loyalty.program import Outlet, default_program, default_program_text
 from staypoint.progress import progress
@@ -199,7 +199,7 @@ def generate(
                 win, qn, qp = ws, 0, 0
             earned = stay_points(program, tier, revenue, departure)
             qn += nights
-            qp += earned.points - earned.bonus
+            qp += qualifying_points(program, earned)
             after = tiers.after_activity(program, tier, qn, qp).code
             events.append(
                 (
@@ -215,7 +215,7 @@ def generate(
                         "nights": nights,
                         "revenue": {o.value: f"{a:.2f}" for o, a in revenue.items()},
                         "points": earned.points,
-                        "qualifying_points": earned.points - earned.bonus,
+                        "qualifying_points": qualifying_points(program, earned),
                         "tier": tier,
                         "tier_after": after,
                         "promotions": [],

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from staypoint.edge.keys import NodeKeys, create_keys, load_keys, public_key_from_hex
 from staypoint.edge.replica import MemberRow, Replica
 from staypoint.loyalty import bounds, fold, member_numbers, pins, referral_codes, tiers, vouchers
-from staypoint.loyalty.earning import stay_points
+from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import Event, EventType, iso, parse_iso, uuid7
 from staypoint.loyalty.money import MoneyError, parse_amount
 from staypoint.loyalty.program import Outlet, Program, parse_program
@@ -741,9 +741,10 @@ class NodeService:
             if self.replica.live_stay(self.property, folio) is not None:
                 raise BadInput(f"folio {folio} is already posted at {self.property}")
             earned = stay_points(program, row.tier, amounts, departure)
+            qualifying = qualifying_points(program, earned)
             qnights, qpoints = self._qualifying(row, today)
             qnights += nights
-            qpoints += earned.points - earned.bonus
+            qpoints += qualifying
             new_tier = tiers.after_activity(program, row.tier, qnights, qpoints)
             revenue_json = {o.value: str(a) for o, a in amounts.items() if a}
             data = {
@@ -754,7 +755,7 @@ class NodeService:
                 "nights": nights,
                 "revenue": revenue_json,
                 "points": earned.points,
-                "qualifying_points": earned.points - earned.bonus,
+                "qualifying_points": qualifying,
                 "tier": row.tier,
                 "tier_after": new_tier.code,
                 "promotions": sorted({c for ln in earned.lines for c in ln.promotions}),

@@ -7,7 +7,7 @@ from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 from typing import NamedTuple
 
-from staypoint.loyalty.program import Outlet, Program
+from staypoint.loyalty.program import Outlet, Program, QualifyOn
 
 
 class EarnLine(NamedTuple):
@@ -22,6 +22,8 @@ class EarnResult(NamedTuple):
     lines: tuple[EarnLine, ...]
     bonus: int
     bonus_promotions: tuple[str, ...]
+    # revenue × earn rate only (no tier multiplier, no promotion), rounded down once
+    base: int = 0
 
 
 def stay_points(program: Program, tier: str, revenue: Mapping[Outlet, Decimal], day: date) -> EarnResult:
@@ -35,11 +37,13 @@ def stay_points(program: Program, tier: str, revenue: Mapping[Outlet, Decimal], 
     bonus = 0
     bonus_codes: list[str] = []
     total = Decimal(0)
+    base = Decimal(0)
     for outlet, amount in revenue.items():
         if amount < 0:
             raise ValueError(f"revenue at {outlet.value} cannot be negative")
         if amount == 0:
             continue
+        base += amount * program.earn[outlet]
         exact = amount * program.earn[outlet] * multiplier
         applied: list[str] = []
         for promo in program.promotions:
@@ -55,4 +59,23 @@ def stay_points(program: Program, tier: str, revenue: Mapping[Outlet, Decimal], 
         total += exact
     total += bonus
     # NamedTuples, not frozen dataclasses: head office builds these once per stay it books.
-    return EarnResult(int(total.to_integral_value(ROUND_FLOOR)), tuple(lines), bonus, tuple(bonus_codes))
+    return EarnResult(
+        int(total.to_integral_value(ROUND_FLOOR)),
+        tuple(lines),
+        bonus,
+        tuple(bonus_codes),
+        int(base.to_integral_value(ROUND_FLOOR)),
+    )
+
+
+def qualifying_points(program: Program, earned: EarnResult) -> int:
+    """The points of a stay that count towards tier status, by ``[qualification] qualify_on``.
+
+    ``all_points``: every point earned but the fixed promotion bonuses; ``base_points``: the
+    revenue at the earn rates only, without the tier multiplier's uplift or any promotion.
+    The one home of this rule: the node's post_stay, head office's fold, the API's stays and
+    claims all ask it.
+    """
+    if program.qualify_on is QualifyOn.BASE_POINTS:
+        return min(earned.base, earned.points)
+    return earned.points - earned.bonus

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from staypoint.loyalty import pins, tiers
 from staypoint.loyalty.bounds import BoundError, Bounds, check_balance, money
-from staypoint.loyalty.earning import stay_points
+from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import Event, is_office_stream, iso, parse_iso, points_delta
 from staypoint.loyalty.expiry import expiring_soon
 from staypoint.loyalty.program import Outlet, PinPolicy, Program, Window
@@ -367,7 +367,7 @@ def _stay(ev: Event, m: MemberDoc, program: Program | None, day: date, out: Outc
         out.alarms.append(
             ("points_mismatch", f"stay seq {ev.seq}: node {claimed}, head office {earned.points}")
         )
-    points, qualifying = earned.points, earned.points - earned.bonus
+    points, qualifying = earned.points, qualifying_points(program, earned)
     if tiers.window_ended(program, m["window_start"], day):
         m["qual_nights"], m["qual_points"] = 0, 0
     m["window_start"] = tiers.window_start_of(program, day)

@@ -54,6 +54,13 @@ class Window(StrEnum):
     ROLLING_12_MONTHS = "rolling_12_months"
 
 
+class QualifyOn(StrEnum):
+    """What a stay's points count towards tier status (``[qualification] qualify_on``)."""
+
+    ALL_POINTS = "all_points"  # every point the stay earned but fixed promotion bonuses
+    BASE_POINTS = "base_points"  # revenue × earn rate only: no tier uplift, no promotion
+
+
 class RewardCategory(StrEnum):
     UPGRADE = "upgrade"
     LATE_CHECKOUT = "late_checkout"
@@ -168,6 +175,8 @@ class Program:
     # [[partners]]) and [referrals], parsed and checked with the rest.
     online: OnlineRules = field(default_factory=lambda: parse_online({}, frozenset(), "(none)"))
     referrals: ReferralRules = field(default_factory=ReferralRules)
+    # [qualification] qualify_on: which of a stay's points count towards status.
+    qualify_on: QualifyOn = QualifyOn.ALL_POINTS
     source_text: str = field(default="", compare=False, repr=False)
 
     @property
@@ -349,8 +358,9 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         raise ProgramError(source, "(document)", "not valid TOML: nested too deeply") from None
     root = _Reader(source, raw, "").only(*CORE_SECTIONS, *ONLINE_SECTIONS, "referrals")
     head = root.table("program").only("name", "version", "currency", "point_value")
-    qual = root.table("qualification").only("window") if root.has("qualification") else None
+    qual = root.table("qualification").only("window", "qualify_on") if root.has("qualification") else None
     window = qual.enum("window", Window, "calendar_year") if qual else Window.CALENDAR_YEAR
+    qualify_on = qual.enum("qualify_on", QualifyOn, "all_points") if qual else QualifyOn.ALL_POINTS
 
     tiers: list[Tier] = []
     for rank, t in enumerate(root.tables("tiers")):
@@ -504,6 +514,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         bounds=bounds,
         online=online,
         referrals=referrals,
+        qualify_on=qualify_on,
         source_text=text,
     )
 

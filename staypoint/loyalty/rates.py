@@ -6,9 +6,16 @@ is refused when the programme is loaded or published, not when a quote is asked.
 without them quotes the public rate, shows no VIP offers, earns on every channel and offers
 no transfers::
 
-    [[rates]]                      # a member-only rate plan; the best applicable one wins
+    [rates_policy]                 # optional: how plans combine (default: the best one wins)
+    stack = ["member", "vip", "last_minute"]   # the plan groups that stack, in this order
+    combine = "multiply"           # "multiply": each group's best plan off what is left;
+                                   # "best": the single best plan of all (the default)
+    floor_percent = 50             # the member price is never below 50 % of the public rate
+
+    [[rates]]                      # a member-only rate plan
     code = "MEMBER-RATE"
     name = "Member rate"
+    group = "member"               # optional (default "member"); with a stack, one of its groups
     discount = "0.10"              # off the public rate, for every tier in ``tiers``
     by_tier = { GOLD = "0.15", PLATINUM = "0.20" }   # a bigger discount for some tiers
     tiers = ["MEMBER", "SILVER", "GOLD", "PLATINUM"] # optional: who may book it (default all)
@@ -61,9 +68,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from staypoint.loyalty.programdoc import ProgramError, brief, check_keys
@@ -89,6 +97,7 @@ class RatePlan:
     book_from: date | None
     book_until: date | None
     min_nights: int
+    group: str = "member"
 
     def discount_for(self, tier: str) -> Decimal:
         return self.by_tier.get(tier, self.discount)
@@ -179,6 +188,20 @@ class Partner:
         return len(account) <= 64 and re.fullmatch(self.account_pattern, account) is not None
 
 
+class Combine(StrEnum):
+    BEST = "best"  # the single best applicable plan
+    MULTIPLY = "multiply"  # each stacked group's best plan, applied in turn to what is left
+
+
+@dataclass(frozen=True)
+class RatesPolicy:
+    """``[rates_policy]``: which plan groups combine, in what order, and the floor."""
+
+    stack: tuple[str, ...] = ()
+    combine: Combine = Combine.BEST
+    floor_percent: Decimal = Decimal(0)  # 0..100: the member price never below this share
+
+
 @dataclass(frozen=True)
 class OnlineRules:
     rates: tuple[RatePlan, ...]
@@ -186,9 +209,21 @@ class OnlineRules:
     last_minute: tuple[LastMinute, ...]
     channels: Channels
     partners: tuple[Partner, ...]
+    policy: RatesPolicy = field(default_factory=RatesPolicy)
 
     def partner(self, code: str) -> Partner | None:
         return next((p for p in self.partners if p.code == code.upper()), None)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One rate plan a quote applied, and what it took off one night."""
+
+    code: str
+    name: str
+    group: str
+    discount: Decimal  # the plan's share for this tier (0.10 = 10 %)
+    amount: Decimal  # per night, in the programme's currency; the lines sum to the saving per night
 
 
 @dataclass(frozen=True)
@@ -197,9 +232,12 @@ class Quote:
     member_rate: Decimal  # per night, never above the public rate
     nights: int
     total: Decimal
-    plan: str | None
+    plan: str | None  # the first plan applied (kept for older clients)
     plan_name: str | None
     saving: Decimal
+    currency: str = ""
+    applied: tuple[Applied, ...] = ()
+    floored: bool = False  # the floor cut the last plan's amount
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -278,7 +316,7 @@ def _pattern(source: str, path: str, value: Any) -> str:
 
 
 #: The sections of the programme document this module parses.
-ONLINE_SECTIONS = ("rates", "vip_offers", "last_minute", "channels", "partners")
+ONLINE_SECTIONS = ("rates", "rates_policy", "vip_offers", "last_minute", "channels", "partners")
 MAX_WHOLE = 2**53 - 1  # as every whole number of a programme: what every JSON reader holds
 
 
@@ -326,10 +364,18 @@ def parse_online(raw: Mapping[str, Any], tier_codes: frozenset[str], source: str
             book_from=opt_date(path, t, "book_from"),
             book_until=opt_date(path, t, "book_until"),
             min_nights=_int(s, f"{path}.min_nights", t.get("min_nights", 1), 1),
+            group=_group(s, f"{path}.group", t.get("group", "member")),
         )
         if plan.stay_from and plan.stay_until and plan.stay_until < plan.stay_from:
             raise _fail(s, f"{path}.stay_until", "ends before it starts")
         rates.append(plan)
+
+    policy = _policy(s, raw.get("rates_policy", {}))
+    if policy.stack:
+        for i, plan in enumerate(rates):
+            if plan.group not in policy.stack:
+                stacked = list(policy.stack)
+                raise _fail(s, f"rates[{i}].group", f"{plan.group!r} is not in rates_policy.stack {stacked}")
 
     offers = []
     for path, t in _tables(s, raw, "vip_offers"):
@@ -390,7 +436,46 @@ def parse_online(raw: Mapping[str, Any], tier_codes: frozenset[str], source: str
                 account_pattern=_pattern(s, f"{path}.account_pattern", t.get("account_pattern")),
             )
         )
-    return OnlineRules(tuple(rates), tuple(offers), tuple(last), channels, tuple(partners))
+    return OnlineRules(tuple(rates), tuple(offers), tuple(last), channels, tuple(partners), policy)
+
+
+_GROUP = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _group(source: str, path: str, value: Any) -> str:
+    if not isinstance(value, str) or not _GROUP.fullmatch(value):
+        got = brief(repr(value))
+        raise _fail(source, path, f"a group name of 1-32 lower-case letters, digits or _, got {got}")
+    return value
+
+
+def _policy(source: str, t: Any) -> RatesPolicy:
+    """``[rates_policy]``: ``stack`` (groups, in order, each once), ``combine``, ``floor_percent``."""
+    if not isinstance(t, dict):
+        raise _fail(source, "rates_policy", "must be a table")
+    check_keys(source, "rates_policy", t, ("stack", "combine", "floor_percent"))
+    stack_raw = t.get("stack", [])
+    if not isinstance(stack_raw, list):
+        raise _fail(source, "rates_policy.stack", "must be a list of plan groups")
+    stack = tuple(_group(source, f"rates_policy.stack[{i}]", g) for i, g in enumerate(stack_raw))
+    if len(set(stack)) != len(stack):
+        raise _fail(source, "rates_policy.stack", "names a group twice")
+    raw_combine = t.get("combine", "best")
+    try:
+        combine = Combine(raw_combine)
+    except ValueError:
+        raise _fail(
+            source, "rates_policy.combine", f"one of: best, multiply, got {brief(repr(raw_combine))}"
+        ) from None
+    if combine is Combine.MULTIPLY and not stack:
+        raise _fail(source, "rates_policy.stack", 'combine = "multiply" needs the groups to stack')
+    floor_raw = t.get("floor_percent", 0)
+    if isinstance(floor_raw, bool) or not isinstance(floor_raw, int | str):
+        raise _fail(source, "rates_policy.floor_percent", f"a percentage from 0 to 100, got {floor_raw!r}")
+    floor = _dec(source, "rates_policy.floor_percent", floor_raw)
+    if floor > 100:
+        raise _fail(source, "rates_policy.floor_percent", f"a percentage from 0 to 100, got {floor_raw}")
+    return RatesPolicy(stack=stack, combine=combine, floor_percent=floor)
 
 
 # -- quoting -----------------------------------------------------------------------------
@@ -406,28 +491,67 @@ def quote(
     nights: int,
     public_rate: Decimal,
     today: date,
+    currency: str = "",
 ) -> Quote:
-    """The member's nightly price: the best applicable plan, never above the public rate."""
+    """The member's nightly price under ``rules.policy``, never above the public rate and
+    never below its floor; every plan applied is named with what it took off a night.
+
+    ``best``: the single applicable plan with the lowest price. ``multiply``: for each group
+    of ``stack`` in order, that group's best applicable plan takes its discount off the price
+    left by the groups before it (each step rounded to the cent, half even, so the amounts sum
+    exactly to the saving). The floor (``floor_percent`` of the public rate, rounded up to the
+    cent) cuts the plan that would cross it; plans after it take nothing and are not named.
+    """
     if nights < 1:
         raise ValueError("a stay is at least one night")
     if public_rate < 0:
         raise ValueError("the public rate cannot be negative")
-    best: RatePlan | None = None
-    best_price = public_rate
-    for plan in rules.rates:
-        if not plan.applies(tier, prop, room_type, arrival, nights, today):
-            continue
-        price = (public_rate * (1 - plan.discount_for(tier))).quantize(CENT, ROUND_HALF_EVEN)
-        if price < best_price:
-            best, best_price = plan, price
-    member_rate = min(best_price, public_rate)  # the promise, stated once more
+    policy = rules.policy
+    usable = [p for p in rules.rates if p.applies(tier, prop, room_type, arrival, nights, today)]
+
+    def price_after(price: Decimal, plan: RatePlan) -> Decimal:
+        return (price * (1 - plan.discount_for(tier))).quantize(CENT, ROUND_HALF_EVEN)
+
+    def best_of(plans: list[RatePlan], price: Decimal) -> RatePlan | None:
+        best: RatePlan | None = None
+        best_price = price
+        for plan in plans:  # the first of equal prices wins: the programme's order
+            p = price_after(price, plan)
+            if p < best_price:
+                best, best_price = plan, p
+        return best
+
+    if policy.combine is Combine.MULTIPLY:
+        chosen = [best_of([p for p in usable if p.group == g], public_rate) for g in policy.stack]
+        order = [p for p in chosen if p is not None]
+    else:
+        one = best_of(usable, public_rate)
+        order = [one] if one is not None else []
+    floor = (public_rate * policy.floor_percent / 100).quantize(CENT, ROUND_CEILING)
+    floor = min(floor, public_rate)
+    price = public_rate
+    applied: list[Applied] = []
+    floored = False
+    for plan in order:
+        after = price_after(price, plan)
+        if after < floor:
+            after, floored = floor, True
+        if after < price:
+            applied.append(Applied(plan.code, plan.name, plan.group, plan.discount_for(tier), price - after))
+        price = after
+        if floored:
+            break
+    member_rate = min(price, public_rate)  # the promise, stated once more
     total = member_rate * nights
     return Quote(
         public_rate=public_rate,
         member_rate=member_rate,
         nights=nights,
         total=total,
-        plan=best.code if best else None,
-        plan_name=best.name if best else None,
+        plan=applied[0].code if applied else None,
+        plan_name=applied[0].name if applied else None,
         saving=public_rate * nights - total,
+        currency=currency,
+        applied=tuple(applied),
+        floored=floored,
     )

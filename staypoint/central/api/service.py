@@ -30,7 +30,7 @@ from staypoint.central.api.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileError, ProfileStore, check_contact
 from staypoint.loyalty import fold, member_numbers, pins, referral_codes, vouchers
-from staypoint.loyalty.earning import stay_points
+from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import Event, iso, points_delta, uuid7
 from staypoint.loyalty.money import MoneyError, parse_amount
 from staypoint.loyalty.program import Outlet, Program
@@ -110,27 +110,21 @@ class Services:
     # -- API keys ---------------------------------------------------------------------------
     def create_key(self, name: str, scopes: list[str], properties: list[str], now: datetime) -> str:
         """A new key; the secret is returned once and stored only as a hash."""
-        bad = [s for s in scopes if s not in SCOPES]
-        if bad:
-            raise ApiError(422, f"unknown scopes {bad}; use {', '.join(SCOPES)}")
-        key_id = secrets.token_hex(6)
-        secret = secrets.token_urlsafe(24)
-        self.side.execute(
-            "INSERT INTO api_keys (id, secret_hash, name, scopes, properties, created) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                key_id,
-                _sha256(secret),
-                name,
-                json.dumps(sorted(scopes)),
-                json.dumps(sorted(properties)),
-                iso(now),
-            ),
-        )
-        return f"sp_{key_id}_{secret}"
+        from staypoint.central.api import keys  # the one copy of the key rules (CLI, console)
+
+        try:
+            return keys.create_key(self.side, name, scopes, properties, now)
+        except keys.KeyRefused as exc:
+            raise ApiError(422, str(exc)) from None
 
     def revoke_key(self, key_id: str, now: datetime) -> bool:
-        return self.side.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (iso(now), key_id)) > 0
+        from staypoint.central.api import keys
+
+        try:
+            keys.revoke_key(self.side, key_id, now)
+        except keys.KeyRefused:
+            return False
+        return True
 
     def check_key(self, raw: str | None) -> ApiKey:
         if not raw:
@@ -294,6 +288,7 @@ class Services:
             nights=nights,
             public_rate=public,
             today=now.date(),
+            currency=self.program().currency,
         )
         return {
             "property": prop,
@@ -307,6 +302,18 @@ class Services:
             "saving": str(q.saving),
             "plan": q.plan,
             "plan_name": q.plan_name,
+            "currency": q.currency,
+            "applied": [
+                {
+                    "code": a.code,
+                    "name": a.name,
+                    "group": a.group,
+                    "discount": str(a.discount),
+                    "amount": str(a.amount),
+                }
+                for a in q.applied
+            ],
+            "floored": q.floored,
         }
 
     def offers(self, number: str, now: datetime) -> list[dict[str, Any]]:
@@ -445,7 +452,7 @@ class Services:
                             "nights": nights,
                             "revenue": canon["revenue"],
                             "points": points,
-                            "qualifying_points": points - earned.bonus,
+                            "qualifying_points": qualifying_points(program, earned),
                             "tier": m["tier"],
                             "channel": channel,
                             "promotions": sorted({c for ln in earned.lines for c in ln.promotions}),
