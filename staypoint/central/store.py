@@ -15,11 +15,13 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,13 @@ class LedgerStore(Protocol):
     """Head office's persistent state. All writes happen inside ``transaction()``."""
 
     def transaction(self) -> AbstractContextManager[None]: ...
+
+    def retrying(self, work: Callable[[], T], what: str = "ledger transaction") -> T:
+        """Run ``work`` (one whole, idempotent transaction) and return what it returns; when the
+        store's connection breaks (a database failover) run it again, with a bounded backoff,
+        once the store can write again. Gives up with :class:`StoreUnavailable`. Other errors
+        pass through at once. A store with nothing to fail over (SQLite) just runs it."""
+        ...
 
     def close(self) -> None: ...
 
@@ -245,6 +254,10 @@ STORE_HELP = "the ledger: sqlite:///abs/path.db, sqlite:relative.db or postgresq
 
 class StoreConfigError(ValueError):
     """A store URL that names no store we have, or a store that is not there (one line, for a CLI)."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The store could not write within its failover allowance (``LedgerStore.retrying``)."""
 
 
 @dataclass(frozen=True)

@@ -11,24 +11,74 @@ Same tables and meaning as ``store_sqlite.py``; documents are JSONB. Choices, an
 - **Migrations** are numbered and recorded in ``schema_migrations``, each in one transaction.
 - ``transaction()`` is re-entrant on one thread: a caller may group several ledger calls
   (an API write and its bookkeeping) into one atomic unit.
+- **Failover.** The URL may name several hosts with ``target_session_attrs=read-write``
+  (``postgresql://sp@db1:5432,db2:5432/staypoint?target_session_attrs=read-write``): libpq
+  connects to whichever takes writes. ``retrying(work)`` runs a whole transaction again when
+  its connection broke (the primary died, was demoted, or is promoting): broken pooled
+  connections are dropped, fresh ones find the new primary, with a bounded backoff
+  (``failover_seconds``). One log line per failover, when writing resumes. A transaction whose
+  COMMIT's outcome is unknown is simply applied again: the caller's work must be idempotent
+  (ingest is: the per-stream high-water skips what was committed). TCP keepalives and a
+  connect timeout are added to the URL's options when it sets none, so a primary whose
+  machine vanished is noticed in seconds, not at the kernel's retransmission timeout.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from staypoint.central.store import HOLD_ARITY, HOLD_COLUMNS, REVIEW_COLUMNS, Change, HoldRecord, StoredEvent
+from staypoint.central.store import (
+    HOLD_ARITY,
+    HOLD_COLUMNS,
+    REVIEW_COLUMNS,
+    Change,
+    HoldRecord,
+    StoredEvent,
+    StoreUnavailable,
+    T,
+)
+
+log = logging.getLogger("staypoint.central.store")
 
 WRITER_LOCK = 0x5350_4C44  # "SPLD": the ledger's single-writer advisory lock
+
+# What a failover looks like from here: the connection broke or was refused (OperationalError:
+# server closed the connection, admin shutdown, "the database system is starting up"), it is
+# closed (InterfaceError), it landed on a server that is now read-only (a demoted primary), or
+# no pooled connection could be had while the pool reconnects (PoolTimeout).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.ReadOnlySqlTransaction,
+    PoolTimeout,
+)
+# Options added to the URL's when it names none of them: a dead machine is noticed in
+# seconds (keepalives, tcp_user_timeout) and a host that does not answer is skipped.
+LIVENESS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -104,13 +154,97 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 class PgLedgerStore:
     """``LedgerStore`` on PostgreSQL."""
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 16, **_: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 16,
+        failover_seconds: float = 120.0,
+        pool_timeout: float = 10.0,
+        **_: Any,
+    ) -> None:
         self.url = url
+        self.failover_seconds = failover_seconds
+        given = conninfo_to_dict(url)
+        self._liveness = {k: v for k, v in LIVENESS.items() if k not in given}
+        # The pool's own INFO lines come on every request and its reconnect warnings on every
+        # attempt; ``retrying`` reports a failover in one line. Left alone when configured.
+        pool_log = logging.getLogger("psycopg.pool")
+        if pool_log.level == logging.NOTSET:
+            pool_log.setLevel(logging.ERROR)
         self.pool = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, kwargs={"autocommit": True}, open=True
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=pool_timeout,
+            kwargs={"autocommit": True, **self._liveness},
+            open=True,
         )
         self._local = threading.local()
         self.migrate()
+
+    def retrying(self, work: Callable[[], T], what: str = "ledger transaction") -> T:
+        """``work()``, run again after a broken connection until it succeeds or
+        ``failover_seconds`` have passed since the first failure (then ``StoreUnavailable``).
+
+        Backoff 0.1 s doubling to 2 s. Inside an outer ``transaction()`` there is nothing to
+        retry on its own: ``work`` runs once and the outer unit's caller decides.
+        """
+        if getattr(self._local, "conn", None) is not None:
+            return work()
+        started: float | None = None
+        first = ""
+        tries = 0
+        delay = 0.1
+        while True:
+            try:
+                result = work()
+            except TRANSIENT as exc:
+                now = time.monotonic()
+                if started is None:
+                    started, first = now, _one_line(exc)
+                tries += 1
+                if now - started >= self.failover_seconds:
+                    log.error(
+                        "ledger: no writable PostgreSQL primary for %.1f s (%d tries, first %s, last %s): "
+                        "giving up on this %s",
+                        now - started,
+                        tries,
+                        first,
+                        _one_line(exc),
+                        what,
+                    )
+                    raise StoreUnavailable(f"no writable PostgreSQL primary: {_one_line(exc)}") from exc
+                time.sleep(min(delay, max(0.0, started + self.failover_seconds - now)))
+                delay = min(delay * 2, 2.0)
+                self._drop_broken()
+                continue
+            if started is not None:
+                log.warning(
+                    "ledger failover: %s resumed on %s after %.1f s and %d retries (first error: %s)",
+                    what,
+                    self.primary(),
+                    time.monotonic() - started,
+                    tries,
+                    first,
+                )
+            return result
+
+    def _drop_broken(self) -> None:
+        """Test the idle pooled connections; broken ones are replaced by fresh connections."""
+        try:
+            self.pool.check()
+        except Exception:  # the next attempt reports what is wrong
+            log.debug("pool check failed", exc_info=True)
+
+    def primary(self) -> str:
+        """host:port of the server this store writes to now ("?" when none answers)."""
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                return f"{conn.info.host}:{conn.info.port}"
+        except Exception:  # for a log line only
+            return "?"
 
     # -- plumbing ---------------------------------------------------------------------------
     def migrate(self) -> list[int]:
@@ -517,7 +651,7 @@ class PgLedgerStore:
 
     def snapshot(self) -> tuple[int, Iterator[Change]]:
         # Its own connection in one REPEATABLE READ transaction: one consistent view.
-        conn = psycopg.connect(self.url)
+        conn = psycopg.connect(self.url, **self._liveness)  # type: ignore[arg-type]
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         row = conn.execute("SELECT v FROM change_seq").fetchone()

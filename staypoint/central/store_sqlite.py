@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from staypoint.central.store import HOLD_ARITY, HOLD_COLUMNS, REVIEW_COLUMNS, Change, HoldRecord, StoredEvent
+from staypoint.central.store import (
+    HOLD_ARITY,
+    HOLD_COLUMNS,
+    REVIEW_COLUMNS,
+    Change,
+    HoldRecord,
+    StoredEvent,
+    T,
+)
 from staypoint.sqlitetx import immediate
 
 SCHEMA = (
@@ -109,6 +117,9 @@ class SqliteLedgerStore:
     def transaction(self) -> Iterator[None]:
         with self._lock, immediate(self.conn):
             yield
+
+    def retrying(self, work: Callable[[], T], what: str = "ledger transaction") -> T:
+        return work()  # one local file: no connection to lose, nothing to fail over to
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         row = self.conn.execute(sql, args).fetchone()
