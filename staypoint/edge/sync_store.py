@@ -3,8 +3,8 @@
 Every function takes the replica's connection and must run inside ``Replica.write()`` (or
 ``read()`` for the read-only ones), so each step commits with its effect or not at all.
 
-The one rule that keeps a node's shown balance honest (docs/architecture.md, The event contract): a member row on
-a node is ``central record + this node's own events not yet folded into it``. Head office's
+The one rule that keeps a node's shown balance honest (docs/architecture.md, The event contract):
+a member row on a node is ``central record + this node's own events not yet folded into it``. Head office's
 member record carries, per ``node:epoch``, the last seq it folded in; when a record arrives
 we replay only our own outbox events past those marks on top of it. Acks and changes may
 arrive in any order: the answer is the same, never a double count, never a dropped event.

@@ -21,7 +21,8 @@ def test_good_config(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.db == tmp_path / "node.db"
     assert cfg.idle_timeout_s == 45 and cfg.property_name == "Harbour"
-    assert cfg.hardware == {**HardwareSection().as_dict(), "reader": "sim", "printer": "sim", "pinpad": "none"}
+    expected = {**HardwareSection().as_dict(), "reader": "sim", "printer": "sim", "pinpad": "none"}
+    assert cfg.hardware == expected
 
 
 @pytest.mark.parametrize(
