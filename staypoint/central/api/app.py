@@ -21,9 +21,10 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -459,17 +460,25 @@ def build_app(
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": _line(str(exc.detail)), "code": "http"}, status_code=exc.status_code)
 
+    # Idempotency-Key on POSTs (api/idempotency.py), inside the body limit.
+    from staypoint.central.api.idempotency import install as install_idempotency
+
+    install_idempotency(app, services, clock)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
 
-    def key(x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+    # The two credentials, declared as OpenAPI securitySchemes (ApiKey, MemberToken).
+    api_key_header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False)
+    member_bearer = HTTPBearer(scheme_name="MemberToken", auto_error=False)
+
+    def key(x_api_key: Annotated[str | None, Security(api_key_header)] = None) -> ApiKey:
         return run(lambda: services.check_key(x_api_key))
 
     def member(
-        api_key: Annotated[ApiKey, Depends(key)], authorization: Annotated[str | None, Header()] = None
+        api_key: Annotated[ApiKey, Depends(key)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(member_bearer)] = None,
     ) -> str:
         api_key.require("member")
-        token = authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None
-        return services.member_from_token(token, clock())
+        return services.member_from_token(bearer.credentials if bearer else None, clock())
 
     Key = Annotated[ApiKey, Depends(key)]
     Member = Annotated[str, Depends(member)]

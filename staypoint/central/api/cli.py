@@ -127,6 +127,75 @@ def register(central_sub: Any) -> None:
         "--openapi", metavar="FILE", help="write the OpenAPI document to FILE (- for stdout) and exit"
     )
     p.set_defaults(fn=cmd_api)
+    register_keys(p)
+
+
+def _side_store(args: argparse.Namespace) -> Any:
+    """The side tables from --side (or the PostgreSQL --store), as 'central api' opens them."""
+    from staypoint.central.api.state import SideStore
+    from staypoint.central.store import StoreConfigError, parse_store_url
+
+    try:
+        store = parse_store_url(args.store) if getattr(args, "store", None) else None
+        side = parse_store_url(args.side) if getattr(args, "side", None) else None
+        side = side or (store if store is not None and store.is_pg else None)
+        if side is None:
+            raise StoreConfigError("--side is needed (sqlite:///path/side.db, or --store postgresql://...)")
+        if not side.is_pg and not Path(side.canonical().removeprefix("sqlite://")).exists():
+            raise StoreConfigError(f"no side tables at {side.canonical()}")
+    except StoreConfigError as exc:
+        raise SystemExit(f"staypoint: {exc}") from None
+    return SideStore(side.canonical())
+
+
+def cmd_keys(args: argparse.Namespace) -> None:
+    from staypoint.central.api import keys
+
+    side = _side_store(args)
+    now = datetime.now(UTC)
+    try:
+        if args.keys_cmd == "create":
+            print(keys.create_key(side, args.name, args.scopes.split(","), args.properties.split(","), now))
+            print("(the key is shown once: give it to the client now)", file=sys.stderr)
+        elif args.keys_cmd == "revoke":
+            row = keys.revoke_key(side, args.id, now)
+            print(f"revoked {row.id} ({row.name}) at {row.revoked}")
+        else:
+            rows = keys.list_keys(side)
+            if args.json:
+                print(json.dumps([r.as_dict() for r in rows], indent=2))
+            for r in [] if args.json else rows:
+                state = f"revoked {r.revoked}" if r.revoked else "active"
+                print(f"{r.id}  {r.name:<24} {','.join(r.scopes):<28} {','.join(r.properties):<12} {state}")
+    except keys.KeyRefused as exc:
+        raise SystemExit(f"staypoint: {exc}") from None
+    finally:
+        side.close()
+
+
+def register_keys(api_parser: Any) -> None:
+    """``staypoint central api keys create|list|revoke``: the API's clients' keys."""
+    sub = api_parser.add_subparsers(dest="api_cmd", metavar="keys")
+    k = sub.add_parser("keys", help="create, list and revoke the API's client keys")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: given after 'api' instead, the value there stands.
+    common.add_argument(
+        "--store", default=argparse.SUPPRESS, help="the ledger (its PostgreSQL holds the keys)"
+    )
+    common.add_argument(
+        "--side", default=argparse.SUPPRESS, help="head office's side tables (SQLite or PostgreSQL)"
+    )
+    c = ksub.add_parser("create", parents=[common], help="print a new key once (kept only as a hash)")
+    c.add_argument("name", help="who the key is for, e.g. 'SHA PMS' or 'booking engine'")
+    c.add_argument("scopes", help="comma-separated: member,enrol,stays,rates,claims,reports")
+    c.add_argument("properties", help="comma-separated property codes, * = all")
+    ls = ksub.add_parser("list", parents=[common], help="every key: id, name, scopes, properties, state")
+    ls.add_argument("--json", action="store_true")
+    r = ksub.add_parser("revoke", parents=[common], help="revoke a key at once (401 from then on)")
+    r.add_argument("id", help="the key's id (the part after sp_), or the whole key")
+    for parser in (c, ls, r):
+        parser.set_defaults(fn=cmd_keys)
 
 
 def main(argv: list[str] | None = None) -> int:

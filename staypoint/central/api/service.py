@@ -110,27 +110,21 @@ class Services:
     # -- API keys ---------------------------------------------------------------------------
     def create_key(self, name: str, scopes: list[str], properties: list[str], now: datetime) -> str:
         """A new key; the secret is returned once and stored only as a hash."""
-        bad = [s for s in scopes if s not in SCOPES]
-        if bad:
-            raise ApiError(422, f"unknown scopes {bad}; use {', '.join(SCOPES)}")
-        key_id = secrets.token_hex(6)
-        secret = secrets.token_urlsafe(24)
-        self.side.execute(
-            "INSERT INTO api_keys (id, secret_hash, name, scopes, properties, created) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                key_id,
-                _sha256(secret),
-                name,
-                json.dumps(sorted(scopes)),
-                json.dumps(sorted(properties)),
-                iso(now),
-            ),
-        )
-        return f"sp_{key_id}_{secret}"
+        from staypoint.central.api import keys  # the one copy of the key rules (CLI, console)
+
+        try:
+            return keys.create_key(self.side, name, scopes, properties, now)
+        except keys.KeyRefused as exc:
+            raise ApiError(422, str(exc)) from None
 
     def revoke_key(self, key_id: str, now: datetime) -> bool:
-        return self.side.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (iso(now), key_id)) > 0
+        from staypoint.central.api import keys
+
+        try:
+            keys.revoke_key(self.side, key_id, now)
+        except keys.KeyRefused:
+            return False
+        return True
 
     def check_key(self, raw: str | None) -> ApiKey:
         if not raw:
