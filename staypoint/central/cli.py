@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from datetime import UTC, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
+from staypoint.central.leader import Leadership, PgLeadership, ServeLockHeld, SqliteServeLock
 from staypoint.central.ledger import Ledger
 from staypoint.central.server import HeadOffice, MqttSettings
 from staypoint.central.store import (
@@ -51,7 +55,25 @@ def _ledger(args: argparse.Namespace, *, must_exist: bool = False) -> Ledger:
 def cmd_serve(args: argparse.Namespace) -> None:
     """Run head office on the broker until SIGTERM / SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    jobs_at = _jobs_at(args.jobs_at)
+    try:
+        where = parse_store_url(store_url(args))
+    except StoreConfigError as exc:
+        raise SystemExit(f"staypoint: {exc}") from None
+    leadership: Leadership
+    if where.is_pg:
+        # Any number of processes on one PostgreSQL ledger: shared subscriptions, one leader.
+        share: str | None = args.share_group
+        client_id = args.client_id or f"head-office-{socket.gethostname()}-{os.getpid()}"
+    else:
+        share, client_id = None, args.client_id or "head-office"
+        try:  # one process per SQLite ledger: a second is refused before it touches anything
+            leadership = SqliteServeLock(Path(where.path or where.url)).acquire()
+        except ServeLockHeld as exc:
+            raise SystemExit(f"staypoint: {exc}") from None
     ledger = _ledger(args)
+    if where.is_pg:
+        leadership = PgLeadership(where.url, poll=args.leader_poll).start()
     if args.program:
         try:  # checked here so the error names the file, and bytes that are not text are refused
             text = load_program(Path(args.program)).source_text
@@ -61,8 +83,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     office = HeadOffice(
         ledger,
         MqttSettings(
-            args.host, args.port, Path(args.ca), Path(args.cert), Path(args.key), client_id=args.client_id
+            args.host,
+            args.port,
+            Path(args.ca),
+            Path(args.cert),
+            Path(args.key),
+            client_id=client_id,
+            share_group=share,
         ),
+        leader=leadership,
+        jobs_at=jobs_at,
     )
     done = threading.Event()
 
@@ -75,7 +105,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
     print("head office serving", file=sys.stderr, flush=True)
     done.wait()
     office.stop()
+    leadership.stop()
     ledger.store.close()
+
+
+def _jobs_at(text: str | None) -> dtime | None:
+    if text is None:
+        return None
+    try:
+        return dtime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"staypoint: --jobs-at {text!r}: not a time of day (HH:MM, UTC)") from None
 
 
 def _now(text: str | None) -> datetime:
@@ -258,7 +298,25 @@ def register(sub: Any) -> None:
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
     p.add_argument(
-        "--client-id", default="head-office", help="head-office or head-office-...: one per process"
+        "--client-id",
+        help="head-office or head-office-...: one per process (default: head-office on SQLite, "
+        "head-office-HOST-PID on PostgreSQL)",
+    )
+    p.add_argument(
+        "--share-group",
+        default="ingest",
+        help="PostgreSQL: the MQTT 5 shared-subscription group the serving processes share",
+    )
+    p.add_argument(
+        "--leader-poll",
+        type=float,
+        default=1.0,
+        help="PostgreSQL: seconds between a follower's tries for the leader's lock",
+    )
+    p.add_argument(
+        "--jobs-at",
+        metavar="HH:MM",
+        help="the leader runs the ledger's daily jobs (as `central jobs`) once a day past this UTC time",
     )
     p.add_argument("--program", help="publish this programme document before serving")
     p.add_argument("--revoked", help="revoked-nodes.json from `provision revoke`: their events are refused")

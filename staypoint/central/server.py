@@ -20,6 +20,17 @@ transaction, and only after that commit publishes the acks and sends the broker'
 busy head office pays one fsync per group instead of one per batch. Other messages are
 handled, and acknowledged, in the network thread. Snapshots go out from a worker thread
 with a bounded publish window so the network thread keeps serving everyone else.
+
+Several processes (PostgreSQL; docs/scale.md, Several ingest processes): with
+``MqttSettings.share_group`` each subscribes through MQTT 5 shared subscriptions
+(``$share/<group>/sp/v1/node/+/events`` and the same for resync and auth requests), so the
+broker hands each message to ONE of them, round robin: one node's batches reach different
+processes. The ledger serialises every ingest transaction (store_pg's writer lock) and
+re-reads each stream's high-water inside it, so a batch is applied once whoever gets it; a
+batch that arrives ahead of its predecessor (being applied by the other process) is parked
+and retried for up to ``PARK_SECONDS`` before a resend is asked for. Only the leader
+(``leader.PgLeadership``) fans out, publishes the digest, expires holds and runs the daily
+jobs: one publisher of ``sp/v1/fleet/changes``, so the nodes see it in version order.
 """
 
 from __future__ import annotations
@@ -30,10 +41,11 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +56,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from staypoint.central.leader import AlwaysLeader, Leadership
 from staypoint.central.ledger import Ledger, dumps
-from staypoint.central.store import Change
+from staypoint.central.store import Change, StoreUnavailable
 from staypoint.mqtt_tls import no_nagle, use_fleet_tls
 
 log = logging.getLogger("staypoint.central")
@@ -54,6 +67,9 @@ MAX_PAYLOAD = 256 * 1024  # the broker's message_size_limit; anything larger is 
 CHUNK_BYTES = 96 * 1024  # resync / fan-out parts: well under any broker's packet limit
 SNAPSHOT_WINDOW = 16  # snapshot parts in flight before waiting for PUBACKs
 GROUP_BATCHES = 32  # node batches applied in one ledger transaction at most
+PARK_SECONDS = 1.0  # shared ingest: a batch ahead of its stream waits this long for the gap to fill
+PARK_POLL = 0.01  # ... retried this often when nothing new arrives
+JOBS_DAY_COUNTER = "serve_jobs_day"  # counters: the UTC day (ordinal) the leader last ran the jobs
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,10 @@ class MqttSettings:
     client_id: str = "head-office"
     session_expiry: int = 7 * 24 * 3600
     keepalive: int = 30
+    # Set: one of several processes, on MQTT 5 shared subscriptions ``$share/<group>/...``,
+    # with a clean session that ends with the connection (a dead process's share of the
+    # messages goes to the others at once; what it had in flight the nodes send again).
+    share_group: str | None = None
 
 
 def now_utc() -> datetime:
@@ -92,6 +112,16 @@ def chunk_changes(changes: Iterable[Change], limit: int = CHUNK_BYTES) -> Iterat
         size += n
     if part:
         yield part
+
+
+def _first_key(events: list[Any]) -> tuple[int, int]:
+    """A batch's first (epoch, seq), for ordering; anything malformed sorts first (it is dropped)."""
+    first = events[0] if events else None
+    if isinstance(first, dict):
+        epoch, seq = first.get("epoch"), first.get("seq")
+        if isinstance(epoch, int) and isinstance(seq, int):
+            return (epoch, seq)
+    return (0, 0)
 
 
 def resync_parts(
@@ -136,9 +166,20 @@ class HeadOffice:
         clock: Callable[[], datetime] = now_utc,
         tick_seconds: float = 2.0,
         digest_seconds: float = 30.0,
+        leader: Leadership | None = None,
+        jobs_at: dtime | None = None,
     ) -> None:
         self.ledger = ledger
         self.settings = settings
+        self.shared = settings.share_group is not None
+        self.leader: Leadership = leader if leader is not None else AlwaysLeader()
+        self.jobs_at = jobs_at
+        self._was_leader = False
+        # A follower's reading of the ledger's tip, one per tick: what the leader has surely
+        # fanned out by now (its ticker catches up every tick), where to resume on a takeover.
+        self._tips: deque[int] = deque(maxlen=3)
+        # Shared ingest: batches ahead of their stream, (node, events, mid, qos, parked at).
+        self._parked: list[tuple[str, list[Any], int, int, float | None]] = []
         self.clock = clock
         self.tick_seconds = tick_seconds
         self.digest_seconds = digest_seconds
@@ -177,14 +218,15 @@ class HeadOffice:
 
     def start(self, timeout: float = 10.0) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.settings.session_expiry
+        props.SessionExpiryInterval = 0 if self.shared else self.settings.session_expiry
         # clean_start=False: paho would otherwise start clean on every process start and
-        # the batches queued for us while we were down would be thrown away.
+        # the batches queued for us while we were down would be thrown away. Shared: a
+        # session of our own would keep taking a dead process's turn of the messages.
         self.client.connect_async(
             self.settings.host,
             self.settings.port,
             keepalive=self.settings.keepalive,
-            clean_start=False,
+            clean_start=self.shared,
             properties=props,
         )
         self.client.loop_start()
@@ -210,11 +252,13 @@ class HeadOffice:
             return
         no_nagle(client)  # an authorisation's answer leaves at once, not after a delayed ACK
         # Subscribe here, not once at start: a session lost by the broker comes back whole.
+        # Shared: each message to one process of the group (auth requests too: one hold).
+        share = f"$share/{self.settings.share_group}/" if self.shared else ""
         client.subscribe(
             [
-                ("sp/v1/node/+/events", 1),
-                ("sp/v1/node/+/resync", 1),
-                ("sp/v1/node/+/auth/request", 1),
+                (share + "sp/v1/node/+/events", 1),
+                (share + "sp/v1/node/+/resync", 1),
+                (share + "sp/v1/node/+/auth/request", 1),
             ]
         )
         self.connected.set()
@@ -281,11 +325,20 @@ class HeadOffice:
     def _ingester(self) -> None:
         """Apply queued batches a group at a time: one commit, then acks, fan-out and PUBACKs."""
         while True:
-            item = self._batches.get()
+            # Parked batches (shared ingest: ahead of their stream) go first, with what is new.
+            group: list[tuple[str, list[Any], int, int, float | None]] = list(self._parked)
+            self._parked = []
+            item: tuple[str, list[Any], int, int] | None
+            try:
+                item = self._batches.get(timeout=PARK_POLL) if group else self._batches.get()
+            except queue.Empty:
+                item = ("", [], -1, -1)  # nothing new: retry the parked batches alone
             if item is None or self._stop.is_set():
                 return
-            group = [item]
-            while len(group) < GROUP_BATCHES:
+            if item[2] >= 0:
+                group.append((*item, None))
+            limit = len(group) + GROUP_BATCHES - 1
+            while len(group) < limit:
                 try:
                     more = self._batches.get_nowait()
                 except queue.Empty:
@@ -293,26 +346,87 @@ class HeadOffice:
                 if more is None:
                     self._batches.put(None)
                     break
-                group.append(more)
+                group.append((*more, None))
+            if self.shared:
+                # One node's batches come from both processes' queues: in seq order per node,
+                # a group applies as much of each stream as it holds.
+                group.sort(key=lambda g: (g[0], _first_key(g[1])))
+            done: list[tuple[str, list[Any], int, int, float | None]] = []
             try:
-                with self._lock:
-                    self._events([(node, events) for node, events, _, _ in group])
-                self.handled["events"] += len(group)
+                results = self._apply([(node, events) for node, events, *_ in group])
                 self.handled["groups"] += 1
+                done = self._settle(group, results)
+            except StoreUnavailable:  # logged by the store; the nodes send again after their ack timeout
+                self.dropped["store_unavailable"] += len(group)
+                done = list(group)
             except Exception:
                 log.exception("ingest of %d batches failed: trying them one by one", len(group))
-                for node, events, _, _ in group:
+                for entry in group:
+                    node, events = entry[0], entry[1]
                     try:
-                        with self._lock:
-                            self._events([(node, events)])
-                        self.handled["events"] += 1
+                        results = self._apply([(node, events)])
+                        done.extend(self._settle([entry], results, park=False))
                     except Exception:  # the node sends it again after its ack timeout
                         log.exception("ingest of a batch from %s failed", node)
                         self.dropped["error"] += 1
-            for _, _, mid, qos in group:
+                        done.append(entry)
+            for _, _, mid, qos, _ in done:
                 self.client.ack(mid, qos)
 
-    def _events(self, batches: list[tuple[str, list[Any]]]) -> None:
+    def _settle(
+        self,
+        group: list[tuple[str, list[Any], int, int, float | None]],
+        results: list[Any],
+        *,
+        park: bool = True,
+    ) -> list[tuple[str, list[Any], int, int, float | None]]:
+        """After a group's commit: ask for resends, park what may yet fill; what may be PUBACKed.
+
+        Alone (not shared), a gap is real at once: the batches of one node arrive in order on
+        one connection, so the missing one was lost. Shared, it is usually the batch before,
+        in the other process's group right now: wait up to ``PARK_SECONDS`` for it.
+        """
+        now = time.monotonic()
+        done: list[tuple[str, list[Any], int, int, float | None]] = []
+        parked: list[tuple[str, list[Any], int, int, float | None]] = []
+        resend: dict[str, tuple[int, int]] = {}
+        for entry, result in zip(group, results, strict=True):
+            node, events, mid, qos, since = entry
+            if result.resend_from is None:
+                self.handled["events"] += 1
+                done.append(entry)
+            elif park and self.shared and (since is None or now - since < PARK_SECONDS):
+                parked.append((node, events, mid, qos, now if since is None else since))
+                self.handled["events_parked"] += 1
+            else:
+                resend.setdefault(node, result.resend_from)
+                self.handled["events"] += 1
+                done.append(entry)
+        for node, (epoch, seq) in resend.items():
+            self.client.publish(f"sp/v1/node/{node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1)
+        # A node asked to resend sends everything from there again: its parked batches go.
+        for entry in parked:
+            if entry[0] in resend:
+                done.append(entry)
+            else:
+                self._parked.append(entry)
+        return done
+
+    def _apply(self, batches: list[tuple[str, list[Any]]]) -> list[Any]:
+        """``_events`` under the lock, run again by the store after a database failover (a lost
+        connection, the primary promoting: ``LedgerStore.retrying``). Nothing is published
+        before a commit, and a commit whose outcome was unknown is applied again with its
+        events skipped as duplicates, so a retry loses and doubles nothing. The lock is let go
+        between tries: the network thread keeps answering (and the broker keeps us) meanwhile."""
+
+        def once() -> list[Any]:
+            with self._lock:
+                return self._events(batches)
+
+        return self.ledger.store.retrying(once, "ingest")
+
+    def _events(self, batches: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Apply in one transaction, publish acks and (the leader) fan-out; resends are the caller's."""
         results = self.ledger.ingest_many(batches, self.clock())
         acks: dict[str, tuple[int, int]] = {}
         for result in results:
@@ -325,12 +439,8 @@ class HeadOffice:
             self.client.publish(
                 f"sp/v1/node/{node}/ack", dumps({"epoch": epoch, "hw": hw}), qos=1, retain=True
             )
-        for result in results:
-            if result.resend_from is not None:
-                epoch, seq = result.resend_from
-                self.client.publish(
-                    f"sp/v1/node/{result.node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1
-                )
+        if not self.leader.is_leader():
+            return results  # the leader's ticker fans these changes out: one publisher, in order
         fan = sorted((c for r in results for c in r.changes), key=lambda c: c.version)
         if fan and fan[0].version - 1 > self._published_version:
             # Another process (jobs, the console, a programme published) wrote since the last
@@ -338,6 +448,7 @@ class HeadOffice:
             self._catch_up()
             fan = [c for c in fan if c.version > self._published_version]
         self._fan_out(fan)
+        return results
 
     def _fan_out(self, changes: list[Change]) -> None:
         """Publish contiguous changes as ``{"from", "to", "changes"}`` parts."""
@@ -410,15 +521,61 @@ class HeadOffice:
     # -- background ------------------------------------------------------------------------------
 
     def _ticker(self) -> None:
-        """Expire holds; publish changes written by other processes (``central jobs``)."""
+        """The leader: expire holds, run the daily jobs, publish changes written by other
+        processes (``central jobs``, the followers) and the digest. A follower notes the tip."""
         while not self._stop.wait(self.tick_seconds):
             try:
+                if not self.leader.is_leader():
+                    self._was_leader = False
+                    self._tips.append(self.ledger.store.latest_version())
+                    continue
                 with self._lock:
+                    if not self._was_leader:
+                        self._take_over()
                     self.ledger.expire_holds(self.clock())
+                    self._daily_jobs()
                     latest = self._catch_up()
                     self._publish_digest(latest)
             except Exception:
                 log.exception("tick failed")
+
+    def _take_over(self) -> None:
+        """Just became the leader: resume fan-out from where the old one surely was.
+
+        Under ``_lock``. A follower's oldest tip reading (two ticks back) was fanned out by the
+        old leader's ticker; the first catch-up sends from there, so a node sees an overlap it
+        skips, never a gap (or, past a dead leader's last ticks, a gap it resyncs over).
+        """
+        self._was_leader = True
+        if self._tips:
+            self._published_version = min(self._tips)
+        self._digest_version = -1
+        self.handled["leader_takeovers"] += 1
+        log.info("leading from version %d", self._published_version)
+
+    def _daily_jobs(self) -> None:
+        """``central serve --jobs-at HH:MM``: the ledger's jobs once per UTC day, by the leader.
+
+        Under ``_lock``. The day is recorded in the ledger (counter ``serve_jobs_day``), so a
+        new leader does not run them again the same day; the jobs are idempotent, so a leader
+        killed between the jobs and the record only costs a second, empty run.
+        """
+        if self.jobs_at is None:
+            return
+        now = self.clock()
+        if now.time() < self.jobs_at:
+            return
+        today = now.date().toordinal()
+        done = self.ledger.store.counters().get(JOBS_DAY_COUNTER, 0)
+        if done >= today:
+            return
+        counts = self.ledger.run_jobs(now)
+        with self.ledger.store.transaction():
+            done = self.ledger.store.counters().get(JOBS_DAY_COUNTER, 0)
+            if done < today:
+                self.ledger.store.bump_counter(JOBS_DAY_COUNTER, today - done)
+        self.handled["daily_jobs"] += 1
+        log.info("daily jobs as of %s: %s", now.isoformat(), counts)
 
     def _catch_up(self) -> int:
         """Fan out what the ledger holds past the last version published; the latest version.
@@ -461,14 +618,26 @@ class HeadOffice:
             or now - self._digest_at < self.digest_seconds
         ):
             return
+        if not self.shared:
+            self._digest_once(now)
+            return
+        # Other processes ack what they commit: inside the writer's lock no one commits until
+        # the broker has the digest, so no ack of an event after V reaches a node before it.
+        with self.ledger.store.transaction():
+            info = self._digest_once(now)
+            if info is not None:
+                info.wait_for_publish(5)
+
+    def _digest_once(self, now: float) -> mqtt.MQTTMessageInfo | None:
         version, members, points = self.ledger.store.digest()
         if version > self._published_version:
-            return  # another process wrote since the fan-out: no node can be there yet
+            return None  # another process wrote since the fan-out: no node can be there yet
         self._digest_at = now
         self._digest_version = version
         body = {"v": 1, "version": version, "members": members, "points": points}
-        self.client.publish("sp/v1/fleet/digest", dumps(body), qos=1, retain=True)
+        info = self.client.publish("sp/v1/fleet/digest", dumps(body), qos=1, retain=True)
         self.handled["digests"] += 1
+        return info
 
     def _worker(self) -> None:
         while True:
