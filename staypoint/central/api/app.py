@@ -145,6 +145,16 @@ class QuoteIn(Strict):
     public_rate: Money
 
 
+class AppliedOut(BaseModel):
+    """One rate plan of a quote: what it took off one night, in the quote's currency."""
+
+    code: str
+    name: str
+    group: str
+    discount: str
+    amount: str
+
+
 class QuoteOut(BaseModel):
     property: str
     room_type: str
@@ -157,6 +167,9 @@ class QuoteOut(BaseModel):
     saving: str
     plan: str | None
     plan_name: str | None
+    currency: str
+    applied: list[AppliedOut]
+    floored: bool
 
 
 class OfferOut(BaseModel):
@@ -590,4 +603,8 @@ def build_app(
     from staypoint.central.api.reports import add_report_routes
 
     add_report_routes(app, services, key)
+    # Stored value spent online (its own module; the 'member' scope with a token or the PIN).
+    from staypoint.central.api.value import add_value_routes
+
+    add_value_routes(app, services, key, clock, run)
     return app

@@ -616,6 +616,74 @@ def exposure(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
     )
 
 
+def stored_value(conn: sqlite3.Connection, program: Program, f: Filters) -> Report:
+    """The stored-value liability: balances outstanding by property and tier (now), top-ups
+    and spends in the period, and the value overdrafts still open."""
+    w, a = _where(Filters(property=f.property, tier=f.tier), at="", prop="home_property", tier="tier")
+    balances = conn.execute(
+        "SELECT coalesce(home_property, ''), coalesce(tier, ''), count(*), sum(value_c) FROM rpt_members "
+        f"WHERE value_c <> 0 AND {w} GROUP BY 1, 2 ORDER BY 1, 2",
+        a,
+    ).fetchall()
+    rows: list[list[Any]] = [["balance", p, t, int(n), money(c)] for p, t, n, c in balances]
+    # Movements from the ledger's own value events (the PostgreSQL cache mirrors them); the
+    # property and tier filters are the member's home property and current tier.
+    w, a = _where(f, at="json_extract(e.body, '$.at')", prop="m.home_property", tier="m.tier")
+    cents = "CAST(round(CAST(json_extract(e.body, '$.data.amount') AS REAL) * 100) AS INTEGER)"
+    moved = {
+        (kind, auth): (int(n), int(c or 0))
+        for kind, auth, n, c in conn.execute(
+            f"SELECT e.type, coalesce(json_extract(e.body, '$.auth'), 'online'), count(*), sum({cents}) "
+            "FROM events e LEFT JOIN rpt_members m ON m.member = e.member "
+            f"WHERE e.type IN ('value.topped_up', 'value.spent') AND {w} GROUP BY 1, 2",
+            a,
+        )
+    }
+    top_n = sum(n for (k, _), (n, _) in moved.items() if k == "value.topped_up")
+    top_c = sum(c for (k, _), (_, c) in moved.items() if k == "value.topped_up")
+    rows.append(["top_ups", "", "", top_n, money(top_c)])
+    for auth in ("online", "offline"):
+        n, c = moved.get(("value.spent", auth), (0, 0))
+        rows.append([f"spends_{auth}", "", "", n, money(c)])
+    od_n, od_c = 0, 0
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'overdrafts'").fetchone():
+        w, a = _where(Filters(property=f.property, tier=f.tier), at="", prop="m.home_property", tier="m.tier")
+        n, c = conn.execute(
+            "SELECT count(*), coalesce(sum(o.balance), 0) FROM overdrafts o "
+            "LEFT JOIN rpt_members m ON m.member = o.member "
+            f"WHERE o.kind = 'value_overdraft' AND o.resolved_at IS NULL AND {w}",
+            a,
+        ).fetchone()
+        od_n, od_c = int(n), int(c)
+    rows.append(["open_overdrafts", "", "", od_n, money(od_c)])
+    outstanding = sum((r[4] for r in rows if r[0] == "balance"), Decimal("0.00"))
+    spent = sum((r[4] for r in rows if str(r[0]).startswith("spends_")), Decimal("0.00"))
+    return Report(
+        "stored_value",
+        f"Stored-value liability ({program.currency})",
+        ["measure", "property", "tier", "count", "amount"],
+        rows,
+        {
+            "outstanding": outstanding,
+            "members_with_balance": sum(int(r[3]) for r in rows if r[0] == "balance"),
+            "top_ups": money(top_c),
+            "spends": spent,
+            "open_overdrafts": od_n,
+            "overdrawn": money(od_c),
+            "currency": program.currency,
+        },
+        {
+            "kind": "bar",
+            "series": [[f"{r[1]} {r[2]}", float(r[4])] for r in rows if r[0] == "balance"],
+            "label": f"outstanding ({program.currency})",
+        },
+        [
+            "balances: now, by the member's home property and current tier; top-ups and spends: "
+            "in the period by the event's time; an open overdraft's amount is the wallet below zero"
+        ],
+    )
+
+
 REPORTS: dict[str, Callable[[sqlite3.Connection, Program, Filters], Report]] = {
     "growth": growth,
     "active": active,
@@ -629,6 +697,7 @@ REPORTS: dict[str, Callable[[sqlite3.Connection, Program, Filters], Report]] = {
     "feedback_by_tier": feedback_by_tier,
     "campaigns": campaigns,
     "exposure": exposure,
+    "stored_value": stored_value,
 }
 
 

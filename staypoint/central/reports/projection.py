@@ -59,7 +59,8 @@ SCHEMA = (
         revenue_c INTEGER NOT NULL DEFAULT 0, first_stay TEXT, last_stay TEXT,
         kept INTEGER NOT NULL DEFAULT 0, dated INTEGER NOT NULL DEFAULT 0,
         first_arrival TEXT, last_arrival TEXT,
-        fb_n INTEGER NOT NULL DEFAULT 0, fb_stars INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
+        fb_n INTEGER NOT NULL DEFAULT 0, fb_stars INTEGER NOT NULL DEFAULT 0,
+        value_c INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS rpt_members_last_stay ON rpt_members (last_stay)",
     # Covering index of the repeat-stay report (per-member figures, no scan of the stays).
     "CREATE INDEX IF NOT EXISTS rpt_members_kept ON rpt_members (kept, dated, first_arrival, last_arrival) "
@@ -268,16 +269,18 @@ ON CONFLICT (month, kind, reward, node, offline) DO UPDATE SET n = n + excluded.
 
 # The latest change per member in the range wins (max(version) per key).
 _MEMBER_RECORDS = """
-INSERT INTO rpt_members (member, tier, points, last_activity, enrolled_at, home_property)
+INSERT INTO rpt_members (member, tier, points, last_activity, enrolled_at, home_property, value_c)
 SELECT c.key, json_extract(c.body, '$.tier'), coalesce(json_extract(c.body, '$.points'), 0),
     json_extract(c.body, '$.last_activity'), json_extract(c.body, '$.enrolled_at'),
-    json_extract(c.body, '$.home_property')
+    json_extract(c.body, '$.home_property'),
+    CAST(round(CAST(coalesce(json_extract(c.body, '$.stored_value'), '0') AS REAL) * 100) AS INTEGER)
 FROM changes c JOIN (
     SELECT max(version) AS v FROM changes WHERE kind = 'member' AND version > ? AND version <= ? GROUP BY key
 ) latest ON latest.v = c.version
 WHERE true
 ON CONFLICT (member) DO UPDATE SET
     tier = excluded.tier, points = excluded.points, last_activity = excluded.last_activity,
+    value_c = excluded.value_c,
     enrolled_at = coalesce(excluded.enrolled_at, enrolled_at),
     home_property = coalesce(excluded.home_property, home_property)
 """
@@ -285,7 +288,7 @@ ON CONFLICT (member) DO UPDATE SET
 
 # The projection is derived data: a new layout rebuilds it from the ledger (the imported
 # property totals are not derived and are kept).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: rpt_members.value_c (the stored-value balance, cents)
 _DERIVED = (
     "rpt_stays",
     "rpt_points",
