@@ -277,12 +277,12 @@ def raw_transport(
 class OfficeProcess:
     """``staypoint central serve`` in its own process, as in production (and test_office_kill)."""
 
-    def __init__(self, broker: MosquittoBroker, db: Path, log: Path) -> None:
+    def __init__(self, broker: MosquittoBroker, db: Path, log: Path, argv: list[str] | None = None) -> None:
         self.log = log
         mark = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(
-                office_command(broker, db),
+                argv or office_command(broker, db),
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -467,6 +467,177 @@ def inprocess_figures(
     }
 
 
+# -- PostgreSQL, one or more ingest processes (issue 15 item 1) ----------------------------------
+
+
+def pg_durability(url: str) -> dict[str, str]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {
+            k: str(conn.execute(f"SHOW {k}").fetchone()[0])  # type: ignore[index]
+            for k in ("fsync", "synchronous_commit", "full_page_writes", "wal_level")
+        }
+
+
+def raw_pg_insert(url: str, rows: list[tuple[Any, ...]]) -> dict[str, float]:
+    """Rows/s of bare inserts of the same rows into the ledger's own ``events`` table (same
+    schema and indexes, the server's durability), one commit per ingest-sized group: by
+    ``executemany`` and by ``COPY``. No validation, re-pricing or member records."""
+    from staypoint.central.store_pg import PgLedgerStore
+
+    group = GROUP_BATCHES * EVENTS_PER_BATCH
+    out: dict[str, float] = {}
+    for how in ("executemany", "copy"):
+        store = PgLedgerStore(url)
+        store._exec("TRUNCATE events")
+        started = time.perf_counter()
+        for i in range(0, len(rows), group):
+            chunk = rows[i : i + group]
+            if how == "executemany":
+                with store.transaction():
+                    store.insert_events(chunk)  # type: ignore[arg-type]
+            else:
+                with store.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    cols = "id, node, epoch, seq, type, member, body, applied_at"
+                    with cur.copy(f"COPY events ({cols}) FROM STDIN") as copy:
+                        for row in chunk:
+                            copy.write_row(row)
+        out[how] = len(rows) / (time.perf_counter() - started)
+        store._exec("TRUNCATE events")
+        store.close()
+    return out
+
+
+def _pg_database(server_url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = server_url.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + (("?" + query) if query else "")
+
+
+def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: MosquittoBroker) -> dict[str, Any]:
+    """e2e events/s with ``--ingest-processes`` serve processes on one PostgreSQL ledger, the
+    nodes' agents in this process, against bare inserts and raw MQTT in the same run."""
+    from staypoint.central import pg as pgmod
+    from staypoint.central.store_pg import PgLedgerStore
+
+    server: pgmod.PgServer | None = None
+    url = args.store
+    if url == "pg":  # a private server with production durability (fsync, synchronous_commit on)
+        server = pgmod.PgServer(tmp / "pg", fsync=True).start()
+        url = server.url()
+    out: dict[str, Any] = {
+        "store": "private PostgreSQL 15" if server else url,
+        "durability": pg_durability(url),
+    }
+    per_node = args.backlog // args.nodes
+    runs: dict[str, Any] = {}
+    rows_for_raw: list[tuple[Any, ...]] = []
+    batch_size = event_size = window = 0
+    try:
+        for n in args.ingest_processes:
+            # Node ids of this run's own: the broker keeps the last run's retained acks.
+            node_ids = [f"sha-lobby-{n}{i:02d}" for i in range(args.nodes)]
+            db = _pg_database(url, f"bench_{n}_{os.urandom(4).hex()}")
+            ledger = Ledger(PgLedgerStore(db))
+            ledger.publish_program(default_program_text(), now())
+            program = ledger.program()
+            assert program is not None
+            spread = seed_docs(program, 1000, now(), start=5_000_000)
+            ledger.import_members(spread)
+            members = [d["number"] for d in spread]
+            ledger.store.close()
+            argv = office_command(broker, tmp / "unused.db")
+            at = argv.index("--db")
+            argv[at : at + 2] = ["--store", db]
+            offices = [
+                OfficeProcess(broker, tmp / "unused.db", tmp / f"office-{n}-{i}.log", argv) for i in range(n)
+            ]
+            try:
+                nodes = []
+                for nid in node_ids:
+                    node = NodeService.init_node(
+                        tmp / f"{nid}-{n}.db", nid, "H1", default_program_text(), now()
+                    )
+                    ntls = pki.tls(nid)
+                    config = SyncConfig(nid, broker.host, broker.port, ntls.ca, ntls.cert, ntls.key)
+                    agent = SyncAgent(node, config)
+                    agent.start()
+                    assert agent.wait_idle(60)
+                    agent.stop()
+                    batch_size = synthetic_backlog(node, members, per_node)
+                    nodes.append((node, config))
+                window = nodes[0][1].window_batches
+                if not rows_for_raw:
+                    event_size = event_payload_bytes(nodes[0][0])
+                    for node, _ in nodes:
+                        rows_for_raw += [
+                            (str(i), str(nn), int(e), int(q), str(t), m, str(b), "2026-11-25T00:00:00.000Z")
+                            for i, nn, e, q, t, m, b in node.replica.conn.execute(
+                                "SELECT json_extract(body, '$.id'), json_extract(body, '$.node'), epoch, "
+                                "seq, type, member, body FROM outbox ORDER BY epoch, seq"
+                            )
+                        ]
+                cpu0 = [proc_cpu(o.pid) for o in offices]
+                agents = [SyncAgent(node, config) for node, config in nodes]
+                started = time.perf_counter()
+                for a in agents:
+                    a.start()
+                deadline = time.monotonic() + 600
+                while any(a.stats["events_acked"] < per_node for a in agents) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                took = time.perf_counter() - started
+                office_cpu = sum(proc_cpu(o.pid) - c for o, c in zip(offices, cpu0, strict=True))
+                total = per_node * len(agents)
+                check = PgLedgerStore(db, min_size=1, max_size=1)
+                applied = check.event_count()
+                check.close()
+                runs[str(n)] = {
+                    "e2e_events_per_s": round(total / took),
+                    "drain_s": round(took, 2),
+                    "ledger_events": applied,
+                    "resend_requests": sum(a.stats["resend_requests"] for a in agents),
+                    "ack_timeouts": sum(a.stats["ack_timeouts"] for a in agents),
+                    "resent_events": sum(a.stats["events_sent"] for a in agents) - total,
+                    "office_cpu_ms_per_1k_events": per_1k(office_cpu, total),
+                }
+                for a in agents:
+                    a.stop()
+                for node, _ in nodes:
+                    node.close()
+            finally:
+                for o in offices:
+                    o.stop()
+        raw_db = _pg_database(url, f"bench_raw_{os.urandom(4).hex()}")
+        raw = raw_pg_insert(raw_db, rows_for_raw)
+        raw_batch = raw_transport(broker, batch_size, args.raw, window)
+        raw_event = raw_transport(broker, event_size, args.raw_events, window)
+    finally:
+        if server is not None:
+            server.stop()
+    out["backlog"] = per_node * args.nodes
+    out["nodes"] = args.nodes
+    out["runs"] = runs
+    out["raw_pg_executemany_rows_per_s"] = round(raw["executemany"])
+    out["raw_pg_copy_rows_per_s"] = round(raw["copy"])
+    out["raw_qos1_batch_msgs_per_s"] = round(raw_batch["msgs_per_s"], 1)
+    out["raw_ceiling_events_per_s"] = round(raw_batch["msgs_per_s"] * EVENTS_PER_BATCH)
+    out["raw_qos1_event_msgs_per_s"] = round(raw_event["msgs_per_s"], 1)
+    for r in runs.values():
+        r["vs_raw_executemany"] = round(r["e2e_events_per_s"] / raw["executemany"], 3)
+        r["vs_raw_copy"] = round(r["e2e_events_per_s"] / raw["copy"], 3)
+        r["vs_raw_event_msgs"] = round(r["e2e_events_per_s"] / raw_event["msgs_per_s"], 2)
+        r["vs_raw_batch_ceiling"] = round(r["e2e_events_per_s"] / out["raw_ceiling_events_per_s"], 3)
+    if "1" in runs and len(runs) > 1:
+        out["scaling"] = {
+            n: round(r["e2e_events_per_s"] / runs["1"]["e2e_events_per_s"], 2) for n, r in runs.items()
+        }
+    return out
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--raw-sub":
         raw_subscriber_main(sys.argv[2:])
@@ -485,7 +656,31 @@ def main() -> None:
         default=0,
         help="backlog of the old one-process figure (0, the default: skip)",
     )
+    ap.add_argument(
+        "--store",
+        help="postgresql://... (a server: the bench makes its own databases there) or 'pg' (a private "
+        "PostgreSQL with fsync and synchronous_commit on): the sharded-ingest figures instead",
+    )
+    ap.add_argument(
+        "--ingest-processes",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="with --store: serve processes per run",
+    )
+    ap.add_argument("--nodes", type=int, default=4, help="with --store: nodes sending the backlog")
     args = ap.parse_args()
+    if args.store:
+        with tempfile.TemporaryDirectory() as tmp_:
+            tmp = Path(tmp_)
+            pki = _make_pki(tmp / "pki")
+            broker = MosquittoBroker(pki, tmp / "broker")
+            broker.start()
+            try:
+                print(json.dumps(pg_sharded(args, tmp, pki, broker)))
+            finally:
+                broker.stop()
+        return
     out: dict[str, Any] = {"members": args.members, "backlog": args.backlog}
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
