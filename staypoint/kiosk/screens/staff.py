@@ -34,6 +34,7 @@ MENU: tuple[tuple[str, Task, str], ...] = (
     ("enrol", Task.ENROL, "Enrol a member"),
     ("bind", Task.BIND_CARD, "Bind a card"),
     ("topup", Task.TOP_UP, "Top up stored value"),
+    ("spend", Task.TOP_UP, "Pay from stored value"),  # the member's PIN authorises it
     ("voucher", Task.USE_VOUCHER, "Vouchers: verify / use / void"),
     ("reprint", Task.REPRINT, "Reprint last voucher"),
     ("unlock", Task.UNLOCK, "Unlock a member"),
@@ -102,6 +103,7 @@ class StaffMenuScreen(KioskScreen):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """Open a task (the role is checked again: a button is not a permission)."""
+        from staypoint.kiosk.screens.spend import SpendForm
         from staypoint.kiosk.screens.staff_status import StaffStatusScreen
 
         bid = event.button.id or ""
@@ -116,6 +118,7 @@ class StaffMenuScreen(KioskScreen):
             "enrol": lambda: EnrolForm(self.proof),
             "bind": lambda: BindCardForm(self.proof),
             "topup": lambda: TopUpForm(self.proof),
+            "spend": lambda: SpendForm(self.proof),
             "voucher": lambda: VoucherForm(self.proof),
             "unlock": lambda: UnlockForm(self.proof),
             "status": lambda: StaffStatusScreen(self.proof),
