@@ -356,6 +356,9 @@ def register(sub: Any) -> None:
 
     register_partners(central)
     register_feedback(central)
+    from staypoint.central.webhooks import register as register_webhooks
+
+    register_webhooks(central)
     p = central.add_parser("publish", help="publish a programme document to the fleet")
     add_store_option(p)
     p.add_argument("program", help="the programme document (TOML, docs/programme.md)")
