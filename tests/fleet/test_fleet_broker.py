@@ -3,6 +3,7 @@ alerts, and /metrics scraped over HTTP."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Iterator
 
@@ -104,18 +105,20 @@ def test_two_hundred_nodes(fresh_mosquitto: MosquittoBroker, monitor: FleetMonit
             )
         )
 
-        # /metrics over HTTP shows the fleet.
+        # /metrics over HTTP shows the fleet, in aggregates; the nodes are in the API.
         port = monitor.serve_metrics(0)
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         assert 'staypoint_fleet_nodes{state="offline"} 5.0' in body
         assert 'staypoint_fleet_nodes{state="stale"} 10.0' in body
-        assert 'staypoint_node_up{node="own-00",property="OWN"} 0.0' in body
-        assert 'staypoint_node_up{node="sim-100",property="P2"} 1.0' in body
-        assert (
-            'staypoint_node_device_ok{device="printer",node="sim-050",property="P1",state="paper_out"} 0.0'
-            in body
-        )
-        assert 'staypoint_alerts_active{rule="offline"} 15.0' in body
+        assert 'staypoint_property_nodes{property="OWN",state="offline"} 5.0' in body
+        assert 'staypoint_fleet_devices{device="printer",state="paper_out"} 1.0' in body
+        assert 'staypoint_alerts_active{rule="offline",severity="critical"} 15.0' in body
+        assert 'node="' not in body
+        api = f"http://127.0.0.1:{port}/fleet/nodes"
+        page = json.loads(urllib.request.urlopen(f"{api}?state=offline&property=own", timeout=5).read())
+        assert page["total"] == 5 and [r["node"] for r in page["nodes"]] == [n.node for n in own[:5]]
+        one = json.loads(urllib.request.urlopen(f"{api}/sim-050", timeout=5).read())
+        assert one["devices"]["printer"] == "paper_out" and one["active_alerts"][0]["rule"] == "paper"
 
         # Paper refilled and the silent nodes back: their alerts clear, once.
         shared[50].paper = "ok"

@@ -26,7 +26,7 @@ import logging
 import queue
 import smtplib
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +39,7 @@ __all__ = [
     "ALL_RULES",
     "EXPIRY_RULES",
     "RULES",
+    "SEVERITY",
     "Alert",
     "AlertEvent",
     "AlertManager",
@@ -55,6 +56,18 @@ RULES = ("offline", "outbox", "replica", "litestream", "paper", "disk", "clock")
 EXPIRY_RULES = ("crl", "cert")
 """The rules over files at head office (:mod:`.expiry`), evaluated as sources."""
 ALL_RULES = RULES + EXPIRY_RULES
+SEVERITY = {
+    "offline": "critical",
+    "outbox": "warning",
+    "replica": "critical",  # at 100 % of the offline limit, offline redemptions stop
+    "litestream": "warning",
+    "paper": "warning",
+    "disk": "warning",
+    "clock": "warning",
+    "crl": "critical",  # past nextUpdate the broker refuses every client
+    "cert": "warning",
+}
+"""Each rule's severity (the ``severity`` label of ``staypoint_alerts_active``)."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +274,8 @@ class AlertManager:
 
     def evaluate(self, now: datetime) -> list[AlertEvent]:
         """Check every node against every rule; send and return the transitions."""
-        views = self.state.snapshot()
+        # Live views in the cached order, not copies: 100,000 copies every tick cost more.
+        views = self.state.select(now)
         holding: dict[tuple[str, str], tuple[Alert, str]] = {}
         for view in views:
             for alert in conditions(view, now, self.state.config):
@@ -293,6 +307,16 @@ class AlertManager:
                 except Exception:  # one broken sink must not silence the others
                     log.exception("alert sink %r failed", sink)
         return events
+
+    def counts(self) -> Counter[str]:
+        """Active alerts per rule."""
+        with self._lock:
+            return Counter(rule for rule, _node in self.active)
+
+    def by_node(self) -> Counter[str]:
+        """Active alerts per node (one pass, for a list of many nodes)."""
+        with self._lock:
+            return Counter(node for _rule, node in self.active)
 
     def active_for(self, node: str | None = None) -> list[Alert]:
         """Active alerts (of one node), by rule order."""

@@ -13,6 +13,7 @@ console shows the same widget in its Fleet tab.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
@@ -26,7 +27,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Label, Static, Switch
 
 from staypoint.central.fleet.alerts import AlertManager, MemorySink
-from staypoint.central.fleet.state import FleetConfig, FleetState, NodeView, utcnow
+from staypoint.central.fleet.state import STATES, FleetConfig, FleetState, NodeView, in_trouble, utcnow
 
 __all__ = ["FleetDashboard", "FleetView", "NodeDetail"]
 
@@ -186,6 +187,9 @@ class FleetView(Widget):
         Binding("t", "toggle_trouble", "Trouble only"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("r", "refresh", "Refresh"),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False),
+        Binding("left_square_bracket", "page(-1)", "Previous page", show=False),
+        Binding("s", "cycle_state", "State filter", show=False),
     ]
 
     def __init__(
@@ -196,10 +200,16 @@ class FleetView(Widget):
         *,
         clock: Callable[[], datetime] = utcnow,
         refresh_s: float = 2.0,
+        page_size: int = 200,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(id=id, classes=classes)
+        self.page_size = page_size
+        self.page = 0  # from 0; ``]`` and ``[`` move it
+        self.pages = 1
+        self.total = 0
+        self.state_filter: str | None = None  # ``s`` cycles online / stale / offline / unknown / all
         self.state = state
         self.alerts = alerts
         self.memory = memory
@@ -208,6 +218,7 @@ class FleetView(Widget):
         self.property_filter = ""
         self.trouble_only = False
         self.shown: list[str] = []
+        self._alerting: Counter[str] = Counter()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="filters"):
@@ -230,21 +241,25 @@ class FleetView(Widget):
     # -- what is shown --------------------------------------------------------------------------
     def in_trouble(self, view: NodeView, now: datetime) -> bool:
         """Not online, a device not ok, or an active alert."""
-        if view.state(now, self.state.config) != "online":
-            return True
-        if view.last is not None and any(d["state"] != "ok" for d in view.last.devices.values()):
-            return True
-        return bool(self.alerts and self.alerts.active_for(view.node))
+        alerting = self.alerts.by_node() if self.alerts else {}
+        return in_trouble(view, now, self.state, alerting)
+
+    def matching_nodes(self, now: datetime) -> list[NodeView]:
+        """Every node passing the filters, by property then node (live views: read only)."""
+        alerting = self.alerts.by_node() if self.alerts else {}
+        where = (lambda v: in_trouble(v, now, self.state, alerting)) if self.trouble_only else None
+        return self.state.select(
+            now, state=self.state_filter, property_contains=self.property_filter.strip() or None, where=where
+        )
 
     def visible_nodes(self, now: datetime) -> list[NodeView]:
-        """The nodes passing the filters, by property then node."""
-        wanted = self.property_filter.strip().lower()
-        views = self.state.snapshot()
-        if wanted:
-            views = [v for v in views if wanted in v.property.lower()]
-        if self.trouble_only:
-            views = [v for v in views if self.in_trouble(v, now)]
-        return views
+        """The current page of :meth:`matching_nodes` (``page_size`` rows: a table of
+        100,000 rows would take seconds to draw every refresh)."""
+        views = self.matching_nodes(now)
+        self.total = len(views)
+        self.pages = max(1, (self.total + self.page_size - 1) // self.page_size)
+        self.page = min(self.page, self.pages - 1)
+        return views[self.page * self.page_size : (self.page + 1) * self.page_size]
 
     def _row(self, v: NodeView, now: datetime) -> list[str | Text]:
         state = v.state(now, self.state.config)
@@ -255,7 +270,7 @@ class FleetView(Widget):
             st = devices.get(kind, {}).get("state", "-")
             return Text(st, style=DEVICE_STYLE.get(st, "dim"))
 
-        n_alerts = len(self.alerts.active_for(v.node)) if self.alerts else 0
+        n_alerts = self._alerting.get(v.node, 0)
         return [
             v.node,
             v.property,
@@ -279,6 +294,7 @@ class FleetView(Widget):
         current = (
             self.shown[table.cursor_row] if self.shown and 0 <= table.cursor_row < len(self.shown) else None
         )
+        self._alerting = self.alerts.by_node() if self.alerts else Counter()
         views = self.visible_nodes(now)
         table.clear()
         for v in views:
@@ -287,11 +303,19 @@ class FleetView(Widget):
         if current in self.shown:
             table.move_cursor(row=self.shown.index(current))
         counts = self.state.counts(now)
-        n_alerts = len(self.alerts.active_for()) if self.alerts else 0
+        n_alerts = sum(self._alerting.values())
+        paging = ""
+        if self.state_filter is not None:
+            paging += f" {self.state_filter}"
+        if self.pages > 1:
+            first = self.page * self.page_size + 1
+            paging += (
+                f" ({first}-{first + len(views) - 1} of {self.total}, page {self.page + 1}/{self.pages}: [ ])"
+            )
         self.query_one("#summary", Static).update(
             f"{sum(counts.values())} nodes: {counts['online']} online, {counts['stale']} stale, "
             f"{counts['offline']} offline, {counts['unknown']} unknown; "
-            f"{n_alerts} alerts; showing {len(views)}"
+            f"{n_alerts} alerts; showing {len(views)}{paging}"
         )
 
     # -- interaction ------------------------------------------------------------------------------
@@ -300,12 +324,14 @@ class FleetView(Widget):
         if event.input.id == "property":
             event.stop()
             self.property_filter = event.value
+            self.page = 0
             self.refresh_table()
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         if event.switch.id == "trouble":
             event.stop()
             self.trouble_only = event.value
+            self.page = 0
             self.refresh_table()
 
     def action_toggle_trouble(self) -> None:
@@ -318,16 +344,25 @@ class FleetView(Widget):
     def action_refresh(self) -> None:
         self.refresh_table()
 
+    def action_page(self, step: int) -> None:
+        self.page = max(0, min(self.pages - 1, self.page + step))
+        self.refresh_table()
+
+    def action_cycle_state(self) -> None:
+        order: list[str | None] = [*STATES, None]
+        self.state_filter = order[(order.index(self.state_filter) + 1) % len(order)]
+        self.page = 0
+        self.refresh_table()
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id != "nodes":
             return
         event.stop()  # the row is ours: a host screen's own table handlers never see it
         if event.row_key.value is None:
             return
-        node = str(event.row_key.value)
-        views = {v.node: v for v in self.state.snapshot()}
-        if node in views:
-            detail = NodeDetail(views[node], self.alerts, self.memory, self.clock(), self.state.config)
+        view = self.state.get(str(event.row_key.value))
+        if view is not None:
+            detail = NodeDetail(view, self.alerts, self.memory, self.clock(), self.state.config)
             self.app.push_screen(detail)
 
 

@@ -145,6 +145,20 @@ class ExpiryWatch:
                 )
         return out
 
+    def days_left(self, now: dt.datetime) -> tuple[float | None, float | None]:
+        """(days to the nearest readable CRL's ``nextUpdate``, days to the nearest enrolled
+        node's certificate expiry), negative once past; None when there is none to read.
+        For /metrics: an unreadable CRL is the ``crl`` alert's to report."""
+        dues = [
+            due
+            for path in self.settings.crl_paths()
+            if not isinstance(due := self._read(path, lambda p: crl_next_update(p.read_bytes())), Exception)
+        ]
+        certs = [not_after for _prop, not_after in self.node_expiries().values()]
+        crl = (min(dues) - now).total_seconds() / 86400 if dues else None
+        cert = (min(certs) - now).total_seconds() / 86400 if certs else None
+        return crl, cert
+
 
 def _days(left: dt.timedelta) -> str:
     days = left.total_seconds() / 86400

@@ -1,5 +1,5 @@
 """The fleet monitor: subscribes to every node's status and health, keeps :class:`FleetState`,
-evaluates alerts on a timer, and serves ``/metrics``.
+evaluates alerts on a timer, and serves ``/metrics`` and the ``/fleet/nodes`` API (:mod:`.web`).
 
 One paho network thread ingests (each message is a JSON parse and a dict update, no I/O),
 one ticker thread evaluates alert rules every ``tick_s``; the dashboard and the metrics
@@ -24,12 +24,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from prometheus_client import start_http_server
 
 from staypoint.central.fleet.alerts import AlertManager, LogSink, MemorySink, Sink
 from staypoint.central.fleet.expiry import ExpiryWatch
 from staypoint.central.fleet.metrics import make_registry
 from staypoint.central.fleet.state import FleetConfig, FleetState, utcnow
+from staypoint.central.fleet.web import FleetHttpServer, make_app
 from staypoint.mqtt_tls import use_fleet_tls
 
 __all__ = ["FleetMonitor", "MonitorSettings"]
@@ -78,7 +78,7 @@ class FleetMonitor:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._ticker: threading.Thread | None = None
-        self._http: Any = None
+        self._http: FleetHttpServer | None = None
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
@@ -108,10 +108,11 @@ class FleetMonitor:
         self._ticker.start()
 
     def serve_metrics(self, port: int, addr: str = "127.0.0.1") -> int:
-        """Serve ``/metrics`` on ``addr:port`` (0: any free port); return the port."""
-        server, _thread = start_http_server(port, addr=addr, registry=make_registry(self.state, self.alerts))
-        self._http = server
-        return int(server.server_address[1])
+        """Serve ``/metrics`` and ``/fleet/nodes`` on ``addr:port`` (0: any free port); return the port."""
+        registry = make_registry(self.state, self.alerts, expiry=self.expiry, clock=self.clock)
+        app = make_app(self.state, registry, self.alerts, self.memory, self.clock)
+        self._http = FleetHttpServer(app, port, addr)
+        return self._http.port
 
     def stop(self) -> None:
         """Stop everything this monitor started."""
@@ -122,7 +123,6 @@ class FleetMonitor:
         self.client.loop_stop()
         if self._http is not None:
             self._http.shutdown()
-            self._http.server_close()
 
     # -- MQTT ---------------------------------------------------------------------------------
 

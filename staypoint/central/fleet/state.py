@@ -22,12 +22,23 @@ import builtins
 import json
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["DEVICE_KINDS", "FleetConfig", "FleetState", "HealthSample", "NodeView", "parse_topic"]
+from staypoint.central.fleet.rollup import FleetAggregates, Rollup
+
+__all__ = [
+    "DEVICE_KINDS",
+    "STATES",
+    "FleetConfig",
+    "FleetState",
+    "HealthSample",
+    "NodeView",
+    "in_trouble",
+    "parse_topic",
+]
 
 DEVICE_KINDS = ("reader", "pinpad", "printer")
 STATES = ("online", "stale", "offline", "unknown")
@@ -56,10 +67,18 @@ class FleetConfig:
 
 
 def _num(doc: Mapping[str, Any], key: str) -> float | None:
-    value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    value: Any = doc.get(key)
+    kind = type(value)  # exact types: bool is not a number here, and json makes no subclasses
+    if kind is float:
+        # JSON allows Infinity and NaN (Python's parser does): neither is a measurement, and
+        # either would poison a fleet-wide max or an int() conversion. (x - x is nan for both.)
+        return float(value) if value - value == 0.0 else None
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:  # an integer past 1e308
+            return None
+    return None
 
 
 def _parse_at(value: Any) -> datetime | None:
@@ -159,9 +178,25 @@ class NodeView:
 
     def heard_at(self) -> datetime | None:
         """The last sign of life: a heartbeat, or a birth message (``online`` status)."""
+        seen = self.last_seen
         birth = self.status_at if self.status == "online" else None
-        times = [t for t in (self.last_seen, birth) if t is not None]
-        return max(times) if times else None
+        if birth is None:
+            return seen
+        return birth if seen is None or birth > seen else seen
+
+    def copy(self) -> NodeView:
+        """A copy that later messages do not change (its history included)."""
+        return NodeView(
+            self.node,
+            self.property,
+            self.status,
+            self.session,
+            self.status_at,
+            self.last_seen,
+            self.last,
+            self.heartbeats,
+            deque(self.history, maxlen=HISTORY),
+        )
 
     def dark_since(self, now: datetime, config: FleetConfig) -> datetime | None:
         """Since when head office has not heard from a node that is offline or stale."""
@@ -186,7 +221,14 @@ def parse_topic(topic: str) -> tuple[str, str] | None:
 
 
 class FleetState:
-    """Thread-safe map of node → :class:`NodeView` (paho thread writes, others read)."""
+    """Thread-safe map of node → :class:`NodeView` (paho thread writes, others read).
+
+    Readers at fleet scale (100,000 nodes: /metrics, the /fleet/nodes API, alerts, the
+    dashboard) use :meth:`views` and :meth:`select`, which hand out the live views without
+    copying them; :meth:`snapshot` and :meth:`get` copy, for a reader that keeps them. The
+    order by property then node is kept in a cached index, rebuilt only when a node is
+    added or changes property, so a page of the API is a slice, not a sort.
+    """
 
     def __init__(
         self, config: FleetConfig | None = None, *, properties: Mapping[str, str] | None = None
@@ -196,13 +238,18 @@ class FleetState:
         self.dropped: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
         self.lock = threading.Lock()
+        self.rollup: Rollup = Rollup()
+        self._order: list[NodeView] | None = None
+        self._by_property: dict[str, list[NodeView]] = {}
         for node, prop in (properties or {}).items():
             self.nodes[node] = NodeView(node, prop)
+            self.rollup.put(self.nodes[node])
 
     def _view(self, node: str) -> NodeView:
         view = self.nodes.get(node)
         if view is None:
             view = self.nodes[node] = NodeView(node)
+            self._order = None
         return view
 
     def ingest(self, topic: str, payload: bytes, now: datetime) -> bool:
@@ -242,6 +289,7 @@ class FleetState:
         if session == view.session and state == view.status:
             return True  # a retained repeat (e.g. after our own reconnect)
         view.session, view.status, view.status_at = session, state, now
+        self.rollup.put(view)
         self.received["status"] += 1
         return True
 
@@ -260,32 +308,81 @@ class FleetState:
                 view.session, view.status, view.status_at = session, "online", now
         elif view.status != "online":
             view.status, view.status_at = "online", now
-        if sample.property:
+        if sample.property and sample.property != view.property:
             view.property = sample.property
+            self._order = None
         view.last, view.last_seen = sample, now
         view.history.append(sample)
         view.heartbeats += 1
+        self.rollup.put(view)
         self.received["health"] += 1
         return True
 
     def snapshot(self) -> list[NodeView]:
         """A copy of every node's view, sorted by property then node."""
         with self.lock:
-            views = [
-                NodeView(
-                    v.node,
-                    v.property,
-                    v.status,
-                    v.session,
-                    v.status_at,
-                    v.last_seen,
-                    v.last,
-                    v.heartbeats,
-                    deque(v.history, maxlen=HISTORY),
-                )
-                for v in self.nodes.values()
-            ]
+            views = [v.copy() for v in self.nodes.values()]
         return sorted(views, key=lambda v: (v.property, v.node))
+
+    def aggregates(self, now: datetime) -> FleetAggregates:
+        """The fleet's figures for /metrics, from the incrementally kept :class:`Rollup`."""
+        with self.lock:
+            return self.rollup.aggregates(now, self.config)
+
+    def clear(self) -> None:
+        """Forget every node (the bench's fresh start)."""
+        with self.lock:
+            self.nodes.clear()
+            self.rollup = Rollup()
+            self._order = None
+
+    def views(self) -> list[NodeView]:
+        """The live views, unordered and uncopied: read them, never change them."""
+        with self.lock:
+            return list(self.nodes.values())
+
+    def get(self, node: str) -> NodeView | None:
+        """A copy of one node's view, or None when it was never heard of."""
+        with self.lock:
+            view = self.nodes.get(node)
+            return view.copy() if view is not None else None
+
+    def _ordered(self) -> tuple[list[NodeView], dict[str, list[NodeView]]]:
+        with self.lock:
+            if self._order is None:
+                order = sorted(self.nodes.values(), key=lambda v: (v.property, v.node))
+                by_property: dict[str, list[NodeView]] = {}
+                for v in order:
+                    by_property.setdefault(v.property.lower(), []).append(v)
+                self._order, self._by_property = order, by_property
+            return self._order, self._by_property
+
+    def select(
+        self,
+        now: datetime,
+        *,
+        state: str | None = None,
+        property: str | None = None,
+        property_contains: str | None = None,
+        where: Callable[[NodeView], bool] | None = None,
+    ) -> list[NodeView]:
+        """The live views passing every filter given, by property then node.
+
+        ``property`` is one property's code (any case, from the index: the cost is that
+        property's nodes); ``property_contains`` a part of it (the dashboard's box);
+        ``state`` one of online / stale / offline / unknown at ``now``; ``where`` anything else.
+        """
+        order, by_property = self._ordered()
+        views = by_property.get(property.lower(), []) if property is not None else order
+        if property_contains:
+            part = property_contains.lower()
+            views = [v for v in views if part in v.property.lower()]
+        if state is not None:
+            config = self.config
+            views = [v for v in views if v.state(now, config) == state]
+        if where is not None:
+            views = [v for v in views if where(v)]
+        return views
 
     def counts(self, now: datetime) -> dict[str, int]:
         """How many nodes are in each state."""
@@ -294,6 +391,15 @@ class FleetState:
             for view in self.nodes.values():
                 out[view.state(now, self.config)] += 1
         return out
+
+
+def in_trouble(view: NodeView, now: datetime, state: FleetState, alerting: Container[str]) -> bool:
+    """Not online, a device not ok, or an active alert (the dashboard's ``t`` too)."""
+    if view.state(now, state.config) != "online":
+        return True
+    if view.last is not None and any(d["state"] != "ok" for d in view.last.devices.values()):
+        return True
+    return view.node in alerting
 
 
 def utcnow() -> datetime:
