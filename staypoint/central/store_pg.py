@@ -37,7 +37,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from staypoint.central.store import (
     HOLD_ARITY,
@@ -57,12 +57,14 @@ WRITER_LOCK = 0x5350_4C44  # "SPLD": the ledger's single-writer advisory lock
 # What a failover looks like from here: the connection broke or was refused (OperationalError:
 # server closed the connection, admin shutdown, "the database system is starting up"), it is
 # closed (InterfaceError), it landed on a server that is now read-only (a demoted primary), or
-# no pooled connection could be had while the pool reconnects (PoolTimeout).
+# no pooled connection could be had while the pool reconnects (PoolTimeout), or the pool was
+# replaced after a failover while this thread held the old one (PoolClosed).
 TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     psycopg.errors.ReadOnlySqlTransaction,
     PoolTimeout,
+    PoolClosed,
 )
 # Options added to the URL's when it names none of them: a dead machine is noticed in
 # seconds (keepalives, tcp_user_timeout) and a host that does not answer is skipped.
@@ -79,6 +81,7 @@ LIVENESS = {
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -173,14 +176,14 @@ class PgLedgerStore:
         pool_log = logging.getLogger("psycopg.pool")
         if pool_log.level == logging.NOTSET:
             pool_log.setLevel(logging.ERROR)
-        self.pool = ConnectionPool(
-            url,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=pool_timeout,
-            kwargs={"autocommit": True, **self._liveness},
-            open=True,
-        )
+        self._pool_args: dict[str, Any] = {
+            "min_size": min_size,
+            "max_size": max_size,
+            "timeout": pool_timeout,
+            "kwargs": {"autocommit": True, **self._liveness},
+        }
+        self.pool = ConnectionPool(url, open=True, **self._pool_args)
+        self._renew_lock = threading.Lock()
         self._local = threading.local()
         self.migrate()
 
@@ -188,15 +191,17 @@ class PgLedgerStore:
         """``work()``, run again after a broken connection until it succeeds or
         ``failover_seconds`` have passed since the first failure (then ``StoreUnavailable``).
 
-        Backoff 0.1 s doubling to 2 s. Inside an outer ``transaction()`` there is nothing to
-        retry on its own: ``work`` runs once and the outer unit's caller decides.
+        After a failure nothing is run again until a fresh connection to a writable primary
+        succeeds (probed every 0.1 s doubling to 1 s); then the pool is replaced by a new one,
+        since the old one's connections all went to the dead server and its own reconnect
+        backoff would add seconds. Inside an outer ``transaction()`` there is nothing to retry
+        on its own: ``work`` runs once and the outer unit's caller decides.
         """
         if getattr(self._local, "conn", None) is not None:
             return work()
         started: float | None = None
         first = ""
         tries = 0
-        delay = 0.1
         while True:
             try:
                 result = work()
@@ -216,9 +221,7 @@ class PgLedgerStore:
                         what,
                     )
                     raise StoreUnavailable(f"no writable PostgreSQL primary: {_one_line(exc)}") from exc
-                time.sleep(min(delay, max(0.0, started + self.failover_seconds - now)))
-                delay = min(delay * 2, 2.0)
-                self._drop_broken()
+                self._await_primary(started + self.failover_seconds)
                 continue
             if started is not None:
                 log.warning(
@@ -231,12 +234,25 @@ class PgLedgerStore:
                 )
             return result
 
-    def _drop_broken(self) -> None:
-        """Test the idle pooled connections; broken ones are replaced by fresh connections."""
-        try:
-            self.pool.check()
-        except Exception:  # the next attempt reports what is wrong
-            log.debug("pool check failed", exc_info=True)
+    def _await_primary(self, deadline: float) -> None:
+        """Wait (until ``deadline``) for a writable primary to take a fresh connection; then
+        swap in a new pool. The old pool closes in the background: connections other threads
+        hold from it are closed when they are given back."""
+        delay = 0.1
+        while True:
+            try:
+                probe = psycopg.connect(self.url, **{**self._liveness, "connect_timeout": "2"})  # type: ignore[arg-type]
+            except psycopg.Error:
+                if time.monotonic() + delay >= deadline:
+                    return  # the caller's next try fails and gives up
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            probe.close()
+            break
+        with self._renew_lock:
+            old, self.pool = self.pool, ConnectionPool(self.url, open=True, **self._pool_args)
+        threading.Thread(target=old.close, kwargs={"timeout": 5.0}, name="old-pool", daemon=True).start()
 
     def primary(self) -> str:
         """host:port of the server this store writes to now ("?" when none answers)."""
