@@ -603,6 +603,10 @@ def build_app(
     from staypoint.central.api.reports import add_report_routes
 
     add_report_routes(app, services, key)
+    # The member page a booking engine embeds (/member/) and the voucher QR (api/member_page.py).
+    from staypoint.central.api.member_page import add_member_page
+
+    add_member_page(app, services, member, clock)
     # Stored value spent online (its own module; the 'member' scope with a token or the PIN).
     from staypoint.central.api.value import add_value_routes
 
