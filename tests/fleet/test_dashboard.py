@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from staypoint.central.fleet.alerts import AlertManager, MemorySink
 from staypoint.central.fleet.dashboard import FleetDashboard, NodeDetail
@@ -92,3 +92,46 @@ def test_snapshot_mixed_fleet(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(mixed_fleet(), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_pages_and_state_filter() -> None:
+    """450 nodes, 200 a page: ``]`` and ``[`` move through three pages (every node once),
+    ``s`` shows one state at a time, and typing a property starts again at page 1."""
+    state = FleetState(CONFIG)
+    for i in range(450):
+        node = SimNode(f"big-{i:03d}", ("AAA", "BBB")[i % 2])
+        at = NOW - timedelta(seconds=400 if i % 9 == 0 else 10)
+        state.ingest(f"sp/v1/node/{node.node}/health", json.dumps(node.doc(at)).encode(), at)
+    app = FleetDashboard(state, AlertManager(state), clock=lambda: NOW, refresh_s=0)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.fleet_view
+        pages = [rows(app)]
+        for _ in range(3):  # the third press stays on the last page
+            await pilot.press("right_square_bracket")
+            await pilot.pause()
+            pages.append(rows(app))
+        assert [len(p) for p in pages] == [200, 200, 50, 50]
+        assert len(set(pages[0] + pages[1] + pages[2])) == 450
+        assert pages[0] == sorted(pages[0], key=lambda n: (int(n[4:]) % 2, n))
+        assert "page 3/3" in str(view.query_one("#summary", Static).render())
+        await pilot.press("left_square_bracket")
+        await pilot.pause()
+        assert rows(app) == pages[1]
+
+        await pilot.press("s")  # online
+        await pilot.pause()
+        assert view.page == 0 and view.total == 400
+        await pilot.press("s")  # stale
+        await pilot.pause()
+        assert view.total == 50 and all(state.nodes[n].state(NOW, CONFIG) == "stale" for n in rows(app))
+        for _ in range(3):  # offline, unknown, then all again
+            await pilot.press("s")
+        await pilot.pause()
+        assert view.state_filter is None and view.total == 450
+
+        await pilot.press("right_square_bracket")
+        await pilot.press("slash")
+        await pilot.press("B", "B")
+        await pilot.pause()
+        assert view.page == 0 and view.total == 225 and len(rows(app)) == 200
+        assert all(n.endswith(("1", "3", "5", "7", "9")) for n in rows(app))

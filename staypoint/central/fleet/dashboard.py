@@ -384,9 +384,12 @@ class FleetDashboard(App[None]):
         *,
         clock: Callable[[], datetime] = utcnow,
         refresh_s: float = 2.0,
+        page_size: int = 200,
     ) -> None:
         super().__init__()
-        self.fleet_view = FleetView(state, alerts, memory, clock=clock, refresh_s=refresh_s, id="fleet")
+        self.fleet_view = FleetView(
+            state, alerts, memory, clock=clock, refresh_s=refresh_s, page_size=page_size, id="fleet"
+        )
 
     def compose(self) -> ComposeResult:
         yield self.fleet_view
