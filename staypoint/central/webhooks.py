@@ -27,7 +27,8 @@ A delivery is a POST of JSON with ``Staypoint-Signature: t=<unix time>,v1=<hex H
 "<t>.<body>" under the subscription's secret>`` (see :func:`verify`, docs/api.md). A 2xx
 answer delivers it; anything else (or no answer in ``TIMEOUT_S``) is retried after
 ``min(cap, base * 2**(attempt-1))`` seconds times a random factor in [0.5, 1) (jitter), up to
-``MAX_ATTEMPTS``; then it is dead: listed by ``central webhooks dead``, and sent again by ``central webhooks retry``.
+``MAX_ATTEMPTS``; then it is dead: listed by ``central webhooks dead``, and sent again by
+``central webhooks retry``.
 """
 
 from __future__ import annotations

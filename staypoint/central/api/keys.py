@@ -1,8 +1,9 @@
 """API keys in the side tables: create (the secret shown once, kept as SHA-256), list, revoke.
 
-One copy of the rules for ``Services`` (the API), ``staypoint central api keys`` (the CLI). A revoked key is kept (``revoked`` set) so its id, name and
-history stay readable; it gets ``401 "this API key has been revoked"`` at once, in every API
-process (each request reads the row).
+One copy of the rules for ``Services`` (the API) and ``staypoint central api keys`` (the CLI).
+A revoked key is kept (``revoked`` set) so its id, name and history stay readable; it gets
+``401 "this API key has been revoked"`` at once, in every API process (each request reads
+the row).
 """
 
 from __future__ import annotations
