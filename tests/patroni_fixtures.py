@@ -111,10 +111,13 @@ class Member:
             return 0, {}
 
     def postmaster_pid(self) -> int | None:
+        """The live postmaster of this member's data folder (a stale pid file's PID is not it)."""
         try:
-            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+            pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
+        return pid if b"postgres" in cmdline and str(self.data).encode() in cmdline else None
 
 
 @dataclass
