@@ -90,9 +90,13 @@ def test_rollup_equals_a_fold_of_the_views() -> None:
         if roll < 0.15:
             session = rnd.randrange(1, 4)
             verdict = rnd.choice(("online", "offline"))
-            state.ingest(f"sp/v1/node/{node}/status", json.dumps({"state": verdict, "session": session}).encode(), t)
+            state.ingest(
+                f"sp/v1/node/{node}/status", json.dumps({"state": verdict, "session": session}).encode(), t
+            )
         elif roll < 0.2:
-            state.ingest(f"sp/v1/node/{node}/health", rnd.choice((b"{", b"[]", b'{"outbox_depth": 1e999}')), t)
+            state.ingest(
+                f"sp/v1/node/{node}/health", rnd.choice((b"{", b"[]", b'{"outbox_depth": 1e999}')), t
+            )
         else:
             sim = SimNode(
                 node,
@@ -110,7 +114,9 @@ def test_rollup_equals_a_fold_of_the_views() -> None:
             state.ingest(f"sp/v1/node/{node}/health", json.dumps(doc).encode(), at)
         if step % 7 == 0:
             at = t + timedelta(seconds=rnd.choice((0, 30, 100, 1000)))
-            assert state.aggregates(at).comparable() == aggregate(state.views(), at, CONFIG).comparable(), step
+            assert state.aggregates(at).comparable() == aggregate(state.views(), at, CONFIG).comparable(), (
+                step
+            )
 
 
 def test_garbage_numbers_are_ignored() -> None:
@@ -134,7 +140,9 @@ def api() -> Iterator[str]:
     alerts = AlertManager(state, [MemorySink()])
     alerts.evaluate(NOW)
     server = FleetHttpServer(
-        make_app(state, make_registry(state, alerts, clock=lambda: NOW), alerts, None, lambda: NOW), 0, "127.0.0.1"
+        make_app(state, make_registry(state, alerts, clock=lambda: NOW), alerts, None, lambda: NOW),
+        0,
+        "127.0.0.1",
     )
     yield f"http://127.0.0.1:{server.port}"
     server.shutdown()
