@@ -19,7 +19,7 @@ from .vcard import VirtualCard, garbled_card, member_file_card, uid_card
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pcscd")]
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
     """Poll ``cond`` on the event loop until true."""
     deadline = time.monotonic() + timeout
     while not cond():
