@@ -27,8 +27,9 @@ from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any
 
-from staypoint.central.api.service import ApiError, Services
+from staypoint.central.api.service import Services
 from staypoint.central.api.sources import Draft, OutOfBounds
+from staypoint.central.errors import Conflict, Invalid, NotFound
 from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import Outlet
@@ -239,7 +240,7 @@ class ClaimsQueue:
     def get(self, claim_id: str) -> dict[str, Any]:
         found = self.side.row(f"SELECT {', '.join(COLUMNS)} FROM claims WHERE id = ?", (claim_id,))
         if found is None:
-            raise ApiError(404, f"no claim {claim_id}")
+            raise NotFound(f"no claim {claim_id}")
         return dict(zip(COLUMNS, found, strict=True))
 
     def approve(
@@ -247,20 +248,20 @@ class ClaimsQueue:
     ) -> dict[str, Any]:
         """A clerk approves: an adjustment event with the clerk's id, then the member is told."""
         if points <= 0:
-            raise ApiError(422, "an approved claim gives a positive number of points")
+            raise Invalid("an approved claim gives a positive number of points")
         claim = self.get(claim_id)
         if claim["status"] != "pending":
-            raise ApiError(409, f"claim {claim_id} is already {claim['status']}")
+            raise Conflict(f"claim {claim_id} is already {claim['status']}")
         self._decide(claim, "approved", clerk, points, note or "approved by head office", now)
         self.notify_pending()
         return self.get(claim_id)
 
     def reject(self, claim_id: str, clerk: str, reason: str, now: datetime) -> dict[str, Any]:
         if not reason.strip():
-            raise ApiError(422, "a rejection needs a reason the member can read")
+            raise Invalid("a rejection needs a reason the member can read")
         claim = self.get(claim_id)
         if claim["status"] != "pending":
-            raise ApiError(409, f"claim {claim_id} is already {claim['status']}")
+            raise Conflict(f"claim {claim_id} is already {claim['status']}")
         self._decide(claim, "rejected", clerk, None, reason.strip(), now)
         self.notify_pending()
         return self.get(claim_id)
@@ -276,13 +277,13 @@ class ClaimsQueue:
                 (status, clerk, points, reason, iso(now), claim["id"]),
             )
             if not won:
-                raise ApiError(409, f"claim {claim['id']} was decided meanwhile")
+                raise Conflict(f"claim {claim['id']} was decided meanwhile")
             if status == "approved" and points:
                 drafts, total = self._stay_drafts(claim, clerk, points)
                 try:
                     events, _ = self.services.sources.emit("console", drafts, now)
                 except OutOfBounds as exc:
-                    raise ApiError(422, str(exc), "out_of_bounds") from None
+                    raise Invalid(str(exc), "out_of_bounds") from None
                 stay_id = drafts[0].id
                 self.side.execute(
                     "UPDATE claims SET event_id = ?, points = ? WHERE id = ?",
@@ -303,7 +304,7 @@ class ClaimsQueue:
         program = self.services.program()
         m = self.ledger.member(claim["member"])
         if m is None:
-            raise ApiError(404, f"no member {claim['member']}")
+            raise NotFound(f"no member {claim['member']}")
         row = self.side.row(
             "SELECT revenue, channel FROM folios WHERE property = ? AND folio = ?",
             (claim["property"], claim["folio"]),

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from staypoint.central.api.state import SideStore
+from staypoint.central.errors import Invalid
 from staypoint.central.ledger import Ledger
 from staypoint.central.store import StoreConfigError, add_store_option, open_ledger_store, parse_store_url
 from staypoint.central.store import store_url as given_store_url
@@ -52,7 +53,7 @@ COLUMNS = (
 )
 
 
-class FeedbackError(ValueError):
+class FeedbackError(Invalid, ValueError):
     """A refusal in one line."""
 
 

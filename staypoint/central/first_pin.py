@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from staypoint.central.api.state import SideStore
+from staypoint.central.errors import DomainError, Gone, Locked, NotFound, Unauthenticated
 from staypoint.loyalty.events import iso, parse_iso
 
 TTL = timedelta(days=30)
@@ -36,14 +37,24 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS first_pin_codes (member TEXT PRIMARY KEY,
     issued TEXT NOT NULL, expires TEXT NOT NULL, failures INTEGER NOT NULL, used TEXT)"""
 
 
-class CodeError(Exception):
-    """A code that does not set a PIN: ``status`` (HTTP), one safe line, a stable ``code``."""
+class CodeError(DomainError):
+    """A code that does not set a PIN: one safe line, a stable ``code``; the kind below."""
 
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
+
+class NoCode(CodeError, NotFound):
+    pass
+
+
+class CodeSpent(CodeError, Gone):
+    """Used already, or expired."""
+
+
+class CodeVoid(CodeError, Locked):
+    """Too many wrong codes."""
+
+
+class WrongCode(CodeError, Unauthenticated):
+    pass
 
 
 @dataclass(frozen=True)
@@ -113,22 +124,22 @@ def consume(side: SideStore, member: str, code: str, now: datetime) -> None:
             "SELECT code_hash, expires, failures, used FROM first_pin_codes WHERE member = ?", (member,)
         )
         if row is None:
-            raise CodeError(404, "this member has no first-use code: ask head office for one", "no_code")
+            raise NoCode("this member has no first-use code: ask head office for one", "no_code")
         code_hash, expires, failures, used = str(row[0]), parse_iso(str(row[1])), int(row[2]), row[3]
         if used is not None:
-            raise CodeError(410, "this code has been used already: sign in with your PIN", "code_used")
+            raise CodeSpent("this code has been used already: sign in with your PIN", "code_used")
         if now >= expires:
-            raise CodeError(410, "this code has expired: ask head office for a new one", "code_expired")
+            raise CodeSpent("this code has expired: ask head office for a new one", "code_expired")
         if failures >= MAX_TRIES:
-            raise CodeError(423, "too many wrong codes: ask head office for a new one", "code_void")
+            raise CodeVoid("too many wrong codes: ask head office for a new one", "code_void")
         if not hmac.compare_digest(code_hash, _hash(member, code)):
             failures += 1
             side.execute("UPDATE first_pin_codes SET failures = ? WHERE member = ?", (failures, member))
             left = MAX_TRIES - failures
             refusal = (
-                CodeError(423, "too many wrong codes: ask head office for a new one", "code_void")
+                CodeVoid("too many wrong codes: ask head office for a new one", "code_void")
                 if left == 0
-                else CodeError(401, f"this code is not right ({left} tries left)", "bad_code")
+                else WrongCode(f"this code is not right ({left} tries left)", "bad_code")
             )
         else:
             side.execute("UPDATE first_pin_codes SET used = ? WHERE member = ?", (iso(now), member))

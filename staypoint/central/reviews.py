@@ -21,12 +21,13 @@ from datetime import datetime
 from typing import Any
 
 from staypoint.central.api.sources import Draft, EventSources, OutOfBounds
+from staypoint.central.errors import Invalid
 from staypoint.central.ledger import Ledger
 
 CONSOLE = "console"
 
 
-class ReviewError(ValueError):
+class ReviewError(Invalid, ValueError):
     """A decision that cannot be taken (no such review, closed already, wrong kind): one line."""
 
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from staypoint.central.api.service import ApiError
 from staypoint.central.claims import ClaimsQueue, Mailer
+from staypoint.central.errors import Conflict
 from tests.api.conftest import Api
 from tests.campaigns.conftest import Mailbox, smtp, wait_for  # noqa: F401 - the SMTP fixture
 
@@ -45,7 +45,7 @@ def test_approved_claims_book_nights_and_tell_in_chinese(
     assert (after_auto["qualifying_nights"], after_auto["points"]) == (2, 4000)
     lost = queue.search(folio="F-LOST")[0]
     queue.approve(lost["id"], "clerk-7", 1200, api.clock())
-    with pytest.raises(ApiError, match="already approved"):
+    with pytest.raises(Conflict, match="already approved"):
         queue.approve(lost["id"], "clerk-7", 1200, api.clock())  # never booked twice
     m = api.ledger.member(mei)
     assert (m["qual_nights"], m["points"]) == (4, 4000 + 1200)

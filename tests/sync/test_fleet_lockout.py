@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from staypoint.central.api.service import ApiError, Services
+from staypoint.central.api.service import Services
 from staypoint.central.api.state import SideStore
+from staypoint.central.errors import DomainError, Locked, Unauthenticated
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileStore
 from staypoint.central.store import LedgerStore
@@ -56,13 +57,13 @@ def _member(node: Node, ledger: Ledger) -> str:
     return m
 
 
-def _wrong_at_api(api: Services, m: str, times: int, now: datetime = NOW) -> list[int]:
-    codes = []
+def _wrong_at_api(api: Services, m: str, times: int, now: datetime = NOW) -> list[type[DomainError]]:
+    refusals: list[type[DomainError]] = []
     for _ in range(times):
-        with pytest.raises(ApiError) as exc:
+        with pytest.raises(DomainError) as exc:
             api.login(m, "0000", now)
-        codes.append(exc.value.status)
-    return codes
+        refusals.append(type(exc.value))
+    return refusals
 
 
 def _wrong_at(node: Node, m: str, times: int, now: datetime = NOW) -> None:
@@ -74,7 +75,7 @@ def _wrong_at(node: Node, m: str, times: int, now: datetime = NOW) -> None:
 def test_five_wrong_pins_at_the_api_lock_the_kiosk(ledger: Ledger, api: Services, tmp_path: Path) -> None:
     a = Node(tmp_path, "sha-lobby-01", "SHA", 1)
     m = _member(a, ledger)
-    assert _wrong_at_api(api, m, 5) == [401, 401, 401, 401, 423]
+    assert _wrong_at_api(api, m, 5) == [Unauthenticated] * 4 + [Locked]
     later = NOW + timedelta(minutes=1)
     assert a.svc.verify_pin(m, PIN, later)  # the kiosk has not heard yet: one sync round trip
     a.receive(ledger)
@@ -99,9 +100,8 @@ def test_a_lock_at_one_node_reaches_another_and_an_unlock_lifts_it_everywhere(
     b.receive(ledger)
     with pytest.raises(PinLocked):
         b.svc.verify_pin(m, PIN, NOW)
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(Locked):
         api.login(m, PIN, NOW)
-    assert exc.value.status == 423
     record = ledger.member(m)
     assert record is not None and record["pin_failures"] == 5 and record["locked_until"] is not None
 
@@ -120,7 +120,7 @@ def test_offline_a_node_counts_its_own_tries_on_top_of_the_fleets(
 ) -> None:
     a = Node(tmp_path, "sha-lobby-01", "SHA", 1)
     m = _member(a, ledger)
-    assert _wrong_at_api(api, m, 3) == [401, 401, 401]
+    assert _wrong_at_api(api, m, 3) == [Unauthenticated] * 3
     a.receive(ledger)
     # Head office out of reach from here on: two more wrong tries at the kiosk lock it.
     with pytest.raises(WrongPin, match="1 try left"):
@@ -136,9 +136,8 @@ def test_offline_a_node_counts_its_own_tries_on_top_of_the_fleets(
     with pytest.raises(PinLocked):
         a.svc.verify_pin(m, PIN, NOW)
     a.send(ledger)
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(Locked):
         api.login(m, PIN, NOW)
-    assert exc.value.status == 423
 
 
 def test_the_right_pin_after_wrong_ones_starts_the_count_again_everywhere(
@@ -146,12 +145,12 @@ def test_the_right_pin_after_wrong_ones_starts_the_count_again_everywhere(
 ) -> None:
     a = Node(tmp_path, "sha-lobby-01", "SHA", 1)
     m = _member(a, ledger)
-    assert _wrong_at_api(api, m, 4) == [401] * 4
+    assert _wrong_at_api(api, m, 4) == [Unauthenticated] * 4
     a.receive(ledger)
     depth = a.svc.replica.outbox_depth()
     assert a.svc.verify_pin(m, PIN, NOW) and a.svc.replica.outbox_depth() == depth + 1
     a.send(ledger)
-    with pytest.raises(ApiError, match=r"4 tries left"):
+    with pytest.raises(Unauthenticated, match=r"4 tries left"):
         api.login(m, "0000", NOW)
     # No event for a right PIN after none wrong: a kiosk login is not news for the fleet.
     assert api.login(m, PIN, NOW)

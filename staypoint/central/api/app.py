@@ -30,9 +30,20 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from staypoint.central.api.service import ApiError, ApiKey, Services
+from staypoint.central.api.service import ApiKey, Services
 from staypoint.central.api.sources import OutOfBounds
 from staypoint.central.api.state import SideStore
+from staypoint.central.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    Invalid,
+    Locked,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileStore
 
@@ -341,6 +352,26 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The one place a head-office refusal becomes an HTTP status (central/errors.py holds the
+# refusals; a subclass takes its nearest listed ancestor's status).
+STATUS: dict[type[DomainError], int] = {
+    DomainError: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
+    Invalid: 422,
+    Locked: 423,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status of a refusal: its class's, or its nearest listed ancestor's."""
+    return next(STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS)
+
+
 class BodyLimit:
     """Refuse (413) a request body over ``limit`` bytes, before the app sees any of it.
 
@@ -448,9 +479,9 @@ def build_app(
         with lock:
             return fn()
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": _line(exc.message), "code": exc.code}, status_code=exc.status)
+    @app.exception_handler(DomainError)
+    async def refused(request: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse({"error": _line(exc.message), "code": exc.code}, status_code=status_of(exc))
 
     @app.exception_handler(OutOfBounds)
     async def out_of_bounds(request: Request, exc: OutOfBounds) -> JSONResponse:

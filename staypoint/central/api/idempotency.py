@@ -40,8 +40,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from staypoint.central.api.service import ApiError, Services
+from staypoint.central.api.service import Services
 from staypoint.central.api.state import SideStore
+from staypoint.central.errors import Unauthenticated
 from staypoint.loyalty.events import iso, parse_iso
 
 HEADER = "Idempotency-Key"
@@ -296,7 +297,7 @@ def install(app: Any, services: Services, clock: Callable[[], datetime]) -> None
     def member_of(token: str | None) -> str | None:
         try:
             return services.member_from_token(token, clock())
-        except ApiError:
+        except Unauthenticated:
             return None
 
     store = IdempotencyStore(services.side)

@@ -24,7 +24,8 @@ import segno
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, Response
 
-from staypoint.central.api.service import ApiError, Services
+from staypoint.central.api.service import Services
+from staypoint.central.errors import NotFound
 from staypoint.loyalty import vouchers
 
 PAGE = (Path(__file__).with_name("member_page.html")).read_text(encoding="utf-8")
@@ -63,4 +64,4 @@ def add_member_page(
             if raw.upper() == wanted or vouchers.format_code(raw).replace("-", "") == wanted:
                 token: Any = v.get("token") or raw
                 return Response(voucher_qr_svg(str(token)), media_type="image/svg+xml")
-        raise ApiError(404, f"no voucher {code[:40]!r} for this member", "unknown_voucher")
+        raise NotFound(f"no voucher {code[:40]!r} for this member", "unknown_voucher")

@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 
-from staypoint.central.api.service import ApiError, ApiKey, Services
+from staypoint.central.api.service import ApiKey, Services
+from staypoint.central.errors import Forbidden, Invalid, NotFound, Unavailable
 from staypoint.central.reports import figures as fig
 from staypoint.central.reports.render import as_csv, as_json, label
 
@@ -35,7 +36,7 @@ def ledger_url(services: Services) -> str:
         return url
     path = getattr(store, "path", None)
     if path is None:
-        raise ApiError(503, "reports need a SQLite or PostgreSQL ledger", "no_reports")
+        raise Unavailable("reports need a SQLite or PostgreSQL ledger", "no_reports")
     return f"sqlite:///{Path(path).resolve()}"
 
 
@@ -55,7 +56,7 @@ def add_report_routes(
         api_key.require(SCOPE)
         if "*" not in api_key.properties:
             if prop is None:
-                raise ApiError(403, "this API key is for some properties only: give property=", "property")
+                raise Forbidden("this API key is for some properties only: give property=", "property")
             api_key.require(SCOPE, prop)
 
     @app.get("/v1/reports", tags=["reports"])
@@ -81,9 +82,9 @@ def add_report_routes(
         """One report as JSON (columns, rows, headline, chart, notes) or as CSV."""
         allowed(api_key, property)
         if name not in fig.REPORTS:
-            raise ApiError(404, f"no report {name!r}: one of {', '.join(fig.REPORTS)}", "no_report")
+            raise NotFound(f"no report {name!r}: one of {', '.join(fig.REPORTS)}", "no_report")
         if date_from and date_to and date_to <= date_from:
-            raise ApiError(422, "to is the day after the last: it must be after from", "invalid")
+            raise Invalid("to is the day after the last: it must be after from", "invalid")
         reports = report_figures(
             ledger_url(services),
             [name],

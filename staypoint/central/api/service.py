@@ -1,8 +1,8 @@
 """What the online channel does, without HTTP: the FastAPI layer (``app.py``) and the console
 call these methods; every change they make is an event through ``EventSources``.
 
-Errors are :class:`ApiError` with an HTTP status and one clear line a booking engine can
-show or log.
+Errors are head office's domain errors (``central/errors.py``), each with one clear line a
+booking engine can show or log and a stable code; only the API's adapter turns them into HTTP.
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from staypoint.central.api.sources import Draft, EventSources
 from staypoint.central.api.state import SideStore
+from staypoint.central.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    Locked,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileError, ProfileStore, check_contact
 from staypoint.loyalty import fold, member_numbers, pins, referral_codes, vouchers
@@ -49,16 +58,6 @@ def display_name(name: str) -> str:
     return parts[0][:40] if len(parts) == 1 else f"{parts[0][:40]} {parts[-1][0].upper()}."
 
 
-class ApiError(Exception):
-    """A refusal with its HTTP status; ``message`` is safe to show."""
-
-    def __init__(self, status: int, message: str, code: str = "error") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-
-
 @dataclass(frozen=True)
 class ApiKey:
     id: str
@@ -68,9 +67,9 @@ class ApiKey:
 
     def require(self, scope: str, prop: str | None = None) -> None:
         if scope not in self.scopes:
-            raise ApiError(403, f"this API key does not have the {scope!r} scope", "scope")
+            raise Forbidden(f"this API key does not have the {scope!r} scope", "scope")
         if prop is not None and "*" not in self.properties and prop not in self.properties:
-            raise ApiError(403, f"this API key is not for property {prop!r}", "property")
+            raise Forbidden(f"this API key is not for property {prop!r}", "property")
 
 
 @dataclass
@@ -101,7 +100,7 @@ class Services:
     def program(self) -> Program:
         program = self.ledger.program()
         if program is None:
-            raise ApiError(503, "no programme has been published yet", "no_program")
+            raise Unavailable("no programme has been published yet", "no_program")
         return program
 
     def online_rules(self) -> OnlineRules:
@@ -115,7 +114,7 @@ class Services:
         try:
             return keys.create_key(self.side, name, scopes, properties, now)
         except keys.KeyRefused as exc:
-            raise ApiError(422, str(exc)) from None
+            raise Invalid(str(exc)) from None
 
     def revoke_key(self, key_id: str, now: datetime) -> bool:
         from staypoint.central.api import keys
@@ -128,17 +127,17 @@ class Services:
 
     def check_key(self, raw: str | None) -> ApiKey:
         if not raw:
-            raise ApiError(401, "an API key is required (header X-API-Key)", "no_key")
+            raise Unauthenticated("an API key is required (header X-API-Key)", "no_key")
         parts = raw.split("_", 2)
         if len(parts) != 3 or parts[0] != "sp":
-            raise ApiError(401, "this API key is not valid", "bad_key")
+            raise Unauthenticated("this API key is not valid", "bad_key")
         row = self.side.row(
             "SELECT secret_hash, name, scopes, properties, revoked FROM api_keys WHERE id = ?", (parts[1],)
         )
         if row is None or not hmac.compare_digest(str(row[0]), _sha256(parts[2])):
-            raise ApiError(401, "this API key is not valid", "bad_key")
+            raise Unauthenticated("this API key is not valid", "bad_key")
         if row[4] is not None:
-            raise ApiError(401, "this API key has been revoked", "revoked")
+            raise Unauthenticated("this API key has been revoked", "revoked")
         return ApiKey(parts[1], str(row[1]), frozenset(json.loads(row[2])), frozenset(json.loads(row[3])))
 
     # -- member sign-in ----------------------------------------------------------------------
@@ -151,15 +150,15 @@ class Services:
         number = self._resolve_login(login)
         m = self.ledger.member(number) if number else None
         if number is None or m is None:
-            raise ApiError(401, "member number, e-mail or PIN is not right", "bad_login")
+            raise Unauthenticated("member number, e-mail or PIN is not right", "bad_login")
         if not m.get("pin_hash"):  # imported without one: first use sets it (central/first_pin.py)
-            raise ApiError(
-                403, "this member has no PIN yet: set one with the first-use code from head office", "no_pin"
+            raise Forbidden(
+                "this member has no PIN yet: set one with the first-use code from head office", "no_pin"
             )
         policy = self.program().pin
         state = pins.current(fold.pin_state(m), now)
         if state.locked_until is not None:
-            raise ApiError(423, f"too many wrong PINs: try again after {iso(state.locked_until)}", "locked")
+            raise Locked(f"too many wrong PINs: try again after {iso(state.locked_until)}", "locked")
         if pins.verify_pin(pin, str(m.get("pin_hash", ""))):
             if state.failures:
                 self.sources.emit("web", [Draft("pin.verified", number, {})], now)
@@ -169,9 +168,9 @@ class Services:
         # Head office's count after the fold, which may hold tries made at a kiosk meanwhile.
         state = pins.current(fold.pin_state(self._member(number)), now)
         if state.locked_until is not None:
-            raise ApiError(423, f"too many wrong PINs: try again after {iso(state.locked_until)}", "locked")
+            raise Locked(f"too many wrong PINs: try again after {iso(state.locked_until)}", "locked")
         left = pins.tries_left(state, policy)
-        raise ApiError(401, f"member number, e-mail or PIN is not right ({left} tries left)", "bad_login")
+        raise Unauthenticated(f"member number, e-mail or PIN is not right ({left} tries left)", "bad_login")
 
     def _resolve_login(self, login: str) -> str | None:
         login = login.strip()
@@ -181,7 +180,7 @@ class Services:
         try:
             return member_numbers.normalise(login)
         except member_numbers.MemberNumberError as exc:
-            raise ApiError(422, str(exc), "bad_number") from None
+            raise Invalid(str(exc), "bad_number") from None
 
     def _sign(self, claims: dict[str, Any]) -> str:
         body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
@@ -190,25 +189,25 @@ class Services:
 
     def member_from_token(self, token: str | None, now: datetime) -> str:
         if not token:
-            raise ApiError(401, "sign in first (Authorization: Bearer <token>)", "no_token")
+            raise Unauthenticated("sign in first (Authorization: Bearer <token>)", "no_token")
         body, _, sig = token.partition(".")
         want = _b64(hmac.new(self.token_key, body.encode(), hashlib.sha256).digest())
         if not sig or not hmac.compare_digest(sig, want):
-            raise ApiError(401, "this sign-in token is not valid", "bad_token")
+            raise Unauthenticated("this sign-in token is not valid", "bad_token")
         try:
             claims = json.loads(_unb64(body))
             sub, exp = str(claims["sub"]), int(claims["exp"])
         except (ValueError, KeyError, TypeError):
-            raise ApiError(401, "this sign-in token is not valid", "bad_token") from None
+            raise Unauthenticated("this sign-in token is not valid", "bad_token") from None
         if now.timestamp() >= exp:
-            raise ApiError(401, "this sign-in token has expired: sign in again", "expired")
+            raise Unauthenticated("this sign-in token has expired: sign in again", "expired")
         return sub
 
     # -- dashboard ------------------------------------------------------------------------------
     def _member(self, number: str) -> dict[str, Any]:
         m = self.ledger.member(number)
         if m is None:
-            raise ApiError(404, f"no member {number}", "unknown_member")
+            raise NotFound(f"no member {number}", "unknown_member")
         return m
 
     def _stock_left(self, program: Program) -> dict[str, int]:
@@ -276,7 +275,7 @@ class Services:
     ) -> dict[str, Any]:
         tier = self._member(number)["tier"] if number else None
         if public < 0 or not public.is_finite():
-            raise ApiError(422, "public_rate must be zero or more")
+            raise Invalid("public_rate must be zero or more")
         if tier is None:  # not signed in: the public rate, and what a member would pay
             tier = self.program().base_tier.code
         q = quote(
@@ -359,18 +358,18 @@ class Services:
             try:
                 member = member_numbers.normalise(str(member))
             except member_numbers.MemberNumberError as exc:
-                raise ApiError(422, str(exc)) from None
+                raise Invalid(str(exc)) from None
             self._member(member)
         arrival, departure = body["arrival"], body["departure"]
         if departure < arrival:
-            raise ApiError(422, "departure is before arrival")
+            raise Invalid("departure is before arrival")
         if departure > now.date() + timedelta(days=1):
-            raise ApiError(422, "a stay is posted after it happens: departure is in the future")
+            raise Invalid("a stay is posted after it happens: departure is in the future")
         nights = (departure - arrival).days
         try:
             revenue = {Outlet(k): parse_amount(str(v)) for k, v in dict(body.get("revenue", {})).items()}
         except (MoneyError, ValueError) as exc:
-            raise ApiError(422, f"revenue: {exc}") from None
+            raise Invalid(f"revenue: {exc}") from None
         channel = str(body.get("channel", "direct")).lower()
         rules = self.online_rules()
         canon = {
@@ -518,16 +517,16 @@ class Services:
         try:
             pins.check_format(pin, program.pin)
         except pins.PinFormatError as exc:
-            raise ApiError(422, str(exc)) from None
+            raise Invalid(str(exc)) from None
         email = body.get("email")
         try:  # before a member number is taken: a refused enrolment must not use one up
             _, phone = check_contact(email or None, body.get("phone") or None)
         except ProfileError as exc:
-            raise ApiError(422, str(exc)) from None
+            raise Invalid(str(exc)) from None
         if email and self.profiles.by_email(str(email)) is not None:
-            raise ApiError(409, "this e-mail address is already enrolled", "duplicate_email")
+            raise Conflict("this e-mail address is already enrolled", "duplicate_email")
         if phone and self.profiles.by_phone(phone) is not None:
-            raise ApiError(409, "this phone number is already enrolled", "duplicate_phone")
+            raise Conflict("this phone number is already enrolled", "duplicate_phone")
         referral = None
         if body.get("referred_by"):
             referral = self.referral_data(str(body["referred_by"]), email=email, phone=phone)
@@ -546,7 +545,7 @@ class Services:
                 home_property=body.get("home_property"),
             )
         except ProfileError as exc:
-            raise ApiError(422, str(exc)) from None
+            raise Invalid(str(exc)) from None
         if body.get("marketing_email") is not None:
             self.profiles.set_consent(
                 number, "email", bool(body["marketing_email"]), source="web", at=iso(now)
@@ -581,9 +580,9 @@ class Services:
         try:
             referrer = referral_codes.member_for_code(code)
         except referral_codes.ReferralCodeError as exc:
-            raise ApiError(422, str(exc), "bad_referral") from None
+            raise Invalid(str(exc), "bad_referral") from None
         if self.ledger.member(referrer) is None:
-            raise ApiError(422, f"referral code {code.upper()} is not known", "bad_referral")
+            raise Invalid(f"referral code {code.upper()} is not known", "bad_referral")
         theirs = self.profiles.get(referrer)
         if member is not None:
             mine = self.profiles.get(member)
@@ -595,7 +594,7 @@ class Services:
                 or (phone and theirs.phone and phone == theirs.phone)
             )
         ):
-            raise ApiError(422, "you cannot use your own referral code", "bad_referral")
+            raise Invalid("you cannot use your own referral code", "bad_referral")
         return {"referrer": referrer, "code": referral_codes.referral_code(referrer)}
 
     def refer(
@@ -606,7 +605,7 @@ class Services:
         ``result`` is ``"referred"`` or ``"unchanged"`` (the same referral again)."""
         m = self.ledger.member(number)
         if m is None:
-            raise ApiError(404, f"no member {number}", "unknown_member")
+            raise NotFound(f"no member {number}", "unknown_member")
         data = self.referral_data(code, member=number)
         if staff:
             data["staff"] = staff
@@ -617,7 +616,7 @@ class Services:
         try:
             fold.apply(json.loads(json.dumps(m)), probe, self.ledger.program(), self.ledger)
         except fold.Quarantine as exc:
-            raise ApiError(422, exc.reason, "bad_referral") from None
+            raise Invalid(exc.reason, "bad_referral") from None
         self.sources.emit(stream, [Draft("member.referred", number, data)], now)
         return {**out, "result": "referred"}
 
@@ -628,18 +627,15 @@ class Services:
         try:
             number = member_numbers.normalise(raw_number)
         except member_numbers.MemberNumberError as exc:
-            raise ApiError(422, str(exc), "bad_number") from None
+            raise Invalid(str(exc), "bad_number") from None
         m = self._member(number)
         if m.get("pin_hash"):
-            raise ApiError(409, "this member has a PIN already: sign in with it", "has_pin")
+            raise Conflict("this member has a PIN already: sign in with it", "has_pin")
         try:
             pins.check_format(pin, self.program().pin)
         except pins.PinFormatError as exc:
-            raise ApiError(422, str(exc)) from None
-        try:
-            first_pin.consume(self.side, number, code, now)
-        except first_pin.CodeError as exc:
-            raise ApiError(exc.status, exc.message, exc.code) from None
+            raise Invalid(str(exc)) from None
+        first_pin.consume(self.side, number, code, now)  # its refusals are domain errors already
         try:
             pin_hash = pins.hash_pin(pin, os.urandom(16))
             self.sources.emit("web", [Draft("pin.set", number, {"pin_hash": pin_hash})], now)
@@ -651,7 +647,7 @@ class Services:
     def profile(self, number: str) -> dict[str, Any]:
         p = self.profiles.get(number)
         if p is None:
-            raise ApiError(404, "no profile for this member", "no_profile")
+            raise NotFound("no profile for this member", "no_profile")
         return {
             "member": p.member,
             "full_name": p.full_name,
@@ -680,7 +676,7 @@ class Services:
                 if value is not None:
                     self.profiles.set_consent(number, channel, bool(value), source="web", at=iso(now))
         except ProfileError as exc:
-            raise ApiError(422, str(exc)) from None
+            raise Invalid(str(exc)) from None
         return self.profile(number)
 
     # -- redemption and transfer --------------------------------------------------------------------------
@@ -698,12 +694,12 @@ class Services:
             blocked=bool(m.get("blocked")),
         )
         if not check.ok or check.reward is None:
-            raise ApiError(409, check.detail, "refused")
+            raise Conflict(check.detail, "refused")
         reward = check.reward
         node = self.sources.stream("web")
         decision = self.ledger.authorise(node, number, reward.points, reward.code, now)
         if not decision.ok:
-            raise ApiError(409, decision.reason or "refused", "refused")
+            raise Conflict(decision.reason or "refused", "refused")
         serial = self.side.next_counter("web_voucher_serial", 1)
         code = vouchers.make_code(os.urandom(8))
         expires = now.date() + timedelta(days=reward.voucher_days)
@@ -745,12 +741,12 @@ class Services:
         """Points to a partner programme at the programme's ratio, within the daily cap (an event)."""
         partner = self.online_rules().partner(partner_code)
         if partner is None:
-            raise ApiError(404, f"no partner {partner_code!r}", "unknown_partner")
+            raise NotFound(f"no partner {partner_code!r}", "unknown_partner")
         if points < partner.min_points:
-            raise ApiError(422, f"transfer at least {partner.min_points:,} points to {partner.name}")
+            raise Invalid(f"transfer at least {partner.min_points:,} points to {partner.name}")
         units = partner.units(points)
         if units < 1:
-            raise ApiError(422, f"{points} points buy no {partner.name} units at ratio {partner.ratio}")
+            raise Invalid(f"{points} points buy no {partner.name} units at ratio {partner.ratio}")
         day = now.date().isoformat()
         # The member's number at the partner, linked at head office (central/partners.py): the
         # settlement file names it, so a transfer without one could never be credited.
@@ -758,7 +754,7 @@ class Services:
             "SELECT account FROM partner_accounts WHERE member = ? AND partner = ?", (number, partner.code)
         )
         if account is None:
-            raise ApiError(409, f"no {partner.name} account is linked to this member", "no_partner_account")
+            raise Conflict(f"no {partner.name} account is linked to this member", "no_partner_account")
         with self.side.transaction():
             done = int(
                 self.side.one(
@@ -767,15 +763,14 @@ class Services:
                 )
             )
             if done + points > partner.daily_cap:
-                raise ApiError(
-                    409,
+                raise Conflict(
                     f"daily transfer cap is {partner.daily_cap:,} points; {partner.daily_cap - done:,} left",
                     "cap",
                 )
             m = self._member(number)
             available = int(m["points"]) - self.ledger.store.held_points(number)
             if m.get("blocked") or available < points:
-                raise ApiError(409, "not enough points", "refused")
+                raise Conflict("not enough points", "refused")
             transfer_id = uuid7(now)
             self.sources.emit(
                 "web",
@@ -819,7 +814,7 @@ class Services:
         """A missing-points claim from the web: a claim event, queued like a kiosk's."""
         arrival, departure = body["arrival"], body["departure"]
         if departure < arrival or departure > now.date():
-            raise ApiError(422, "the stay's dates are not possible")
+            raise Invalid("the stay's dates are not possible")
         events, _ = self.sources.emit(
             "web",
             [
@@ -859,10 +854,10 @@ class Services:
     def adjust(self, number: str, points: int, reason: str, clerk: str, now: datetime) -> int:
         """A head-office adjustment with a reason: an event on the console's stream."""
         if points == 0 or not reason.strip():
-            raise ApiError(422, "an adjustment is a non-zero number of points with a reason")
+            raise Invalid("an adjustment is a non-zero number of points with a reason")
         m = self._member(number)
         if int(m["points"]) + points < 0:
-            raise ApiError(409, f"the member has only {int(m['points']):,} points")
+            raise Conflict(f"the member has only {int(m['points']):,} points")
         self.sources.emit(
             "console",
             [Draft("points.adjusted", number, {"points": points, "reason": reason.strip(), "staff": clerk})],

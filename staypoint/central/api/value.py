@@ -23,8 +23,9 @@ from fastapi import Depends, FastAPI, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from staypoint.central.api.service import ApiError, ApiKey, Services
+from staypoint.central.api.service import ApiKey, Services
 from staypoint.central.api.sources import Draft
+from staypoint.central.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from staypoint.loyalty import bounds, member_numbers
 from staypoint.loyalty.money import MoneyError, parse_amount
 
@@ -55,14 +56,14 @@ def spend_value(
         value = parse_amount(amount, allow_zero=False)
         bounds.money(str(value), "amount", program.bounds.money_per_event)
     except (MoneyError, bounds.BoundError) as exc:
-        raise ApiError(422, f"amount: {exc}", "bad_amount") from None
+        raise Invalid(f"amount: {exc}", "bad_amount") from None
     m = services.ledger.member(number)
     if m is None:
-        raise ApiError(404, f"no member {number}", "unknown_member")
+        raise NotFound(f"no member {number}", "unknown_member")
     node = services.sources.stream("web")
     decision = services.ledger.authorise_value(node, number, f"{value:.2f}", now)
     if not decision.ok or decision.hold is None:
-        raise ApiError(409, decision.reason or "refused", "refused")
+        raise Conflict(decision.reason or "refused", "refused")
     data: dict[str, Any] = {
         "amount": f"{value:.2f}",
         "currency": program.currency,
@@ -105,14 +106,14 @@ def add_value_routes(
         try:
             wanted = member_numbers.normalise(number)
         except member_numbers.MemberNumberError as exc:
-            raise ApiError(422, str(exc), "bad_number") from None
+            raise Invalid(str(exc), "bad_number") from None
         now = clock()
         if bearer is not None:
             if services.member_from_token(bearer.credentials, now) != wanted:
-                raise ApiError(403, "this sign-in token is for another member", "other_member")
+                raise Forbidden("this sign-in token is for another member", "other_member")
         elif body.pin is not None:
             run(lambda: services.login(wanted, body.pin or "", now))  # counts a wrong PIN, locks
         else:
-            raise ApiError(401, "give the member's PIN or their sign-in token", "no_proof")
+            raise Unauthenticated("give the member's PIN or their sign-in token", "no_proof")
         out: dict[str, Any] = run(lambda: spend_value(services, wanted, body.amount, now, body.reference))
         return out

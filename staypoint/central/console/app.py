@@ -31,11 +31,11 @@ from textual.widgets import (
     TextArea,
 )
 
-from staypoint.central.api.service import ApiError
 from staypoint.central.console.desk import ALLOWED, Desk, Staff
 from staypoint.central.console.feedback import FeedbackView
 from staypoint.central.console.marketing import MarketingView
 from staypoint.central.console.reports_view import ReportsView
+from staypoint.central.errors import DomainError
 from staypoint.central.fleet.alerts import AlertManager, MemorySink
 from staypoint.central.fleet.dashboard import FleetView
 from staypoint.central.fleet.state import FleetState
@@ -72,7 +72,7 @@ class SignIn(Screen[None]):
         password = self.query_one("#password", Input).value
         try:
             staff = app.desk.sign_in(staff_id, password, app.clock())
-        except ApiError as exc:
+        except DomainError as exc:
             self.query_one("#signin-error", Static).update(exc.message)
             return
         app.staff = staff
@@ -311,7 +311,7 @@ class DeskScreen(Screen[None]):
             self.desk.claims.approve(self.selected_claim, self.staff.id, points, self.desk_clock())
         except ValueError:
             return self._claim_msg("points: a whole number")
-        except ApiError as exc:
+        except DomainError as exc:
             return self._claim_msg(exc.message)
         self._claim_msg(f"approved: {points:,} points")
         self.action_refresh()
@@ -322,7 +322,7 @@ class DeskScreen(Screen[None]):
         try:
             reason = self.query_one("#claim-reason", Input).value
             self.desk.claims.reject(self.selected_claim, self.staff.id, reason, self.desk_clock())
-        except ApiError as exc:
+        except DomainError as exc:
             return self._claim_msg(exc.message)
         self._claim_msg("rejected")
         self.action_refresh()
@@ -334,7 +334,7 @@ class DeskScreen(Screen[None]):
             return
         try:
             self.desk.acknowledge(self.selected_quarantine, self.staff, self.desk_clock())
-        except ApiError as exc:
+        except DomainError as exc:
             msg.update(exc.message)
             return
         msg.update(f"acknowledged: {self.selected_quarantine}")
@@ -351,7 +351,7 @@ class DeskScreen(Screen[None]):
         except ValueError:
             msg.update("points: a whole number, e.g. 500 or -200")
             return
-        except ApiError as exc:
+        except DomainError as exc:
             msg.update(exc.message)
             return
         msg.update(f"posted: balance now {balance:,}")
@@ -368,7 +368,7 @@ class DeskScreen(Screen[None]):
             out = self.desk.services.refer(
                 member, code, self.desk_clock(), stream="console", staff=self.staff.id
             )
-        except ApiError as exc:
+        except DomainError as exc:
             msg.update(exc.message)
             return
         word = "already recorded" if out["result"] == "unchanged" else "recorded"
@@ -395,14 +395,14 @@ class DeskScreen(Screen[None]):
             raw = self.query_one("#effective", Input).value.strip()
             effective = parse_iso(raw) if raw else self.desk_clock()
             version = self.desk.publish(self._text(), effective, self.staff, self.desk_clock())
-        except (ProgramError, ApiError, ValueError) as exc:
+        except (ProgramError, DomainError, ValueError) as exc:
             return self._out(f"not published: {getattr(exc, 'message', exc)}")
         self._out(f"v{version} scheduled for {effective.isoformat()}")
 
     def rollback(self) -> None:
         try:
             version = self.desk.rollback(self.staff, self.desk_clock())
-        except ApiError as exc:
+        except DomainError as exc:
             return self._out(exc.message)
         self._out(f"rolled back: the previous rules are in force as v{version}")
 

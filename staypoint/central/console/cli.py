@@ -92,13 +92,13 @@ def cmd_console(args: argparse.Namespace) -> None:
 
 def _run_console(args: argparse.Namespace, desk: Any) -> None:
     if args.add_staff:
-        from staypoint.central.api.service import ApiError
+        from staypoint.central.errors import DomainError
 
         password = os.environ.get("STAYPOINT_STAFF_PASSWORD", "")
         staff_id, name, role = args.add_staff
         try:
             desk.add_staff(staff_id, name, role, password)
-        except ApiError as exc:
+        except DomainError as exc:
             raise SystemExit(f"staypoint: {exc.message}") from None
         print(f"staff {staff_id} ({role}) added")
         return

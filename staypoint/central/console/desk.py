@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from staypoint.central.api.service import ApiError, Services
+from staypoint.central.api.service import Services
 from staypoint.central.claims import ClaimsQueue
+from staypoint.central.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthenticated
 from staypoint.loyalty import member_numbers, pins
 from staypoint.loyalty.events import iso, parse_iso
 from staypoint.loyalty.program import Program, ProgramError, parse_program
@@ -65,9 +66,9 @@ class Desk:
     # -- staff ------------------------------------------------------------------------------
     def add_staff(self, staff_id: str, name: str, role: str, password: str) -> None:
         if role not in ROLES:
-            raise ApiError(422, f"role is one of {', '.join(ROLES)}")
+            raise Invalid(f"role is one of {', '.join(ROLES)}")
         if len(password) < 8:
-            raise ApiError(422, "a console password is at least 8 characters")
+            raise Invalid("a console password is at least 8 characters")
         self.side.execute(
             "INSERT INTO staff (id, name, role, pw_hash) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
             "name = excluded.name, role = excluded.role, pw_hash = excluded.pw_hash",
@@ -79,10 +80,10 @@ class Desk:
             "SELECT name, role, pw_hash, failures, locked_until FROM staff WHERE id = ?", (staff_id,)
         )
         if row is None:
-            raise ApiError(401, "staff id or password is not right")
+            raise Unauthenticated("staff id or password is not right")
         name, role, pw_hash, failures, locked = row
         if locked and now < parse_iso(str(locked)):
-            raise ApiError(423, f"too many wrong passwords: locked until {locked}")
+            raise Locked(f"too many wrong passwords: locked until {locked}")
         if pins.verify_pin(password, str(pw_hash)):
             self.side.execute("UPDATE staff SET failures = 0, locked_until = NULL WHERE id = ?", (staff_id,))
             return Staff(staff_id, str(name), str(role))
@@ -91,7 +92,7 @@ class Desk:
         self.side.execute(
             "UPDATE staff SET failures = ?, locked_until = ? WHERE id = ?", (failures, until, staff_id)
         )
-        raise ApiError(401, "staff id or password is not right")
+        raise Unauthenticated("staff id or password is not right")
 
     # -- members ----------------------------------------------------------------------------------
     def search(self, text: str) -> list[dict[str, Any]]:
@@ -179,7 +180,7 @@ class Desk:
     def acknowledge(self, event_id: str, by: Staff, now: datetime) -> None:
         """Take a quarantined event off the open list once a person has dealt with it."""
         if not self.ledger.acknowledge_quarantine(event_id, by.id, now):
-            raise ApiError(404, f"no open quarantined event {event_id}")
+            raise NotFound(f"no open quarantined event {event_id}")
 
     def rewards(self) -> list[dict[str, Any]]:
         """The catalogue with central stock: the programme's stock minus vouchers given out."""
@@ -218,7 +219,7 @@ class Desk:
     def publish(self, text: str, effective: datetime, by: Staff, now: datetime) -> int:
         """Schedule a programme for ``effective``; published to the fleet when due (now, if past)."""
         if by.role != "administrator":
-            raise ApiError(403, "only an administrator publishes a programme")
+            raise Forbidden("only an administrator publishes a programme")
         program = self.validate(text)
         self.side.execute(
             "INSERT INTO program_schedule (version, document, effective, status, by_staff, created) "
@@ -246,16 +247,16 @@ class Desk:
     def rollback(self, by: Staff, now: datetime) -> int:
         """Put the previous programme back in force, as a new version (nodes only move forward)."""
         if by.role != "administrator":
-            raise ApiError(403, "only an administrator rolls a programme back")
+            raise Forbidden("only an administrator rolls a programme back")
         current = self.ledger.program()
         if current is None or current.version <= 1:
-            raise ApiError(409, "there is no earlier programme to go back to")
+            raise Conflict("there is no earlier programme to go back to")
         previous = next(
             (t for v in range(current.version - 1, 0, -1) if (t := self.ledger.store.program(v)) is not None),
             None,
         )
         if previous is None:
-            raise ApiError(409, "there is no earlier programme to go back to")
+            raise Conflict("there is no earlier programme to go back to")
         text = re.sub(r"(?m)^version\s*=\s*\d+", f"version = {current.version + 1}", previous, count=1)
         self.ledger.publish_program(text, now)
         return current.version + 1

@@ -29,6 +29,7 @@ from typing import Any
 
 from staypoint.central.api.sources import Draft, EventSources, OutOfBounds
 from staypoint.central.api.state import SideStore
+from staypoint.central.errors import Invalid
 from staypoint.central.ledger import Ledger
 from staypoint.central.partners.files import (
     PartnerFileError,
@@ -45,7 +46,7 @@ from staypoint.loyalty.rates import Partner, parse_online_rules
 NAMESPACE = uuid.UUID("6b3f2c1e-5d7a-4e0b-9a51-7f1d2a9c8e44")
 
 
-class PartnerError(ValueError):
+class PartnerError(Invalid, ValueError):
     """A refusal in one line (unknown partner, bad account, day not over)."""
 
 
