@@ -39,7 +39,7 @@ from staypoint.central.api.service import HEAD_OFFICE_BLOCKS, display_name
 from staypoint.central.api.sources import Draft, EventSources
 from staypoint.central.api.state import SideStore
 from staypoint.central.ledger import Ledger
-from staypoint.central.profiles import LANGUAGES, ProfileError, ProfileStore, check_contact
+from staypoint.central.profiles import LANGUAGES, ProfileError, Profiles, check_contact, open_profiles
 from staypoint.loyalty import member_numbers
 from staypoint.loyalty.bounds import Bounds
 from staypoint.loyalty.events import iso
@@ -355,7 +355,7 @@ class Report:
 @dataclass
 class Importer:
     ledger: Ledger
-    profiles: ProfileStore | None  # None on a dry run with no profiles file yet
+    profiles: Profiles | None  # None on a dry run with no profiles file yet
     side: SideStore | None  # None on a dry run
     now: datetime
     on_duplicate: str = "refuse"  # refuse | merge
@@ -687,14 +687,18 @@ def _locations(p: Any) -> None:
         help="head office's side tables (sqlite:///path/side.db; default on "
         "PostgreSQL: the ledger's database)",
     )
-    p.add_argument("--profiles", required=True, help="members' personal data (SQLite file)")
+    p.add_argument(
+        "--profiles",
+        help="members' personal data: a SQLite file, sqlite:///path or postgresql://... "
+        "(default with a PostgreSQL ledger: its own database)",
+    )
 
 
 def _fail(message: str) -> SystemExit:
     return SystemExit(f"staypoint: {message}")
 
 
-def _open(args: Any, *, dry_run: bool) -> tuple[Ledger, ProfileStore | None, SideStore | None]:
+def _open(args: Any, *, dry_run: bool) -> tuple[Ledger, Profiles | None, SideStore | None]:
     from staypoint.central.console.cli import store_locations
     from staypoint.central.store import StoreConfigError, open_ledger_store, store_url
 
@@ -707,11 +711,11 @@ def _open(args: Any, *, dry_run: bool) -> tuple[Ledger, ProfileStore | None, Sid
         ledger = Ledger(open_ledger_store(store, must_exist=dry_run))
     except StoreConfigError as exc:
         raise _fail(str(exc)) from None
-    profiles: ProfileStore | None = None
+    profiles: Profiles | None = None
     side: SideStore | None = None
     try:
-        if not dry_run or Path(profiles_file).exists():
-            profiles = ProfileStore(Path(profiles_file))
+        if not dry_run or profiles_file.startswith("postgresql") or Path(profiles_file).exists():
+            profiles = open_profiles(profiles_file)
         if not dry_run:
             side = SideStore(side_url)
     except Exception as exc:  # a file that is not a database, a server that is not there
@@ -722,7 +726,7 @@ def _open(args: Any, *, dry_run: bool) -> tuple[Ledger, ProfileStore | None, Sid
     return ledger, profiles, side
 
 
-def _close(ledger: Ledger, profiles: ProfileStore | None, side: SideStore | None) -> None:
+def _close(ledger: Ledger, profiles: Profiles | None, side: SideStore | None) -> None:
     if side is not None:
         side.close()
     if profiles is not None:

@@ -83,6 +83,30 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def apply_migrations(
+    conn: psycopg.Connection[Any], table: str, lock: int, migrations: tuple[tuple[int, tuple[str, ...]], ...]
+) -> list[int]:
+    """Apply the ``migrations`` not yet recorded in ``table`` (one transaction, under the advisory
+    lock ``lock`` so two processes starting at once do not both apply them); the versions applied.
+    For the tables that live beside the ledger in its database (profiles, campaigns)."""
+    done: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY, at TIMESTAMPTZ "
+            "NOT NULL DEFAULT now())"
+        )
+        seen = {int(v) for (v,) in conn.execute(f"SELECT version FROM {table}")}
+        for version, stmts in migrations:
+            if version in seen:
+                continue
+            for stmt in stmts:
+                conn.execute(stmt)
+            conn.execute(f"INSERT INTO {table} (version) VALUES (%s)", (version,))
+            done.append(version)
+    return done
+
+
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         1,

@@ -45,7 +45,7 @@ from staypoint.central.errors import (
     Unavailable,
 )
 from staypoint.central.ledger import Ledger
-from staypoint.central.profiles import ProfileStore
+from staypoint.central.profiles import Profiles
 
 MAX_BODY = 64 * 1024
 T = TypeVar("T")
@@ -430,7 +430,7 @@ class BodyLimit:
 
 def make_api(
     ledger: Ledger,
-    profiles: ProfileStore,
+    profiles: Profiles,
     side: SideStore,
     *,
     token_key: bytes,

@@ -72,11 +72,12 @@ def cmd_api(args: argparse.Namespace) -> None:
     from staypoint.central.cli import open_store
     from staypoint.central.console.cli import store_locations
     from staypoint.central.ledger import Ledger
-    from staypoint.central.profiles import ProfileStore
+    from staypoint.central.profiles import open_profiles
+    from staypoint.central.store import StoreConfigError
 
-    if not args.store or not args.profiles or not args.secrets:
-        sys.exit("error: --store, --profiles and --secrets are required to serve")
-    # --side defaults to the ledger's database on PostgreSQL.
+    if not args.store or not args.secrets:
+        sys.exit("error: --store and --secrets are required to serve")
+    # --side and --profiles default to the ledger's database on PostgreSQL.
     store_url, side_url, profiles = store_locations(args)
     secrets_dir = Path(args.secrets)
     secrets_dir.mkdir(parents=True, exist_ok=True)
@@ -85,9 +86,14 @@ def cmd_api(args: argparse.Namespace) -> None:
         token_file.write_bytes(os.urandom(32))
         os.chmod(token_file, 0o600)
     ledger = Ledger(open_store(store_url))
+    try:
+        profile_store = open_profiles(profiles)
+    except StoreConfigError as exc:
+        ledger.store.close()
+        sys.exit(f"staypoint: {exc}")
     app = make_api(
         ledger,
-        ProfileStore(Path(profiles)),
+        profile_store,
         SideStore(side_url),
         token_key=token_file.read_bytes(),
         voucher_key=_key_file(secrets_dir / "web-voucher.pem"),
@@ -110,7 +116,11 @@ def register(central_sub: Any) -> None:
         help="head office's side tables: sqlite:///path/side.db or the PostgreSQL URL (default on "
         "PostgreSQL: the ledger's database)",
     )
-    p.add_argument("--profiles", help="members' personal data (SQLite file)")
+    p.add_argument(
+        "--profiles",
+        help="members' personal data: a SQLite file, sqlite:///path or postgresql://... "
+        "(default with a PostgreSQL ledger: its own database)",
+    )
     p.add_argument("--secrets", help="folder for the token-signing key and the web voucher key")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)

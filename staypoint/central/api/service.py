@@ -37,7 +37,7 @@ from staypoint.central.errors import (
     Unavailable,
 )
 from staypoint.central.ledger import Ledger
-from staypoint.central.profiles import ProfileError, ProfileStore, check_contact
+from staypoint.central.profiles import ProfileError, Profiles, check_contact
 from staypoint.loyalty import fold, member_numbers, pins, referral_codes, vouchers
 from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import Event, iso, points_delta, uuid7
@@ -77,7 +77,7 @@ class Services:
     """The online channel over one ledger, one profile store and head office's side tables."""
 
     ledger: Ledger
-    profiles: ProfileStore
+    profiles: Profiles
     side: SideStore
     token_key: bytes
     voucher_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)

@@ -14,17 +14,17 @@ import os
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 
 def store_locations(args: argparse.Namespace) -> tuple[str, str, str]:
     """(ledger, side tables, profiles) as canonical URLs / an absolute path, or a one-line exit.
 
-    ``--side`` defaults to the ledger's own database on PostgreSQL (the side tables live
-    beside the ledger there); on SQLite it is a file of its own and must be given.
+    ``--side`` and ``--profiles`` default to the ledger's own database on PostgreSQL (the side
+    tables and the profiles live beside the ledger there); on SQLite each is a file of its own
+    and must be given.
     """
-    from staypoint.central.profiles import profiles_path
+    from staypoint.central.profiles import profiles_location
     from staypoint.central.store import StoreConfigError, parse_store_url
 
     try:
@@ -32,7 +32,7 @@ def store_locations(args: argparse.Namespace) -> tuple[str, str, str]:
         side = parse_store_url(args.side) if args.side else (store if store.is_pg else None)
         if side is None:
             raise StoreConfigError("--side is needed with a SQLite ledger (sqlite:///path/side.db)")
-        profiles = str(profiles_path(args.profiles))
+        profiles = profiles_location(args.profiles, args.store)
     except StoreConfigError as exc:
         raise SystemExit(f"staypoint: {exc}") from None
     return store.canonical(), side.canonical(), profiles
@@ -45,11 +45,17 @@ def build_desk(args: argparse.Namespace) -> Any:
     from staypoint.central.cli import open_store
     from staypoint.central.console.desk import Desk
     from staypoint.central.ledger import Ledger
-    from staypoint.central.profiles import ProfileStore
+    from staypoint.central.profiles import open_profiles
+    from staypoint.central.store import StoreConfigError
 
     store_url, side_url, profiles = store_locations(args)
     ledger = Ledger(open_store(store_url, must_exist=True))
-    services = Services(ledger, ProfileStore(Path(profiles)), SideStore(side_url), token_key=b"")
+    try:
+        profile_store = open_profiles(profiles)
+    except StoreConfigError as exc:
+        ledger.store.close()
+        raise SystemExit(f"staypoint: {exc}") from None
+    services = Services(ledger, profile_store, SideStore(side_url), token_key=b"")
     mailer = None
     if args.smtp:
         host, _, port = args.smtp.rpartition(":")
@@ -128,7 +134,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="head office's side tables: sqlite:///path/side.db, or postgresql://... (default on "
         "PostgreSQL: the ledger's database)",
     )
-    p.add_argument("--profiles", required=True, help="members' personal data (SQLite file or sqlite:/// URL)")
+    p.add_argument(
+        "--profiles",
+        help="members' personal data: a SQLite file, sqlite:///path or postgresql://... "
+        "(default with a PostgreSQL ledger: its own database)",
+    )
     p.add_argument("--smtp", help="HOST:PORT of the mail server for claim notices")
     p.add_argument(
         "--fleet-config",
