@@ -29,12 +29,12 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from staypoint.edge.agent_link import MAX_LINE, MAX_SOCKET_PATH, encode
-from staypoint.edge.service import AuthorisationDenied
+from staypoint.edge.service import AuthorisationDenied, Hold
 from staypoint.loyalty import bounds
 
 if TYPE_CHECKING:
@@ -233,26 +233,27 @@ class LinkServer:
         kind = request.get("kind", "points")
         if kind == "value":
             return self._authorise_value(member, request.get("amount"), timeout)
+        asked = _member_and_timeout(member, timeout)
         if (
             kind != "points"
-            or not isinstance(member, str)
+            or asked is None
             or not isinstance(reward, str)
-            or not 0 < len(member) <= MAX_FIELD
             or not 0 < len(reward) <= MAX_FIELD
             or isinstance(points, bool)
             or not isinstance(points, int)
             or not 0 < points <= MAX_POINTS
-            or isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or not 0 < timeout <= MAX_AUTH_TIMEOUT_S
         ):
             return self._refuse(
                 "wrong_type", "authorise needs member, reward, points > 0 and 0 < timeout <= 10"
             )
         self.served["authorise"] += 1
+        number, wait = asked
+        return self._ask(lambda: self.agent.request_authorisation(number, points, reward, wait))
+
+    def _ask(self, call: Callable[[], Hold | None]) -> dict[str, Any]:
+        """Head office's answer to one authorisation, counted: a hold, a refusal or none."""
         try:
-            hold = self.agent.request_authorisation(member, points, reward, float(timeout))
+            hold = call()
         except AuthorisationDenied as exc:
             self.served["denied"] += 1
             return {"ok": False, "denied": str(exc)}
@@ -267,27 +268,14 @@ class LinkServer:
             value = bounds.money(amount, "amount", bound) if isinstance(amount, str) else None
         except bounds.BoundError:
             value = None
-        if (
-            value is None
-            or not isinstance(member, str)
-            or not 0 < len(member) <= MAX_FIELD
-            or isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or not 0 < timeout <= MAX_AUTH_TIMEOUT_S
-        ):
+        asked = _member_and_timeout(member, timeout)
+        if value is None or asked is None:
             return self._refuse(
                 "wrong_type", "authorise (value) needs member, an amount within bounds and 0 < timeout <= 10"
             )
         self.served["authorise_value"] += 1
-        try:
-            hold = self.agent.request_value_authorisation(member, value, float(timeout))
-        except AuthorisationDenied as exc:
-            self.served["denied"] += 1
-            return {"ok": False, "denied": str(exc)}
-        if hold is None:
-            self.served["no_answer"] += 1
-        return {"ok": True, "hold": hold.id if hold else None}
+        number, wait = asked
+        return self._ask(lambda: self.agent.request_value_authorisation(number, value, wait))
 
     def _refuse(self, reason: str, detail: str) -> dict[str, Any]:
         self._drop(reason, detail)
@@ -299,3 +287,17 @@ class LinkServer:
             n = self.agent.dropped[f"link_{reason}"]
         if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a flood must not fill the journal
             log.warning("agent link: refused (%s): %s [%d so far]", reason, detail, n)
+
+
+def _member_and_timeout(member: Any, timeout: Any) -> tuple[str, float] | None:
+    """The member number and timeout of an authorisation request, if they are ones it may carry."""
+    if (
+        isinstance(member, str)
+        and 0 < len(member) <= MAX_FIELD
+        and not isinstance(timeout, bool)
+        and isinstance(timeout, int | float)
+        and math.isfinite(timeout)
+        and 0 < timeout <= MAX_AUTH_TIMEOUT_S
+    ):
+        return member, float(timeout)
+    return None
