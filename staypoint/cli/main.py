@@ -11,7 +11,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from staypoint.edge.nodeconfig import NodeConfigError, NodeToml, load_node_toml
 from staypoint.edge.replica import ReplicaError
 from staypoint.edge.service import NodeError, NodeService, StaffProof
 from staypoint.entry import closed_stdout_safe
+from staypoint.localtime import day_text, stamp_text
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import Outlet, ProgramError, default_program_text, load_program
 from staypoint.loyalty.roles import LOCAL_ROOT, STAFF_ROLES
@@ -69,6 +70,19 @@ def _node_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
         return cfg.db(), cfg.node.keys_dir
     except NodeConfigError as exc:
         raise CliError(str(exc)) from None
+
+
+def _zone(args: argparse.Namespace) -> tzinfo:
+    """The zone for what a person reads: ``--tz``, else --config's ``[node] timezone``, else UTC."""
+    from staypoint.localtime import ZoneError, zone
+
+    name = getattr(args, "tz", None)
+    if not name and getattr(args, "config", None) and not getattr(args, "db", None):
+        name = _node_config(args).node.timezone
+    try:
+        return zone(name)
+    except ZoneError as exc:
+        raise CliError(f"--tz: {exc}") from None
 
 
 def _open(args: argparse.Namespace) -> NodeService:
@@ -225,7 +239,7 @@ def cmd_member_enrol(args: argparse.Namespace) -> None:
     )
 
 
-def _summary_text(s: Any) -> str:
+def _summary_text(s: Any, tz: tzinfo | None = None) -> str:
     lines = [
         f"{s.name} · {s.member} · {s.tier_name}",
         f"  points        {s.points:,}",
@@ -239,14 +253,15 @@ def _summary_text(s: Any) -> str:
     lines.append("  can redeem    " + (", ".join(s.redeemable) or "nothing yet"))
     for a in s.recent[:5]:
         pts = f"{a.points:+,}" if a.points else ""
-        lines.append(f"  {a.at[:10]}  {pts:>8}  {a.description}")
+        lines.append(f"  {day_text(a.at, tz)}  {pts:>8}  {a.description}")
     return "\n".join(lines)
 
 
 def cmd_member_show(args: argparse.Namespace) -> None:
+    tz = _zone(args)
     svc = _open(args)
     s = svc.summary(args.member, _now(args))
-    _emit(args, s.to_json(), _summary_text(s))
+    _emit(args, s.to_json(), _summary_text(s, tz))
 
 
 def cmd_member_adjust(args: argparse.Namespace) -> None:
@@ -402,13 +417,15 @@ def cmd_voucher_void(args: argparse.Namespace) -> None:
 
 
 def cmd_outbox(args: argparse.Namespace) -> None:
+    tz = _zone(args)
     rows = _open(args).outbox(pending_only=args.pending)
-    if args.json:
+    if args.json:  # JSON keeps the events' own UTC timestamps
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for e in rows:
         mark = "acked" if e["acked"] else "pending"
-        print(f"{e['epoch']}:{e['seq']:>6}  {e['at']}  {e['type']:<18} {e.get('member') or '':<11} {mark}")
+        at = stamp_text(e["at"], tz, "%Y-%m-%d %H:%M:%S")
+        print(f"{e['epoch']}:{e['seq']:>6}  {at}  {e['type']:<18} {e.get('member') or '':<11} {mark}")
     print(f"{len(rows)} events")
 
 
@@ -422,6 +439,14 @@ def _common(p: argparse.ArgumentParser, *, db: bool = True) -> None:
         where.add_argument("--config", help="the node config (node.toml); its [node] db is used")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--now", help=argparse.SUPPRESS)  # replay/tests: the time to act at
+
+
+def _tz(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="show times in this zone (default: --config's [node] timezone, else UTC); --json stays UTC",
+    )
 
 
 def _acting(p: argparse.ArgumentParser) -> None:
@@ -489,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     _acting(p)
     p = add(member, "show", cmd_member_show, "a member's balance, tier, progress and activity")
     p.add_argument("member")
+    _tz(p)
     p = add(member, "adjust", cmd_member_adjust, "staff points adjustment with a reason")
     p.add_argument("member")
     p.add_argument("--points", type=int, required=True)
@@ -554,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "outbox", cmd_outbox, "events waiting for (or acknowledged by) head office")
     p.add_argument("--pending", action="store_true", help="only events head office has not acknowledged")
+    _tz(p)
 
     demo_cmd.register(sub)
     from staypoint.central import cli as central_cli

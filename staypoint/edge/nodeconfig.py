@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from staypoint.tomlfile import TomlFileError, parse_toml, path_text, read_toml
 
@@ -197,6 +198,21 @@ def duration() -> Check:
     return Check('duration (`"1s"`, `"500ms"`)', convert)
 
 
+def zone() -> Check:
+    """An IANA time zone name (``zoneinfo``): the property's local time on slips and screens."""
+
+    def convert(value: Any, base: Path) -> str:
+        if not isinstance(value, str) or not value or len(value) > 100:
+            raise _Bad(f'must be a time zone name such as "Asia/Shanghai", not {_brief(value)}')
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise _Bad(f"is not a known time zone: {_brief(value)}") from None
+        return value
+
+    return Check('IANA time zone (`"Asia/Shanghai"`)', convert)
+
+
 def meta(check: Check, doc: str, *, needed_by: str = "") -> dict[str, Any]:
     """One key of a section (a dataclass field's metadata): its check and documentation."""
     return {"check": check, "doc": doc, "needed_by": needed_by}
@@ -235,6 +251,18 @@ class NodeSection:
             path(), "the voucher key and card-UID hash key folder (default: `<db>.keys`); `keys` is an alias"
         ),
     )
+    timezone: str = field(
+        default="UTC",
+        metadata=meta(
+            zone(),
+            "the property's time zone: slips, staff screens and the desk show local time "
+            "(enrolment writes it)",
+        ),
+    )
+
+    def tz(self) -> ZoneInfo:
+        """``timezone`` as a ``ZoneInfo`` (checked at load)."""
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from staypoint.kiosk.session import (
     write_devices_file,
 )
 from staypoint.kiosk.widgets.democards import DemoCard
+from staypoint.localtime import zone
 from staypoint.loyalty.events import parse_iso
 
 
@@ -112,6 +113,7 @@ class KioskApp(App[None], inherit_bindings=False):
         *,
         idle_timeout: float = 30.0,
         property_name: str | None = None,
+        timezone: str | tzinfo | None = None,
         offline_after_s: float = 120.0,
         offers_rotate_s: float = 6.0,
         health_interval_s: float = 5.0,
@@ -128,6 +130,8 @@ class KioskApp(App[None], inherit_bindings=False):
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.property_name = property_name or service.property
+        #: The property's zone ([node] timezone): times are kept in UTC and shown in it.
+        self.tz: tzinfo = timezone if isinstance(timezone, tzinfo) else zone(timezone)
         self.offline_after_s = offline_after_s
         self.offers_rotate_s = offers_rotate_s
         self.health_interval_s = health_interval_s
@@ -346,6 +350,7 @@ class KioskApp(App[None], inherit_bindings=False):
             red.token,
             red.expires,
             now,
+            self.tz,
         )
         return self.print_slip(slip)
 
@@ -365,6 +370,7 @@ class KioskApp(App[None], inherit_bindings=False):
             str(rec["token"]),
             datetime.fromisoformat(str(rec["expires"])).date(),
             parse_iso(str(rec["issued_at"])),
+            self.tz,
         )
         return self.print_slip(slip)
 
@@ -477,6 +483,7 @@ def build_kiosk(config_path: Path) -> KioskApp:
             lambda: datetime.now(UTC),
             cfg.idle_timeout_s,
             property_name=cfg.property_name,
+            timezone=cfg.timezone,
             offline_after_s=cfg.offline_after_s,
             offers_rotate_s=cfg.offers_rotate_s,
             link=link,

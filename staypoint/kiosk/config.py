@@ -43,6 +43,7 @@ class KioskConfig:
     db: Path
     keys_dir: Path | None = None
     property_name: str | None = None
+    timezone: str = "UTC"  # [node] timezone: what the screens and slips show
     idle_timeout_s: float = 30.0
     offline_after_s: float = 120.0
     offers_rotate_s: float = 6.0
@@ -57,6 +58,7 @@ def kiosk_config(cfg: NodeToml) -> KioskConfig:
         db=db,
         keys_dir=cfg.node.keys_dir,
         property_name=cfg.kiosk.property_name,
+        timezone=cfg.node.timezone,
         idle_timeout_s=cfg.kiosk.idle_timeout_s,
         offline_after_s=cfg.kiosk.offline_after_s,
         offers_rotate_s=cfg.kiosk.offers_rotate_s,

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from staypoint.edge.agent_link import LinkSource
 from staypoint.edge.service import MemberSummary, NodeService, PinProof
 from staypoint.kiosk.hardware.printer.base import VoucherSlip
 from staypoint.kiosk.hardware.status import DeviceState, DeviceStatus
+from staypoint.localtime import stamp
 from staypoint.loyalty.vouchers import format_code
 
 Clock = Callable[[], datetime]
@@ -141,8 +142,12 @@ def slip_for(
     token: str,
     expires: date,
     issued_at: datetime,
+    tz: tzinfo | None = None,
 ) -> VoucherSlip:
-    """The printed slip's fields, formatted once for screen and paper alike."""
+    """The printed slip's fields, formatted once for screen and paper alike.
+
+    ``issued_at`` is the instant (UTC); the slip shows it in the property's zone ``tz``.
+    """
     return VoucherSlip(
         property_name=property_name,
         reward_name=reward_name,
@@ -151,7 +156,7 @@ def slip_for(
         code=format_code(code),
         qr_payload=token,
         expires=f"{expires:%d %b %Y}",
-        issued_at=f"{issued_at:%d %b %Y %H:%M} UTC",
+        issued_at=stamp(issued_at, tz),
     )
 
 

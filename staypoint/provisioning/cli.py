@@ -322,8 +322,10 @@ def cmd_enrol(args: argparse.Namespace) -> None:
         hardware=hardware,
         backup_url=args.backup,
         hotel_name=args.hotel_name,
+        timezone=args.timezone,
         timeout=args.timeout,
         say=say,
+        warn=lambda line: print(line, file=sys.stderr, flush=True),
     )
     next_steps = (
         "next: systemd-sysusers && systemctl daemon-reload && "
@@ -442,6 +444,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--hotel-name", help="the hotel's name as guests see it (default: head office's, if it sends one)"
+    )
+    p.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="the property's IANA time zone, e.g. Asia/Shanghai, for slips and staff screens "
+        "(default: head office's property record, else the one in node.toml, else UTC with a warning)",
     )
     p.add_argument(
         "--backup",

@@ -53,6 +53,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from staypoint.edge.backup import check_replica_url, replica_dir
 from staypoint.edge.keys import CARD_KEY, VOUCHER_KEY, public_key_hex
 from staypoint.edge.service import NodeService
+from staypoint.localtime import ZoneError, zone
 from staypoint.mqtt_tls import use_fleet_tls
 from staypoint.provisioning.enrol_service import ENROL_REPLY_PREFIX, ENROL_REQUEST_PREFIX
 from staypoint.provisioning.pki import (
@@ -450,6 +451,37 @@ def _existing_name(path: Path) -> str | None:
     return name if isinstance(name, str) and name.strip() else None
 
 
+def _existing_timezone(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    try:
+        table = tomllib.loads(path.read_text("utf-8")).get("node")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    found = table.get("timezone") if isinstance(table, dict) else None
+    return found if isinstance(found, str) and found else None
+
+
+def choose_timezone(given: str | None, reply: dict[str, Any], existing: str | None, warn: Say) -> str:
+    """``--timezone``, else head office's property record (``timezone`` in its answer), else the one
+    already in node.toml, else UTC with a warning (the slips then show UTC)."""
+    for name in (given, reply.get("timezone"), existing):
+        if isinstance(name, str) and name:
+            try:
+                zone(name)
+            except ZoneError as err:
+                if name == given:
+                    raise EnrolError(f"--timezone: {err}") from None
+                warn(f"warning: head office's time zone for {reply.get('property')}: {err}; ignored")
+                continue
+            return name
+    warn(
+        f"warning: no time zone for property {reply.get('property')} (give --timezone, e.g. "
+        '"Asia/Shanghai"): node.toml says UTC, and slips and staff screens show UTC'
+    )
+    return "UTC"
+
+
 def _existing_hardware(path: Path) -> dict[str, str | int] | None:
     if not path.exists():
         return None
@@ -470,6 +502,7 @@ def step_config(
     hardware: dict[str, str | int] | None,
     backup_url: str | None = None,
     hotel_name: str | None = None,
+    timezone: str = "UTC",
 ) -> None:
     """Step 7: ``node.toml``, last; a technician's ``[hardware]`` edits survive a re-run.
 
@@ -488,6 +521,7 @@ def step_config(
         hardware=hw,
         backup_url=backup_target(reply, backup_url),
         hotel_name=name,
+        timezone=timezone,
     )
     atomic_write(layout.node_toml, text.encode(), 0o644)
 
@@ -525,17 +559,25 @@ def enrol(
     hardware: dict[str, str | int] | None = None,
     backup_url: str | None = None,
     hotel_name: str | None = None,
+    timezone: str | None = None,
     timeout: float = 30.0,
     now: dt.datetime | None = None,
     say: Say = lambda line: None,
+    warn: Say = lambda line: None,
 ) -> EnrolResult:
     """Enrol this board under ``root``; safe to run again after any failure.
 
     ``hardware`` is the ``[hardware]`` table (see :mod:`.hardware_spec` for the CLI's
     ``--printer``/``--reader``/``--pinpad``), ``backup_url`` Litestream's replica
-    (``--backup``; default: head office's answer), ``hotel_name`` the display name.
+    (``--backup``; default: head office's answer), ``hotel_name`` the display name,
+    ``timezone`` the property's zone (default: head office's, else UTC with a ``warn``).
     """
     host, port = parse_broker(broker)
+    if timezone is not None:
+        try:
+            zone(timezone)
+        except ZoneError as err:
+            raise EnrolError(f"--timezone: {err}") from None
     if backup_url is not None:
         try:
             backup_url = check_replica_url(backup_url)
@@ -584,7 +626,8 @@ def enrol(
     step_services(layout, reply, url, hardware)
     result.steps.append("services")
     say("[7/7] config: node.toml")
-    step_config(layout, reply, host, port, hardware, url, hotel_name)
+    tz = choose_timezone(timezone, reply, _existing_timezone(layout.node_toml), warn)
+    step_config(layout, reply, host, port, hardware, url, hotel_name, tz)
     result.steps.append("config")
     _hand_to_service_user(layout)
     # Done: the staging folder (the kept answer holds the card key) goes.

@@ -31,7 +31,7 @@ import logging
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,6 +336,7 @@ class EnrolService:
         on_enrolled: Enrolled | None = None,
         on_crl_changed: CrlChanged | None = None,
         backup_url: str = "file:///var/backups/staypoint/{node}",
+        timezones: Mapping[str, str] | None = None,
         client_id: str = "head-office-enrol",
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -347,6 +348,8 @@ class EnrolService:
         self.on_enrolled = on_enrolled
         self.on_crl_changed = on_crl_changed
         self.backup_url = backup_url
+        #: Property code -> IANA zone (head office's property records): the node's [node] timezone.
+        self.timezones = dict(timezones or {})
         self.client_id = client_id
         self.clock = clock
         self.counts: Counter[str] = Counter()
@@ -422,7 +425,9 @@ class EnrolService:
         keys = {n: rec.voucher_public_key for n, rec in self.state.nodes().items() if rec.revoked_at is None}
         self.counts["enrolled"] += 1
         log.info("enrolled %s (%s), serial %s", node, record.property, entry.serial)
+        zone = self.timezones.get(record.property)
         return {
+            **({"timezone": zone} if zone else {}),
             "v": 2,
             "ok": True,
             "node": node,

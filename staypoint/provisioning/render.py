@@ -15,6 +15,7 @@ from pathlib import Path
 from string import Template
 
 from staypoint.edge.backup import BackupConfig, check_replica_url, render_config
+from staypoint.localtime import zone
 from staypoint.provisioning.pki import validate_identity
 
 __all__ = [
@@ -150,14 +151,16 @@ def render_node_toml(
     hardware: dict[str, str | int] | None = None,
     backup_url: str | None = None,
     hotel_name: str | None = None,
+    timezone: str = "UTC",
 ) -> str:
     """The node's ``node.toml`` (pure): ``[node] mode = "production"``, ``[backup]``, ``[kiosk]``.
 
     ``backup_url`` is Litestream's replica (default: a folder under /var/backups/staypoint);
     ``hotel_name`` the display name the kiosk shows (default: none, the kiosk then shows
-    the property code).
+    the property code); ``timezone`` the property's IANA zone (``[node] timezone``).
     """
     validate_identity(node)
+    zone(timezone)  # ZoneError (a ValueError) for a name this machine does not know
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
     replica = check_replica_url(backup_url or default_backup_url(node))
@@ -180,6 +183,7 @@ def render_node_toml(
         litestream=_toml_str(str(layout.litestream)),
         replica=_toml_str(replica),
         kiosk=kiosk,
+        timezone=_toml_str(timezone),
         hardware=render_hardware(hardware if hardware is not None else DEFAULT_HARDWARE),
     )
 

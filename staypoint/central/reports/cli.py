@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ def report_figures(
     property: str | None = None,
     tier: str | None = None,
     cache: Path | None = None,
+    tz: tzinfo | None = None,
 ) -> dict[str, fig.Report]:
     """The figures as data (for the console's reports screen and the API).
 
@@ -53,7 +54,7 @@ def report_figures(
     program = _program(url)
     conn = projection.connect_store(url, cache=cache)
     try:
-        return fig.figures(conn, program, names, fig.Filters(start, end, property, tier))
+        return fig.figures(conn, program, names, fig.Filters(start, end, property, tier, tz))
     finally:
         conn.close()
 
@@ -65,6 +66,17 @@ def _day(text: str | None, flag: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         raise SystemExit(f"staypoint: {flag} {text!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _zone(name: str | None) -> tzinfo | None:
+    from staypoint.localtime import ZoneError, zone
+
+    if not name:
+        return None
+    try:
+        return zone(name)
+    except ZoneError as exc:
+        raise SystemExit(f"staypoint: --tz: {exc}") from None
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -98,6 +110,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             property=args.property,
             tier=args.tier,
             cache=cache,
+            tz=_zone(args.tz),
         )
     except StoreConfigError as exc:
         raise SystemExit(f"staypoint: {exc}") from None
@@ -108,6 +121,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             ("to", args.date_to),
             ("property", args.property),
             ("tier", args.tier),
+            ("days in", args.tz),
         )
         if v
     )
@@ -132,6 +146,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", help="day after the last, YYYY-MM-DD")
+    p.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="--from/--to are local days in this zone, e.g. Asia/Shanghai (default: UTC days)",
+    )
     p.add_argument("--property")
     p.add_argument("--tier")
     p.add_argument("--format", choices=["table", "csv", "json", "html"], default="table")

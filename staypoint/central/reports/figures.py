@@ -11,10 +11,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import Program
 
 # Used when no point has ever expired or been redeemed: an assumption, shown as such.
@@ -27,6 +28,16 @@ class Filters:
     end: date | None = None  # exclusive
     property: str | None = None
     tier: str | None = None
+    #: The property's zone: ``start``/``end`` are its local days (midnight there, as a UTC
+    #: instant, for the events' timestamps; arrivals are the folio's local dates already).
+    tz: tzinfo | None = None
+
+
+def _bound(day: date, column: str, tz: tzinfo | None) -> str:
+    """A day boundary as ``column`` compares it: a date for a date column, else a UTC instant."""
+    if tz is None or column.endswith("arrival"):
+        return day.isoformat()
+    return iso(datetime.combine(day, time(), tz))
 
 
 @dataclass
@@ -64,10 +75,10 @@ def _where(f: Filters, *, at: str, prop: str | None, tier: str | None) -> tuple[
     args: list[Any] = []
     if f.start:
         parts.append(f"{at} >= ?")
-        args.append(f.start.isoformat())
+        args.append(_bound(f.start, at, f.tz))
     if f.end:
         parts.append(f"{at} < ?")
-        args.append(f.end.isoformat())
+        args.append(_bound(f.end, at, f.tz))
     if f.property and prop:
         parts.append(f"{prop} = ?")
         args.append(f.property)

@@ -7,6 +7,7 @@ before it is shown (so its first paint already carries the figures), and
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -15,6 +16,7 @@ from textual.widgets import Button, ProgressBar, Static
 
 from staypoint.edge.service import MemberSummary
 from staypoint.kiosk.screens.base import KioskScreen
+from staypoint.localtime import day_text
 
 #: The tier badge's classes, one per tier (only one is set at a time).
 TIER_CLASSES = ("tier-member", "tier-silver", "tier-gold", "tier-platinum")
@@ -75,7 +77,7 @@ class DashboardScreen(KioskScreen):
         expiring = self.query_one("#expiring", Static)
         expiring.update(self._expiry(s))
         expiring.set_class(bool(s.expiring_points), "warning")
-        self.query_one("#recent", Static).update(self._recent(s))
+        self.query_one("#recent", Static).update(self._recent(s, self.kiosk.tz))
 
     def forget(self) -> None:
         """Blank every widget that showed the member (the session has ended)."""
@@ -100,11 +102,11 @@ class DashboardScreen(KioskScreen):
         return f"⚠ {s.expiring_points:,} points expire on {when}: a stay or a reward keeps them."
 
     @staticmethod
-    def _recent(s: MemberSummary) -> str:
+    def _recent(s: MemberSummary, tz: tzinfo | None = None) -> str:
         lines = ["Recent activity"]
         for a in s.recent[:4]:
             figure = f"{a.points:+,} pts" if a.points else (a.amount or "")
-            lines.append(f"  {a.at[:10]}  {a.description[:48]:<48} {figure:>12}")
+            lines.append(f"  {day_text(a.at, tz)}  {a.description[:48]:<48} {figure:>12}")
         if len(lines) == 1:
             lines.append("  nothing yet")
         if s.referral_code:

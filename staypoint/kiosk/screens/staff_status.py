@@ -11,6 +11,7 @@ from textual.widgets import Button, Static
 from staypoint.edge.service import StaffProof
 from staypoint.kiosk.screens.base import KioskScreen
 from staypoint.kiosk.session import describe_age
+from staypoint.localtime import stamp_text
 from staypoint.loyalty.roles import Task, allows
 
 
@@ -54,6 +55,7 @@ class StaffStatusScreen(KioskScreen):
     def show(self, answer: tuple[dict[str, Any], list[Any]]) -> None:
         """Render the figures a technician asks for on the phone."""
         st, devices = answer
+        tz = self.kiosk.tz  # the replica keeps UTC; the technician reads the property's time
         online = st.get("link_online")
         if online is None:  # no agent link configured: judged from the replica's age
             online = st["staleness_s"] is not None and st["staleness_s"] <= self.kiosk.offline_after_s
@@ -63,10 +65,14 @@ class StaffStatusScreen(KioskScreen):
                 "Head office",
                 ("online" if online else "OFFLINE")
                 + (f" ({st['link_problem']})" if not online and st.get("link_problem") else "")
-                + f" · last contact {st['last_contact'] or 'never'}"
+                + f" · last contact {stamp_text(st['last_contact'], tz, none='never')}"
                 f" ({describe_age(st['staleness_s'])} ago)",
             ),
-            ("Outbox", f"{st['outbox_depth']} events waiting · oldest {st['oldest_pending'] or '-'}"),
+            (
+                "Outbox",
+                f"{st['outbox_depth']} events waiting"
+                f" · oldest {stamp_text(st['oldest_pending'], tz, none='-')}",
+            ),
             ("Events", f"last seq {st['last_seq']}"),
             ("Offline exposure", f"{st['offline_exposure']:,} points"),
             ("Programme", f"version {st['program_version']}"),
