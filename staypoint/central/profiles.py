@@ -324,6 +324,17 @@ class ProfileStore:
             ).fetchone()
         return None if row is None else _row_to_profile(row)
 
+    def many(self, members: list[str]) -> dict[str, Profile]:
+        """The profiles of ``members`` that exist, in one query (a campaign chunk's, say)."""
+        if not members:
+            return {}
+        marks = ", ".join("?" * len(members))
+        with self._lock:
+            rows = self.conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE member IN ({marks})", members
+            ).fetchall()
+        return {r[0]: _row_to_profile(r) for r in rows}
+
     def by_email(self, email: str) -> Profile | None:
         with self._lock:
             row = self.conn.execute(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from staypoint.central.errors import Invalid
 from staypoint.central.profiles import ProfileStore
 from staypoint.loyalty import referral_codes as codes
 from staypoint.loyalty.events import iso
@@ -29,7 +30,7 @@ _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 MAX_CHAIN = codes.MAX_CHAIN  # a referral chain longer than this is a data error, not a family
 
 
-class ReferralError(ValueError):
+class ReferralError(Invalid, ValueError):
     """A referral that is refused (the message is for the guest)."""
 
 
@@ -96,42 +97,43 @@ def award_due(job: CampaignJob, now: datetime) -> dict[str, int]:
     campaign job (it uses the job's outbox to the ledger); ``ref_rewards`` makes it once.
     """
     r = rules(job.program)
-    rows = job.conn.execute(
+    rows = job.query(
         "SELECT m.number, json_extract(m.doc, '$.referred_by'), json_extract(m.doc, '$.referred_at') "
         "FROM members m WHERE json_extract(m.doc, '$.referred_by') IS NOT NULL "
         "AND NOT EXISTS (SELECT 1 FROM ref_rewards r WHERE r.referred = m.number)"
-    ).fetchall()
+    )
     awarded = 0
     for member, referrer, referred_at in rows:
-        stay = job.conn.execute(
+        stay = job.query(
             "SELECT s.event_id FROM stays s JOIN events e ON e.id = s.event_id "
             "WHERE s.member = ? AND s.nights > 0 AND e.type = 'stay.posted' "
             "AND json_extract(e.body, '$.at') >= ? ORDER BY e.rowid LIMIT 1",
             (member, str(referred_at or "")),
-        ).fetchone()
-        if stay is None:
+        )
+        if not stay:
             continue
-        with job.db.tx() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO ref_rewards (referred, referrer, stay_event, awarded_at) VALUES (?, "
-                "?, ?, ?)",
-                (member, referrer, stay[0], iso(now)),
+        bonuses: list[tuple[str, dict[str, Any]]] = [
+            (
+                who,
+                {
+                    "points": points,
+                    "reason": f"referral bonus ({role}: {member})",
+                    "referral": member,
+                    "role": role,
+                },
             )
-            if cur.rowcount != 1:
-                continue  # the other job got there first
             for who, points, role in (
                 (referrer, r.referrer_points, "referrer"),
                 (member, r.referred_points, "referred"),
-            ):
-                if points:
-                    data: dict[str, Any] = {
-                        "points": points,
-                        "reason": f"referral bonus ({role}: {member})",
-                        "referral": member,
-                        "role": role,
-                    }
-                    job.db.queue_bonus_event(
-                        who, "points.adjusted", data, now, job.program.version, data["reason"]
-                    )
-            awarded += 1
+            )
+            if points
+        ]
+        if job.queue_once(
+            "INSERT OR IGNORE INTO ref_rewards (referred, referrer, stay_event, awarded_at) "
+            "VALUES (?, ?, ?, ?)",
+            (member, referrer, stay[0][0], iso(now)),
+            bonuses,
+            now,
+        ):
+            awarded += 1  # else the other job got there first
     return {"awarded": awarded}

@@ -37,8 +37,7 @@ from staypoint.central.campaigns.config import Campaign, JobConfig, Settings
 from staypoint.central.campaigns.segments import Segments, build_sql
 from staypoint.central.campaigns.templates import pick, render
 from staypoint.central.ledger import Ledger
-from staypoint.central.profiles import _COLUMNS as _PROFILE_COLUMNS
-from staypoint.central.profiles import Profile, ProfileStore, _row_to_profile
+from staypoint.central.profiles import Profile, ProfileStore
 from staypoint.central.reports import projection
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.loyalty.events import iso
@@ -107,8 +106,40 @@ def _first_name(p: Profile | None, language: str) -> str:
     return p.full_name if language == "zh" else p.full_name.split()[0]
 
 
+@dataclass
+class JobStores:
+    """What a campaign job works on: its send log and outbox, the segments with their reading
+    connection (the ledger's tables, the profiles file attached), the profiles, the ledger."""
+
+    db: st.CampaignDb
+    segments: Segments
+    profiles: ProfileStore
+    ledger: Ledger
+
+    def close(self) -> None:
+        self.segments.close()
+        self.profiles.close()
+        self.ledger.store.close()
+        self.db.close()
+
+
+def open_stores(ledger_path: Path, profiles_path: Path) -> JobStores:
+    """Open a campaign job's stores over one ledger file and one profiles file."""
+    ledger_path, profiles_path = Path(ledger_path), Path(profiles_path)
+    return JobStores(
+        db=st.CampaignDb(ledger_path),
+        segments=Segments(ledger_path, profiles_path),
+        profiles=ProfileStore(profiles_path),
+        ledger=Ledger(SqliteLedgerStore(ledger_path)),
+    )
+
+
 class CampaignJob:
-    """Campaigns over one ledger file and one profiles file."""
+    """Campaigns over one ledger file and one profiles file.
+
+    ``stores`` (from :func:`open_stores`) are the caller's to close; without them the job
+    opens its own over the two paths and closes them in :meth:`close`.
+    """
 
     def __init__(
         self,
@@ -118,18 +149,19 @@ class CampaignJob:
         *,
         gateways: dict[str, Gateway] | None = None,
         program: Program | None = None,
+        stores: JobStores | None = None,
     ) -> None:
-        self.ledger_path = Path(ledger_path)
-        self.profiles_path = Path(profiles_path)
         self.config = config
         self.settings = config.settings
-        self.db = st.CampaignDb(self.ledger_path)
-        self.segments = Segments(self.ledger_path, self.profiles_path)
+        self._own_stores = stores is None
+        self.stores = open_stores(ledger_path, profiles_path) if stores is None else stores
+        self.db = self.stores.db
+        self.segments = self.stores.segments
         # One reading connection with the profiles file attached: occasions join both.
         self.conn = self.segments.conn
         self.prof = self.segments.prof
-        self.profiles = ProfileStore(self.profiles_path)
-        self.ledger = Ledger(SqliteLedgerStore(self.ledger_path))
+        self.profiles = self.stores.profiles
+        self.ledger = self.stores.ledger
         self.program = program or self.ledger.program() or default_program()
         self.owner = st.owner_id()
         if gateways is None:
@@ -145,10 +177,34 @@ class CampaignJob:
     def close(self) -> None:
         for g in self.gateways.values():
             g.close()
-        self.segments.close()
-        self.profiles.close()
-        self.ledger.store.close()
-        self.db.close()
+        if self._own_stores:
+            self.stores.close()
+
+    # -- for the jobs that ride along (referrals.award_due) ---------------------------------
+
+    def query(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows from the job's reading connection: the ledger's tables, the profiles attached."""
+        return self.conn.execute(sql, args).fetchall()
+
+    def queue_once(
+        self,
+        claim_sql: str,
+        claim_args: tuple[Any, ...],
+        bonuses: list[tuple[str, dict[str, Any]]],
+        now: datetime,
+    ) -> bool:
+        """In one transaction of the job's outbox: ``claim_sql`` (an ``INSERT OR IGNORE`` that
+        marks a reward given) and, only if it inserted the row, each ``(member, data)`` bonus as
+        a ``points.adjusted`` event (``data["reason"]`` its reason). False: another job got there
+        first, nothing queued."""
+        with self.db.tx() as conn:
+            if conn.execute(claim_sql, claim_args).rowcount != 1:
+                return False
+            for member, data in bonuses:
+                self.db.queue_bonus_event(
+                    member, "points.adjusted", data, now, self.program.version, data["reason"]
+                )
+        return True
 
     # -- occasions -------------------------------------------------------------------------
 
@@ -455,13 +511,7 @@ class CampaignJob:
 
     def _profiles_of(self, members: list[str]) -> dict[str, Profile]:
         """Profiles of a chunk's members in one query (not one query per message)."""
-        cols = ", ".join(_PROFILE_COLUMNS)
-        marks = ", ".join("?" * len(members))
-        with self.profiles._lock:
-            rows = self.profiles.conn.execute(
-                f"SELECT {cols} FROM profiles WHERE member IN ({marks})", members
-            ).fetchall()
-        return {r[0]: _row_to_profile(r) for r in rows}
+        return self.profiles.many(members)
 
     def _sent_counts(self, members: list[str], now: datetime) -> dict[str, int]:
         """Messages sent to each of a chunk's members within the frequency-cap window."""
