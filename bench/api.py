@@ -1,20 +1,32 @@
-"""API benchmark: dashboard read and stay post on a big ledger, SQLite and PostgreSQL; one JSON object.
+"""API benchmark: the API as a user runs it, against a trivial endpoint of the same app; one JSON object.
 
-    .venv/bin/python bench/api.py [--members 1000000] [--reads 3000] [--posts 1000] [--stores sqlite,pg]
+    .venv/bin/python bench/api.py [--members 1000000] [--stores sqlite,pg] [--seconds 5]
+                                  [--connections 4] [--core 0]
 
-For each store:
+For each store (SQLite with ``synchronous=FULL``, the ledger's default; PostgreSQL 15 with
+production durability: ``fsync=on, synchronous_commit=on, full_page_writes=on``):
+
 - members are loaded straight into the members table (as a migration would: SQLite
   executemany in one transaction, PostgreSQL COPY), the change log left out (it is not
-  read by either request);
-- ``dashboard``: GET /v1/me through the whole FastAPI stack in-process (ASGI test client:
-  API key check, token check, member record, held points, recent events, vouchers);
-- ``stay_post``: POST /v1/properties/SHA/stays of new folios (side-table transaction, one
-  ``stay.posted`` event through ``Ledger.ingest``, folio row), one request at a time;
+  read by either request), and an API key is created;
+- the API is started as its unit starts it (``staypoint central api --store ... --side ...
+  --profiles ... --secrets ... --host 127.0.0.1 --port P``: uvicorn, one worker process),
+  pinned to one core with ``taskset -c CORE``; the load generator is ``wrk`` (Debian's, in
+  ``scripts/bootstrap``) in its own process, pinned to another core;
+- measured in the same run, each for ``--seconds`` after a 1 s warm-up:
+  ``ping``: ``GET /v1/ping``, the trivial endpoint of the same app (the same middleware, API
+  key check and thread hop as every route, no data); ``dashboard``: ``GET /v1/me`` with the
+  key and a member token (member record, held points, recent events, vouchers);
+  ``stay_post``: ``POST /v1/properties/SHA/stays`` of new folios with an ``Idempotency-Key``
+  each, as a booking engine or property system sends them (idempotency claim, side-table
+  transaction, ``stay.posted`` through ``Ledger.ingest``, folio row, answer kept);
+- each at ``--connections`` concurrent connections (``throughput``: req/s, p50, p99) and
+  at one connection (``latency``: p50, p99 of one request at a time); the ratios of the
+  dashboard's and the stay post's req/s to ping's (goal ≥ 0.3), and the one-minute load
+  average when each was taken (two shared cores: compare ratios within one run);
 - ``raw``: the store's own single-row read (``member``) and single-row insert
-  (``insert_event`` in its own transaction) rates, and each request's ratio to them.
-Durability: SQLite synchronous=FULL (the ledger's default); PostgreSQL as started here,
-fsync=off and synchronous_commit=off (a throw-away cluster) unless ``--pg-fsync``.
-Goals: dashboard p99 < 20 ms, stay post p99 < 50 ms.
+  (``insert_event`` in its own transaction) in-process, for scale.
+Goals: dashboard p99 < 20 ms, stay post p99 < 50 ms (one connection).
 """
 
 from __future__ import annotations
@@ -22,9 +34,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import random
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,19 +50,27 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi.testclient import TestClient
-
 from staypoint.central import pg
-from staypoint.central.api.app import make_api
+from staypoint.central.api import keys
 from staypoint.central.api.state import SideStore
 from staypoint.central.ledger import Ledger
-from staypoint.central.profiles import ProfileStore
 from staypoint.central.seed import SEED_PIN, seed_docs
 from staypoint.central.store import StoredEvent
 from staypoint.loyalty.events import iso, uuid7
 from staypoint.loyalty.program import default_program, default_program_text
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+DONE_LUA = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nWRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, '
+    .. '"errors": %d, "non_2xx": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -63,8 +89,8 @@ def timed(n: int, fn: Callable[[int], Any]) -> dict[str, float]:
     return {
         "requests": n,
         "per_s": round(n / total, 1),
-        "p50_ms": round(pct(lat, 0.50) * 1000, 2),
-        "p99_ms": round(pct(lat, 0.99) * 1000, 2),
+        "p50_ms": round(pct(lat, 0.50) * 1000, 3),
+        "p99_ms": round(pct(lat, 0.99) * 1000, 3),
     }
 
 
@@ -91,126 +117,272 @@ def load_members(store: Any, count: int) -> float:
     return time.perf_counter() - t
 
 
-def bench_store(
-    kind: str, url: str, side_url: str, workdir: Path, members: int, reads: int, posts: int
-) -> dict[str, Any]:
+def prepare(url: str, side_url: str, members: int, samples: int) -> dict[str, Any]:
+    """Load the ledger, publish the programme, make the key; the raw single-row figures."""
     store = pg.open_ledger_store(url)
     ledger = Ledger(store)
     ledger.publish_program(default_program_text(), NOW - timedelta(days=1))
     load_s = load_members(store, members)
     side = SideStore(side_url)
-    profiles = ProfileStore(workdir / f"{kind}-profiles.db")
-    clock = {"now": NOW}
-    app = make_api(ledger, profiles, side, token_key=b"b" * 32, clock=lambda: clock["now"])
-    services = app.state.services
-    client = TestClient(app)
-    key = services.create_key("bench", ["member", "stays"], ["*"], NOW)
-    numbers = [d["number"] for d in seed_docs(default_program(), 1, NOW, start=members // 2)]
-    member = numbers[0]
-    token = client.post(
-        "/v1/members/login", json={"login": member, "pin": SEED_PIN}, headers={"X-API-Key": key}
-    )
-    headers = {"X-API-Key": key, "Authorization": f"Bearer {token.json()['token']}"}
-    # Some history for the dashboard to read.
-    day = NOW.date().isoformat()
-    for i in range(5):
-        client.post(
-            "/v1/properties/SHA/stays",
-            headers=headers,
-            json={
-                "folio": f"W-{i}",
-                "member": member,
-                "arrival": day,
-                "departure": day,
-                "revenue": {"fnb": "40"},
-            },
-        )
-
-    def read(i: int) -> None:
-        r = client.get("/v1/me", headers=headers)
-        assert r.status_code == 200, r.text
-
-    others = [d["number"] for d in seed_docs(default_program(), 200, NOW, start=1000)]
-
-    def post(i: int) -> None:
-        body = {
-            "folio": f"B-{i}",
-            "member": others[i % len(others)],
-            "arrival": day,
-            "departure": day,
-            "revenue": {"fnb": "120.50"},
-        }
-        r = client.post("/v1/properties/SHA/stays", json=body, headers=headers)
-        assert r.status_code == 200 and r.json()["result"] == "posted", r.text
-
-    dash = timed(reads, read)
-    stay = timed(posts, post)
-    import random
-
+    key = keys.create_key(side, "bench", ["member", "stays"], ["*"], NOW)
+    side.close()
     sample = [d["number"] for d in seed_docs(default_program(), 1, NOW, start=random.randrange(members))]
-    raw_read = timed(reads, lambda i: store.member(sample[0]))
+    raw_read = timed(samples, lambda i: store.member(sample[0]))
 
     def insert(i: int) -> None:
         with store.transaction():
             store.insert_event(StoredEvent(uuid7(NOW), "bench", 1, i + 1, "{}"), "bench", None, iso(NOW))
 
-    raw_insert = timed(posts, insert)
-    client.close()
-    side.close()
-    profiles.close()
+    raw_insert = timed(max(200, samples // 5), insert)
     store.close()
     return {
-        "members": members,
         "load_s": round(load_s, 1),
-        "dashboard": dash,
-        "stay_post": stay,
+        "key": key,
         "raw_member_read": raw_read,
         "raw_event_insert": raw_insert,
-        "dashboard_vs_raw_read": round(dash["per_s"] / raw_read["per_s"], 4),
-        "stay_post_vs_raw_insert": round(stay["per_s"] / raw_insert["per_s"], 4),
-        "goals_met": {
-            "dashboard_p99_under_20ms": dash["p99_ms"] < 20,
-            "stay_post_p99_under_50ms": stay["p99_ms"] < 50,
-        },
     }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, headers: dict[str, str], body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={**headers, "Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def pinned(core: int | None) -> list[str]:
+    return ["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []
+
+
+def start_api(
+    store_url: str, side_url: str, work: Path, kind: str, core: int | None
+) -> tuple[subprocess.Popen[bytes], str, Any]:
+    port = free_port()
+    exe = Path(sys.executable).with_name("staypoint")
+    cmd = [
+        *pinned(core),
+        str(exe) if exe.exists() else "staypoint",
+        "central",
+        "api",
+        "--store",
+        store_url,
+        "--side",
+        side_url,
+        "--profiles",
+        str(work / f"{kind}-profiles.db"),
+        "--secrets",
+        str(work / f"{kind}-secrets"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    log = (work / f"{kind}-api.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            http("GET", base + "/health", {})
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log_text = (work / f"{kind}-api.log").read_text()[-2000:]
+                raise SystemExit(f"the API did not start: {log_text}") from None
+            time.sleep(0.1)
+    return proc, base, log
+
+
+def wrk(
+    base: str, path: str, script: str, seconds: float, connections: int, core: int | None, work: Path
+) -> dict[str, Any]:
+    lua = work / "wrk.lua"
+    lua.write_text(script + DONE_LUA)
+    load = os.getloadavg()[0]
+    cmd = [
+        *pinned(core),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(lua),
+        base + path,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
+    r = json.loads(line.removeprefix("WRKJSON "))
+    return {
+        "requests": r["requests"],
+        "per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+        "p50_ms": round(r["p50_us"] / 1000, 2),
+        "p99_ms": round(r["p99_us"] / 1000, 2),
+        "errors": r["errors"] + r["non_2xx"],
+        "load_avg_1m": round(load, 2),
+    }
+
+
+def lua_get(headers: dict[str, str]) -> str:
+    h = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
+    return f'request = function() return wrk.format("GET", nil, {{{h}}}) end\n'
+
+
+def lua_stays(key: str, members: list[str], prefix: str, day: str) -> str:
+    listed = ", ".join(f'"{m}"' for m in members)
+    return f"""
+local n = 0
+local members = {{{listed}}}
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{{"folio": "{prefix}-%d", "member": "%s", "arrival": "{day}", "departure": "{day}", '
+    .. '"revenue": {{"fnb": "120.50"}}}}', n, members[(n % #members) + 1])
+  return wrk.format("POST", nil, {{["X-API-Key"] = "{key}", ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = "{prefix}-" .. n}}, body)
+end
+"""
+
+
+def bench_store(
+    kind: str,
+    url: str,
+    side_url: str,
+    work: Path,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    prep = prepare(url, side_url, args.members, args.raw_samples)
+    key = prep.pop("key")
+    server_core = args.core
+    client_core = None if args.core is None else (args.core + 1) % (os.cpu_count() or 1)
+    proc, base, log = start_api(url, side_url, work, kind, server_core)
+    try:
+        member = seed_docs(default_program(), 1, NOW, start=args.members // 2)[0]["number"]
+        token = http(
+            "POST", base + "/v1/members/login", {"X-API-Key": key}, {"login": member, "pin": SEED_PIN}
+        )
+        member_headers = {"X-API-Key": key, "Authorization": f"Bearer {token['token']}"}
+        day = NOW.date().isoformat()
+        for i in range(5):  # some history for the dashboard to read
+            body = {
+                "folio": f"W-{i}",
+                "member": member,
+                "arrival": day,
+                "departure": day,
+                "revenue": {"fnb": "40"},
+            }
+            http("POST", base + "/v1/properties/SHA/stays", {"X-API-Key": key}, body)
+        others = [
+            d["number"] for d in seed_docs(default_program(), 200, NOW, start=min(1000, args.members // 4))
+        ]
+        probe = http(
+            "POST",
+            base + "/v1/properties/SHA/stays",
+            {"X-API-Key": key, "Idempotency-Key": "probe"},
+            {"folio": "P-1", "member": others[0], "arrival": day, "departure": day, "revenue": {"fnb": "1"}},
+        )
+        assert probe["result"] == "posted", probe
+        targets = {
+            "ping": ("/v1/ping", lambda run: lua_get({"X-API-Key": key})),
+            "dashboard": ("/v1/me", lambda run: lua_get(member_headers)),
+            "stay_post": ("/v1/properties/SHA/stays", lambda run: lua_stays(key, others, f"B{run}", day)),
+        }
+        result: dict[str, Any] = {"members": args.members, "load_s": prep["load_s"]}
+        run = 0
+        for mode, conns, seconds in (
+            ("throughput", args.connections, args.seconds),
+            ("latency", 1, args.seconds),
+        ):
+            block: dict[str, Any] = {"connections": conns}
+            for name, (path, script) in targets.items():
+                run += 1
+                wrk(base, path, script(f"w{run}"), 1, conns, client_core, work)  # warm-up
+                run += 1
+                block[name] = wrk(base, path, script(run), seconds, conns, client_core, work)
+                assert block[name]["errors"] == 0, (
+                    name,
+                    block[name],
+                    (work / f"{kind}-api.log").read_text()[-3000:],
+                )
+            block["dashboard_vs_ping"] = round(block["dashboard"]["per_s"] / block["ping"]["per_s"], 3)
+            block["stay_post_vs_ping"] = round(block["stay_post"]["per_s"] / block["ping"]["per_s"], 3)
+            result[mode] = block
+        lat = result["latency"]
+        thr = result["throughput"]
+        result["raw_member_read"] = prep["raw_member_read"]
+        result["raw_event_insert"] = prep["raw_event_insert"]
+        result["goals_met"] = {
+            "dashboard_vs_ping_at_least_0.3": thr["dashboard_vs_ping"] >= 0.3,
+            "stay_post_vs_ping_at_least_0.3": thr["stay_post_vs_ping"] >= 0.3,
+            "dashboard_p99_under_20ms": lat["dashboard"]["p99_ms"] < 20,
+            "stay_post_p99_under_50ms": lat["stay_post"]["p99_ms"] < 50,
+        }
+        return result
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--members", type=int, default=1_000_000)
-    ap.add_argument("--reads", type=int, default=3000)
-    ap.add_argument("--posts", type=int, default=1000)
     ap.add_argument("--stores", default="sqlite,pg")
-    ap.add_argument("--pg-fsync", action="store_true", help="run PostgreSQL with fsync on")
+    ap.add_argument("--seconds", type=float, default=5.0, help="per endpoint and mode, after a 1 s warm-up")
+    ap.add_argument("--connections", type=int, default=4, help="concurrent connections (throughput mode)")
+    ap.add_argument(
+        "--core", type=int, default=0, help="the API's core (taskset); the load generator's is the next"
+    )
+    ap.add_argument("--no-pin", action="store_true", help="do not pin the API or wrk to cores")
+    ap.add_argument("--raw-samples", type=int, default=3000)
+    ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (logs, databases)")
     args = ap.parse_args()
+    if args.no_pin:
+        args.core = None
+    if not shutil.which("wrk"):
+        raise SystemExit("bench/api.py needs wrk (Debian package wrk; scripts/bootstrap installs it)")
     out: dict[str, Any] = {
         "bench": "api",
         "members": args.members,
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
         "durability": {
-            "sqlite": "synchronous=FULL",
-            "pg": "fsync=on" if args.pg_fsync else "fsync=off, synchronous_commit=off",
+            "sqlite": "synchronous=FULL (WAL)",
+            "pg": "fsync=on, synchronous_commit=on, full_page_writes=on",
         },
+        "server": "staypoint central api (uvicorn, 1 worker)"
+        + (f", taskset -c {args.core}" if args.core is not None else ""),
+        "load_generator": "wrk -t1"
+        + (f", taskset -c {(args.core + 1) % (os.cpu_count() or 1)}" if args.core is not None else ""),
     }
     with tempfile.TemporaryDirectory(prefix="sp-bench-") as tmp:
-        work = Path(tmp)
+        work = Path(args.keep) if args.keep else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for kind in args.stores.split(","):
             if kind == "sqlite":
                 out["sqlite"] = bench_store(
-                    kind,
-                    f"sqlite://{work / 'ledger.db'}",
-                    f"sqlite://{work / 'side.db'}",
-                    work,
-                    args.members,
-                    args.reads,
-                    args.posts,
+                    kind, f"sqlite://{work / 'ledger.db'}", f"sqlite://{work / 'side.db'}", work, args
                 )
             elif kind == "pg":
-                server = pg.PgServer(work / "pg", fsync=args.pg_fsync).start()
+                server = pg.PgServer(work / "pg", fsync=True).start()
                 try:
                     url = server.create_database("bench")
-                    out["pg"] = bench_store(kind, url, url, work, args.members, args.reads, args.posts)
+                    out["pg"] = bench_store(kind, url, url, work, args)
                 finally:
                     server.stop()
+            print(json.dumps({kind: out.get(kind)}), file=sys.stderr)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -90,7 +90,10 @@ class IdempotencyStore:
 
     def claim(self, client: str, member: str, key: str, fingerprint: str, now: datetime) -> Claim:
         self._purge(now)
-        with self.side.transaction():
+        # The claim is one atomic INSERT ... ON CONFLICT: no writers' lock needed. Nor a wait for
+        # the disk: the request's own ledger commit comes after it in the WAL and flushes it too;
+        # one lost with a crash before that lost a request that had done nothing yet.
+        with self.side.transaction(serialised=False, wait_for_disk=False):
             won = self.side.execute(
                 "INSERT INTO idempotency (client, member, key, fingerprint, state, created) "
                 "VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (client, member, key) DO NOTHING",
@@ -115,11 +118,16 @@ class IdempotencyStore:
 
     def finish(self, client: str, member: str, key: str, status: int, body: bytes) -> None:
         if status in KEPT_STATUSES:
-            self.side.execute(
-                "UPDATE idempotency SET state = 'done', status = ?, body = ? "
-                "WHERE client = ? AND member = ? AND key = ?",
-                (status, body.decode("utf-8", "replace"), client, member, key),
-            )
+            # Kept at the side tables' SQLite durability on PostgreSQL too (an asynchronous
+            # commit): an answer lost with a crash of the database leaves the key claimed, and a
+            # retry then gets 409 idempotency_unknown, as after a crash of this process; never
+            # a second run.
+            with self.side.transaction(serialised=False, wait_for_disk=False):
+                self.side.execute(
+                    "UPDATE idempotency SET state = 'done', status = ?, body = ? "
+                    "WHERE client = ? AND member = ? AND key = ?",
+                    (status, body.decode("utf-8", "replace"), client, member, key),
+                )
         else:
             self.release(client, member, key)
 

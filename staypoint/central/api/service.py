@@ -98,7 +98,7 @@ class Services:
         self.ledger.register_node(self.sources.stream("web"), pub.hex())
 
     def program(self) -> Program:
-        program = self.ledger.program()
+        program = self.ledger.current_program()
         if program is None:
             raise Unavailable("no programme has been published yet", "no_program")
         return program
@@ -131,7 +131,7 @@ class Services:
         parts = raw.split("_", 2)
         if len(parts) != 3 or parts[0] != "sp":
             raise Unauthenticated("this API key is not valid", "bad_key")
-        row = self.side.row(
+        row = self.side.read_row(
             "SELECT secret_hash, name, scopes, properties, revoked FROM api_keys WHERE id = ?", (parts[1],)
         )
         if row is None or not hmac.compare_digest(str(row[0]), _sha256(parts[2])):

@@ -77,6 +77,7 @@ class SideStore:
         self.pg = url.startswith(("postgresql://", "postgres://"))
         self._lock = threading.RLock()
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         if self.pg:
             from psycopg_pool import ConnectionPool
 
@@ -97,22 +98,34 @@ class SideStore:
         if self.pg:
             self.pool.close()
         else:
+            for reader in self._readers:
+                reader.close()
             self.conn.close()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.pg else sql
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic unit; re-entrant on a thread."""
+    def transaction(self, *, serialised: bool = True, wait_for_disk: bool = True) -> Iterator[None]:
+        """One atomic unit; re-entrant on a thread.
+
+        On PostgreSQL, ``serialised=False`` skips the writers' lock (for a unit whose one
+        statement is atomic by itself: an ``INSERT ... ON CONFLICT``), and
+        ``wait_for_disk=False`` commits asynchronously (``synchronous_commit = off``: the commit
+        is on disk at the next WAL flush, which any later durable commit makes first — WAL is
+        one sequence). SQLite's side file ignores both: it serialises every writer, and its
+        commits wait for no disk already (``synchronous = NORMAL``)."""
         if getattr(self._local, "conn", None) is not None:
             yield
             return
         if self.pg:
             with self.pool.connection() as conn, conn.transaction():
+                if not wait_for_disk:
+                    conn.execute("SET LOCAL synchronous_commit TO OFF")
                 # Serialise writers like the SQLite side does: the side tables are small and
                 # their invariants (daily caps, counters) are read-then-write.
-                conn.execute("SELECT pg_advisory_xact_lock(5350)")
+                if serialised:
+                    conn.execute("SELECT pg_advisory_xact_lock(5350)")
                 self._local.conn = conn
                 try:
                     yield
@@ -157,6 +170,22 @@ class SideStore:
         with self._cursor() as conn:
             r = conn.execute(self._sql(sql), args).fetchone()
             return None if r is None else tuple(r)
+
+    def read_row(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> tuple[Any, ...] | None:
+        """``row`` for a read on the hot path (the API key of every request): on SQLite through a
+        read connection of this thread's own (WAL readers wait for no writer, and not for this
+        store's lock, which a write transaction holds across its commit); on PostgreSQL the pool.
+        Inside a transaction on this thread, that transaction's connection (it sees its writes)."""
+        if self.pg or getattr(self._local, "conn", None) is not None:
+            return self.row(sql, args)
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            path = self.url.removeprefix("sqlite://")
+            reader = sqlite3.connect(Path(path), isolation_level=None, check_same_thread=False, timeout=30)
+            self._local.reader = reader
+            self._readers.append(reader)
+        r = reader.execute(sql, args).fetchone()
+        return None if r is None else tuple(r)
 
     def one(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
         r = self.row(sql, args)
