@@ -132,11 +132,9 @@ def cmd_jobs(args: argparse.Namespace) -> None:
     now = _now(args.now)
     url = store_url(args)
     parsed = _parsed(url)
-    if args.profiles and parsed.is_pg and not args.side:
-        raise SystemExit(
-            "staypoint: the daily campaigns run on a SQLite ledger only (not yet on PostgreSQL): "
-            "drop --profiles, or give --side for the claims pass alone"
-        )
+    # On PostgreSQL the profiles default to the ledger's own database (as --side does): the
+    # campaigns then run whenever --campaigns or --side is given.
+    profiles = args.profiles or (url if parsed.is_pg and (args.campaigns or args.side) else None)
     ledger = _ledger(args, must_exist=True)
     try:
         counts: dict[str, Any] = dict(ledger.run_jobs(now))
@@ -148,11 +146,9 @@ def cmd_jobs(args: argparse.Namespace) -> None:
         # date has come published to the fleet.
         from staypoint.central.console.cli import build_desk
 
-        if not args.profiles:
+        if not profiles:
             raise SystemExit("staypoint: central jobs --side needs --profiles")
-        desk = build_desk(
-            argparse.Namespace(store=url, side=args.side, profiles=args.profiles, smtp=args.smtp)
-        )
+        desk = build_desk(argparse.Namespace(store=url, side=args.side, profiles=profiles, smtp=args.smtp))
         try:
             counts["claims"] = desk.claims.pull(now)
             counts["programs_published"] = desk.run_due(now)
@@ -167,19 +163,22 @@ def cmd_jobs(args: argparse.Namespace) -> None:
                 counts["settlements"] = [s.to_dict() for s in settled]
         finally:
             desk.close()
-    if args.profiles and not parsed.is_pg:
+    if profiles:
         # The daily marketing pass (birthdays, anniversaries, win-back, referral bonuses) runs
         # after the ledger's own jobs, so expiring-points messages see today's expiries.
         from staypoint.central.campaigns.engine import run_daily
 
-        counts["campaigns"] = run_daily(
-            now,
-            ledger_db=Path(parsed.path or ""),
-            profiles_db=Path(_parsed(args.profiles).path or ""),
-            config_path=Path(args.campaigns) if args.campaigns else None,
-            dry_run=args.dry_run,
-            quiet=args.quiet,
-        )
+        try:  # the stores are opened first: a bad --profiles is one line, before any work
+            counts["campaigns"] = run_daily(
+                now,
+                store=parsed.canonical(),
+                profiles=profiles,
+                config_path=Path(args.campaigns) if args.campaigns else None,
+                dry_run=args.dry_run,
+                quiet=args.quiet,
+            )
+        except StoreConfigError as exc:
+            raise SystemExit(f"staypoint: {exc}") from None
     if args.json:
         print(json.dumps(counts))
     else:
@@ -326,7 +325,9 @@ def register(sub: Any) -> None:
     add_store_option(p)
     p.add_argument("--now", help="ISO time the jobs run as of (default: the current time, UTC)")
     p.add_argument(
-        "--profiles", help="members' profiles (SQLite file or sqlite:/// URL): also run the daily campaigns"
+        "--profiles",
+        help="members' profiles (a SQLite file, sqlite:///path or postgresql://...; on a PostgreSQL ledger "
+        "its own database by default): also run the daily campaigns",
     )
     p.add_argument("--campaigns", help="campaigns config (TOML); without it only referral bonuses are paid")
     p.add_argument("--dry-run", action="store_true", help="campaigns: count and sample, send nothing")

@@ -54,6 +54,7 @@ def test_crud_consent_and_lookups(profiles: Profiles) -> None:
     assert profiles.by_phone("+49301234567") == b
     assert profiles.by_email("nobody@example.com") is None
     assert [p.member for p in profiles.search_name("mei")] == ["0000000018"]
+    assert sorted(profiles.many(["0000000018", "0000000026", "0000000034"])) == ["0000000018", "0000000026"]
     assert [p.member for p in profiles.all(batch=1)] == ["0000000018", "0000000026"]
     with pytest.raises(ProfileError, match="already used"):
         profiles.upsert("0000000026", at=AT, email="mei@example.com")

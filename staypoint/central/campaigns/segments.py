@@ -187,14 +187,70 @@ def build_sql(seg: Segment, prof: str) -> tuple[str, list[Any]]:
     return sql, args
 
 
+# A PostgreSQL ledger's segments run on its report cache (``projection.connect_store``): the
+# profiles' columns a segment or an occasion reads are copied into it whole at every refresh.
+# No e-mail address or phone number is copied, only whether there is one.
+_CACHE_PROFILES = (
+    "DROP TABLE IF EXISTS profiles",
+    """CREATE TABLE profiles (member TEXT PRIMARY KEY, full_name TEXT NOT NULL, email TEXT, phone TEXT,
+        birth_date TEXT, language TEXT NOT NULL, time_zone TEXT NOT NULL, home_property TEXT,
+        joined TEXT NOT NULL, consent_email INTEGER NOT NULL, consent_sms INTEGER NOT NULL,
+        email_bounced INTEGER NOT NULL, referral_code TEXT, referred_by TEXT) WITHOUT ROWID""",
+)
+_PG_PROFILES = (
+    "SELECT member, full_name, CASE WHEN email IS NULL THEN NULL ELSE '@' END, "
+    "CASE WHEN phone IS NULL THEN NULL ELSE '+' END, birth_date, language, time_zone, home_property, "
+    "joined, consent_email, consent_sms, email_bounced, referral_code, referred_by FROM profile.profiles"
+)
+
+
 class Segments:
     """Saved segment versions and their evaluation."""
 
     def __init__(self, ledger_path: Path, profiles_path: Path) -> None:
         self.ledger_path = ledger_path
-        self.db = CampaignDb(ledger_path)
+        self.db: CampaignDb = CampaignDb(ledger_path)
         self.conn = projection.connect(ledger_path)
         self.prof = profiles_schema(self.conn, ledger_path, profiles_path)
+        self.pg_url: str | None = None
+        self.pg_profiles: str | None = None
+
+    @classmethod
+    def on_postgresql(cls, ledger_url: str, profiles_url: str, *, cache: Path | None = None) -> Segments:
+        """Segments of a PostgreSQL ledger: saved versions in its database (``PgCampaignDb``),
+        evaluated on its report cache (filled by ``projection.mirror_pg``) with the profiles
+        (in ``profiles_url``'s schema ``profile``) copied in at every :meth:`refresh`."""
+        from staypoint.central.campaigns.store import PgCampaignDb
+
+        self = cls.__new__(cls)
+        self.ledger_path = Path(ledger_url)
+        self.db = PgCampaignDb(ledger_url)
+        self.conn = projection.connect_store(ledger_url, cache=cache)
+        self.prof = "main"
+        self.pg_url, self.pg_profiles = ledger_url, profiles_url
+        self._copy_profiles()
+        return self
+
+    def _copy_profiles(self) -> None:
+        import psycopg
+
+        from staypoint.sqlitetx import immediate
+
+        assert self.pg_profiles is not None
+        with psycopg.connect(self.pg_profiles, autocommit=True) as pg:
+            rows = pg.execute(_PG_PROFILES).fetchall()
+        with immediate(self.conn):
+            for stmt in _CACHE_PROFILES:
+                self.conn.execute(stmt)
+            self.conn.executemany(f"INSERT INTO profiles VALUES ({', '.join('?' * 14)})", rows)
+
+    def refresh(self) -> None:
+        """Bring what segments and occasions read up to date: the projection (on PostgreSQL,
+        the report cache from the ledger first) and, on PostgreSQL, the profiles' copy."""
+        if self.pg_url is not None:
+            projection.mirror_pg(self.conn, self.pg_url)
+            self._copy_profiles()
+        projection.refresh(self.conn)
 
     def close(self) -> None:
         self.db.close()
@@ -235,19 +291,19 @@ class Segments:
         ]
 
     def members(self, seg: Segment) -> Iterator[str]:
-        projection.refresh(self.conn)
+        self.refresh()
         sql, args = build_sql(seg, self.prof)
         for (m,) in self.conn.execute(sql, args):
             yield str(m)
 
     def count(self, seg: Segment) -> int:
-        projection.refresh(self.conn)
+        self.refresh()
         sql, args = build_sql(seg, self.prof)
         return int(self.conn.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0])
 
     def preview(self, seg: Segment, limit: int = 10) -> list[dict[str, Any]]:
         """The first ``limit`` members with the fields a person checks a segment by."""
-        projection.refresh(self.conn)
+        self.refresh()
         sql, args = build_sql(seg, self.prof)
         cur = self.conn.execute(
             f"SELECT m.member, p.full_name, m.tier, m.points, m.last_stay, m.stays, p.language, "

@@ -112,7 +112,8 @@ class CampaignDb:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
+        # Any: a PostgreSQL job store (``PgCampaignDb``) puts its dialect adapter here.
+        self.conn: Any = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode = WAL")
         # A claim and a hand-over mark must be on disk before the gateway sees anything.
         self.conn.execute("PRAGMA synchronous = FULL")
@@ -125,7 +126,7 @@ class CampaignDb:
         self.conn.close()
 
     @contextmanager
-    def tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def tx(self, *, durable: bool = True) -> Iterator[Any]:
         """One write transaction (BEGIN IMMEDIATE: claims are decided under the write lock).
 
         ``durable=False`` commits to the operating system without waiting for the disk
@@ -171,7 +172,7 @@ class CampaignDb:
     # -- send log reads -------------------------------------------------------------------
     def sends(self, **where: Any) -> list[dict[str, Any]]:
         """Rows of the send log, filtered by equality on the given columns."""
-        cond = " AND ".join(f"{k} = ?" for k in where) or "1"
+        cond = " AND ".join(f"{k} = ?" for k in where) or "true"
         cur = self.conn.execute(
             f"SELECT * FROM cmp_sends WHERE {cond} ORDER BY member, occasion", list(where.values())
         )
@@ -190,7 +191,7 @@ class CampaignDb:
                 "WHERE member = ? AND occasion = ? AND status = ?",
                 (SENT if delivered else FAILED, at, f"; resolved by {by}", member, occasion, UNCERTAIN),
             )
-        return cur.rowcount == 1
+        return bool(cur.rowcount == 1)
 
     def record_open(self, member: str, occasion: str, at: str) -> None:
         """An opened message (tracking pixel or the gateway's webhook), where known."""
@@ -198,6 +199,100 @@ class CampaignDb:
             "UPDATE cmp_sends SET opened_at = coalesce(opened_at, ?) WHERE member = ? AND occasion = ?",
             (at, member, occasion),
         )
+
+
+# -- PostgreSQL: the same tables beside the ledger, in its database ------------------------------------
+#
+# The engine's SQL is written once, in SQLite's words; ``_PgConn`` says it in PostgreSQL's
+# (``?`` -> ``%s``, ``INSERT OR IGNORE`` -> ``ON CONFLICT DO NOTHING``). Every write transaction
+# takes one advisory lock first, as SQLite's BEGIN IMMEDIATE takes the write lock: a claim is
+# decided, and the bonus outbox's next ``seq`` is read, by one job at a time. Every commit waits
+# for the server's disk (``durable=False`` is not honoured): recovery takes over a dead owner's
+# ``reserved`` rows only when its machine did not restart, which proves nothing was lost on the
+# *job's* machine - a server that dropped unsynced commits would make that unsafe.
+
+PG_MIGRATIONS_TABLE = "cmp_migrations"
+PG_MIGRATIONS_LOCK = 5361
+PG_WRITE_LOCK = 5362
+PG_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE cmp_sends (
+                member TEXT NOT NULL, occasion TEXT NOT NULL, campaign TEXT NOT NULL,
+                channel TEXT, address TEXT, status TEXT NOT NULL, owner TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT, claimed_at TEXT NOT NULL,
+                handed_at TEXT, handed_wall DOUBLE PRECISION, done_at TEXT, outcome TEXT, message_id TEXT,
+                holdout INTEGER NOT NULL DEFAULT 0, opened_at TEXT, bonus_points INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (member, occasion))""",
+            "CREATE INDEX cmp_sends_status ON cmp_sends (status, next_at)",
+            "CREATE INDEX cmp_sends_member_done ON cmp_sends (member, done_at)",
+            "CREATE INDEX cmp_sends_campaign ON cmp_sends (campaign, status)",
+            """CREATE TABLE cmp_outbox (seq BIGINT PRIMARY KEY, body TEXT NOT NULL,
+                reason TEXT NOT NULL, created_at TEXT NOT NULL)""",
+            """CREATE TABLE cmp_segments (code TEXT NOT NULL, version INTEGER NOT NULL,
+                definition TEXT NOT NULL, created_at TEXT NOT NULL, created_by TEXT NOT NULL,
+                PRIMARY KEY (code, version))""",
+            """CREATE TABLE ref_rewards (referred TEXT PRIMARY KEY, referrer TEXT NOT NULL,
+                stay_event TEXT, awarded_at TEXT NOT NULL)""",
+        ),
+    ),
+)
+
+
+def pg_sql(sql: str) -> str:
+    """A statement of the engine's (SQLite's words) in PostgreSQL's."""
+    out = sql.replace("%", "%%").replace("?", "%s")
+    if out.lstrip().upper().startswith("INSERT OR IGNORE INTO"):
+        out = out.replace("INSERT OR IGNORE INTO", "INSERT INTO", 1) + " ON CONFLICT DO NOTHING"
+    return out
+
+
+class _PgConn:
+    """``execute`` as the engine calls it, on one PostgreSQL connection (autocommit outside ``tx``)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
+        return self.raw.execute(pg_sql(sql), list(args))
+
+
+class PgCampaignDb(CampaignDb):
+    """The campaign tables in a PostgreSQL ledger's database (one connection: a job is one thread)."""
+
+    def __init__(self, url: str) -> None:  # no super().__init__: no SQLite file here
+        import threading
+
+        import psycopg
+
+        from staypoint.central.store_pg import apply_migrations
+
+        self.path = Path(url)
+        self.url = url
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        apply_migrations(raw, PG_MIGRATIONS_TABLE, PG_MIGRATIONS_LOCK, PG_MIGRATIONS)
+        self.conn = _PgConn(raw)
+        self._tx_lock = threading.RLock()
+        self._sync = "FULL"
+
+    def close(self) -> None:
+        self.conn.raw.close()
+
+    @contextmanager
+    def tx(self, *, durable: bool = True) -> Iterator[Any]:
+        """One write transaction under the campaigns' advisory lock; always durable (see above)."""
+        with self._tx_lock, self.conn.raw.transaction():
+            self.conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (PG_WRITE_LOCK,))
+            yield self.conn
+
+
+def open_campaign_db(url: str) -> CampaignDb:
+    """The campaign tables beside the ledger ``url`` names (``store.parse_store_url``)."""
+    from staypoint.central.store import parse_store_url
+
+    parsed = parse_store_url(url)
+    return PgCampaignDb(parsed.url) if parsed.is_pg else CampaignDb(Path(parsed.path or ""))
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
