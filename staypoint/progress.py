@@ -111,6 +111,32 @@ class Progress:
             self._bar.update(self._task, description=description)
 
 
+class CountBar:
+    """A bar fed with running counts, ``bar(count, done)``: the sync agent's resync progress
+    (``SyncAgent(progress=...)``, called from the agent's thread). It starts on the first count
+    and stops when ``done``; the next resync starts a new one. Nothing is drawn where
+    :func:`enabled` says no (not a terminal, ``--quiet``, ``STAYPOINT_QUIET``)."""
+
+    def __init__(self, description: str, *, quiet: bool = False, stream: IO[str] | None = None) -> None:
+        self.description, self.quiet, self.stream = description, quiet, stream
+        self._bar: Progress | None = None
+        self._seen = 0
+        self.drawn = False  # whether any bar was drawn
+
+    def __call__(self, count: int, done: bool) -> None:
+        if self._bar is None:
+            self._bar = Progress(self.description, None, quiet=self.quiet, stream=self.stream).start()
+            self._seen = 0
+            self.drawn = self.drawn or self._bar.drawn
+        if count > self._seen:
+            self._bar.advance(count - self._seen)
+            self._seen = count
+        if done:
+            self._bar.set_total(self._seen)
+            self._bar.close()
+            self._bar = None
+
+
 def progress(
     description: str, total: int | None = None, *, quiet: bool = False, stream: IO[str] | None = None
 ) -> Progress:

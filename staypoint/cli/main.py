@@ -25,7 +25,7 @@ from staypoint.localtime import day_text, stamp_text
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import Outlet, ProgramError, default_program_text, load_program
 from staypoint.loyalty.roles import LOCAL_ROOT, STAFF_ROLES
-from staypoint.progress import add_quiet_option
+from staypoint.progress import CountBar, add_quiet_option
 
 
 class CliError(Exception):
@@ -589,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     kiosk_cli.register(sub)
     central_cli.register(sub)
-    sync_cli.register(sub)
+    sync_cli.register(sub, make_bar=CountBar)
     from staypoint.central.reports import cli as reports_cli
 
     reports_cli.register(sub)

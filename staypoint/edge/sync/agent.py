@@ -145,6 +145,13 @@ class _Resync:
     held: list[dict[str, Any]] = field(default_factory=list)
     held_changes: int = 0
     held_overflow: bool = False
+    applied: int = 0  # changes of this answer applied so far (the progress callback's count)
+
+
+#: ``progress(applied, done)``: after each part of a resync answer (a snapshot on bootstrap),
+#: the changes applied so far in it, rising, and whether it is complete. The CLI draws a bar
+#: from it; edge draws nothing.
+ResyncProgress = Callable[[int, bool], None]
 
 
 class SyncAgent:
@@ -156,10 +163,12 @@ class SyncAgent:
         config: SyncConfig,
         *,
         clock: Callable[[], datetime] = now_utc,
+        progress: ResyncProgress | None = None,
     ) -> None:
         self.service = service
         self.config = config
         self.clock = clock
+        self.progress = progress
         self.node = config.node_id
         # The agent's own connection: its transactions never see the kiosk's half-done ones.
         self.replica = Replica(service.replica.path)
@@ -709,6 +718,7 @@ class SyncAgent:
             if part not in rs.parts:
                 self._apply(changes)
                 self.stats["resync_changes"] += len(changes)
+                rs.applied += len(changes)
             rs.parts.add(part)
             if body.get("last") is True:
                 rs.last = part
@@ -719,6 +729,13 @@ class SyncAgent:
                 self.stats["resyncs_done"] += 1
                 if body.get("mode") == "snapshot":
                     self.stats["snapshots"] += 1
+        if body.get("mode") == "snapshot" and (done or part % 50 == 0):
+            log.info("snapshot: %d changes applied%s", rs.applied, " (complete)" if done else "")
+        if self.progress is not None:
+            try:
+                self.progress(rs.applied, done)
+            except Exception:  # a display's fault must never stop the replica
+                log.exception("resync progress callback failed")
         if done:
             # Head office answered at its version: the replica is current as of now, whatever
             # the rate limit on contact says (a currency check must always land).

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,11 @@ def cmd_sync_run(args: argparse.Namespace) -> None:
     cfg = load_node_config(Path(args.config))
     service = NodeService.open(cfg.db, keys_dir=cfg.keys)
     sync = dataclasses.replace(cfg.sync, node_id=service.node_id)
-    agent = SyncAgent(service, sync)
+    # A bar for a bootstrap's snapshot when the CLI layer gives one (edge draws nothing itself:
+    # ``staypoint`` passes ``progress.CountBar``, which draws only on a terminal).
+    make_bar = getattr(args, "make_bar", None)
+    bar = make_bar("resync: changes applied", quiet=args.quiet) if make_bar is not None else None
+    agent = SyncAgent(service, sync, progress=bar)
     service.authoriser = MqttAuthoriser(agent, timeout=sync.auth_timeout)
     done = threading.Event()
 
@@ -115,12 +120,19 @@ def add_backup_commands(node_sub: Any) -> None:
     p.set_defaults(fn=cmd_node_restore)
 
 
-def register(sub: Any) -> None:
-    """Add ``sync run`` to the top-level subparsers."""
+def register(sub: Any, make_bar: Callable[..., Callable[[int, bool], None]] | None = None) -> None:
+    """Add ``sync run`` to the top-level subparsers; ``make_bar(description, quiet=)`` draws the
+    resync's progress (the CLI layer's ``staypoint.progress.CountBar``)."""
     sync = sub.add_parser("sync", help="the node's sync agent").add_subparsers(dest="sync_cmd", required=True)
     p = sync.add_parser("run", help="run the sync agent (MQTT to head office)")
     p.add_argument("--config", required=True, help="node.toml")
-    p.set_defaults(fn=cmd_sync_run)
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bar for a resync or bootstrap snapshot (none is drawn anyway off a terminal)",
+    )
+    p.set_defaults(fn=cmd_sync_run, make_bar=make_bar)
     p = sync.add_parser("new-epoch", help="start a new epoch (after restoring the replica from a backup)")
     p.add_argument("--db", required=True)
     p.set_defaults(fn=cmd_node_new_epoch)
