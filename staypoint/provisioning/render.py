@@ -41,6 +41,7 @@ HEAD_OFFICE_UNITS = (
     "staypoint-enrol.service",
     "staypoint-jobs.service",
     "staypoint-crl-renew.service",
+    "staypoint-webhooks.service",
 )
 """Head office's services, each running a ``staypoint`` command as ``staypoint-central``."""
 

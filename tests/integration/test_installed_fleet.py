@@ -451,6 +451,7 @@ class Host:
             "staypoint-fleet.service": lambda: _listening(ports["9108"]),
             "staypoint-api.service": lambda: _listening(ports["8080"]),
             "staypoint-console.service": lambda: _listening(ports["8000"]),
+            "staypoint-webhooks.service": lambda: "webhooks: delivering from version" in log.read_text(),
         }[name]
         wait_for(alive_and(ready), name, 60, log)
 
