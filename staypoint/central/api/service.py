@@ -354,12 +354,13 @@ class Services:
         program = self.program()
         folio = str(body["folio"]).strip()
         member = body.get("member")
+        record: dict[str, Any] | None = None  # read once: the tier the stay earns at
         if member is not None:
             try:
                 member = member_numbers.normalise(str(member))
             except member_numbers.MemberNumberError as exc:
                 raise Invalid(str(exc)) from None
-            self._member(member)
+            record = self._member(member)
         arrival, departure = body["arrival"], body["departure"]
         if departure < arrival:
             raise Invalid("departure is before arrival")
@@ -433,7 +434,7 @@ class Services:
             points = bonus = 0
             event_id = bonus_id = None
             if member is not None and rules.channels.earns(channel):
-                m = self._member(member)
+                m = record if record is not None else self._member(member)
                 earned = stay_points(program, m["tier"], revenue, departure)
                 points = earned.points
                 event_id = str(

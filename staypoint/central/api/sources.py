@@ -64,7 +64,9 @@ class EventSources:
     def emit(self, base: str, drafts: Sequence[Draft], now: datetime) -> tuple[list[Event], list[Change]]:
         """Apply ``drafts`` as the next events of stream ``base``, in one ledger transaction."""
         node = self.stream(base)
-        program = self.ledger.store.latest_program_version() or 1
+        # The programme the API runs on (Ledger.current_program: re-read at most once a second).
+        running = self.ledger.current_program()
+        program = running.version if running is not None else 1
         # Drafts with a deterministic id that the ledger already holds were applied by an
         # earlier call that died before its caller recorded it (e.g. a folio row): applying
         # them again would be refused as a duplicate, so they are done, not an error.
