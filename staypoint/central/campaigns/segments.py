@@ -219,7 +219,8 @@ class Segments:
     def on_postgresql(cls, ledger_url: str, profiles_url: str, *, cache: Path | None = None) -> Segments:
         """Segments of a PostgreSQL ledger: saved versions in its database (``PgCampaignDb``),
         evaluated on its report cache (filled by ``projection.mirror_pg``) with the profiles
-        (in ``profiles_url``'s schema ``profile``) copied in at every :meth:`refresh`."""
+        (``profiles_url``: its schema ``profile``, or a SQLite profiles file) copied in at
+        every :meth:`refresh`."""
         from staypoint.central.campaigns.store import PgCampaignDb
 
         self = cls.__new__(cls)
@@ -237,8 +238,15 @@ class Segments:
         from staypoint.sqlitetx import immediate
 
         assert self.pg_profiles is not None
-        with psycopg.connect(self.pg_profiles, autocommit=True) as pg:
-            rows = pg.execute(_PG_PROFILES).fetchall()
+        if self.pg_profiles.startswith(("postgresql://", "postgres://")):
+            with psycopg.connect(self.pg_profiles, autocommit=True) as pg:
+                rows = pg.execute(_PG_PROFILES).fetchall()
+        else:  # a PostgreSQL ledger with its profiles in a SQLite file
+            src = sqlite3.connect(self.pg_profiles, timeout=60)
+            try:
+                rows = src.execute(_PG_PROFILES.replace("profile.profiles", "profiles")).fetchall()
+            finally:
+                src.close()
         with immediate(self.conn):
             for stmt in _CACHE_PROFILES:
                 self.conn.execute(stmt)
