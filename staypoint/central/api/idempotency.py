@@ -52,6 +52,10 @@ WAIT_S = 10.0
 KEPT_STATUSES = frozenset({404, 409, 410, 422}) | frozenset(range(200, 300))
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 EXEMPT = frozenset({"/v1/members/login"})  # a sign-in token is never replayed
+# On PostgreSQL the claim and the answer commit without waiting for the WAL flush (SQLite's side
+# file never waits: synchronous=NORMAL), in one statement: set_config(..., true) lasts for the
+# statement's own transaction. Statements reference ``quiet`` so that it runs.
+QUIET = {True: "WITH quiet AS (SELECT set_config('synchronous_commit', 'off', true)) "}
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS idempotency (client TEXT NOT NULL, member TEXT NOT NULL,
@@ -90,22 +94,28 @@ class IdempotencyStore:
 
     def claim(self, client: str, member: str, key: str, fingerprint: str, now: datetime) -> Claim:
         self._purge(now)
-        # The claim is one atomic INSERT ... ON CONFLICT: no writers' lock needed. Nor a wait for
-        # the disk: the request's own ledger commit comes after it in the WAL and flushes it too;
-        # one lost with a crash before that lost a request that had done nothing yet.
-        with self.side.transaction(serialised=False, wait_for_disk=False):
-            won = self.side.execute(
-                "INSERT INTO idempotency (client, member, key, fingerprint, state, created) "
-                "VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (client, member, key) DO NOTHING",
-                (client, member, key, fingerprint, iso(now)),
+        # One statement, atomic by itself (of two concurrent claims one inserts): no transaction,
+        # no writers' lock. Nor a wait for the disk (QUIET): the request's own ledger commit
+        # comes after it in the WAL and flushes it too; one lost with a crash before that lost a
+        # request that had done nothing yet.
+        won = self.side.execute(
+            QUIET.get(self.side.pg, "")
+            + "INSERT INTO idempotency (client, member, key, fingerprint, state, created) "
+            + (
+                "SELECT ?, ?, ?, ?, 'running', ? FROM quiet"
+                if self.side.pg
+                else "VALUES (?, ?, ?, ?, 'running', ?)"
             )
-            if won:
-                return Claim("run")
-            row = self.side.row(
-                "SELECT fingerprint, state, status, body, created FROM idempotency "
-                "WHERE client = ? AND member = ? AND key = ?",
-                (client, member, key),
-            )
+            + " ON CONFLICT (client, member, key) DO NOTHING",
+            (client, member, key, fingerprint, iso(now)),
+        )
+        if won:
+            return Claim("run")
+        row = self.side.row(
+            "SELECT fingerprint, state, status, body, created FROM idempotency "
+            "WHERE client = ? AND member = ? AND key = ?",
+            (client, member, key),
+        )
         if row is None:  # freed between the two statements: try again
             return self.claim(client, member, key, fingerprint, now)
         if str(row[0]) != fingerprint:
@@ -118,16 +128,16 @@ class IdempotencyStore:
 
     def finish(self, client: str, member: str, key: str, status: int, body: bytes) -> None:
         if status in KEPT_STATUSES:
-            # Kept at the side tables' SQLite durability on PostgreSQL too (an asynchronous
-            # commit): an answer lost with a crash of the database leaves the key claimed, and a
-            # retry then gets 409 idempotency_unknown, as after a crash of this process; never
-            # a second run.
-            with self.side.transaction(serialised=False, wait_for_disk=False):
-                self.side.execute(
-                    "UPDATE idempotency SET state = 'done', status = ?, body = ? "
-                    "WHERE client = ? AND member = ? AND key = ?",
-                    (status, body.decode("utf-8", "replace"), client, member, key),
-                )
+            # Kept at the side tables' SQLite durability on PostgreSQL too (QUIET): an answer lost
+            # with a crash of the database leaves the key claimed, and a retry then gets 409
+            # idempotency_unknown, as after a crash of this process; never a second run.
+            self.side.execute(
+                QUIET.get(self.side.pg, "")
+                + "UPDATE idempotency SET state = 'done', status = ?, body = ? "
+                + ("FROM quiet " if self.side.pg else "")
+                + "WHERE client = ? AND member = ? AND key = ?",
+                (status, body.decode("utf-8", "replace"), client, member, key),
+            )
         else:
             self.release(client, member, key)
 

@@ -106,26 +106,16 @@ class SideStore:
         return sql.replace("?", "%s") if self.pg else sql
 
     @contextmanager
-    def transaction(self, *, serialised: bool = True, wait_for_disk: bool = True) -> Iterator[None]:
-        """One atomic unit; re-entrant on a thread.
-
-        On PostgreSQL, ``serialised=False`` skips the writers' lock (for a unit whose one
-        statement is atomic by itself: an ``INSERT ... ON CONFLICT``), and
-        ``wait_for_disk=False`` commits asynchronously (``synchronous_commit = off``: the commit
-        is on disk at the next WAL flush, which any later durable commit makes first — WAL is
-        one sequence). SQLite's side file ignores both: it serialises every writer, and its
-        commits wait for no disk already (``synchronous = NORMAL``)."""
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit; re-entrant on a thread."""
         if getattr(self._local, "conn", None) is not None:
             yield
             return
         if self.pg:
             with self.pool.connection() as conn, conn.transaction():
-                if not wait_for_disk:
-                    conn.execute("SET LOCAL synchronous_commit TO OFF")
                 # Serialise writers like the SQLite side does: the side tables are small and
                 # their invariants (daily caps, counters) are read-then-write.
-                if serialised:
-                    conn.execute("SELECT pg_advisory_xact_lock(5350)")
+                conn.execute("SELECT pg_advisory_xact_lock(5350)")
                 self._local.conn = conn
                 try:
                     yield
