@@ -10,6 +10,7 @@ written in the common dialect (``?`` placeholders are turned into ``%s`` for psy
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -77,7 +78,8 @@ class SideStore:
         self.pg = url.startswith(("postgresql://", "postgres://"))
         self._lock = threading.RLock()
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[sqlite3.Connection] = []  # every read connection, to close
+        self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         if self.pg:
             from psycopg_pool import ConnectionPool
 
@@ -162,19 +164,24 @@ class SideStore:
             return None if r is None else tuple(r)
 
     def read_row(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> tuple[Any, ...] | None:
-        """``row`` for a read on the hot path (the API key of every request): on SQLite through a
-        read connection of this thread's own (WAL readers wait for no writer, and not for this
-        store's lock, which a write transaction holds across its commit); on PostgreSQL the pool.
-        Inside a transaction on this thread, that transaction's connection (it sees its writes)."""
+        """``row`` for a read on the hot path (the API key of every request): on SQLite through one
+        of a few read connections (WAL readers wait for no writer, and not for this store's
+        lock, which a write transaction holds across its commit; as many as reads run at once,
+        kept for the next); on PostgreSQL the pool. Inside a transaction on this thread, that
+        transaction's connection (it sees its writes)."""
         if self.pg or getattr(self._local, "conn", None) is not None:
             return self.row(sql, args)
-        reader = getattr(self._local, "reader", None)
-        if reader is None:
+        try:
+            reader = self._idle_readers.get_nowait()
+        except queue.Empty:
             path = self.url.removeprefix("sqlite://")
             reader = sqlite3.connect(Path(path), isolation_level=None, check_same_thread=False, timeout=30)
-            self._local.reader = reader
-            self._readers.append(reader)
-        r = reader.execute(sql, args).fetchone()
+            with self._lock:
+                self._readers.append(reader)
+        try:
+            r = reader.execute(sql, args).fetchone()
+        finally:
+            self._idle_readers.put(reader)
         return None if r is None else tuple(r)
 
     def one(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
