@@ -1,0 +1,173 @@
+"""Online authorisation and the link's real state.
+
+A kiosk thread asks for a hold (points for a redemption, money for a payment); the request
+goes through a queue to the agent's thread, which publishes it (MQTT 5 request/response) and
+matches the answer by its correlation data. The link's state is measured, not guessed: an
+echo sent on the node's own topic and read back through the broker.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from staypoint.edge.service import AuthorisationDenied, Hold
+from staypoint.edge.sync.context import AgentContext, dumps, int_field
+from staypoint.loyalty.events import iso
+
+
+@dataclass
+class AuthCall:
+    """One question to head office, waited for by the thread that asked it."""
+
+    correlation: bytes
+    payload: dict[str, Any]  # the request as head office reads it (kind points or value)
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict[str, Any] | None = None
+
+
+class Authorisation:
+    """Holds asked of head office, and whether the broker is answering at all."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+        self._calls: queue.Queue[AuthCall] = queue.Queue()
+        self._waiting: dict[bytes, AuthCall] = {}
+        # The link's real state (monotonic times): when the broker last answered us, and the
+        # echoes in flight (their numbers), so a stray message on the topic proves nothing.
+        self.answered = 0.0
+        self.echo_sent = 0.0
+        self._echo_n = 0
+        self._echo_at = 0.0
+        self._echoes: deque[int] = deque(maxlen=8)
+        self.echo_rtts: deque[float] = deque(maxlen=1000)
+
+    # -- the link's real state ------------------------------------------------------------------
+
+    def on_connect(self) -> None:
+        """The CONNACK is the broker's answer; echoes of the last connection prove nothing."""
+        self.answered = self.echo_sent = time.monotonic()
+        self._echoes.clear()
+
+    def echo_if_due(self, now: float) -> None:
+        """Send an echo every ``echo_interval``."""
+        if now - self.echo_sent >= self.ctx.config.echo_interval:
+            self._send_echo(now)
+
+    def _send_echo(self, now: float) -> None:
+        self.echo_sent = now
+        self._echo_n += 1
+        self._echoes.append(self._echo_n)
+        self._echo_at = now
+        self.ctx.client.publish(self.ctx.topic("echo"), dumps({"n": self._echo_n}), qos=0)
+
+    def on_echo(self, body: dict[str, Any]) -> None:
+        """An echo back through the broker: it answered."""
+        n = int_field(body, "n")
+        if n is None or n not in self._echoes:
+            self.ctx.drop("stale_echo")
+            return
+        now = time.monotonic()
+        self.answered = now
+        if n == self._echo_n:
+            self.echo_rtts.append(now - self._echo_at)
+
+    def link_online(self) -> bool:
+        """Connected, and the broker answered within echo_interval + echo_timeout."""
+        if not self.ctx.online.is_set():
+            return False
+        config = self.ctx.config
+        return time.monotonic() - self.answered <= config.echo_interval + config.echo_timeout
+
+    def link_state(self) -> dict[str, Any]:
+        """What the kiosk shows (any thread): the real connection, not the age of a message."""
+        connected = self.ctx.online.is_set()
+        answered = round(time.monotonic() - self.answered, 3) if connected else None
+        current = self.ctx.known_current_at
+        return {
+            "online": self.link_online(),
+            "connected": connected,
+            "answered_s": answered,
+            "known_current_at": iso(current) if current is not None else None,
+            "session": self.ctx.session,
+        }
+
+    # -- online authorisation -------------------------------------------------------------------
+
+    def request_authorisation(self, member: str, points: int, reward: str, timeout: float) -> Hold | None:
+        """Ask head office for a hold on points for a redemption (from any thread). None: no
+        answer in time; raises when it says no."""
+        return self._ask_office(
+            {"kind": "points", "member": member, "points": points, "reward": reward}, timeout
+        )
+
+    def request_value_authorisation(self, member: str, amount: Decimal, timeout: float) -> Hold | None:
+        """Ask head office for a hold on stored value for a payment, the same way."""
+        return self._ask_office({"kind": "value", "member": member, "amount": f"{amount:.2f}"}, timeout)
+
+    def _ask_office(self, payload: dict[str, Any], timeout: float) -> Hold | None:
+        if not self.link_online():
+            return None  # no wait when the link is known down: the offline limits decide now
+        call = AuthCall(uuid.uuid4().bytes, payload)
+        self._calls.put(call)
+        if not call.done.wait(timeout) or call.answer is None:
+            self._waiting.pop(call.correlation, None)
+            self.ctx.stats["auth_timeouts"] += 1
+            return None
+        answer = call.answer
+        if answer.get("ok") is True and isinstance(answer.get("hold"), str):
+            return Hold(str(answer["hold"]))
+        reason = answer.get("reason")
+        raise AuthorisationDenied(reason if isinstance(reason, str) else "head office declined")
+
+    def send_queued(self) -> None:
+        """Publish the requests other threads queued (on the agent's thread)."""
+        while True:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            self._send_auth(call)
+
+    def _send_auth(self, call: AuthCall) -> None:
+        ctx = self.ctx
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = ctx.topic("auth/response")
+        props.CorrelationData = call.correlation
+        self._waiting[call.correlation] = call
+        info = ctx.client.publish(ctx.topic("auth/request"), dumps(call.payload), qos=1, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._waiting.pop(call.correlation, None)
+            call.done.set()
+
+    def on_auth_response(self, body: dict[str, Any], msg: mqtt.MQTTMessage) -> None:
+        """Head office's answer, handed to the thread waiting for it (if it still is)."""
+        correlation = getattr(getattr(msg, "properties", None), "CorrelationData", None)
+        call = self._waiting.pop(bytes(correlation), None) if correlation is not None else None
+        if call is None:
+            self.ctx.drop("stale_auth")  # answered after the kiosk gave up: the hold just expires
+            return
+        self.ctx.contact()
+        call.answer = body
+        call.done.set()
+
+    def fail_pending_calls(self) -> None:
+        """The connection is gone: every waiting caller gets no answer now (offline limits)."""
+        for call in list(self._waiting.values()):
+            call.done.set()
+        self._waiting.clear()
+        while True:
+            try:
+                self._calls.get_nowait().done.set()
+            except queue.Empty:
+                return

@@ -1,0 +1,356 @@
+"""Downstream: head office's changes fanned out to the replica, resync sessions, the digest.
+
+Changes are applied in version order; a gap (or a new node) asks for a resync; a resync
+answer (delta or snapshot) is checked part by part and only its last part moves the applied
+version. At head office's digest version, with every row acknowledged, the replica's member
+count and points sum must equal the digest's; a replica that differs resyncs by snapshot
+itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from staypoint.edge import sync_store
+from staypoint.edge.sync.context import MAX_VERSION, AgentContext, dumps, int_field
+from staypoint.edge.sync.upstream import Upstream
+from staypoint.loyalty.events import iso
+from staypoint.loyalty.program import ProgramError, parse_program
+
+log = logging.getLogger("staypoint.sync")
+
+# Fan-out changes kept while a resync runs (a fleet makes a few parts a second; a 1M-member
+# snapshot takes ~12 s). Counted in changes, not parts, so a Pi's memory stays bounded
+# (~10 MB) whatever the part size; past it the agent resyncs again once this one is done.
+HELD_CHANGES_MAX = 20_000
+# A replica that still differs after resyncing by itself (say a row head office never had,
+# which a snapshot does not remove) must not pull a snapshot on every digest: each further
+# self-resync waits this long, doubling up to the cap, until a digest matches again.
+SELF_RESYNC_BACKOFF = 300.0
+SELF_RESYNC_BACKOFF_MAX = 6 * 3600.0
+
+
+@dataclass
+class ResyncSession:
+    """One resync asked of head office, and what has arrived of its answer."""
+
+    session: str
+    deadline: float
+    parts: set[int] = field(default_factory=set)
+    last: int | None = None
+    # Fan-out that arrived while this session ran. Head office answers a resync from one
+    # thread and fans out new changes from another, so a change committed after the answer
+    # was read can arrive before the answer's last part: applying it then could go back in
+    # time, dropping it would leave the node behind until the next change. A session that
+    # is abandoned (reconnect, timeout) drops these: the next answer is read later.
+    held: list[dict[str, Any]] = field(default_factory=list)
+    held_changes: int = 0
+    held_overflow: bool = False
+    applied: int = 0  # changes of this answer applied so far (the progress callback's count)
+
+
+#: ``progress(applied, done)``: after each part of a resync answer (a snapshot on bootstrap),
+#: the changes applied so far in it, rising, and whether it is complete. The CLI draws a bar
+#: from it; edge draws nothing.
+ResyncProgress = Callable[[int, bool], None]
+
+
+class Downstream:
+    """Head office's state coming down to the replica.
+
+    ``upstream`` is asked to write its waiting ack first wherever the replica must show every
+    acknowledged row as done (before a fan-out is applied, before the digest is compared).
+    """
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        upstream: Upstream,
+        *,
+        held_max: int = HELD_CHANGES_MAX,
+        progress: ResyncProgress | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.upstream = upstream
+        self.held_max = held_max
+        self.progress = progress
+        self.resync: ResyncSession | None = None
+        self._tier_ranks: tuple[int, dict[str, int]] = (-1, {})
+        self._unfolded = sync_store.UnfoldedCache()
+        self._digest: tuple[int, int, int] | None = None  # head office's (version, members, points)
+        self.digest_ok: bool | None = None  # None: never at a digest's version with nothing pending
+        self.last_self_resync: str | None = None
+        self._self_resync_after = 0.0
+        self._self_resync_backoff = 0.0
+
+    # -- resync sessions ------------------------------------------------------------------------
+
+    def request_resync(self, from_version: int | None = None) -> None:
+        """Ask for what was missed since the applied version (or from ``from_version``: 0 is a
+        snapshot, head office's whole state)."""
+        ctx = self.ctx
+        if self.resync is not None:
+            return
+        start = sync_store.applied_version(ctx.replica.conn) if from_version is None else from_version
+        session = uuid.uuid4().hex
+        self.resync = ResyncSession(session, time.monotonic() + ctx.config.resync_timeout)
+        ctx.client.publish(ctx.topic("resync"), dumps({"from": start, "session": session}), qos=1)
+        ctx.stats["resyncs"] += 1
+
+    def check_currency(self) -> None:
+        """A quiet replica is confirmed current by asking head office (an empty answer)."""
+        if self.resync is None and self._due_for_currency_check():
+            self.ctx.stats["currency_checks"] += 1
+            self.request_resync()
+
+    def check_resync_timeout(self, now: float) -> None:
+        """A resync whose answer stopped coming is asked again."""
+        if self.resync is not None and now > self.resync.deadline:
+            self.ctx.stats["resync_timeouts"] += 1
+            self.resync = None
+            self.request_resync()
+
+    def _due_for_currency_check(self) -> bool:
+        """True when nothing has confirmed the replica for ``current_interval`` (injected clock)."""
+        known = self.ctx.known_current_at
+        if known is None:
+            return False  # the resync sent on connect confirms it first
+        age = (self.ctx.clock() - known).total_seconds()
+        return age >= self.ctx.config.current_interval
+
+    def on_resync_part(self, body: dict[str, Any]) -> None:
+        """One part of a resync answer: checked, applied once, the last one moves the version."""
+        ctx = self.ctx
+        rs = self.resync
+        if rs is None or body.get("session") != rs.session:
+            ctx.drop("stale_resync")
+            return
+        part, to, data, digest = (
+            int_field(body, "part"),
+            int_field(body, "to"),
+            body.get("data"),
+            body.get("sha256"),
+        )
+        if part is None or to is None or not isinstance(data, str) or not isinstance(digest, str):
+            ctx.drop("wrong_type")
+            return
+        if hashlib.sha256(data.encode()).hexdigest() != digest:
+            ctx.drop("checksum")
+            return
+        try:
+            changes = orjson.loads(data)
+        except ValueError:
+            ctx.drop("malformed")
+            return
+        if not isinstance(changes, list):
+            ctx.drop("wrong_type")
+            return
+        versions = [c.get("version") if isinstance(c, dict) else None for c in changes]
+        if not all(type(v) is int and 0 <= v <= to for v in versions) or to > MAX_VERSION:
+            ctx.drop("bad_range")  # a part that claims to end before its own changes
+            return
+        rs.deadline = time.monotonic() + ctx.config.resync_timeout
+        with ctx.replica.write():
+            if part not in rs.parts:
+                self._apply(changes)
+                ctx.stats["resync_changes"] += len(changes)
+                rs.applied += len(changes)
+            rs.parts.add(part)
+            if body.get("last") is True:
+                rs.last = part
+            done = rs.last is not None and rs.parts >= set(range(rs.last + 1))
+            if done:
+                sync_store.set_applied_version(ctx.replica.conn, to)
+                self.resync = None
+                ctx.stats["resyncs_done"] += 1
+                if body.get("mode") == "snapshot":
+                    ctx.stats["snapshots"] += 1
+        if body.get("mode") == "snapshot" and (done or part % 50 == 0):
+            log.info("snapshot: %d changes applied%s", rs.applied, " (complete)" if done else "")
+        if self.progress is not None:
+            try:
+                self.progress(rs.applied, done)
+            except Exception:  # a display's fault must never stop the replica
+                log.exception("resync progress callback failed")
+        if done:
+            # Head office answered at its version: the replica is current as of now, whatever
+            # the rate limit on contact says (a currency check must always land).
+            ctx.contact(force=True)
+            self._release_held(rs)
+            self.check_digest()  # a retained digest met during the resync, or the self-resync's own
+
+    def _release_held(self, rs: ResyncSession) -> None:
+        """Apply the fan-out held during a finished resync: what the answer covered is
+        skipped by version, a gap asks for another resync (which holds the rest again)."""
+        for body in sorted(rs.held, key=lambda b: (b["from"], b["to"])):  # validated on arrival
+            self.on_fleet_changes(body)
+            self.ctx.stats["held_parts_released"] += 1
+        if rs.held_overflow:
+            self.request_resync()  # some fan-out was forgotten: ask for what it carried
+
+    # -- fan-out ----------------------------------------------------------------------------------
+
+    def _tier_ranks_now(self) -> dict[str, int]:
+        conn = self.ctx.replica.conn
+        row = conn.execute("SELECT value FROM node_meta WHERE key = 'program_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version != self._tier_ranks[0]:
+            doc = conn.execute("SELECT document FROM programs WHERE version = ?", (version,)).fetchone()
+            ranks: dict[str, int] = {}
+            if doc is not None:
+                try:
+                    ranks = {t.code: t.rank for t in parse_program(str(doc[0])).tiers}
+                except ProgramError:
+                    ranks = {}
+            self._tier_ranks = (version, ranks)
+        return self._tier_ranks[1]
+
+    def _apply(self, changes: list[Any]) -> None:
+        """Apply changes (caller's transaction); a malformed one is skipped and counted."""
+        conn = self.ctx.replica.conn
+        ranks = self._tier_ranks_now()
+        try:
+            conn.execute("SAVEPOINT changes")
+            sync_store.apply_changes(conn, changes, ranks, self._unfolded)
+            conn.execute("RELEASE changes")
+            return
+        except (sync_store.ChangeError, KeyError, ValueError, TypeError):
+            conn.execute("ROLLBACK TO changes")
+            conn.execute("RELEASE changes")
+        for change in changes:  # the slow path: one by one, so one bad change costs only itself
+            try:
+                conn.execute("SAVEPOINT one")
+                sync_store.apply_changes(conn, [change], ranks, self._unfolded)
+                conn.execute("RELEASE one")
+            except (sync_store.ChangeError, KeyError, ValueError, TypeError):
+                conn.execute("ROLLBACK TO one")
+                conn.execute("RELEASE one")
+                self.ctx.drop("bad_change")
+
+    def on_fleet_changes(self, body: dict[str, Any]) -> None:
+        """A fan-out part: applied past the applied version, held during a resync, a gap resyncs."""
+        ctx = self.ctx
+        start, to, changes = int_field(body, "from"), int_field(body, "to"), body.get("changes")
+        if start is None or to is None or not isinstance(changes, list) or start > to:
+            ctx.drop("wrong_type")
+            return
+        # A part carries changes in rising version order inside (from, to], the last one at
+        # ``to`` (a contiguous run, or a collapsed delta: the latest change per key). One
+        # that does not add up would move the applied version past changes never seen (the
+        # node would then ignore every real change): dropped, counted.
+        versions: list[int] = [
+            c["version"] for c in changes if isinstance(c, dict) and type(c.get("version")) is int
+        ]
+        if (
+            not versions
+            or len(versions) != len(changes)
+            or versions[-1] != to
+            or any(not start < v <= to for v in versions)
+            or any(a >= b for a, b in itertools.pairwise(versions))
+            or to > MAX_VERSION
+        ):
+            ctx.drop("bad_range")
+            return
+        rs = self.resync
+        if rs is not None:
+            if rs.held_changes + len(changes) <= self.held_max:
+                rs.held.append(body)
+                rs.held_changes += len(changes)
+            else:
+                rs.held_overflow = True
+            return
+        with ctx.replica.write():
+            self.upstream.flush_ack()
+            applied = sync_store.applied_version(ctx.replica.conn)
+            if to <= applied:
+                return
+            if start > applied:
+                gap = True
+            else:
+                gap = False
+                fresh = [c for c in changes if isinstance(c, dict) and int_field(c, "version") is not None]
+                fresh = [c for c in fresh if c["version"] > applied]
+                fresh.sort(key=lambda c: int(c["version"]))
+                self._apply(fresh)
+                sync_store.set_applied_version(ctx.replica.conn, to)
+                ctx.stats["changes_applied"] += len(fresh)
+        if not gap:
+            ctx.contact()  # head office just fanned out, and the replica is at its version
+        if gap:
+            ctx.stats["gaps"] += 1
+            self.request_resync()
+
+    # -- the digest ---------------------------------------------------------------------------------
+
+    def on_digest(self, body: dict[str, Any], retained: bool = True) -> None:
+        """Head office's digest (version, members, points sum): kept, and compared when it can be."""
+        version, members, points = (int_field(body, k) for k in ("version", "members", "points"))
+        # Points may sum below zero (overdrafts are recorded, not refused); the rest may not.
+        if (
+            version is None
+            or members is None
+            or points is None
+            or not 0 <= version <= MAX_VERSION
+            or not 0 <= members <= MAX_VERSION
+            or not -MAX_VERSION <= points <= MAX_VERSION
+        ):
+            self.ctx.drop("wrong_type")
+            return
+        self._digest = (version, members, points)
+        if not retained and version == sync_store.applied_version(self.ctx.replica.conn):
+            self.ctx.contact()  # a fresh digest at our version: head office is up and we are current
+        self.check_digest()
+
+    def check_digest(self) -> None:
+        """Hold the replica against head office's last digest, when the two must be equal."""
+        ctx = self.ctx
+        if self._digest is None or self.resync is not None:
+            return
+        version, members, points = self._digest
+        if self.upstream.ack_due is not None:
+            with ctx.replica.write():
+                self.upstream.flush_ack()
+        with ctx.replica.read():
+            conn = ctx.replica.conn
+            # Only at the digest's version with every row acknowledged is a member row exactly
+            # head office's record (head office publishes the digest of V before the ack of any
+            # event committed after V); anywhere else own unfolded events or changes not yet
+            # applied make the sums differ honestly.
+            if sync_store.applied_version(conn) != version or sync_store.outbox_depth(conn):
+                return
+            mine = sync_store.replica_digest(conn)
+        ctx.stats["digest_checks"] += 1
+        if mine == (members, points):
+            self.digest_ok = True
+            self._self_resync_after = self._self_resync_backoff = 0.0
+            return
+        self.digest_ok = False
+        ctx.stats["digest_mismatches"] += 1
+        now = time.monotonic()
+        resync = now >= self._self_resync_after
+        then = (
+            "resyncing from a snapshot"
+            if resync
+            else f"next self-resync in {self._self_resync_after - now:.0f}s"
+        )
+        log.warning(
+            "replica differs from head office at version %d: %d members / %d points here, %d / %d there: %s",
+            *(version, *mine, members, points, then),
+        )
+        if resync:
+            self._self_resync_backoff = min(
+                max(2 * self._self_resync_backoff, SELF_RESYNC_BACKOFF), SELF_RESYNC_BACKOFF_MAX
+            )
+            self._self_resync_after = now + self._self_resync_backoff
+            self.last_self_resync = iso(ctx.clock())
+            ctx.stats["self_resyncs"] += 1
+            self.request_resync(from_version=0)
