@@ -31,7 +31,9 @@ _value = st.recursive(
 )
 
 
-@given(st.dictionaries(_text, _value, max_size=6))
+# ``data.points`` is the one data field the envelope itself checks (a whole number): the trip
+# through ``event_from_dict`` below would refuse any other value, as it should.
+@given(st.dictionaries(_text.filter(lambda k: k != "points"), _value, max_size=6))
 def test_canonical_body_matches_the_json_encoder(data: dict[str, object]) -> None:
     now = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
     event = Event("sha-lobby-01", 1, 7, uuid7(now), iso(now), "feedback.recorded", None, 1, data)
