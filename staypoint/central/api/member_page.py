@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import segno
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, Response
 
@@ -33,6 +32,8 @@ PAGE = (Path(__file__).with_name("member_page.html")).read_text(encoding="utf-8"
 
 def voucher_qr_svg(token: str) -> str:
     """The QR of a voucher's signed token, as SVG (dark modules on white, a quiet zone)."""
+    import segno  # only the member page draws QR codes: the rest of head office never loads it
+
     out = io.BytesIO()
     segno.make_qr(token, error="l", boost_error=True).save(
         out, kind="svg", scale=4, border=4, dark="#000", light="#fff", xmldecl=False
