@@ -59,8 +59,6 @@ def public_key_from_hex(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
 
 
-
-
 def create_keys(directory: Path, card_key: bytes | None = None) -> NodeKeys:
     """Generate the node's voucher key (and a card key unless the fleet's is given)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
