@@ -42,8 +42,6 @@ class TokenRefused(ValueError):
     """The token cannot be used; the message is what the technician reads."""
 
 
-
-
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``path.lock`` (two head-office processes, one file)."""
