@@ -21,9 +21,7 @@ OLD = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False
 # travels as text, points as whole numbers). Text includes control characters, quotes,
 # backslashes, U+2028 and characters outside the BMP; whole numbers go past 64 bits.
 _text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
-_scalar = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), _text
-)
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), _text)
 _value = st.recursive(
     _scalar,
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)),
