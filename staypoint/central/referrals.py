@@ -97,20 +97,17 @@ def award_due(job: CampaignJob, now: datetime) -> dict[str, int]:
     campaign job (it uses the job's outbox to the ledger); ``ref_rewards`` makes it once.
     """
     r = rules(job.program)
-    rows = job.query(
-        "SELECT m.number, json_extract(m.doc, '$.referred_by'), json_extract(m.doc, '$.referred_at') "
-        "FROM members m WHERE json_extract(m.doc, '$.referred_by') IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM ref_rewards r WHERE r.referred = m.number)"
-    )
+    # Read through the ledger's store (SQLite or PostgreSQL); ``ref_rewards`` lives with the
+    # job's own tables, so the members already rewarded are left out here, not in one join.
+    with job.db.tx(durable=False) as conn:
+        rewarded = {str(m) for (m,) in conn.execute("SELECT referred FROM ref_rewards").fetchall()}
+    store = job.ledger.store
     awarded = 0
-    for member, referrer, referred_at in rows:
-        stay = job.query(
-            "SELECT s.event_id FROM stays s JOIN events e ON e.id = s.event_id "
-            "WHERE s.member = ? AND s.nights > 0 AND e.type = 'stay.posted' "
-            "AND json_extract(e.body, '$.at') >= ? ORDER BY e.rowid LIMIT 1",
-            (member, str(referred_at or "")),
-        )
-        if not stay:
+    for member, referrer, referred_at in store.referred_members():
+        if member in rewarded:
+            continue
+        stay = store.first_stay_since(member, referred_at)
+        if stay is None:
             continue
         bonuses: list[tuple[str, dict[str, Any]]] = [
             (
@@ -131,7 +128,7 @@ def award_due(job: CampaignJob, now: datetime) -> dict[str, int]:
         if job.queue_once(
             "INSERT OR IGNORE INTO ref_rewards (referred, referrer, stay_event, awarded_at) "
             "VALUES (?, ?, ?, ?)",
-            (member, referrer, stay[0][0], iso(now)),
+            (member, referrer, stay, iso(now)),
             bonuses,
             now,
         ):

@@ -465,6 +465,22 @@ class PgLedgerStore:
                 [(d["number"], Jsonb(d), int(d["points"]), bool(d.get("blocked"))) for d in docs],
             )
 
+    def referred_members(self) -> list[tuple[str, str, str]]:
+        rows = self._all(
+            "SELECT number, doc->>'referred_by', doc->>'referred_at' FROM members "
+            "WHERE doc->>'referred_by' IS NOT NULL ORDER BY number"
+        )
+        return [(str(n), str(r), str(a or "")) for n, r, a in rows]
+
+    def first_stay_since(self, member: str, at: str) -> str | None:
+        value = self._one(
+            "SELECT s.event_id FROM stays s JOIN events e ON e.id = s.event_id "
+            "WHERE s.member = %s AND s.nights > 0 AND e.type = 'stay.posted' "
+            "AND e.body::jsonb->>'at' >= %s ORDER BY e.pos LIMIT 1",
+            (member, at),
+        )
+        return None if value is None else str(value)
+
     def member_numbers(self) -> list[str]:
         return [str(n) for (n,) in self._all("SELECT number FROM members ORDER BY number")]
 

@@ -242,6 +242,22 @@ class SqliteLedgerStore:
         )
         return list(range(base + 1, base + 1 + len(docs)))
 
+    def referred_members(self) -> list[tuple[str, str, str]]:
+        rows = self.conn.execute(
+            "SELECT number, json_extract(doc, '$.referred_by'), json_extract(doc, '$.referred_at') "
+            "FROM members WHERE json_extract(doc, '$.referred_by') IS NOT NULL ORDER BY number"
+        )
+        return [(str(n), str(r), str(a or "")) for n, r, a in rows]
+
+    def first_stay_since(self, member: str, at: str) -> str | None:
+        value = self._one(
+            "SELECT s.event_id FROM stays s JOIN events e ON e.id = s.event_id "
+            "WHERE s.member = ? AND s.nights > 0 AND e.type = 'stay.posted' "
+            "AND json_extract(e.body, '$.at') >= ? ORDER BY e.rowid LIMIT 1",
+            (member, at),
+        )
+        return None if value is None else str(value)
+
     def member_numbers(self) -> list[str]:
         return [str(n) for (n,) in self.conn.execute("SELECT number FROM members ORDER BY number")]
 

@@ -145,3 +145,41 @@ def test_central_jobs_on_postgresql_as_a_user_runs_it(
     assert out["campaigns"]["delivered"] == {"sent": 4} and box.count() == 4
     assert staypoint(argv) == 0
     assert json.loads(capsys.readouterr().out)["campaigns"]["delivered"] == {} and box.count() == 4
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_referral_bonuses_are_paid_once_on_either_store(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A friend referred at a desk, then a first stay: both bonuses once, on either ledger
+    (the pass read the ledger's tables through a SQLite connection, and did not run on
+    PostgreSQL)."""
+    from staypoint.central.referrals import rules
+    from staypoint.loyalty.program import Outlet
+    from staypoint.loyalty.referral_codes import referral_code
+    from tests.sync.nodes import Node
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    store = f"sqlite://{tmp_path / 'ledger.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    profiles = str(tmp_path / "profiles.db") if kind == "sqlite" else None
+    _chain(store, profiles or store, 1)
+    desk = Node(tmp_path, "sha-lobby-01", "SHA", 1, now=NOW)
+    ada = desk.svc.enrol("Ada L", "2580", NOW).number
+    bob = desk.svc.enrol("Bob K", "1357", NOW, referred_by=referral_code(ada)).number
+    desk.svc.post_stay(bob, "F-1", NOW, nights=2, revenue={Outlet.ROOM: "300.00"})
+    ledger = Ledger(open_ledger_store(store))
+    ledger.register_node(desk.node, desk.svc.keys.public_hex(), "SHA")
+    assert ledger.ingest(desk.node, desk.pending(), NOW).rejected == 0
+    before = {m: int(ledger.member(m)["points"]) for m in (ada, bob)}  # type: ignore[index]
+    ledger.store.close()
+
+    first = run_daily(NOW, store=store, profiles=profiles, quiet=True)
+    again = run_daily(NOW, store=store, profiles=profiles, quiet=True)
+    assert first["referrals"] == {"awarded": 1} and again["referrals"] == {"awarded": 0}
+    ledger = Ledger(open_ledger_store(store))
+    try:
+        r = rules(default_program())
+        after = {m: int(ledger.member(m)["points"]) for m in (ada, bob)}  # type: ignore[index]
+        assert after == {ada: before[ada] + r.referrer_points, bob: before[bob] + r.referred_points}
+    finally:
+        ledger.store.close()

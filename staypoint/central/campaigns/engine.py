@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import sys
 import time as _time
 import zlib
 from collections.abc import Iterator
@@ -920,12 +919,7 @@ def run_daily(
     job.quiet = quiet
     try:
         report = job.run_daily(now, dry_run=dry_run)
-        if not dry_run and stores.segments.pg_url is not None:
-            # referrals.award_due reads the ledger's members table through the job's SQLite
-            # connection: not on PostgreSQL yet. Said, not skipped silently.
-            report["referrals"] = "not run: referral bonuses need a SQLite ledger for now"
-            print("staypoint: referral bonuses not run: not on a PostgreSQL ledger yet", file=sys.stderr)
-        elif not dry_run:
+        if not dry_run:
             report["referrals"] = referrals.award_due(job, now)
             report["bonus_events"] = report.get("bonus_events", 0) + job.flush_bonuses(now)
         return report
