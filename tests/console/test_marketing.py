@@ -14,6 +14,8 @@ from staypoint.central.console.desk import Desk
 from tests.api.conftest import NOW, Api
 from tests.console.conftest import PASSWORD
 
+pytest_plugins = ["tests.pg_fixtures"]
+
 SIZE = (140, 44)
 
 
@@ -89,3 +91,36 @@ async def test_marketing_builds_a_segment_previews_a_campaign_and_reads_reports(
         screen.query_one("#rpt-show", Button).press()
         await pilot.pause()
         assert "YYYY-MM-DD" in _text(screen, "#rpt-headline")
+
+
+async def test_the_marketing_tab_works_on_a_postgresql_ledger(
+    request: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Segments and a message preview on a PostgreSQL ledger (the tab said "SQLite only")."""
+    from staypoint.central.claims import ClaimsQueue
+    from tests.api.conftest import Clock, build_api
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    api = build_api(str(request.getfixturevalue("pg_url")), tmp_path, Clock())
+    desk = Desk(api.services, ClaimsQueue(api.services))
+    desk.add_staff("mkt-1", "Mia Marketing", "marketing", PASSWORD)
+    for i, name in enumerate(("Ada Lovelace", "Bob Builder")):
+        m = api.enrol(name, email=f"guest{i}@example.com")
+        api.stay(m, f"F-{i}", room="900")
+    app = ConsoleApp(desk, clock=lambda: NOW)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await _sign_in(pilot, "mkt-1")
+            screen = app.screen
+            screen.query_one(TabbedContent).active = "marketing"
+            await pilot.pause()
+            screen.query_one("#seg-points", Input).value = "1"
+            screen.query_one("#seg-preview", Button).press()
+            await pilot.pause()
+            assert _text(screen, "#seg-msg").startswith("2 members in this segment")
+            screen.query_one("#seg-code", Input).value = "big-spenders"
+            screen.query_one("#seg-save", Button).press()
+            await pilot.pause()
+            assert "saved big-spenders version 1" in _text(screen, "#seg-msg")
+    finally:
+        api.client.close()

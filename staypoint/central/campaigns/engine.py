@@ -162,8 +162,9 @@ def open_stores(ledger_path: Path, profiles_path: Path) -> JobStores:
 class CampaignJob:
     """Campaigns over one ledger file and one profiles file.
 
-    ``stores`` (from :func:`open_stores`) are the caller's to close; without them the job
-    opens its own over the two paths and closes them in :meth:`close`.
+    ``stores`` (from :func:`open_stores` or :func:`open_stores_at`) are the caller's to close,
+    unless ``own_stores``; without them the job opens its own over the two paths and closes
+    them in :meth:`close`.
     """
 
     def __init__(
@@ -175,10 +176,11 @@ class CampaignJob:
         gateways: dict[str, Gateway] | None = None,
         program: Program | None = None,
         stores: JobStores | None = None,
+        own_stores: bool = False,
     ) -> None:
         self.config = config
         self.settings = config.settings
-        self._own_stores = stores is None
+        self._own_stores = stores is None or own_stores
         self.stores = open_stores(ledger_path, profiles_path) if stores is None else stores
         self.db = self.stores.db
         self.segments = self.stores.segments

@@ -8,8 +8,7 @@ version it was approved with). A one-off campaign over a saved segment takes the
 member's message exactly as the campaign job would (``CampaignJob.message_for``), "Dry run"
 counts today's recipients with the engine's own dry run (nothing is logged or sent).
 
-Campaigns run on a SQLite ledger (as the campaign job does); on PostgreSQL the tab says so.
-Styles: ``marketing.tcss``.
+On either ledger store, as the campaign job runs (``open_stores_at``). Styles: ``marketing.tcss``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Static, TextArea
 
 from staypoint.central.campaigns.config import Campaign, ConfigError, JobConfig, with_default_templates
-from staypoint.central.campaigns.engine import CampaignJob
+from staypoint.central.campaigns.engine import CampaignJob, open_stores_at
 from staypoint.central.campaigns.segments import Segment, SegmentError, Segments
 from staypoint.central.campaigns.templates import DEFAULTS, Template
 from staypoint.central.console.desk import Desk, Staff
@@ -41,11 +40,13 @@ _FIELDS = (
 )
 
 
-def _paths(desk: Desk) -> tuple[Path, Path] | None:
-    """The ledger and profiles files, when the ledger is SQLite (campaigns run there only)."""
-    ledger = getattr(desk.ledger.store, "path", None)
-    profiles = getattr(desk.services.profiles, "path", None)
-    return (Path(ledger), Path(profiles)) if ledger is not None and profiles is not None else None
+def _location(desk: Desk) -> tuple[str, str] | None:
+    """Where the desk's ledger and profiles are, as ``open_stores_at`` takes them (a SQLite
+    ledger's path or a PostgreSQL URL; the profiles' file or URL); None when not known."""
+    store, profiles = desk.ledger.store, desk.services.profiles
+    ledger = getattr(store, "url", None) or getattr(store, "path", None)
+    where = getattr(profiles, "url", None) or getattr(profiles, "path", None)
+    return (str(ledger), str(where)) if ledger is not None and where is not None else None
 
 
 def segment_from_fields(values: dict[str, str]) -> Segment:
@@ -82,8 +83,8 @@ class MarketingView(Vertical):
         self.clock = clock
 
     def compose(self) -> ComposeResult:
-        if _paths(self.desk) is None:
-            yield Static("Segments and campaigns run on a SQLite ledger only (not yet on PostgreSQL).")
+        if _location(self.desk) is None:
+            yield Static("Segments and campaigns need the ledger's and the profiles' locations.")
             return
         with VerticalScroll(id="mkt-scroll"):
             yield Label("Segment", classes="mkt-head")
@@ -117,9 +118,12 @@ class MarketingView(Vertical):
         return segment_from_fields({key: self._value(fid) for fid, _h, key in _FIELDS})
 
     def _segments(self) -> Segments:
-        paths = _paths(self.desk)
-        assert paths is not None
-        return Segments(*paths)
+        where = _location(self.desk)
+        assert where is not None
+        ledger, profiles = where
+        if ledger.startswith(("postgresql://", "postgres://")):
+            return Segments.on_postgresql(ledger, profiles)
+        return Segments(Path(ledger), Path(profiles))
 
     def _msg(self, wid: str, text: str) -> None:
         self.query_one(f"#{wid}", Static).update(text)
@@ -212,9 +216,12 @@ class MarketingView(Vertical):
         )
 
     def _job(self, c: Campaign) -> CampaignJob:
-        paths = _paths(self.desk)
-        assert paths is not None
-        job = CampaignJob(*paths, JobConfig(campaigns=(c,)), gateways={})
+        where = _location(self.desk)
+        assert where is not None
+        stores = open_stores_at(*where)
+        job = CampaignJob(
+            Path(), Path(), JobConfig(campaigns=(c,)), gateways={}, stores=stores, own_stores=True
+        )
         job.quiet = True
         return job
 
