@@ -141,8 +141,9 @@ def test_transfer_settle_confirm_reject_and_credit(api: Api, tmp_path: Path) -> 
 
     # A bad confirmation file: one numbered line per bad row, nothing booked.
     refs = [ln.split(",")[4] for ln in lines[1:3]]
+    ada_ref = next(ref for ref in refs if ref != bob_transfer)  # the file's order is by transfer id
     confirm = tmp_path / "confirm.csv"
-    confirm.write_text(f"reference,status,reason\n{refs[0]},maybe,\nnope-1,confirmed,\n")
+    confirm.write_text(f"reference,status,reason\n{ada_ref},maybe,\nnope-1,confirmed,\n")
     r = cli(api, tmp_path, "confirm", str(confirm), "--partner", "SKYMILES", ok=False)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
@@ -153,7 +154,7 @@ def test_transfer_settle_confirm_reject_and_credit(api: Api, tmp_path: Path) -> 
 
     # Confirmed and rejected: the rejected one comes back to the member, once.
     confirm.write_text(
-        f"reference,status,reason\n{refs[0]},confirmed,\n{bob_transfer},rejected,closed account\n"
+        f"reference,status,reason\n{ada_ref},confirmed,\n{bob_transfer},rejected,closed account\n"
     )
     got = json.loads(cli(api, tmp_path, "confirm", str(confirm), "--partner", "SKYMILES", "--json").stdout)
     assert got == {"confirmed": 1, "rejected": 1, "points_returned": 2000, "unchanged": 0}
