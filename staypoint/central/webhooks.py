@@ -408,10 +408,10 @@ class Worker:
 
 
 # -- CLI -----------------------------------------------------------------------------------------------
-def _open(args: argparse.Namespace) -> SideStore:
+def _open(args: argparse.Namespace, *, create: bool = False) -> SideStore:
     from staypoint.central.api.cli import _side_store
 
-    return _side_store(args)  # type: ignore[no-any-return]
+    return _side_store(args, create=create)  # type: ignore[no-any-return]
 
 
 def cmd_webhooks(args: argparse.Namespace) -> None:
@@ -461,7 +461,7 @@ def _run(args: argparse.Namespace) -> None:
         store = open_ledger_store(store_url(args), must_exist=True)
     except StoreConfigError as exc:
         raise SystemExit(f"staypoint: {exc}") from None
-    side = _open(args)
+    side = _open(args, create=True)
     worker = Worker(store, side)
     stop = threading.Event()
     print(f"webhooks: delivering from version {side.cursor_position(CURSOR)}", file=sys.stderr)

@@ -140,8 +140,11 @@ def register(central_sub: Any) -> None:
     register_keys(p)
 
 
-def _side_store(args: argparse.Namespace) -> Any:
-    """The side tables from --side (or the PostgreSQL --store), as 'central api' opens them."""
+def _side_store(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The side tables from --side (or the PostgreSQL --store), as 'central api' opens them.
+
+    A command that reads them refuses a missing SQLite file; a service (``create``) makes it,
+    as the API does, since the units start together and none may wait on another's first run."""
     from staypoint.central.api.state import SideStore
     from staypoint.central.store import StoreConfigError, parse_store_url
 
@@ -151,7 +154,7 @@ def _side_store(args: argparse.Namespace) -> Any:
         side = side or (store if store is not None and store.is_pg else None)
         if side is None:
             raise StoreConfigError("--side is needed (sqlite:///path/side.db, or --store postgresql://...)")
-        if not side.is_pg and not Path(side.canonical().removeprefix("sqlite://")).exists():
+        if not create and not side.is_pg and not Path(side.canonical().removeprefix("sqlite://")).exists():
             raise StoreConfigError(f"no side tables at {side.canonical()}")
     except StoreConfigError as exc:
         raise SystemExit(f"staypoint: {exc}") from None
