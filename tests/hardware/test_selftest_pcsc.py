@@ -56,7 +56,8 @@ def test_a_card_tapped_when_asked_is_read(pcscd: Pcscd, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(selftest, "print", technician, raising=False)
     try:
-        results = run_selftest(_board(pcscd), production=True, interactive=True, timeout=10)
+        # 30 s: a loaded machine took over 10 s to read the card (a read ends the wait at once).
+        results = run_selftest(_board(pcscd), production=True, interactive=True, timeout=30)
     finally:
         for card in cards:
             card.remove()
