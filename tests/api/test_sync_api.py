@@ -10,7 +10,8 @@ import pytest
 
 from tests.api.conftest import PIN, Api, Clock, build_api
 from tests.mqtt_fixtures import MosquittoBroker
-from tests.sync.conftest import Fleet, now, wait_until
+from tests.sync.conftest import Fleet, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures", "tests.pg_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -43,8 +44,8 @@ def test_api_stay_reaches_the_kiosk_and_kiosk_redemption_reaches_the_api(
         )
         assert r.status_code == 200, r.text
         fleet.settle()
-        wait_until(lambda: node.service.replica.member(member) is not None, what="the member on the node")
-        wait_until(lambda: node.points(member) == 6500, what="the API's stay on the kiosk")
+        wait_until(lambda: node.service.replica.member(member) is not None, message="the member on the node")
+        wait_until(lambda: node.points(member) == 6500, message="the API's stay on the kiosk")
         kiosk = node.service.summary(member, now())
         assert (kiosk.points, kiosk.tier) == (6500, "MEMBER")
 

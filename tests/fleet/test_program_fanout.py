@@ -19,7 +19,8 @@ from staypoint.central.ledger import Ledger
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.loyalty.program import default_program_text
 from tests.mqtt_fixtures import MosquittoBroker, office_command
-from tests.sync.conftest import Fleet, now, wait_until
+from tests.sync.conftest import Fleet, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -26,7 +26,8 @@ from staypoint.loyalty.events import points_delta
 from staypoint.loyalty.program import Outlet, default_program_text
 from tests.mqtt_fixtures import MosquittoBroker, office_command
 from tests.patroni_fixtures import PatroniCluster, require_patroni
-from tests.sync.conftest import PIN, Fleet, now, wait_until
+from tests.sync.conftest import PIN, Fleet, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]

@@ -20,7 +20,8 @@ from staypoint.central.store_pg import PgLedgerStore
 from staypoint.loyalty.events import points_delta
 from staypoint.loyalty.program import Outlet, default_program_text
 from tests.mqtt_fixtures import MosquittoBroker, office_command
-from tests.sync.conftest import PIN, Fleet, Node, now, wait_until
+from tests.sync.conftest import PIN, Fleet, Node, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures", "tests.pg_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from staypoint.edge.service import NodeService, PinProof
 from staypoint.edge.sync.agent import MqttAuthoriser, SyncAgent, SyncConfig
 from staypoint.loyalty.program import default_program_text
 from tests.mqtt_fixtures import MosquittoBroker
+from tests.waits import wait_until
 
 PIN = "2580"
 
@@ -32,15 +32,6 @@ def _sync_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -114,10 +105,7 @@ class Fleet:
                 for n in self.nodes.values()
             )
 
-        try:
-            wait_until(done, timeout, "the fleet to settle")
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{self.describe()}") from None
+        wait_until(done, timeout, lambda: f"the fleet to settle\n{self.describe()}")
 
     def describe(self) -> str:
         """Where each side stands: what a settle timeout needs to be diagnosed."""

@@ -12,7 +12,8 @@ import pytest
 from staypoint.central.seed import seed_docs
 from staypoint.loyalty.program import Outlet
 from tests.mqtt_fixtures import ClientFactory, MosquittoBroker, MQTTConnectError, publish, unique_client_id
-from tests.sync.conftest import PIN, Fleet, now, wait_until
+from tests.sync.conftest import PIN, Fleet, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -15,7 +15,8 @@ import pytest
 
 from staypoint.loyalty.program import Outlet
 from tests.mqtt_fixtures import FleetPKI, MosquittoBroker
-from tests.sync.conftest import PIN, Fleet, now, wait_until
+from tests.sync.conftest import PIN, Fleet, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]

@@ -15,7 +15,8 @@ from staypoint.edge import sync_store
 from staypoint.edge.sync.agent import SyncAgent
 from staypoint.loyalty.program import Outlet
 from tests.mqtt_fixtures import ClientFactory, MosquittoBroker, publish, state, subscribe, unique_client_id
-from tests.sync.conftest import PIN, Fleet, now, wait_until
+from tests.sync.conftest import PIN, Fleet, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures", "tests.pg_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -49,7 +50,7 @@ def test_a_node_whose_replica_differs_from_the_digest_resyncs_by_itself(
     member = a.service.enrol("Katherine Johnson", PIN, now()).number
     a.service.post_stay(member, "D-1", now(), nights=2, revenue={Outlet.ROOM: Decimal("400")})
     fleet.settle()
-    wait_until(lambda: agent.digest_ok is True, what="the node to match a digest")
+    wait_until(lambda: agent.digest_ok is True, message="the node to match a digest")
     assert agent.stats["digest_mismatches"] == 0
     central = fleet.ledger.member(member)
     assert central is not None and a.points(member) == central["points"]
@@ -62,10 +63,10 @@ def test_a_node_whose_replica_differs_from_the_digest_resyncs_by_itself(
     # Any new version makes head office publish a new digest, which the node holds itself to.
     a.service.enrol("Dorothy Vaughan", PIN, now())
     fleet.settle()
-    wait_until(lambda: agent.stats["self_resyncs"] == 1, what="the node to resync by itself")
+    wait_until(lambda: agent.stats["self_resyncs"] == 1, message="the node to resync by itself")
     wait_until(
         lambda: agent.stats["snapshots"] > snapshots and agent.digest_ok is True,
-        what="the snapshot to land and match the digest",
+        message="the snapshot to land and match the digest",
     )
     assert agent.stats["digest_mismatches"] == 1
     assert a.points(member) == central["points"]  # head office's record again
@@ -77,7 +78,7 @@ def test_a_node_whose_replica_differs_from_the_digest_resyncs_by_itself(
             for d in docs
         )
 
-    wait_until(said_so, what="the health document to say so")
+    wait_until(said_so, message="the health document to say so")
     retained = state(watch).messages.all("sp/v1/fleet/digest")[-1]
     body = json.loads(retained.payload)
     assert body["v"] == 1 and body["members"] == 2 and body["version"] == fleet.ledger.store.latest_version()
@@ -91,7 +92,7 @@ def test_a_node_whose_replica_differs_from_the_digest_resyncs_by_itself(
         {"v": 1, "version": 1, "members": True, "points": 0},
     ):
         assert publish(watch, "sp/v1/fleet/digest", json.dumps(bad)) in (0, 16)
-    wait_until(lambda: agent.dropped["wrong_type"] >= dropped + 4, what="the agent to count the drops")
+    wait_until(lambda: agent.dropped["wrong_type"] >= dropped + 4, message="the agent to count the drops")
     assert agent.digest_ok is True and agent.stats["self_resyncs"] == 1
 
 

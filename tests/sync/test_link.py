@@ -33,7 +33,8 @@ from staypoint.edge.sync.link import LinkServer
 from staypoint.kiosk.session import read_health
 from staypoint.loyalty.program import Outlet, default_program_text
 from tests.mqtt_fixtures import MosquittoBroker, office_command
-from tests.sync.conftest import PIN, Fleet, Node, now, wait_until
+from tests.sync.conftest import PIN, Fleet, Node, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

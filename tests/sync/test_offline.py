@@ -10,7 +10,8 @@ import pytest
 from staypoint.edge.service import OfflineLimitReached
 from staypoint.loyalty.program import Outlet
 from tests.mqtt_fixtures import MosquittoBroker
-from tests.sync.conftest import PIN, Fleet, now, wait_until
+from tests.sync.conftest import PIN, Fleet, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -20,7 +20,8 @@ from staypoint.central.ledger import Ledger
 from staypoint.central.seed import seed_docs
 from staypoint.central.server import resync_parts
 from tests.mqtt_fixtures import ClientFactory, MosquittoBroker, publish, state, subscribe, unique_client_id
-from tests.sync.conftest import Fleet, now, wait_until
+from tests.sync.conftest import Fleet, now
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

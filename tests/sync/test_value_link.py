@@ -23,7 +23,7 @@ from staypoint.edge.agent_link import AgentLink
 from staypoint.edge.service import AuthorisationDenied, NodeService, OfflineLimitReached, StaffProof
 from staypoint.edge.sync.link import LinkServer
 from tests.mqtt_fixtures import MosquittoBroker
-from tests.sync.conftest import PIN, Fleet, now, wait_until
+from tests.sync.conftest import PIN, Fleet, now
 from tests.sync.test_link import (
     AUTH_TIMEOUT,
     DESK,
@@ -35,6 +35,7 @@ from tests.sync.test_link import (
     kiosk_service,
     make_fleet,
 )
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -1,0 +1,81 @@
+"""The tests' one way to wait: poll a condition until it holds, with a deadline.
+
+A test waits for what it needs to see, never for a fixed time: ``wait_until`` looks at
+``predicate()`` until it is truthy and returns that value (so ``row = wait_until(lambda:
+store.row(k))`` both waits for the row and hands it over), or raises ``AssertionError``
+saying what never happened. ``wait_until_async`` is the same on an asyncio loop (Textual
+pilots, async device readers), yielding to the loop between looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: How long a wait gives a condition unless told otherwise (seconds).
+DEFAULT_TIMEOUT = 15.0
+#: How long a wait sleeps between two looks unless told otherwise (seconds).
+DEFAULT_INTERVAL = 0.05
+
+Message = str | Callable[[], str]
+
+
+def _timed_out(message: Message) -> AssertionError:
+    what = message() if callable(message) else message
+    return AssertionError(f"timed out waiting for {what}")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = DEFAULT_TIMEOUT,
+    message: Message = "condition",
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    between: Callable[[], object] | None = None,
+) -> T:
+    """Look at ``predicate()`` until it is truthy and return that value.
+
+    It is looked at once more at the deadline; if it is still falsy after ``timeout``
+    seconds, ``AssertionError("timed out waiting for <message>")`` (a callable ``message``
+    is called only then, e.g. to add a log's tail). Between looks the wait sleeps
+    ``interval`` seconds, then calls ``between`` if given (something that must run for the
+    condition to come true, such as a browser's event pump). An exception the predicate
+    raises (say, on a process that has exited) ends the wait at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise _timed_out(message)
+        time.sleep(interval)
+        if between is not None:
+            between()
+
+
+async def wait_until_async(
+    predicate: Callable[[], T],
+    timeout: float = DEFAULT_TIMEOUT,
+    message: Message = "condition",
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    between: Callable[[], Awaitable[object]] | None = None,
+) -> T:
+    """``wait_until`` on the running event loop: ``await asyncio.sleep(interval)`` between
+    looks (so the tasks that make the condition true get to run), then ``await between()``
+    if given (a Textual pilot's settle, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise _timed_out(message)
+        await asyncio.sleep(interval)
+        if between is not None:
+            await between()
