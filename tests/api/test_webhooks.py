@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from staypoint.central import webhooks
 from staypoint.central.webhooks import Webhooks, Worker
 from tests.api.conftest import Api
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.pg_fixtures"]
 
@@ -65,16 +66,6 @@ class Receiver:
         self.server.server_close()
 
 
-def wait(cond: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver(fail=2)
@@ -103,24 +94,26 @@ def test_signed_retried_durable_dead_letter(api: Api, receiver: Receiver) -> Non
     assert first.pull() == 1  # member.points_changed, previous None: a new member
     api.stay(m, "F-HOOK", room="3000")  # 30,000 points: Silver by points
     stop, thread = _running(first)
-    got = wait(
+    got = wait_until(
         lambda: [p for p in receiver.accepted() if p["body"]["type"] == "member.tier_changed"],
+        30,
         "the tier change",
     )
     assert got[0]["body"]["data"] == {"member": m, "tier": "SILVER", "previous": "MEMBER"}
     balance = api.ledger.member(m)["points"]
-    wait(
+    wait_until(
         lambda: [
             p
             for p in receiver.accepted()
             if p["body"]["type"] == "member.points_changed"
             and p["body"]["data"] == {"member": m, "points": balance, "previous": 0}
         ],
+        30,
         "the points change",
     )
     assert all(p["valid"] for p in receiver.posts)  # every post, the failed tries too, was signed right
     assert len(receiver.posts) >= 3  # two refused, then delivered: the backoff retried
-    wait(lambda: not book.deliveries("pending"), "every delivery settled")
+    wait_until(lambda: not book.deliveries("pending"), 30, "every delivery settled")
     stop.set()
     thread.join(10)
     first.close()
@@ -134,7 +127,11 @@ def test_signed_retried_durable_dead_letter(api: Api, receiver: Receiver) -> Non
     r = api.client.post("/v1/me/redemptions", json={"reward": "LATE-CO"}, headers=api.h(token=token))
     assert r.status_code == 201, r.text
     assert second.pull() >= 2  # voucher.changed and member.points_changed
-    wait(lambda: second.deliver_due() == 0 and not book.deliveries("pending"), "the redemption's deliveries")
+    wait_until(
+        lambda: second.deliver_due() == 0 and not book.deliveries("pending"),
+        30,
+        "the redemption's deliveries",
+    )
     voucher = [p["body"]["data"] for p in receiver.accepted() if p["body"]["type"] == "voucher.changed"]
     assert voucher == [
         {
@@ -157,7 +154,7 @@ def test_signed_retried_durable_dead_letter(api: Api, receiver: Receiver) -> Non
     dead_sub, _ = book.add(client, dead_url, ["member.points_changed"], api.clock())
     api.stay(m, "F-HOOK-2", room="100")
     stop, thread = _running(second)
-    dead = wait(lambda: book.dead(), "the dead letter")
+    dead = wait_until(lambda: book.dead(), 30, "the dead letter")
     assert dead[0]["subscription"] == dead_sub and dead[0]["attempts"] == 4
     assert "Error" in str(dead[0]["last_error"])
     stop.set()
