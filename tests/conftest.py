@@ -7,11 +7,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from staypoint.edge.service import NodeService, StaffProof
 from staypoint.loyalty.program import default_program_text
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+# Property tests check what a rule does, not how fast one example runs: hypothesis' default
+# 200 ms deadline per example fails them on a loaded machine (a loaded run caught it).
+settings.register_profile("staypoint", deadline=None)
+settings.load_profile("staypoint")
 
 
 @pytest.fixture

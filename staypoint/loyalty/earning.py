@@ -26,13 +26,44 @@ class EarnResult(NamedTuple):
     base: int = 0
 
 
+MEMO_ENTRIES = 4096
+
+
+class _Terms(NamedTuple):
+    """What a charge at one outlet earns for one tier on one day, whatever its amount."""
+
+    earn: Decimal
+    rate: Decimal  # earn rate × tier multiplier × the multiplier of every promotion that applies
+    applied: tuple[str, ...]  # the promotions that apply, in the programme's order
+    bonuses: tuple[tuple[str, int], ...]  # (code, points) of the fixed-bonus ones among them
+
+
+def _terms(program: Program, tier: str, outlet: Outlet, day: date) -> _Terms:
+    earn = program.earn[outlet]
+    rate = earn * program.tier(tier).multiplier
+    applied: list[str] = []
+    bonuses: list[tuple[str, int]] = []
+    for promo in program.promotions:
+        if not promo.applies(day, outlet, tier):
+            continue
+        applied.append(promo.code)
+        if promo.multiplier is not None:
+            rate *= promo.multiplier
+        elif promo.bonus is not None:
+            bonuses.append((promo.code, promo.bonus))
+    return _Terms(earn, rate, tuple(applied), tuple(bonuses))
+
+
 def stay_points(program: Program, tier: str, revenue: Mapping[Outlet, Decimal], day: date) -> EarnResult:
     """Points a member of ``tier`` earns for ``revenue`` charged on ``day``.
 
     Fractions are kept exact through every multiplication and the total is rounded
     down once, at the end, so splitting a bill never earns more or less than one bill.
     """
-    multiplier = program.tier(tier).multiplier
+    program.tier(tier)  # KeyError for a tier the programme has not, charges or none
+    terms = program.earn_terms
+    if len(terms) > MEMO_ENTRIES:  # quotes may name any day: the memo stays bounded
+        terms.clear()
     lines: list[EarnLine] = []
     bonus = 0
     bonus_codes: list[str] = []
@@ -43,19 +74,17 @@ def stay_points(program: Program, tier: str, revenue: Mapping[Outlet, Decimal], 
             raise ValueError(f"revenue at {outlet.value} cannot be negative")
         if amount == 0:
             continue
-        base += amount * program.earn[outlet]
-        exact = amount * program.earn[outlet] * multiplier
-        applied: list[str] = []
-        for promo in program.promotions:
-            if not promo.applies(day, outlet, tier):
-                continue
-            applied.append(promo.code)
-            if promo.multiplier is not None:
-                exact *= promo.multiplier
-            elif promo.bonus is not None and promo.code not in bonus_codes:
-                bonus += promo.bonus
-                bonus_codes.append(promo.code)
-        lines.append(EarnLine(outlet, amount, exact, tuple(applied)))
+        key = (tier, outlet, day)
+        term = terms.get(key)
+        if term is None:
+            term = terms[key] = _terms(program, tier, outlet, day)
+        base += amount * term.earn
+        exact = amount * term.rate
+        for code, points in term.bonuses:
+            if code not in bonus_codes:
+                bonus += points
+                bonus_codes.append(code)
+        lines.append(EarnLine(outlet, amount, exact, term.applied))
         total += exact
     total += bonus
     # NamedTuples, not frozen dataclasses: head office builds these once per stay it books.

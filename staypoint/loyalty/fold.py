@@ -347,35 +347,38 @@ def _stay(ev: Event, m: MemberDoc, program: Program | None, day: date, out: Outc
     data = ev.data
     nights = int(data.get("nights", 0))
     claimed = int(data.get("points", 0))
-    points, qualifying = claimed, int(data.get("qualifying_points", claimed))
     if program is None:
         raise Quarantine("unknown_program", f"stay.posted names programme v{ev.program}, unknown here")
     revenue = {
-        _OUTLETS.get(k) or Outlet(k): Decimal(str(v)) for k, v in dict(data.get("revenue", {})).items()
+        _OUTLETS.get(k) or Outlet(k): Decimal(v if type(v) is str else str(v))
+        for k, v in dict(data.get("revenue", {})).items()
     }
     departure = date.fromisoformat(str(data["departure"]))
     # The tier the node earned at is trusted up to head office's own view of the member
     # (another node's stay may have upgraded it already, never the reverse).
-    tier = str(data.get("tier", m["tier"]))
-    try:
-        if program.tier(tier).rank > program.tier(m["tier"]).rank:
-            tier = m["tier"]
-    except KeyError:
-        tier = m["tier"]
+    current = m["tier"]
+    tier = data.get("tier", current)
+    if tier != current:
+        try:
+            if program.tier(tier).rank > program.tier(current).rank:
+                tier = current
+        except (KeyError, TypeError):
+            tier = current
     earned = stay_points(program, tier, revenue, departure)
     if earned.points != claimed:
         out.alarms.append(
             ("points_mismatch", f"stay seq {ev.seq}: node {claimed}, head office {earned.points}")
         )
     points, qualifying = earned.points, qualifying_points(program, earned)
-    if tiers.window_ended(program, m["window_start"], day):
+    start = tiers.window_start_of(program, day)
+    if tiers.ended_before(program, m["window_start"], start):
         m["qual_nights"], m["qual_points"] = 0, 0
-    m["window_start"] = tiers.window_start_of(program, day)
+    m["window_start"] = start
     m["points"] += points
     m["qual_nights"] += nights
     m["qual_points"] += qualifying
     # Upgrades take effect at once, as the stays arrive; downgrades wait for the job.
-    m["tier"] = tiers.after_activity(program, m["tier"], m["qual_nights"], m["qual_points"]).code
+    m["tier"] = tiers.after_activity(program, current, m["qual_nights"], m["qual_points"]).code
     m["last_activity"] = day.isoformat()
     out.stay = (points, nights)
 

@@ -189,6 +189,13 @@ class Program:
         # Looked up several times per stay at head office: a dict, built once per programme.
         return {t.code: t for t in self.tiers}
 
+    @cached_property
+    def earn_terms(self) -> dict[tuple[str, Outlet, date], Any]:
+        """earning.stay_points' memo of what one (tier, outlet, day) earns: a programme never
+        changes, so an entry never goes stale. Head office prices every stay it books, and
+        the same few days, tiers and outlets recur (a memo of days seen: a few thousand)."""
+        return {}
+
     def tier(self, code: str) -> Tier:
         """The tier with ``code``; KeyError if the programme has none."""
         return self._tiers_by_code[code]

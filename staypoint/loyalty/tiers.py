@@ -37,7 +37,11 @@ def window_ended(program: Program, since: str, today: date) -> bool:
     A calendar year ends on 31 December: from 1 January last year's nights no longer count.
     (A rolling window never ends as a whole, so its figures are never reset in one go.)
     """
-    start = window_start_of(program, today)
+    return ended_before(program, since, window_start_of(program, today))
+
+
+def ended_before(program: Program, since: str, start: str) -> bool:
+    """window_ended, for a caller that already holds the current window's ``start``."""
     return program.window is Window.CALENDAR_YEAR and since < start
 
 
@@ -53,12 +57,11 @@ def qualifying_now(program: Program, since: str, nights: int, points: int, today
 
 def earned_tier(program: Program, nights: int, points: int) -> Tier:
     """The highest tier whose nights *or* qualifying-points threshold is met."""
-    best = program.base_tier
-    for tier in program.tiers:
-        by_points = tier.points is not None and points >= tier.points
-        if nights >= tier.nights or by_points:
-            best = tier
-    return best
+    # From the top down: the first tier met is the highest (head office asks once per stay).
+    for tier in reversed(program.tiers):
+        if nights >= tier.nights or (tier.points is not None and points >= tier.points):
+            return tier
+    return program.base_tier
 
 
 def after_activity(program: Program, current: str, nights: int, points: int) -> Tier:
