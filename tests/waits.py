@@ -4,15 +4,18 @@ A test waits for what it needs to see, never for a fixed time: ``wait_until`` lo
 ``predicate()`` until it is truthy and returns that value (so ``row = wait_until(lambda:
 store.row(k))`` both waits for the row and hands it over), or raises ``AssertionError``
 saying what never happened. ``wait_until_async`` is the same on an asyncio loop (Textual
-pilots, async device readers), yielding to the loop between looks.
+pilots, async device readers), yielding to the loop between looks. ``while_running`` makes a
+wait on a process's condition give up at once, with its log, when the process exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -79,3 +82,22 @@ async def wait_until_async(
         await asyncio.sleep(interval)
         if between is not None:
             await between()
+
+
+def while_running(
+    proc: subprocess.Popen[Any],
+    predicate: Callable[[], T],
+    name: str = "the process",
+    log: Path | None = None,
+) -> Callable[[], T]:
+    """``predicate`` for a condition ``proc`` must bring about: once it is falsy and ``proc``
+    has exited, it never will, so the look raises ``AssertionError`` (with ``log``'s text)."""
+
+    def look() -> T:
+        value = predicate()
+        if not value and proc.poll() is not None:
+            text = "" if log is None or not log.exists() else f": {log.read_text(errors='replace')}"
+            raise AssertionError(f"{name} exited {proc.returncode}{text}")
+        return value
+
+    return look

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import stat
 import threading
-import time
 import tomllib
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from staypoint.provisioning.sealing import new_reply_key, reply_key_hex
 from staypoint.provisioning.tokens import TokenRefused
 from tests.mqtt_fixtures import MQTTConnectError, close, make_client, state, subscribe, unique_client_id
 from tests.provisioning.conftest import Office, enrol_tls_dir
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 
@@ -222,10 +222,7 @@ def _sync_one_event(office: Office, layout: NodeLayout) -> None:
     try:
         number = svc.enrol("Ana Example", "2580", dt.datetime.now(dt.UTC)).number
         agent.start()
-        deadline = time.monotonic() + 15
-        while agent.pending() > 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert agent.pending() == 0, "head office never acknowledged the node's event"
+        wait_until(lambda: agent.pending() == 0, 15, "head office to acknowledge the node's event")
         assert ledger.member(str(number)) is not None
     finally:
         agent.stop()

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,17 +31,9 @@ from staypoint.provisioning.hardware_spec import parse_pinpad, parse_printer, pa
 from staypoint.provisioning.render import NodeLayout, unit_text
 from tests.hardware.conftest import PtyPair
 from tests.provisioning.conftest import Office, enrol_tls_dir
+from tests.waits import wait_until
 
 HOTEL = "Staypoint Harbour 港湾酒店"
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run(*args: str, module: str = "staypoint.cli.main") -> subprocess.CompletedProcess[str]:

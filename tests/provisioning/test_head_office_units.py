@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from staypoint.loyalty.program import default_program_text
 from staypoint.provisioning.enrol_service import ProvisioningState
 from staypoint.provisioning.render import HEAD_OFFICE_HELPERS, HEAD_OFFICE_UNITS, unit_text
 from tests.mqtt_fixtures import FleetPKI, MosquittoBroker
+from tests.waits import wait_until, while_running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -150,14 +150,8 @@ class HeadOfficeRoot:
 
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"{what}: exited {proc.returncode}: {proc.log.read_text()}")  # type: ignore[attr-defined]
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Wait for ``cond``; fail at once, with its log, if ``proc`` exits first."""
+    wait_until(while_running(proc, cond, what, proc.log), timeout, what)  # type: ignore[attr-defined]
 
 
 def _http_ok(url: str) -> Callable[[], bool]:

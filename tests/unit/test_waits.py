@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.waits import wait_until, wait_until_async
+from tests.waits import wait_until, wait_until_async, while_running
 
 
 def test_returns_the_first_truthy_value() -> None:
@@ -58,3 +61,13 @@ async def test_async_wait_yields_to_the_loop() -> None:
     assert got == [1, 1]
     with pytest.raises(AssertionError, match="timed out waiting for the reader"):
         await wait_until_async(lambda: None, 0.05, "the reader", interval=0.01)
+
+
+def test_while_running_gives_up_when_the_process_exits(tmp_path: Path) -> None:
+    log = tmp_path / "proc.log"
+    log.write_text("bind: address in use\n")
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    proc.wait()
+    assert wait_until(while_running(proc, lambda: "ok", "a done process", log), 5) == "ok"
+    with pytest.raises(AssertionError, match="a done process exited 3: bind: address in use"):
+        wait_until(while_running(proc, lambda: False, "a done process", log), 30)
