@@ -65,6 +65,7 @@ from tests.console.test_web import CHROMIUM, sign_in_and_find
 from tests.hardware.conftest import PtyPair
 from tests.kiosk.helpers import keypad, settle, text_of
 from tests.provisioning.test_head_office_units import HeadOfficeRoot, exec_start
+from tests.waits import wait_until, while_running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -119,14 +120,9 @@ def expand_braces(word: str) -> list[str]:
 # -- waiting ------------------------------------------------------------------------------------
 
 
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 30.0, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    extra = "" if log is None or not log.exists() else f"\n{log.read_text(errors='replace')[-3000:]}"
-    raise AssertionError(f"timed out waiting for {what}{extra}")
+def log_tail(log: Path) -> str:
+    """The end of a unit's log, for a wait's failure (tests.waits.wait_until does the waiting)."""
+    return "" if not log.exists() else f"\n{log.read_text(errors='replace')[-3000:]}"
 
 
 def _free_port() -> int:
@@ -226,11 +222,10 @@ class Fleet:
             self.broker = subprocess.Popen(
                 [MOSQUITTO, "-c", str(running)], stdout=err, stderr=err, start_new_session=True
             )
-        wait_for(
+        wait_until(
             lambda: _listening(self.fleet_port) and _listening(self.office_port),
-            "mosquitto's listeners",
             15,
-            root / "var/log/mosquitto/mosquitto.log",
+            lambda: f"mosquitto's listeners{log_tail(root / 'var/log/mosquitto/mosquitto.log')}",
         )
 
     def stop_broker(self) -> None:
@@ -423,13 +418,19 @@ class Host:
             self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         if notify is not None:  # `systemctl start` of a notify unit returns on READY=1
             notify.settimeout(0.2)
-            deadline = time.monotonic() + 30
-            got = b""
-            while b"READY=1" not in got:
-                assert time.monotonic() < deadline, f"{name}: no READY=1\n{log.read_text()}"
-                assert self.procs[name].poll() is None, f"{name} exited\n{log.read_text()}"
+            got = bytearray()
+
+            def ready() -> bool:
                 with contextlib.suppress(TimeoutError):
-                    got += notify.recv(4096)
+                    got.extend(notify.recv(4096))  # waits up to the 0.2 s timeout
+                return b"READY=1" in got
+
+            wait_until(
+                while_running(self.procs[name], ready, name, log),
+                30,
+                lambda: f"{name}'s READY=1{log_tail(log)}",
+                interval=0,
+            )
             notify.close()
         return lambda: None
 
@@ -437,13 +438,6 @@ class Host:
         """Head office's simple units: wait until each serves (the next step uses them)."""
         log: Path = proc.log  # type: ignore[attr-defined]
         ports = self.fleet.units.ports
-
-        def alive_and(cond: Callable[[], bool]) -> Callable[[], bool]:
-            def check() -> bool:
-                assert proc.poll() is None, f"{name} exited {proc.returncode}: {log.read_text()}"
-                return cond()
-
-            return check
 
         ready = {
             "staypoint-central.service": lambda: "head office serving" in log.read_text(),
@@ -453,7 +447,7 @@ class Host:
             "staypoint-console.service": lambda: _listening(ports["8000"]),
             "staypoint-webhooks.service": lambda: "webhooks: delivering from version" in log.read_text(),
         }[name]
-        wait_for(alive_and(ready), name, 60, log)
+        wait_until(while_running(proc, ready, name, log), 60, lambda: f"{name}{log_tail(log)}")
 
     def stop_unit(self, name: str) -> None:
         if name == "staypoint-kiosk.service":
@@ -631,7 +625,7 @@ def test_the_installed_fleet_by_the_documents(fleet: Fleet, tmp_path: Path) -> N
         b = enrol_board(fleet, BOARD_B, printers[1])
         assert a.kiosk is not None and b.kiosk is not None
         kiosk_b = b.kiosk
-        wait_for(lambda: "Online" in kiosk_b.status_bar(), "board B's kiosk online", 60)
+        wait_until(lambda: "Online" in kiosk_b.status_bar(), 60, "board B's kiosk online")
 
         # 3. A guest joins at board A's front desk (README.md's commands, with --config).
         desk(
@@ -658,7 +652,7 @@ def test_the_installed_fleet_by_the_documents(fleet: Fleet, tmp_path: Path) -> N
             except AssertionError:
                 return -1  # not there yet
 
-        wait_for(lambda: points_at(b) >= 3000 + 2500, "the member's points at board B", 60)
+        wait_until(lambda: points_at(b) >= 3000 + 2500, 60, "the member's points at board B")
 
         # 4. Online at board B's kiosk: head office authorises and holds the points.
         shown = kiosk_b.do(lambda pilot: kiosk_redeem(pilot, member, PIN, "BREAKFAST"))
@@ -676,7 +670,7 @@ def test_the_installed_fleet_by_the_documents(fleet: Fleet, tmp_path: Path) -> N
         #    redeems within the offline limits.
         fleet.stop_broker()
         cut = time.monotonic()
-        wait_for(lambda: "Offline" in kiosk_b.status_bar(), "board B's kiosk offline", 15)
+        wait_until(lambda: "Offline" in kiosk_b.status_bar(), 15, "board B's kiosk offline")
         assert time.monotonic() - cut < 15
         kiosk_b.do(lambda pilot: kiosk_redeem(pilot, member, PIN, "LATE-CO"))
         offline = [e for e in outbox(b) if e["type"] == "points.redeemed"][-1]
@@ -685,23 +679,27 @@ def test_the_installed_fleet_by_the_documents(fleet: Fleet, tmp_path: Path) -> N
 
         # 6. The link returns (the first run's own command): everything reconciles, once.
         fleet.office.run("systemctl restart mosquitto")
-        wait_for(lambda: "Online" in kiosk_b.status_bar(), "board B's kiosk online again", 60)
+        wait_until(lambda: "Online" in kiosk_b.status_bar(), 60, "board B's kiosk online again")
         for board in (a, b):
-            wait_for(lambda board=board: all(e["acked"] for e in outbox(board)), f"{board.name} acked", 60)
+
+            def all_acked(board: Host = board) -> bool:
+                return all(e["acked"] for e in outbox(board))
+
+            wait_until(all_acked, 60, f"{board.name} acked")
         booked = ledger_events(fleet)
         ids = [row[0] for row in booked]
         assert len(ids) == len(set(ids))
         for board in (a, b):
             mine = {e["id"] for e in outbox(board)}
             assert mine == {row[0] for row in booked if row[1] == board.name}
-        wait_for(lambda: points_at(a) == points_at(b), "one balance on both boards", 60)
+        wait_until(lambda: points_at(a) == points_at(b), 60, "one balance on both boards")
         settled = ledger_row(fleet, "SELECT status FROM holds WHERE id = ?", online["data"]["hold"])
         assert settled == ("settled",), settled
         central_points = ledger_row(fleet, "SELECT points FROM members WHERE number = ?", member)
         assert central_points is not None and central_points[0] == points_at(a)
 
         # 7. Board A's SD card fails: restored from its backup (technician.md), a new epoch.
-        wait_for(lambda: backed_up(a), "board A's Litestream backup to hold its last event", 60)
+        wait_until(lambda: backed_up(a), 60, "board A's Litestream backup to hold its last event")
         old_epoch = outbox(a)[-1]["epoch"]
         stop, *restore = commands(doc_block("technician.md", "restore"))
         a.run(stop)
@@ -714,7 +712,7 @@ def test_the_installed_fleet_by_the_documents(fleet: Fleet, tmp_path: Path) -> N
         desk(a, "stay", "post", member, "--folio", "F-1002", "--nights", "1", "--room", "200.00", *staff)
         last = outbox(a)[-1]
         assert last["epoch"] > old_epoch and last["seq"] == 1, last
-        wait_for(lambda: outbox(a)[-1]["acked"], "the new epoch acknowledged", 60)
+        wait_until(lambda: outbox(a)[-1]["acked"], 60, "the new epoch acknowledged")
         assert (last["id"], BOARD_A, last["epoch"], 1) in ledger_events(fleet)
         # Nothing of the old epoch came back twice.
         ids = [row[0] for row in ledger_events(fleet)]
