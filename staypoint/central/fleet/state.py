@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from staypoint.central.fleet.rollup import FleetAggregates, Rollup
 
 __all__ = [
@@ -264,10 +266,13 @@ class FleetState:
         if not payload:
             return False  # a retained message being cleared
         try:
-            doc = json.loads(payload)
-        except ValueError:
-            self.dropped["json"] += 1
-            return False
+            doc = orjson.loads(payload)  # a quarter of json's cost, 100,000 times a period
+        except orjson.JSONDecodeError:
+            try:  # what orjson refuses and json reads (NaN, an integer past 64 bits) is judged
+                doc = json.loads(payload)  # field by field below, not dropped whole
+            except ValueError:
+                self.dropped["json"] += 1
+                return False
         if not isinstance(doc, dict):
             self.dropped["json"] += 1
             return False
