@@ -7,11 +7,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.waits import wait_until, while_running
 
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 PCSCD_PID_FILE = Path("/run/pcscd/pcscd.pid")
@@ -83,25 +84,28 @@ class Pcscd:
         )
         from smartcard import scard
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pcscd exited {self.proc.returncode}; see {log.name}")
+        proc = self.proc
+
+        def lists_our_readers() -> bool:
             hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-            if hr == scard.SCARD_S_SUCCESS:
-                hr, names = scard.SCardListReaders(ctx, [])
-                scard.SCardReleaseContext(ctx)
-                # The reader list comes from whichever pcscd owns the system socket: it is
-                # ours only if the PID file names our process (a second pcscd exits instead).
-                if (
-                    hr == scard.SCARD_S_SUCCESS
-                    and any(self.reader_name in n for n in names)
-                    and _pid_file_pid() == self.proc.pid
-                ):
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("pcscd did not list the virtual readers in 10 s")
+            if hr != scard.SCARD_S_SUCCESS:
+                return False
+            hr, names = scard.SCardListReaders(ctx, [])
+            scard.SCardReleaseContext(ctx)
+            # The reader list comes from whichever pcscd owns the system socket: it is
+            # ours only if the PID file names our process (a second pcscd exits instead).
+            return bool(
+                hr == scard.SCARD_S_SUCCESS
+                and any(self.reader_name in n for n in names)
+                and _pid_file_pid() == proc.pid
+            )
+
+        try:
+            ours = while_running(proc, lists_our_readers, "pcscd", Path(log.name))
+            wait_until(ours, 10, "pcscd to list the virtual readers")
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """SIGTERM our pcscd (by PID) and wait for it."""
@@ -145,12 +149,15 @@ class PtyPair:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 5
-        while not (os.path.exists(self.a) and os.path.exists(self.b)):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.close()
-                raise RuntimeError("socat did not create the pty pair")
-            time.sleep(0.01)
+        try:
+            wait_until(
+                while_running(self.proc, lambda: os.path.exists(self.a) and os.path.exists(self.b), "socat"),
+                5,
+                "socat to create the pty pair",
+            )
+        except AssertionError:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Stop socat by PID."""

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,6 +21,7 @@ from staypoint.kiosk.hardware.reader.evdev_wedge import (
     typed,
 )
 from staypoint.kiosk.hardware.status import DeviceState
+from tests.waits import wait_until_async
 
 
 def decode(events: list[RawInputEvent], mode: str = "auto") -> tuple[list[CardRead], int]:
@@ -73,20 +73,12 @@ def test_raw_input_event_records() -> None:
         parse_input_events(blob[:-1])
 
 
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Yield to the reader's task until ``cond()`` holds, or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out waiting for the reader"
-        await asyncio.sleep(0.01)
-
-
 async def test_reader_consumes_async_source() -> None:
     recording = parse_input_events(encode_input_events(typed("7001234567")))
     reader = EvdevWedgeReader(lambda: iter_events(recording))
     reads: list[CardRead] = []
     await reader.start(reads.append)
-    await until(lambda: bool(reads))
+    await wait_until_async(lambda: bool(reads), 10, "the reader")
     await reader.stop()
     assert [r.member_number for r in reads] == ["7001234567"]
 
@@ -106,7 +98,7 @@ async def test_reader_survives_unplug_and_replug() -> None:
     reader = EvdevWedgeReader(source, retry_s=0.05)
     reads: list[CardRead] = []
     await reader.start(reads.append)
-    await until(lambda: bool(reads))
+    await wait_until_async(lambda: bool(reads), 10, "the reader")
     assert reader.status().state is DeviceState.OK
     await reader.stop()
     assert attempts == 2

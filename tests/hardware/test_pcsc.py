@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from staypoint.kiosk.hardware.reader.base import CardRead
 from staypoint.kiosk.hardware.reader.pcsc import STAYPOINT_AID, PcscCardMonitor, PcscReader
 from staypoint.kiosk.hardware.status import DeviceState
+from tests.waits import wait_until_async
 
 from .conftest import Pcscd
 from .vcard import VirtualCard, garbled_card, member_file_card, uid_card
@@ -19,22 +18,13 @@ from .vcard import VirtualCard, garbled_card, member_file_card, uid_card
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pcscd")]
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll ``cond`` on the event loop until true."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def reader(pcscd: Pcscd) -> AsyncIterator[tuple[PcscReader, list[CardRead]]]:
     monitor = PcscCardMonitor(pcscd.reader_name, poll_ms=100, retry_s=0.1)
     rdr = PcscReader(monitor, reader_name=pcscd.reader_name)
     reads: list[CardRead] = []
     await rdr.start(reads.append)
-    await wait_for(lambda: rdr.status().state is DeviceState.OK)
+    await wait_until_async(lambda: rdr.status().state is DeviceState.OK, 20, "the reader OK")
     try:
         yield rdr, reads
     finally:
@@ -46,13 +36,13 @@ async def test_uid_card_insert_and_remove(pcscd: Pcscd, reader: tuple[PcscReader
     rdr, reads = reader
     card = VirtualCard(pcscd.port, uid_card("04A1B2C3D4E5F6"))
     try:
-        await wait_for(lambda: len(reads) == 1)
+        await wait_until_async(lambda: len(reads) == 1, 20, "one card read")
         assert reads[0] == CardRead(uid="04A1B2C3D4E5F6", source=f"pcsc:{pcscd.reader_name}")
         assert card.apdus[0] == bytes.fromhex("FFCA000000")
         assert rdr.card_present
     finally:
         card.remove()
-    await wait_for(lambda: rdr.removals == 1)
+    await wait_until_async(lambda: rdr.removals == 1, 20, "the card's removal")
     assert not rdr.card_present
     assert rdr.garbled == 0
 
@@ -61,7 +51,7 @@ async def test_contact_card_member_file(pcscd: Pcscd, reader: tuple[PcscReader, 
     _, reads = reader
     card = VirtualCard(pcscd.port, member_file_card("7001234567", STAYPOINT_AID))
     try:
-        await wait_for(lambda: len(reads) == 1)
+        await wait_until_async(lambda: len(reads) == 1, 20, "one card read")
     finally:
         card.remove()
     assert reads[0].member_number == "7001234567"
@@ -76,7 +66,7 @@ async def test_garbled_card_is_counted_not_raised(
     rdr, reads = reader
     card = VirtualCard(pcscd.port, garbled_card())
     try:
-        await wait_for(lambda: rdr.garbled == 1)
+        await wait_until_async(lambda: rdr.garbled == 1, 20, "the garbled card counted")
     finally:
         card.remove()
     assert reads == []
@@ -87,14 +77,14 @@ async def test_pcscd_stopped_then_restarted(pcscd: Pcscd, reader: tuple[PcscRead
     rdr, reads = reader
     try:
         pcscd.stop()
-        await wait_for(lambda: rdr.status().state is DeviceState.MISSING)
+        await wait_until_async(lambda: rdr.status().state is DeviceState.MISSING, 20, "the reader MISSING")
         assert "PC/SC" in rdr.status().detail
     finally:
         pcscd.start()
-    await wait_for(lambda: rdr.status().state is DeviceState.OK)
+    await wait_until_async(lambda: rdr.status().state is DeviceState.OK, 20, "the reader OK")
     card = VirtualCard(pcscd.port, uid_card("0A0B0C0D"))
     try:
-        await wait_for(lambda: len(reads) == 1)
+        await wait_until_async(lambda: len(reads) == 1, 20, "one card read")
     finally:
         card.remove()
     assert reads[0].uid == "0A0B0C0D"

@@ -23,6 +23,7 @@ from staypoint.kiosk.hardware.pinpad.protocol import (
 from staypoint.kiosk.hardware.pinpad.serial_pinpad import SerialPinPad
 from staypoint.kiosk.hardware.pinpad.sim import SimPinPad
 from staypoint.kiosk.hardware.status import DeviceState
+from tests.waits import wait_until_async
 
 from .conftest import PtyPair
 
@@ -156,10 +157,8 @@ async def test_silent_pad_times_out_and_aborts(
     started = time.monotonic()
     assert await driver.read_pin("PIN", 4, 0.5) is None
     assert time.monotonic() - started < 3
-    deadline = time.monotonic() + 5  # the clear is sent after the read gave up
-    while time.monotonic() < deadline and (not device.received or device.received[-1] != b"A"):
-        time.sleep(0.02)
-    assert device.received[-1] == b"A"  # the stale prompt was cleared
+    # the clear is sent after the read gave up: the stale prompt is cleared
+    await wait_until_async(lambda: device.received[-1:] == [b"A"], 5, "the prompt's clear")
 
 
 @integration
