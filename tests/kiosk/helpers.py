@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from staypoint.kiosk.app import KioskApp
+from tests.waits import wait_until_async
 
 
 async def settle(pilot: Pilot[None]) -> None:
@@ -33,16 +32,12 @@ async def wait_until(
 ) -> None:
     """Let the app run (timers, workers) until ``cond()`` holds; fail after ``timeout`` s.
 
-    ``settled=False`` only yields to the event loop between looks, without waiting for the
-    workers: for a condition a worker that is still blocked must make true.
+    ``tests.waits.wait_until_async`` with the pilot's settle between looks. ``settled=False``
+    only yields to the event loop between looks, without waiting for the workers: for a
+    condition a worker that is still blocked must make true.
     """
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-        if settled:
-            await settle(pilot)
+    between = (lambda: settle(pilot)) if settled else None
+    await wait_until_async(cond, timeout, what, interval=0.02, between=between)
 
 
 async def keypad(pilot: Pilot[None], digits: str, *, ok: bool = True) -> None:
