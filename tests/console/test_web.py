@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 from staypoint.central.claims import ClaimsQueue
 from staypoint.central.console.desk import Desk
 from tests.api.conftest import Clock, build_api
+from tests.waits import wait_until, while_running
 
 CHROMIUM = "/usr/bin/chromium"
 STAYPOINT = Path(sys.executable).with_name("staypoint")  # the installed console script (.venv/bin)
@@ -98,25 +98,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(
-    cond: Callable[[], bool],
-    what: str,
-    timeout: float = 30.0,
-    pump: Callable[[], None] | None = None,
-    screen: Screen | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if pump is not None:
-            pump()  # lets Playwright deliver websocket events while we wait
-        else:
-            time.sleep(0.05)
-    seen = "" if screen is None else f"; the screen:\n{screen.text()}"
-    raise AssertionError(f"timed out waiting for {what}{seen}")
-
-
 def sign_in_and_find(
     port: int, staff_id: str, password: str, signed_in: str, member: str, name: str, shots: Path
 ) -> None:
@@ -143,15 +124,23 @@ def sign_in_and_find(
         )
         page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
 
-        def pump() -> None:
-            page.wait_for_timeout(50)
+        def see(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
+            """Wait for ``cond`` on the screen; Playwright delivers websocket events only while
+            it is called, so the wait pumps it (50 ms) between looks instead of sleeping."""
+            wait_until(
+                cond,
+                timeout,
+                lambda: f"{what}; the screen:\n{screen.text()}",
+                interval=0,
+                between=lambda: page.wait_for_timeout(50),
+            )
 
         def shows(text: str) -> Callable[[], bool]:
             return lambda: screen.find(text) is not None
 
         def click(text: str) -> None:
             """Click the middle of ``text`` where the terminal shows it, as a person would."""
-            _wait(shows(text), repr(text), 30, pump, screen)
+            see(shows(text), repr(text))
             where = screen.find(text)
             assert where is not None
             box = page.locator(".xterm-screen").bounding_box()
@@ -161,20 +150,20 @@ def sign_in_and_find(
             page.mouse.click(box["x"] + (where[1] + len(text) / 2) * w, box["y"] + (where[0] + 0.5) * h)
 
         # The console itself, not textual-serve's splash: its sign-in screen is drawn.
-        _wait(shows("sign in"), "the sign-in screen in the browser", 60, pump, screen)
+        see(shows("sign in"), "the sign-in screen in the browser", 60)
         click("staff id")
         page.keyboard.type(staff_id)
-        _wait(shows(staff_id), "the staff id typed", 30, pump, screen)
+        see(shows(staff_id), "the staff id typed")
         click("password")
         page.keyboard.type(password)
-        _wait(shows("•" * len(password)), "the password's dots", 30, pump, screen)
+        see(shows("•" * len(password)), "the password's dots")
         page.keyboard.press("Enter")
-        _wait(shows(signed_in), "the desk after sign-in", 30, pump, screen)
+        see(shows(signed_in), "the desk after sign-in")
         click("number, name, e-mail")  # the member search box
         page.keyboard.type(member)
         page.keyboard.press("Enter")
-        _wait(shows(name), "the member found by number", 30, pump, screen)
-        _wait(shows("member.enrolled"), "the member's history", 30, pump, screen)
+        see(shows(name), "the member found by number")
+        see(shows("member.enrolled"), "the member's history")
         page.screenshot(path=str(shots / "console.png"))
         browser.close()
 
@@ -211,11 +200,10 @@ def test_console_web_signs_in_and_finds_a_member(tmp_path: Path) -> None:
     try:
 
         def listening() -> bool:
-            assert proc.poll() is None, f"console --web exited: {log.read_text(errors='replace')}"
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
 
-        _wait(listening, "textual-serve to listen")
+        wait_until(while_running(proc, listening, "console --web", log), 30, "textual-serve to listen")
         sign_in_and_find(
             port, "clerk-1", PASSWORD, "Signed in: Clara Clerk (clerk)", member, "Ada Lovelace", tmp_path
         )
