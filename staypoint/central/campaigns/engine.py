@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import time as _time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -200,6 +200,9 @@ class CampaignJob:
         self.gateways = gateways
         # No progress bar when True (a bar is drawn on a terminal only, see staypoint.progress).
         self.quiet = False
+        # Told ``(done, total)`` as messages are handed over: a screen's own progress bar (the
+        # console's Send), where no terminal bar can be drawn.
+        self.on_progress: Callable[[int, int], None] | None = None
 
     def close(self) -> None:
         for g in self.gateways.values():
@@ -406,18 +409,21 @@ class CampaignJob:
 
     # -- recovery ------------------------------------------------------------------------------
 
-    def recover(self) -> dict[str, int]:
+    def recover(self, codes: Collection[str] | None = None) -> dict[str, int]:
         """Rows of dead owners: ``handing`` -> uncertain; ``pending`` -> taken over by us;
         ``reserved`` -> taken over when the owner died in this machine's current boot (its
-        hand-over marks cannot have been lost), else uncertain (see ``deliver``)."""
+        hand-over marks cannot have been lost), else uncertain (see ``deliver``).
+
+        With ``codes`` only those campaigns' rows are taken over (a run of some campaigns, as
+        the console's Send, must not hold rows it will not deliver); any row is marked uncertain."""
         wall = _time.time()
         counts = {"uncertain": 0, "taken_over": 0}
         rows = self.db.conn.execute(
-            "SELECT member, occasion, status, owner, handed_wall FROM cmp_sends "
+            "SELECT member, occasion, status, owner, handed_wall, campaign FROM cmp_sends "
             "WHERE status IN (?, ?, ?) AND owner IS NOT NULL AND owner <> ?",
             (st.HANDING, st.PENDING, st.RESERVED, self.owner),
         ).fetchall()
-        for member, occasion, status, owner, handed_wall in rows:
+        for member, occasion, status, owner, handed_wall, campaign in rows:
             if st.owner_alive(
                 owner, lease_seconds=self.settings.lease_seconds, handed_wall=handed_wall, wall_now=wall
             ):
@@ -436,7 +442,7 @@ class CampaignJob:
                         (st.UNCERTAIN, why, member, occasion, status, owner),
                     )
                     counts["uncertain"] += cur.rowcount
-                else:
+                elif codes is None or campaign in codes:
                     cur = conn.execute(
                         "UPDATE cmp_sends SET owner = ?, status = ? WHERE member = ? AND occasion = ? "
                         "AND status = ? AND owner = ?",
@@ -527,12 +533,17 @@ class CampaignJob:
             return {"new_tier": what.split(":")[0]}
         return {}
 
-    def _take_due(self, now: datetime) -> int:
-        """Retries and quiet-hours delays whose time has come: taken by one job only."""
+    def _take_due(self, now: datetime, codes: Collection[str]) -> int:
+        """Retries and quiet-hours delays of campaigns ``codes`` whose time has come: taken by
+        one job only (another campaign's rows are left for a job that runs it)."""
+        if not codes:
+            return 0
+        marks = ", ".join("?" * len(codes))
         with self.db.tx() as conn:
             cur = conn.execute(
-                "UPDATE cmp_sends SET status = ?, owner = ? WHERE status IN (?, ?) AND next_at <= ?",
-                (st.PENDING, self.owner, st.RETRY, st.DELAYED, iso(now)),
+                "UPDATE cmp_sends SET status = ?, owner = ? WHERE status IN (?, ?) AND next_at <= ? "
+                f"AND campaign IN ({marks})",
+                (st.PENDING, self.owner, st.RETRY, st.DELAYED, iso(now), *codes),
             )
         return int(cur.rowcount)
 
@@ -574,7 +585,7 @@ class CampaignJob:
           listed for a person - never resent. Batching widens the uncertain window only for
           a machine crash, and only to one chunk; it never allows a second send.
         """
-        self._take_due(now)
+        self._take_due(now, list(campaigns))
         counts: dict[str, int] = {}
         rows = self.db.conn.execute(
             "SELECT member, occasion, campaign, attempts FROM cmp_sends WHERE owner = ? AND status = ? "
@@ -584,6 +595,8 @@ class CampaignJob:
         deferred: list[tuple[str, tuple[Any, ...]]] = []
         rows = [r for r in rows if r[2] in campaigns]  # withdrawn campaigns: left pending, a person decides
         bar = progress("campaign messages", len(rows), quiet=self.quiet or not rows).start()
+        told = self.on_progress or (lambda done, total: None)
+        told(0, len(rows))
         try:
             for part in st.chunks(rows, DELIVER_CHUNK):
                 part = self._reserve(part, deferred)
@@ -599,6 +612,7 @@ class CampaignJob:
                     )
                     counts[outcome] = counts.get(outcome, 0) + 1
                     bar.advance(1)
+                    told(bar.done, len(rows))
                     if len(deferred) >= MAX_DEFERRED:
                         self._commit(deferred, durable=False)
         finally:
@@ -748,7 +762,7 @@ class CampaignJob:
         if dry_run:
             return self._dry_run(now, samples)
         t1 = _time.perf_counter()
-        report: dict[str, Any] = {"recovered": self.recover(), "claimed": {}}
+        report: dict[str, Any] = {"recovered": self.recover(campaigns), "claimed": {}}
         t2 = _time.perf_counter()
         for c in campaigns.values():
             won = 0
@@ -783,7 +797,7 @@ class CampaignJob:
         """Only the queue: retries and delays due by ``now`` (run it hourly between daily runs)."""
         self.segments.refresh()
         campaigns = {c.code: c for c in self.config.campaigns}
-        return {"recovered": self.recover(), "delivered": self.deliver(now, campaigns)}
+        return {"recovered": self.recover(campaigns), "delivered": self.deliver(now, campaigns)}
 
     def _dry_run(self, now: datetime, samples: int) -> dict[str, Any]:
         out: dict[str, Any] = {"dry_run": True, "campaigns": {}}
