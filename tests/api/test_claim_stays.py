@@ -10,7 +10,8 @@ import pytest
 from staypoint.central.claims import ClaimsQueue, Mailer
 from staypoint.central.errors import Conflict
 from tests.api.conftest import Api
-from tests.campaigns.conftest import Mailbox, smtp, wait_for  # noqa: F401 - the SMTP fixture
+from tests.campaigns.conftest import Mailbox, smtp  # noqa: F401 - the SMTP fixture
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.pg_fixtures"]
 
@@ -62,7 +63,7 @@ def test_approved_claims_book_nights_and_tell_in_chinese(
     assert all(s["data"]["nights"] == 2 and s["data"]["property"] == "SHA" for s in stays)
     assert queue.get(lost["id"])["points"] == 1200
 
-    wait_for(lambda: len(box.to("mei@example.com")) == 2)
+    wait_until(lambda: len(box.to("mei@example.com")) == 2, 20, "both notices to Mei")
     subjects = sorted(str(msg["Subject"]) for msg in box.to("mei@example.com"))
     assert subjects == ["您的补登入住申请（账单 F-ANON）已批准", "您的补登入住申请（账单 F-LOST）已批准"]
     text = next(m for m in box.to("mei@example.com") if "F-LOST" in str(m["Subject"]))
@@ -80,7 +81,7 @@ def test_english_member_rejected_notice_stays_english(
     _claim(api, api.login(ada), "F-BAD")
     queue.pull(api.clock())
     queue.reject(queue.search(folio="F-BAD")[0]["id"], "clerk-7", "no stay under this folio", api.clock())
-    wait_for(lambda: len(box.to("ada@example.com")) == 1)
+    wait_until(lambda: len(box.to("ada@example.com")) == 1, 20, "the notice to Ada")
     msg = box.to("ada@example.com")[0]
     assert str(msg["Subject"]) == "Your missing-stay claim for folio F-BAD"
     assert "no stay under this folio" in msg.get_content()  # type: ignore[attr-defined]

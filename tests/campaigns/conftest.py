@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -142,12 +141,3 @@ def make_chain(tmp: Path, n: int, *, birthday: date = date(1990, 11, 23)) -> Cha
 @pytest.fixture
 def now() -> datetime:
     return NOW
-
-
-def wait_for(pred: Any, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")

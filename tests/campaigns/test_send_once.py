@@ -15,7 +15,8 @@ from staypoint.central.campaigns.engine import CampaignJob, run_daily, unsubscri
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileStore
 from staypoint.central.store_sqlite import SqliteLedgerStore
-from tests.campaigns.conftest import NOW, Chain, Mailbox, make_chain, wait_for
+from tests.campaigns.conftest import NOW, Chain, Mailbox, make_chain
+from tests.waits import wait_until
 
 
 def _run(chain: Chain, now: datetime = NOW, *, dry_run: bool = False) -> dict:
@@ -155,7 +156,7 @@ def test_sigkilled_job_restarted_never_sends_twice(tmp_path: Path, smtp: tuple[M
     chain = make_chain(tmp_path, 12)
     chain.write_config(port)
     proc = _spawn(chain)
-    wait_for(lambda: box.count() >= 4, timeout=60)
+    wait_until(lambda: box.count() >= 4, 60, "four mails handed over")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     box.delay = 0.0
