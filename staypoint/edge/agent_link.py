@@ -20,6 +20,12 @@ Wire format (one request per connection, each line at most :data:`MAX_LINE` byte
     <- {"ok": true, "hold": str|null}            (null: head office did not answer in time)
     <- {"ok": false, "denied": str}              (head office said no, with its reason)
     <- {"ok": false, "error": str}               (the request was refused: bad input, not allowed)
+    -> {"op": "first_pin", "member": str, "code": str, "pin_hash": str, "timeout": float}
+       (an imported member's first PIN: ``code`` head office's one-time code, normalised;
+       ``pin_hash`` the new PIN as ``loyalty.pins.hash_pin`` stores it: the PIN stays here)
+    <- {"ok": true, "set": true}                 (head office set it: ``pin.set`` is on its way)
+    <- {"ok": true, "set": null}                 (no answer in time, or the link is down)
+    <- {"ok": false, "denied": str, "code": str} (head office said no: wrong code, used, ...)
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any, Protocol
 
 from staypoint.edge import nodeconfig
 from staypoint.edge.nodeconfig import NodeToml
-from staypoint.edge.service import AuthorisationDenied, Hold
+from staypoint.edge.service import AuthorisationDenied, FirstPinAnswer, Hold
 
 #: The longest request or answer line, newline included: requests are a few hundred bytes.
 MAX_LINE = 4096
@@ -43,6 +49,8 @@ MAX_LINE = 4096
 MAX_SOCKET_PATH = 107
 #: How long the agent may take past the authorisation's own timeout to say "no answer".
 REPLY_MARGIN_S = 0.5
+#: The least a first PIN waits for head office (a code checked and an event booked, not a hold).
+FIRST_PIN_TIMEOUT_S = 5.0
 
 
 def default_socket_path(db: Path) -> Path:
@@ -156,6 +164,19 @@ class AgentLink:
         if isinstance(denied, str):
             raise AuthorisationDenied(denied or "head office declined")
         return None  # refused at the socket: judged offline, as with no agent at all
+
+    def ask_first_pin(self, member: str, code: str, pin_hash: str) -> FirstPinAnswer | None:
+        """Head office's answer to an imported member's first PIN; None: no answer (offline)."""
+        wait = max(self.timeout, FIRST_PIN_TIMEOUT_S)
+        request = {"op": "first_pin", "member": member, "code": code, "pin_hash": pin_hash, "timeout": wait}
+        answer = self._ask(request, wait + REPLY_MARGIN_S)
+        if answer is None:
+            return None
+        if answer.get("ok") is True:
+            return FirstPinAnswer(True) if answer.get("set") is True else None
+        if "denied" in answer:
+            return FirstPinAnswer.refused(answer.get("denied"), answer.get("code"))
+        return None  # refused at the socket: as with no agent at all
 
     def status(self) -> LinkStatus:
         """The agent's real connection state; offline when the agent cannot be asked."""

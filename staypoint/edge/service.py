@@ -34,6 +34,14 @@ from staypoint.edge.operations.errors import (
     VoucherRejected,
     WrongPin,
 )
+from staypoint.edge.operations.first_pin import (
+    FirstPinAnswer,
+    FirstPinChannel,
+    FirstPinOffline,
+    FirstPinRefused,
+    FirstPins,
+    FirstPinSet,
+)
 from staypoint.edge.operations.members import FEEDBACK_TAGS, Members
 from staypoint.edge.operations.redemptions import Redemptions
 from staypoint.edge.operations.staff import Staff
@@ -64,6 +72,11 @@ __all__ = [
     "AuthorisationDenied",
     "Authoriser",
     "BadInput",
+    "FirstPinAnswer",
+    "FirstPinChannel",
+    "FirstPinOffline",
+    "FirstPinRefused",
+    "FirstPinSet",
     "Hold",
     "MemberSummary",
     "NodeError",
@@ -112,6 +125,10 @@ class NodeService:
         self.summary = members.summary
         self.adjust = members.adjust
         self.record_feedback = members.record_feedback
+
+        first_pins = FirstPins(core)
+        self.set_first_pin = first_pins.set_first_pin
+        self.can_ask_first_pin = first_pins.can_ask_first_pin
 
         stays = Stays(core)
         self.post_stay = stays.post_stay

@@ -34,6 +34,23 @@ def hash_pin(pin: str, salt: bytes) -> str:
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
+def is_standard_hash(stored: str) -> bool:
+    """True when ``stored`` is exactly what :func:`hash_pin` makes: this scheme and cost, a
+    16-byte salt, a 32-byte digest. A PIN hashed elsewhere (a kiosk's first PIN, sent to head
+    office hashed) is taken only in this form, so no one can hand in a cheaper one."""
+    if not isinstance(stored, str) or len(stored) > 200:
+        return False
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[:4] != ["scrypt", str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P)]:
+        return False
+    try:
+        salt = base64.b64decode(parts[4], validate=True)
+        digest = base64.b64decode(parts[5], validate=True)
+    except ValueError:
+        return False
+    return len(salt) == 16 and len(digest) == 32
+
+
 def verify_pin(pin: str, stored: str) -> bool:
     """True when ``pin`` matches ``stored``; constant-time in the digest comparison."""
     try:

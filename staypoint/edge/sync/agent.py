@@ -37,8 +37,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from staypoint.edge import sync_store
+from staypoint.edge.agent_link import FIRST_PIN_TIMEOUT_S
 from staypoint.edge.replica import Replica
-from staypoint.edge.service import Hold, NodeService
+from staypoint.edge.service import FirstPinAnswer, Hold, NodeService
 from staypoint.edge.sync.authorisation import Authorisation
 from staypoint.edge.sync.context import MAX_PAYLOAD, MAX_VERSION, AgentContext, dumps
 from staypoint.edge.sync.downstream import HELD_CHANGES_MAX, Downstream, ResyncProgress, ResyncSession
@@ -155,6 +156,7 @@ class SyncAgent:
         self.link_state = self.authorisation.link_state
         self.request_authorisation = self.authorisation.request_authorisation
         self.request_value_authorisation = self.authorisation.request_value_authorisation
+        self.request_first_pin = self.authorisation.request_first_pin
         self._on_digest = self.downstream.on_digest
         self._on_fleet_changes = self.downstream.on_fleet_changes
         self._on_resync_part = self.downstream.on_resync_part
@@ -481,3 +483,9 @@ class MqttAuthoriser:
         if self.agent is None:
             return None
         return self.agent.request_value_authorisation(member, amount, self.timeout)
+
+    def ask_first_pin(self, member: str, code: str, pin_hash: str) -> FirstPinAnswer | None:
+        """An imported member's first PIN (the node service's ``FirstPinChannel``)."""
+        if self.agent is None:
+            return None
+        return self.agent.request_first_pin(member, code, pin_hash, max(self.timeout, FIRST_PIN_TIMEOUT_S))

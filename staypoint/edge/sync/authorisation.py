@@ -1,6 +1,7 @@
 """Online authorisation and the link's real state.
 
-A kiosk thread asks for a hold (points for a redemption, money for a payment); the request
+A kiosk thread asks for a hold (points for a redemption, money for a payment), or for an
+imported member's first PIN to be set with head office's one-time code; the request
 goes through a queue to the agent's thread, which publishes it (MQTT 5 request/response) and
 matches the answer by its correlation data. The link's state is measured, not guessed: an
 echo sent on the node's own topic and read back through the broker.
@@ -21,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from staypoint.edge.service import AuthorisationDenied, Hold
+from staypoint.edge.service import AuthorisationDenied, FirstPinAnswer, Hold
 from staypoint.edge.sync.context import AgentContext, dumps, int_field
 from staypoint.loyalty.events import iso
 
@@ -31,7 +32,7 @@ class AuthCall:
     """One question to head office, waited for by the thread that asked it."""
 
     correlation: bytes
-    payload: dict[str, Any]  # the request as head office reads it (kind points or value)
+    payload: dict[str, Any]  # the request as head office reads it (kind points, value or first_pin)
     done: threading.Event = field(default_factory=threading.Event)
     answer: dict[str, Any] | None = None
 
@@ -115,7 +116,31 @@ class Authorisation:
         """Ask head office for a hold on stored value for a payment, the same way."""
         return self._ask_office({"kind": "value", "member": member, "amount": f"{amount:.2f}"}, timeout)
 
+    def request_first_pin(
+        self, member: str, code: str, pin_hash: str, timeout: float
+    ) -> FirstPinAnswer | None:
+        """Ask head office to set an imported member's first PIN with its one-time code (the
+        PIN travels hashed). None: no answer in time, or the link known down."""
+        answer = self._ask_raw(
+            {"kind": "first_pin", "member": member, "code": code, "pin_hash": pin_hash}, timeout
+        )
+        if answer is None:
+            return None
+        if answer.get("ok") is True:
+            return FirstPinAnswer(True)
+        return FirstPinAnswer.refused(answer.get("reason"), answer.get("code"))
+
     def _ask_office(self, payload: dict[str, Any], timeout: float) -> Hold | None:
+        answer = self._ask_raw(payload, timeout)
+        if answer is None:
+            return None
+        if answer.get("ok") is True and isinstance(answer.get("hold"), str):
+            return Hold(str(answer["hold"]))
+        reason = answer.get("reason")
+        raise AuthorisationDenied(reason if isinstance(reason, str) else "head office declined")
+
+    def _ask_raw(self, payload: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """One request to head office, its answer; None when the link is down or it is too slow."""
         if not self.link_online():
             return None  # no wait when the link is known down: the offline limits decide now
         call = AuthCall(uuid.uuid4().bytes, payload)
@@ -124,11 +149,7 @@ class Authorisation:
             self._waiting.pop(call.correlation, None)
             self.ctx.stats["auth_timeouts"] += 1
             return None
-        answer = call.answer
-        if answer.get("ok") is True and isinstance(answer.get("hold"), str):
-            return Hold(str(answer["hold"]))
-        reason = answer.get("reason")
-        raise AuthorisationDenied(reason if isinstance(reason, str) else "head office declined")
+        return call.answer
 
     def send_queued(self) -> None:
         """Publish the requests other threads queued (on the agent's thread)."""

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from staypoint.edge.agent_link import MAX_LINE, MAX_SOCKET_PATH, encode
 from staypoint.edge.service import AuthorisationDenied, Hold
-from staypoint.loyalty import bounds
+from staypoint.loyalty import bounds, first_pin_codes, pins
 
 if TYPE_CHECKING:
     from staypoint.edge.sync.agent import SyncAgent
@@ -62,7 +62,7 @@ def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
 
 
 class LinkServer:
-    """Serves ``status`` and ``authorise`` for one agent on a Unix socket at ``path``."""
+    """Serves ``status``, ``authorise`` and ``first_pin`` for one agent on a Unix socket at ``path``."""
 
     def __init__(
         self,
@@ -198,7 +198,9 @@ class LinkServer:
             return {"ok": True, **self.agent.link_state()}
         if op == "authorise":
             return self._authorise(request)
-        return self._refuse("unknown_op", "op must be 'status' or 'authorise'")
+        if op == "first_pin":
+            return self._first_pin(request)
+        return self._refuse("unknown_op", "op must be 'status', 'authorise' or 'first_pin'")
 
     def _read_line(self, conn: socket.socket) -> bytes | None:
         deadline = time.monotonic() + READ_TIMEOUT_S
@@ -276,6 +278,35 @@ class LinkServer:
         self.served["authorise_value"] += 1
         number, wait = asked
         return self._ask(lambda: self.agent.request_value_authorisation(number, value, wait))
+
+    def _first_pin(self, request: dict[str, Any]) -> dict[str, Any]:
+        """An imported member's first PIN: a well-formed code and a standard PIN hash only
+        (neither is ever logged: a refusal names the field, never its value)."""
+        code, pin_hash = request.get("code"), request.get("pin_hash")
+        asked = _member_and_timeout(request.get("member"), request.get("timeout"))
+        try:
+            typed = first_pin_codes.parse(code) if isinstance(code, str) else None
+        except first_pin_codes.CodeFormatError:
+            typed = None
+        if (
+            asked is None
+            or typed is None
+            or not isinstance(pin_hash, str)
+            or not pins.is_standard_hash(pin_hash)
+        ):
+            return self._refuse(
+                "wrong_type", "first_pin needs member, a first-use code, a PIN hash and 0 < timeout <= 10"
+            )
+        self.served["first_pin"] += 1
+        number, wait = asked
+        answer = self.agent.request_first_pin(number, typed, pin_hash, wait)
+        if answer is None:
+            self.served["no_answer"] += 1
+            return {"ok": True, "set": None}
+        if answer.ok:
+            return {"ok": True, "set": True}
+        self.served["denied"] += 1
+        return {"ok": False, "denied": answer.reason, "code": answer.code}
 
     def _refuse(self, reason: str, detail: str) -> dict[str, Any]:
         self._drop(reason, detail)
