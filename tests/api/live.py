@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+
+from tests.waits import wait_until
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,8 @@ def serve(app: FastAPI) -> Iterator[Live]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
+    wait_until(lambda: server.started or not thread.is_alive(), 10, "uvicorn to start", interval=0.01)
+    assert server.started, "uvicorn's thread ended before it started"
     try:
         yield Live("127.0.0.1", port)
     finally:

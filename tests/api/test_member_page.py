@@ -9,13 +9,13 @@ import os
 import socket
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.api.conftest import Clock, build_api
 from tests.console.test_web import CHROMIUM, FLAGS
+from tests.waits import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,10 +40,7 @@ def test_sign_in_redeem_and_read_the_voucher_qr(tmp_path: Path) -> None:
     server = uvicorn.Server(uvicorn.Config(api.client.app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    end = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < end, "uvicorn did not start"
-        time.sleep(0.02)
+    wait_until(lambda: server.started, 30, "uvicorn to start")
     try:
         with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
             browser = pw.chromium.launch_persistent_context(

@@ -23,6 +23,7 @@ from staypoint.edge.sync.heartbeat import (
 )
 from staypoint.kiosk.hardware.printer.sim import SimPrinter
 from staypoint.kiosk.hardware.reader.sim import SimReader
+from tests.waits import wait_until
 
 
 def test_document_from_node_status(node: NodeService, now: datetime, tmp_path: Path) -> None:
@@ -123,9 +124,7 @@ def test_publisher_thread_beats_until_stopped() -> None:
         on_beat=lambda: beats.append(1),
     )
     pub.start()
-    deadline = time.monotonic() + 10
-    while len(beats) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(beats) >= 3, 10, "three beats", interval=0.01)
     pub.stop()
     # Stopped means stopped: the thread has ended, nothing more can be published.
     assert pub._thread is not None and not pub._thread.is_alive()
