@@ -41,6 +41,7 @@ from staypoint.kiosk.hardware.status import DeviceStatus
 from staypoint.kiosk.screens.attract import AttractScreen
 from staypoint.kiosk.screens.base import KioskScreen
 from staypoint.kiosk.screens.dashboard import DashboardScreen
+from staypoint.kiosk.screens.first_pin import FirstPinScreen
 from staypoint.kiosk.screens.pin import PinScreen
 from staypoint.kiosk.session import (
     Clock,
@@ -236,7 +237,12 @@ class KioskApp(App[None], inherit_bindings=False):
         self.idle_maintenance()
 
     def ask_pin(self, member: MemberRow) -> None:
-        """A member identified: the PIN screen, filled for them, replaces identify (if open)."""
+        """A member identified: the PIN screen, filled for them, replaces identify (if open).
+
+        A member with no PIN yet (imported) gets "Set your PIN" instead (screens/first_pin.py)."""
+        if not member.pin_hash:
+            self._offer_first_pin(member)
+            return
         pin = self.pin_screen
         pin.prepare(member)
         if self.screen is pin:
@@ -245,6 +251,15 @@ class KioskApp(App[None], inherit_bindings=False):
             self.push_screen(pin)
         else:  # the identify screen goes: it held the typed number
             self.switch_screen(pin)
+        self.touched()
+
+    def _offer_first_pin(self, member: MemberRow) -> None:
+        self.pin_screen.forget()
+        screen = FirstPinScreen(member)
+        if isinstance(self.screen, AttractScreen):
+            self.push_screen(screen)
+        else:  # identify (it held the typed number) or the PIN screen goes
+            self.switch_screen(screen)
         self.touched()
 
     def cancel_pin(self) -> None:
