@@ -18,6 +18,7 @@ from textual.widgets import Button
 
 from staypoint.edge.service import FirstPinAnswer, Hold, NodeService
 from staypoint.kiosk.app import Devices, KioskApp
+from staypoint.kiosk.hardware.pinpad.sim import SimPinPad
 from staypoint.kiosk.hardware.reader.sim import SimReader
 from staypoint.kiosk.screens import first_pin as screen_module
 from staypoint.kiosk.screens.attract import AttractScreen
@@ -269,3 +270,28 @@ async def test_set_but_not_yet_arrived_says_so_and_the_visit_leaves_nothing_behi
         assert isinstance(app.screen, AttractScreen)
         text = dom_text(app)
         assert "Anna" not in text and "K7QM" not in text and "W9ZR" not in text
+
+
+async def test_with_a_pin_pad_the_new_pin_is_typed_on_it(
+    build: Build, devices: Devices, service: NodeService
+) -> None:
+    member = imported(service)
+    office = Office(member)
+    service.authoriser = office
+    pad = SimPinPad("1234", delay_s=0.0)  # it types 1234 at every prompt
+    devices.pinpad = pad
+    try:
+        app = build()
+        async with app.run_test(size=SMALL) as pilot:
+            screen = await open_offer(pilot, devices)
+            await pilot.click("#start")
+            await settle(pilot)
+            await tap_code(pilot, CODE, settled=False)
+            await wait_until(pilot, lambda: office.pin_hash is not None, "head office asked", settled=False)
+            assert not screen.query_one("#new-pin-pad").display  # never on the screen
+            assert office.pin_hash is not None and pins.verify_pin("1234", office.pin_hash)
+            fan_out(service, member, office.pin_hash)
+            await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), "signed in on the pad")
+            assert app.session is not None and app.session.member == member
+    finally:
+        pad.close()
