@@ -51,6 +51,8 @@ MAX_SOCKET_PATH = 107
 REPLY_MARGIN_S = 0.5
 #: The least a first PIN waits for head office (a code checked and an event booked, not a hold).
 FIRST_PIN_TIMEOUT_S = 5.0
+#: The longest the agent waits on a client's behalf (``edge.sync.link.MAX_AUTH_TIMEOUT_S``).
+MAX_WAIT_S = 10.0
 
 
 def default_socket_path(db: Path) -> Path:
@@ -167,7 +169,7 @@ class AgentLink:
 
     def ask_first_pin(self, member: str, code: str, pin_hash: str) -> FirstPinAnswer | None:
         """Head office's answer to an imported member's first PIN; None: no answer (offline)."""
-        wait = max(self.timeout, FIRST_PIN_TIMEOUT_S)
+        wait = min(max(self.timeout, FIRST_PIN_TIMEOUT_S), MAX_WAIT_S)
         request = {"op": "first_pin", "member": member, "code": code, "pin_hash": pin_hash, "timeout": wait}
         answer = self._ask(request, wait + REPLY_MARGIN_S)
         if answer is None:
