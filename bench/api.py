@@ -51,8 +51,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from staypoint.central import pg
-from staypoint.central.api import keys
-from staypoint.central.api.state import SideStore
+from staypoint.central.application import keys
+from staypoint.central.application.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.seed import SEED_PIN, seed_docs
 from staypoint.central.store import StoredEvent

@@ -63,6 +63,13 @@ LAYERS: list[tuple[str, tuple[str, ...], list[str]]] = [
         [*DEVICES, "segno", "staypoint.edge", "staypoint.kiosk", "staypoint.cli"],
     ),
     (
+        # Head office's use cases load no web stack and no HTTP adapter: the console, the desks
+        # and the jobs run them without FastAPI.
+        "staypoint.central.application",
+        (),
+        [*DEVICES, *WEB, "pydantic", "segno", "staypoint.central.api", "staypoint.edge", "staypoint.kiosk"],
+    ),
+    (
         "staypoint.provisioning",
         (),
         ["textual", "fastapi", "uvicorn", "psycopg", "staypoint.cli"],

@@ -27,8 +27,8 @@ from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any
 
-from staypoint.central.api.service import Services
-from staypoint.central.api.sources import Draft, OutOfBounds
+from staypoint.central.application.services import Services
+from staypoint.central.application.sources import Draft, OutOfBounds
 from staypoint.central.errors import Conflict, Invalid, NotFound
 from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import iso
@@ -130,7 +130,7 @@ class Mailer:
 
 
 class ClaimsQueue:
-    """The claims queue over the API's services (ledger, profiles, side tables, event sources)."""
+    """The claims queue over head office's services (ledger, profiles, side tables, event sources)."""
 
     def __init__(self, services: Services, mailer: Mailer | None = None) -> None:
         self.services = services

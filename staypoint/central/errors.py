@@ -1,6 +1,6 @@
 """Head office's refusals, in the language of the programme rather than of HTTP.
 
-Head office's use cases (``central/services.py``, claims, reviews, partners, feedback, the
+Head office's use cases (``central/application/``, claims, reviews, partners, feedback, the
 import, first PINs, referrals, the console's desk) raise these; each carries a one-line
 ``message`` safe to show a member or a clerk and a stable machine ``code``. Only the API's
 adapter (``central/api/app.py``) knows HTTP: it maps each class here to a status in one

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.state import SideStore
 from staypoint.central.errors import Invalid
 from staypoint.central.ledger import Ledger
 from staypoint.central.store import StoreConfigError, add_store_option, open_ledger_store, parse_store_url

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.state import SideStore
 from staypoint.central.errors import DomainError, Gone, Locked, NotFound, Unauthenticated
 from staypoint.loyalty.events import iso, parse_iso
 

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from staypoint.central import first_pin
-from staypoint.central.api.service import HEAD_OFFICE_BLOCKS, display_name
-from staypoint.central.api.sources import Draft, EventSources
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.members import HEAD_OFFICE_BLOCKS, display_name
+from staypoint.central.application.sources import Draft, EventSources
+from staypoint.central.application.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import LANGUAGES, ProfileError, Profiles, check_contact, open_profiles
 from staypoint.loyalty import member_numbers

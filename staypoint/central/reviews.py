@@ -3,7 +3,7 @@
 A node never takes points a member has already spent, and never blocks a member: it asks
 (``stay.void_requested``, ``member.reported``) and head office's staff decide here. Each
 decision is an event on head office's console stream, applied through the ledger like any
-other (``api/sources.py``), so it reaches every node as the member's record:
+other (``application/sources.py``), so it reaches every node as the member's record:
 
 - settling a void books the ``stay.voided`` the node asked for; when the member has spent
   the points, the balance goes below zero and the fold writes the debt down and holds the
@@ -20,7 +20,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from staypoint.central.api.sources import Draft, EventSources, OutOfBounds
+from staypoint.central.application.sources import Draft, EventSources, OutOfBounds
 from staypoint.central.errors import Invalid
 from staypoint.central.ledger import Ledger
 

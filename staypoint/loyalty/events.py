@@ -70,7 +70,7 @@ def points_delta(kind: str, data: Mapping[str, Any]) -> int:
     return sign * int(data.get("points", 0)) if sign else 0
 
 
-# Head office's own event streams (central/api/sources.py): ``console``, ``web``,
+# Head office's own event streams (central/application/sources.py): ``console``, ``web``,
 # ``pms-<property>`` and ``partner-<code>`` (a partner's settlement and credit files,
 # central/partners.py), each perhaps with a process suffix. No node may take these names
 # (provisioning refuses them as node ids), and only the console stream carries staff's

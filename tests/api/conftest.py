@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from staypoint.central.api.app import make_api
-from staypoint.central.api.service import Services
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.services import Services
+from staypoint.central.application.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.pg import open_ledger_store
 from staypoint.central.profiles import ProfileStore

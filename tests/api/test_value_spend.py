@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from staypoint.central.api.sources import Draft
+from staypoint.central.application.sources import Draft
 from staypoint.central.reports.cli import report_figures
 from tests.api.conftest import NOW, PIN, Api
 

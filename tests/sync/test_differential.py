@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from staypoint.central import pg
-from staypoint.central.api.service import Services
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.services import Services
+from staypoint.central.application.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileStore
 from staypoint.central.store_pg import PgLedgerStore

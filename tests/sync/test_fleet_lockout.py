@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from staypoint.central.api.service import Services
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.services import Services
+from staypoint.central.application.state import SideStore
 from staypoint.central.errors import DomainError, Locked, Unauthenticated
 from staypoint.central.ledger import Ledger
 from staypoint.central.profiles import ProfileStore

@@ -30,9 +30,9 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from staypoint.central.api.service import ApiKey, Services
-from staypoint.central.api.sources import OutOfBounds
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.services import ApiKey, Services
+from staypoint.central.application.sources import OutOfBounds
+from staypoint.central.application.state import SideStore
 from staypoint.central.errors import (
     Conflict,
     DomainError,

@@ -21,7 +21,7 @@ from staypoint.entry import run_group
 def openapi_document() -> dict[str, Any]:
     """The API's OpenAPI document (built over throw-away stores: it depends on no data)."""
     from staypoint.central.api.app import make_api
-    from staypoint.central.api.state import SideStore
+    from staypoint.central.application.state import SideStore
     from staypoint.central.ledger import Ledger
     from staypoint.central.profiles import ProfileStore
     from staypoint.central.store_sqlite import SqliteLedgerStore
@@ -68,7 +68,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from staypoint.central.api.app import make_api
-    from staypoint.central.api.state import SideStore
+    from staypoint.central.application.state import SideStore
     from staypoint.central.cli import open_store
     from staypoint.central.console.cli import store_locations
     from staypoint.central.ledger import Ledger
@@ -145,7 +145,7 @@ def _side_store(args: argparse.Namespace, *, create: bool = False) -> Any:
 
     A command that reads them refuses a missing SQLite file; a service (``create``) makes it,
     as the API does, since the units start together and none may wait on another's first run."""
-    from staypoint.central.api.state import SideStore
+    from staypoint.central.application.state import SideStore
     from staypoint.central.store import StoreConfigError, parse_store_url
 
     try:
@@ -162,7 +162,7 @@ def _side_store(args: argparse.Namespace, *, create: bool = False) -> Any:
 
 
 def cmd_keys(args: argparse.Namespace) -> None:
-    from staypoint.central.api import keys
+    from staypoint.central.application import keys
 
     side = _side_store(args)
     now = datetime.now(UTC)

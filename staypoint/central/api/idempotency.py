@@ -40,8 +40,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from staypoint.central.api.service import Services
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.services import Services
+from staypoint.central.application.state import SideStore
 from staypoint.central.errors import Unauthenticated
 from staypoint.loyalty.events import iso, parse_iso
 

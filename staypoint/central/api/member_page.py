@@ -18,14 +18,12 @@ import io
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, Response
 
-from staypoint.central.api.service import Services
-from staypoint.central.errors import NotFound
-from staypoint.loyalty import vouchers
+from staypoint.central.application.services import Services
 
 PAGE = (Path(__file__).with_name("member_page.html")).read_text(encoding="utf-8")
 
@@ -59,10 +57,4 @@ def add_member_page(
     )
     def voucher_qr(code: str, number: Member) -> Response:
         """A voucher's QR code (its signed token, as a kiosk verifies it offline), SVG."""
-        wanted = code.replace("-", "").replace(" ", "").upper()
-        for v in services.ledger.store.member_vouchers(number, 100):
-            raw = str(v.get("code", ""))
-            if raw.upper() == wanted or vouchers.format_code(raw).replace("-", "") == wanted:
-                token: Any = v.get("token") or raw
-                return Response(voucher_qr_svg(str(token)), media_type="image/svg+xml")
-        raise NotFound(f"no voucher {code[:40]!r} for this member", "unknown_voucher")
+        return Response(voucher_qr_svg(services.voucher_token(number, code)), media_type="image/svg+xml")

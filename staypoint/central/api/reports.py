@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 
-from staypoint.central.api.service import ApiKey, Services
+from staypoint.central.application.services import ApiKey, Services
 from staypoint.central.errors import Forbidden, Invalid, NotFound, Unavailable
 from staypoint.central.reports import figures as fig
 from staypoint.central.reports.render import as_csv, as_json, label

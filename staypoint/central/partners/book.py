@@ -27,8 +27,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from staypoint.central.api.sources import Draft, EventSources, OutOfBounds
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.sources import Draft, EventSources, OutOfBounds
+from staypoint.central.application.state import SideStore
 from staypoint.central.errors import Invalid
 from staypoint.central.ledger import Ledger
 from staypoint.central.partners.files import (

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.state import SideStore
 from staypoint.central.ledger import Ledger
 from staypoint.central.partners.book import PartnerDesk, PartnerError
 from staypoint.central.partners.files import PartnerFileError

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.state import SideStore
 from staypoint.loyalty.events import iso
 
 SCOPES = ("member", "enrol", "stays", "rates", "claims", "reports")
