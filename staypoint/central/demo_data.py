@@ -37,14 +37,10 @@ from staypoint.loyalty.events import Event, iso, parse_iso, uuid7
 from staypoint.loyalty.program import Outlet, default_program, default_program_text
 from staypoint.progress import progress
 
-PROPERTIES = {  # code: (time zone, share of Chinese-speaking guests)
-    "SHA": ("Asia/Shanghai", 0.8),
-    "BJS": ("Asia/Shanghai", 0.85),
-    "HKG": ("Asia/Hong_Kong", 0.6),
-    "SIN": ("Asia/Singapore", 0.4),
-    "LON": ("Europe/London", 0.1),
-    "BER": ("Europe/Berlin", 0.05),
-}
+# The default programme's [[properties]] (code and time zone), with each one's share of
+# Chinese-speaking guests.
+ZH_SHARE = {"SHA": 0.8, "BJS": 0.85, "HKG": 0.6, "SIN": 0.4, "LON": 0.1, "BER": 0.05}
+PROPERTIES = {p.code: (p.timezone, ZH_SHARE.get(p.code, 0.0)) for p in default_program().properties}
 ROOM_TYPES = ("Standard", "Deluxe", "Executive", "Suite")
 DEMO_BLOCK = 9500  # member numbers 9500..: the demo range (9000-9999 is demo/benchmark)
 

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from staypoint import localtime
 from staypoint.loyalty.bounds import MAX_PROGRAM_VERSION, Bounds
 from staypoint.loyalty.programdoc import ProgramError, brief, check_keys
 from staypoint.loyalty.rates import ONLINE_SECTIONS, OnlineRules, RatePlan, parse_online
@@ -147,6 +148,17 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Property:
+    """``[[properties]]``: a hotel of the chain and its time zone (IANA), the one record of it
+    that head office's reports (a month is the property's month), enrolment (a new node's
+    ``[node] timezone``) and the nodes share."""
+
+    code: str
+    name: str
+    timezone: str
+
+
+@dataclass(frozen=True)
 class ReferralRules:
     """``[referrals]`` (optional): the bonus each side of a referral earns after the first stay."""
 
@@ -177,6 +189,7 @@ class Program:
     referrals: ReferralRules = field(default_factory=ReferralRules)
     # [qualification] qualify_on: which of a stay's points count towards status.
     qualify_on: QualifyOn = QualifyOn.ALL_POINTS
+    properties: tuple[Property, ...] = ()
     source_text: str = field(default="", compare=False, repr=False)
 
     @property
@@ -195,6 +208,13 @@ class Program:
         changes, so an entry never goes stale. Head office prices every stay it books, and
         the same few days, tiers and outlets recur (a memo of days seen: a few thousand)."""
         return {}
+
+    def timezone_of(self, property_code: str | None) -> str | None:
+        """The IANA zone of a property of ``[[properties]]``; None for one the programme does not list."""
+        for prop in self.properties:
+            if prop.code == property_code:
+                return prop.timezone
+        return None
 
     def tier(self, code: str) -> Tier:
         """The tier with ``code``; KeyError if the programme has none."""
@@ -350,6 +370,7 @@ CORE_SECTIONS = (
     "offline_limits",
     "offers",
     "bounds",
+    "properties",
 )
 
 
@@ -496,6 +517,20 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
             referrer_points=ref.int_("referrer_points", 1000, maximum=bounds.points_per_event),
             referred_points=ref.int_("referred_points", 1000, maximum=bounds.points_per_event),
         )
+    properties: list[Property] = []
+    for pr in root.tables("properties", required=False):
+        pr.only("code", "name", "timezone")
+        code = _code(pr)
+        if len(code) > 32:
+            raise pr.fail("code", f"at most 32 characters, got {len(code)}")
+        if any(x.code == code for x in properties):
+            raise pr.fail("code", f"duplicate property {code!r}")
+        tz = pr.str_("timezone")
+        try:
+            localtime.zone(tz)
+        except localtime.ZoneError as exc:
+            raise pr.fail("timezone", str(exc)) from None
+        properties.append(Property(code=code, name=pr.str_("name")[:200], timezone=tz))
     online = parse_online(raw, frozenset(tier_codes), source)
     currency = head.str_("currency")
     if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
@@ -522,6 +557,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         online=online,
         referrals=referrals,
         qualify_on=qualify_on,
+        properties=tuple(properties),
         source_text=text,
     )
 

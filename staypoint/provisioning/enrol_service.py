@@ -45,6 +45,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from staypoint.central.fleet.revoked import RevokedNodes
+from staypoint.loyalty.program import ProgramError, parse_program
 from staypoint.mqtt_tls import OFFICE_PORT, use_fleet_tls
 from staypoint.provisioning.pki import (
     ENROL_IDENTITY,
@@ -425,7 +426,8 @@ class EnrolService:
         keys = {n: rec.voucher_public_key for n, rec in self.state.nodes().items() if rec.revoked_at is None}
         self.counts["enrolled"] += 1
         log.info("enrolled %s (%s), serial %s", node, record.property, entry.serial)
-        zone = self.timezones.get(record.property)
+        program_text = self.program()
+        zone = self.timezones.get(record.property) or _programme_zone(program_text, record.property)
         return {
             **({"timezone": zone} if zone else {}),
             "v": 2,
@@ -437,7 +439,7 @@ class EnrolService:
             "voucher_keys": keys,
             "card_key": self.state.card_key().hex(),
             "member_blocks": blocks,
-            "program": self.program(),
+            "program": program_text,
             "backup_url": self.backup_url.format(node=node),
         }
 
@@ -527,3 +529,11 @@ class EnrolService:
             qos=1,
             properties=props,
         )
+
+
+def _programme_zone(text: str, property_code: str) -> str | None:
+    """The property's zone in the programme's ``[[properties]]`` (head office's record of it)."""
+    try:
+        return parse_program(text).timezone_of(property_code)
+    except ProgramError:  # refused when it was published or loaded; no zone rather than no node
+        return None

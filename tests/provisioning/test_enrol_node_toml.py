@@ -79,6 +79,7 @@ def test_enrol_writes_a_node_toml_that_restores_from_a_real_litestream_backup(
 
     # Production, the technician's devices, the hotel's name, the backup.
     assert cfg["node"]["mode"] == "production" and cfg["node"]["id"] == node
+    assert cfg["node"]["timezone"] == "Asia/Shanghai"  # SHA's, from the programme's [[properties]]
     assert cfg["hardware"] == {
         "reader": "pcsc",
         "reader_name": "ACS ACR122U",

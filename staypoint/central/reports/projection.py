@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
+from staypoint import localtime
+from staypoint.loyalty.program import ProgramError, parse_program
 from staypoint.sqlitetx import immediate
 
 SCHEMA = (
@@ -115,11 +119,18 @@ FROM events e LEFT JOIN stays s ON s.event_id = e.id
 WHERE e.rowid > ? AND e.rowid <= ? AND e.type = 'stay.posted' AND e.member IS NOT NULL
 """
 
+# The month of the event's time at its node's property. Only the first and the last days of
+# a UTC month can belong to another month anywhere (no zone is 14 h or more off UTC), and a
+# node with no zone keeps UTC's: SQLite answers those itself, Python only the few others.
+_LOCAL_MONTH = """CASE WHEN z.zone IS NULL OR substr(json_extract(e.body, '$.at'), 9, 2) BETWEEN '02' AND '27'
+        THEN substr(json_extract(e.body, '$.at'), 1, 7)
+        ELSE sp_local_month(json_extract(e.body, '$.at'), z.zone) END"""
+
 # Points movements other than stays (stays are read from rpt_stays after their fill).
-_FILL_POINTS = """
+_FILL_POINTS = f"""
 INSERT OR IGNORE INTO rpt_points (rowid, event_id, member, node, at, month, kind, points, reward, auth)
 SELECT e.rowid, e.id, e.member, e.node, json_extract(e.body, '$.at'),
-    substr(json_extract(e.body, '$.at'), 1, 7),
+    {_LOCAL_MONTH},
     CASE e.type
         WHEN 'points.redeemed' THEN 'redeemed'
         WHEN 'points.expired' THEN 'expired'
@@ -133,7 +144,7 @@ SELECT e.rowid, e.id, e.member, e.node, json_extract(e.body, '$.at'),
         ELSE -coalesce(json_extract(e.body, '$.data.points'), 0)
     END,
     json_extract(e.body, '$.data.reward'), json_extract(e.body, '$.auth')
-FROM events e
+FROM events e LEFT JOIN temp.rpt_node_zone z ON z.node = e.node
 WHERE e.rowid > ? AND e.rowid <= ?
   AND e.type IN ('points.redeemed', 'points.expired', 'stay.voided', 'voucher.voided', 'points.adjusted')
 """
@@ -157,11 +168,13 @@ SELECT e.rowid, e.id, e.member, e.node, json_extract(e.body, '$.data.property'),
 FROM events e WHERE e.rowid > ? AND e.rowid <= ? AND e.type = 'feedback.recorded'
 """
 
-_FILL_ENROLMENTS = """
+_FILL_ENROLMENTS = f"""
 INSERT OR IGNORE INTO rpt_enrolments (member, node, property, at, month, tier)
 SELECT e.member, e.node, json_extract(e.body, '$.data.home_property'), json_extract(e.body, '$.at'),
-    substr(json_extract(e.body, '$.at'), 1, 7), json_extract(e.body, '$.data.tier')
-FROM events e WHERE e.rowid > ? AND e.rowid <= ? AND e.type = 'member.enrolled' AND e.member IS NOT NULL
+    {_LOCAL_MONTH},
+    json_extract(e.body, '$.data.tier')
+FROM events e LEFT JOIN temp.rpt_node_zone z ON z.node = e.node
+WHERE e.rowid > ? AND e.rowid <= ? AND e.type = 'member.enrolled' AND e.member IS NOT NULL
 """
 
 # Per-member stay figures, kept up to date instead of recomputed: all stays (``stays``,
@@ -288,7 +301,7 @@ ON CONFLICT (member) DO UPDATE SET
 
 # The projection is derived data: a new layout rebuilds it from the ledger (the imported
 # property totals are not derived and are kept).
-SCHEMA_VERSION = 4  # 4: rpt_members.value_c (the stored-value balance, cents)
+SCHEMA_VERSION = 5  # 4: rpt_members.value_c (cents); 5: months at the property ([[properties]])
 _DERIVED = (
     "rpt_stays",
     "rpt_points",
@@ -326,8 +339,57 @@ def connect(path: Path) -> sqlite3.Connection:
     # Derived data with its cursor in the same transaction: a commit lost to a power cut
     # is folded again, so the fill does not wait for the disk at every batch.
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.create_function("sp_local_month", 2, local_month)
     ensure_schema(conn)
     return conn
+
+
+@lru_cache(maxsize=65_536)
+def local_month(at: object, zone_name: object) -> str | None:
+    """``YYYY-MM`` of the instant ``at`` (ISO, UTC) in the property's zone (None: UTC).
+
+    A movement or an enrolment counts in the month its property lived it: a redemption at
+    23:30 on 31 December in Berlin is December's, though it is 22:30Z. (A stay counts in the
+    month of its arrival, a date the property gave.)"""
+    if not isinstance(at, str):
+        return None
+    if not isinstance(zone_name, str) or zone_name in ("", localtime.UTC_NAME):
+        return at[:7]
+    try:
+        zone = localtime.zone(zone_name)
+        ts = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:  # ZoneError is one; a bad time is the event's problem, not the report's
+        return at[:7]
+    return localtime.local(ts, zone).strftime("%Y-%m")
+
+
+def _node_zones(conn: sqlite3.Connection) -> None:
+    """Fill ``temp.rpt_node_zone`` from the newest programme's ``[[properties]]`` and the
+    ledger's node → property table (both small): what ``sp_local_month`` is given per node."""
+    conn.execute("DELETE FROM temp.rpt_node_zone")
+    row = conn.execute("SELECT version, document FROM programs ORDER BY version DESC LIMIT 1").fetchone()
+    if row is None:
+        return
+    zones = _programme_zones(int(row[0]), str(row[1]))
+    if not zones:
+        return
+    conn.executemany(
+        "INSERT OR REPLACE INTO temp.rpt_node_zone (node, zone) VALUES (?, ?)",
+        [
+            (node, zones[prop])
+            for node, prop in conn.execute("SELECT node, property FROM node_properties")
+            if prop in zones
+        ],
+    )
+
+
+@lru_cache(maxsize=8)
+def _programme_zones(version: int, document: str) -> dict[str, str]:
+    try:
+        program = parse_program(document, f"programme v{version}")
+    except ProgramError:
+        return {}
+    return {p.code: p.timezone for p in program.properties}
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -355,6 +417,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         for stmt in SCHEMA:
             conn.execute(stmt)
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS rpt_flip (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS rpt_node_zone (node TEXT PRIMARY KEY, zone TEXT NOT NULL)")
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS rpt_pairs (month TEXT NOT NULL, member TEXT NOT NULL, "
         "n INTEGER NOT NULL, PRIMARY KEY (month, member)) WITHOUT ROWID"
@@ -384,6 +447,7 @@ def _running_totals(conn: sqlite3.Connection, cond: str, sign: int, args: tuple[
 
 def _fold_events(conn: sqlite3.Connection, lo: int, hi: int) -> None:
     """Every fact of the events in ``(lo, hi]`` (one transaction, the caller's)."""
+    _node_zones(conn)
     conn.execute(_FILL_STAYS, (lo, hi))
     conn.execute(_FILL_POINTS, (lo, hi))
     conn.execute("DELETE FROM temp.rpt_flip")
@@ -528,6 +592,9 @@ MIRROR_SCHEMA = (
         resolved_at TEXT, kind TEXT NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS mirror_source (one INTEGER PRIMARY KEY CHECK (one = 1), "
     "source TEXT NOT NULL)",
+    # What a month is at each property: the programme's [[properties]] and node -> property.
+    "CREATE TABLE IF NOT EXISTS programs (version INTEGER PRIMARY KEY, document TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS node_properties (node TEXT PRIMARY KEY, property TEXT NOT NULL)",
 )
 
 MIRROR_BATCH = 50_000
@@ -588,9 +655,14 @@ def mirror_pg(conn: sqlite3.Connection, pg_url: str, *, batch: int = MIRROR_BATC
         overdrafts = pg.execute(
             "SELECT id, member, node, event_id, balance, at, resolved_at, kind FROM overdrafts"
         ).fetchall()
+        newest = pg.execute("SELECT version, document FROM programs ORDER BY version DESC LIMIT 1").fetchall()
+        node_props = pg.execute("SELECT node, property FROM node_properties").fetchall()
     with immediate(conn):
         conn.execute("DELETE FROM overdrafts")
         conn.executemany("INSERT INTO overdrafts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", overdrafts)
+        conn.executemany("INSERT OR REPLACE INTO programs VALUES (?, ?)", newest)
+        conn.execute("DELETE FROM node_properties")
+        conn.executemany("INSERT INTO node_properties VALUES (?, ?)", node_props)
     return copied
 
 
