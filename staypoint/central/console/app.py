@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
@@ -156,7 +157,9 @@ class DeskScreen(Screen[None]):
                     yield Static("", id="program-out")
             if "marketing" in allowed:
                 with TabPane("Marketing", id="marketing"):
-                    yield MarketingView(self.desk, self.staff, self.desk_clock, id="marketing-view")
+                    yield MarketingView(
+                        self.desk, self.staff, self.desk_clock, self._campaigns(), id="marketing-view"
+                    )
             if "reports" in allowed:
                 with TabPane("Reports", id="reports"):
                     yield ReportsView(self.desk, id="reports-view")
@@ -166,6 +169,11 @@ class DeskScreen(Screen[None]):
             with TabPane("Fleet", id="fleet"):
                 yield self._fleet_body()
         yield Footer()
+
+    def _campaigns(self) -> Path | None:
+        app = self.app
+        assert isinstance(app, ConsoleApp)
+        return app.campaigns
 
     def _fleet_body(self) -> FleetView | Static:
         app = self.app
@@ -423,9 +431,11 @@ class ConsoleApp(App[None]):
         fleet_alerts: AlertManager | None = None,
         fleet_memory: MemorySink | None = None,
         fleet_refresh_s: float = 2.0,
+        campaigns: Path | None = None,
     ) -> None:
         """``fleet`` (with its alerts and their memory) feeds the Fleet tab; without it the
-        tab says how to turn it on. The app only reads them; whoever fills them stops them."""
+        tab says how to turn it on. The app only reads them; whoever fills them stops them.
+        ``campaigns``: the campaigns file the Marketing tab's *Send* takes its gateways from."""
         super().__init__()
         self.desk = desk
         self.clock = clock
@@ -434,6 +444,7 @@ class ConsoleApp(App[None]):
         self.fleet_alerts = fleet_alerts
         self.fleet_memory = fleet_memory
         self.fleet_refresh_s = fleet_refresh_s
+        self.campaigns = campaigns
 
     def on_mount(self) -> None:
         self.push_screen(SignIn())

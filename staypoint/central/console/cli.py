@@ -3,6 +3,8 @@ textual-serve, in a browser. ``--add-staff ID NAME ROLE`` creates a sign-in (pas
 the ``STAYPOINT_STAFF_PASSWORD`` environment variable, never the command line).
 ``--fleet-config fleet.toml`` fills the Fleet tab from a fleet monitor of the console's own
 (its own MQTT client id, stopped when the console exits); without it the tab says so.
+``--campaigns campaigns.toml`` (the file ``central jobs --campaigns`` reads) gives the Marketing
+tab's *Send* its mail server, SMS gateway and settings.
 
 Wiring: ``staypoint/cli/main.py`` calls :func:`register` with its top-level subparsers.
 """
@@ -14,6 +16,7 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -76,10 +79,29 @@ def web_command(args: argparse.Namespace) -> str:
         argv += ["--smtp", args.smtp]
     if args.fleet_config:
         argv += ["--fleet-config", os.path.abspath(args.fleet_config)]
+    if args.campaigns:
+        argv += ["--campaigns", os.path.abspath(args.campaigns)]
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def _campaigns_file(args: argparse.Namespace) -> Path | None:
+    """``--campaigns``, checked once here: a file that is not there or not valid is one line."""
+    if not args.campaigns:
+        return None
+    from staypoint.central.campaigns.config import ConfigError, load_config
+
+    path = Path(args.campaigns).absolute()
+    try:
+        load_config(path)
+    except OSError as exc:
+        raise SystemExit(f"staypoint: --campaigns {args.campaigns}: {exc.strerror or exc}") from None
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise SystemExit(f"staypoint: --campaigns: {exc}") from None
+    return path
+
+
 def cmd_console(args: argparse.Namespace) -> None:
+    _campaigns_file(args)
     if args.web:
         from textual_serve.server import Server
 
@@ -110,8 +132,9 @@ def _run_console(args: argparse.Namespace, desk: Any) -> None:
         return
     from staypoint.central.console.app import make_console
 
+    campaigns = _campaigns_file(args)
     if not args.fleet_config:
-        make_console(desk).run()
+        make_console(desk, campaigns=campaigns).run()
         return
     from staypoint.central.fleet.cli import start_monitor
 
@@ -119,7 +142,11 @@ def _run_console(args: argparse.Namespace, desk: Any) -> None:
     monitor = start_monitor(args.fleet_config, client_suffix=f"console-{os.getpid()}-{int(time.time())}")
     try:
         make_console(
-            desk, fleet=monitor.state, fleet_alerts=monitor.alerts, fleet_memory=monitor.memory
+            desk,
+            fleet=monitor.state,
+            fleet_alerts=monitor.alerts,
+            fleet_memory=monitor.memory,
+            campaigns=campaigns,
         ).run()
     finally:
         monitor.stop()
@@ -144,6 +171,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--fleet-config",
         metavar="FLEET_TOML",
         help="fleet.toml (e.g. /etc/staypoint-central/fleet.toml): show the fleet in the Fleet tab",
+    )
+    p.add_argument(
+        "--campaigns",
+        metavar="CAMPAIGNS_TOML",
+        help="the campaigns file of 'central jobs --campaigns': the Marketing tab's Send mails with its "
+        "[smtp], [sms] and [settings]",
     )
     p.add_argument("--web", action="store_true", help="serve the console to a browser (textual-serve)")
     p.add_argument("--host", default="127.0.0.1")

@@ -6,7 +6,8 @@ and the first ten) and saved as a new version (``Segments.save``: a campaign nam
 version it was approved with). A one-off campaign over a saved segment takes the shipped
 ``one_off`` template or a subject and text of its own; "Preview message" renders the first
 member's message exactly as the campaign job would (``CampaignJob.message_for``), "Dry run"
-counts today's recipients with the engine's own dry run (nothing is logged or sent).
+counts today's recipients with the engine's own dry run (nothing is logged or sent), and
+"Send…" (``campaign_send.CampaignSend``) runs it for real after a confirm.
 
 On either ledger store, as the campaign job runs (``open_stores_at``). Styles: ``marketing.tcss``.
 """
@@ -26,6 +27,7 @@ from staypoint.central.campaigns.config import Campaign, ConfigError, JobConfig,
 from staypoint.central.campaigns.engine import CampaignJob, open_stores_at
 from staypoint.central.campaigns.segments import Segment, SegmentError, Segments
 from staypoint.central.campaigns.templates import DEFAULTS, Template
+from staypoint.central.console.campaign_send import CampaignSend
 from staypoint.central.console.desk import Desk, Staff
 from staypoint.loyalty.events import iso
 
@@ -76,11 +78,20 @@ def segment_from_fields(values: dict[str, str]) -> Segment:
 class MarketingView(Vertical):
     """Segments and one-off campaigns (the Marketing tab's body)."""
 
-    def __init__(self, desk: Desk, staff: Staff, clock: Callable[[], datetime], **kw: Any) -> None:
+    def __init__(
+        self,
+        desk: Desk,
+        staff: Staff,
+        clock: Callable[[], datetime],
+        campaigns: Path | None = None,
+        **kw: Any,
+    ) -> None:
+        """``campaigns``: the campaigns file (gateways, settings) *Send* runs with."""
         super().__init__(**kw)
         self.desk = desk
         self.staff = staff
         self.clock = clock
+        self.campaigns = campaigns
 
     def compose(self) -> ComposeResult:
         if _location(self.desk) is None:
@@ -105,6 +116,11 @@ class MarketingView(Vertical):
                 yield Button("Dry run", id="cmp-dry", variant="warning")
             yield TextArea("", id="cmp-text")
             yield Static("", id="cmp-out")
+            where = _location(self.desk)
+            assert where is not None
+            yield CampaignSend(
+                self.campaign, lambda: open_stores_at(*where), self.clock, self.campaigns, id="cmp-send-box"
+            )
 
     def on_mount(self) -> None:
         for table in self.query("#seg-sample").results(DataTable):
@@ -258,5 +274,5 @@ class MarketingView(Vertical):
             "cmp-out",
             "dry run, nothing sent: "
             + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in out.items())
-            + "\nTo send: add it to the campaigns file and `staypoint central jobs --campaigns FILE`.",
+            + "\nTo send it: Send… below.",
         )
