@@ -1,6 +1,7 @@
 """Partner transfers both ways, as head office runs them: the API books a transfer, the CLI
 links accounts, writes the settlement file, imports the partner's confirmations and credits
-(docs/partners.md). Both ledger stores (the ``api`` fixture is parametrised)."""
+(docs/partners.md); the API links a member's accounts too. Both ledger stores (the ``api``
+fixture is parametrised)."""
 
 from __future__ import annotations
 
@@ -187,3 +188,83 @@ def test_transfer_settle_confirm_reject_and_credit(api: Api, tmp_path: Path) -> 
     r = cli(api, tmp_path, "credit", str(credits), "--partner", "SKYMILES", ok=False)
     assert "P-1 was booked before with 500 points" in r.stderr
     assert points(api, ada) == before[0] + 500
+
+
+def test_member_links_partner_accounts_through_the_api(api: Api, tmp_path: Path) -> None:
+    """PUT /v1/members/{number}/partners/{code} links (or re-links) the member's account with
+    their own token, GET lists the links; the partners desk sees the same table (one copy of
+    the rules: the CLI's refusals above are these), and a transfer is credited to the link."""
+    ada, bob = api.enrol("Ada"), api.enrol("Bob")
+    api.stay(ada, "F-1", room="1000")
+    ada_token, bob_token = api.login(ada), api.login(bob)
+    ada_key = api.h(token=ada_token)
+
+    def link(member: str, account: Any, code: str = "SKYMILES", **headers: str) -> Any:
+        return api.client.put(
+            f"/v1/members/{member}/partners/{code}", json={"account": account}, headers=headers or ada_key
+        )
+
+    r = api.client.get(f"/v1/members/{ada}/partners", headers=ada_key)
+    assert r.status_code == 200 and r.json() == []
+
+    # The member's own token, on a key with the member scope.
+    r = api.client.get(f"/v1/members/{ada}/partners", headers=api.h())
+    assert (r.status_code, r.json()["code"]) == (401, "no_token")
+    r = link(ada, "SM123456", **api.h(token=bob_token))
+    assert (r.status_code, r.json()["code"]) == (403, "other_member")
+    r = link(ada, "SM123456", **api.h("pms-sha", token=ada_token))
+    assert (r.status_code, r.json()["code"]) == (403, "scope")
+
+    # Bounded input, each refusal a 422 with its reason: the path, the body, the partner's pattern.
+    wrong_check = ada[:-1] + str((int(ada[-1]) + 1) % 10)
+    r = link(wrong_check, "SM123456")
+    assert (r.status_code, r.json()["code"]) == (422, "bad_number")
+    assert link("70x1", "SM123456").status_code == 422
+    for body in ({}, {"account": "SM123456", "extra": 1}, {"account": 123456}):
+        r = api.client.put(f"/v1/members/{ada}/partners/SKYMILES", json=body, headers=ada_key)
+        assert (r.status_code, r.json()["code"]) == (422, "invalid"), body
+    for bad in ("", "SM\n123456", "S" * 81):
+        r = link(ada, bad)
+        assert (r.status_code, r.json()["code"]) == (422, "invalid"), bad
+    r = link(ada, "SM-1")
+    assert (r.status_code, r.json()["code"]) == (422, "bad_account")
+    assert r.json()["error"] == "'SM-1' is not a SkyMiles account number (pattern [A-Z0-9]{4,32})"
+    r = link(ada, "S" * 65)  # within the body's bound, past Partner.valid_account's 64
+    assert (r.status_code, r.json()["code"]) == (422, "bad_account")
+    r = link(ada, "SM123456", code="NOPE")
+    assert (r.status_code, r.json()["code"]) == (404, "unknown_partner")
+    assert link(ada, "SM123456", code="NOT+A+CODE").status_code == 422
+
+    # Linked: kept upper-case without spaces; the partner code in any case.
+    r = link(ada, "sm 123 456", code="skymiles")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert {k: got[k] for k in ("member", "partner", "name", "account")} == {
+        "member": ada,
+        "partner": "SKYMILES",
+        "name": "SkyMiles",
+        "account": "SM123456",
+    }
+    assert got["linked_at"].startswith("2026-11-23T10:00:00")
+    assert api.client.get(f"/v1/members/{ada}/partners", headers=ada_key).json() == [got]
+
+    # One member per account; the desk's CLI lists what the API linked, and by which key.
+    r = link(bob, "SM123456", **api.h(token=bob_token))
+    assert (r.status_code, r.json()["code"]) == (409, "account_taken")
+    assert "linked to another member" in r.json()["error"]
+    rows = json.loads(cli(api, tmp_path, "accounts", "--member", ada, "--json").stdout)
+    key_id = api.keys["web"].split("_")[1]
+    assert [(a["partner"], a["account"], a["linked_by"]) for a in rows] == [
+        ("SKYMILES", "SM123456", f"web:{key_id}")
+    ]
+
+    # The link is what a transfer is credited to; re-linking replaces it and frees the old one.
+    assert transfer(api, ada, 2000).status_code == 201
+    r = link(ada, "SM654321")
+    assert r.status_code == 200 and r.json()["account"] == "SM654321"
+    assert [a["account"] for a in api.client.get(f"/v1/members/{ada}/partners", headers=ada_key).json()] == [
+        "SM654321"
+    ]
+    assert link(bob, "SM123456", **api.h(token=bob_token)).status_code == 200
+    bob_links = api.client.get(f"/v1/members/{bob}/partners", headers=api.h(token=bob_token)).json()
+    assert [(a["member"], a["account"]) for a in bob_links] == [(bob, "SM123456")]

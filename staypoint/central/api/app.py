@@ -313,6 +313,24 @@ class TransferOut(BaseModel):
     balance: int
 
 
+class PartnerLinkIn(Strict):
+    account: str = Field(
+        min_length=1,
+        max_length=80,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="the member's number at the partner; spaces are dropped and letters upper-cased, "
+        "then it must match the partner's account_pattern whole (at most 64 characters)",
+    )
+
+
+class PartnerAccountOut(BaseModel):
+    member: str
+    partner: str
+    name: str
+    account: str
+    linked_at: str
+
+
 class ClaimIn(Strict):
     folio: Folio
     property: Code
@@ -526,8 +544,18 @@ def build_app(
         api_key.require("member")
         return services.member_from_token(bearer.credentials if bearer else None, clock())
 
+    def path_member(
+        number: MemberNumber,
+        api_key: Annotated[ApiKey, Depends(key)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(member_bearer)] = None,
+    ) -> str:
+        # /v1/members/{number}/...: the number in the path, with that member's own token.
+        api_key.require("member")
+        return services.member_in_path(number, bearer.credentials if bearer else None, clock())
+
     Key = Annotated[ApiKey, Depends(key)]
     Member = Annotated[str, Depends(member)]
+    PathMember = Annotated[str, Depends(path_member)]
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:
@@ -628,6 +656,24 @@ def build_app(
     def transfer(body: TransferIn, number: Member) -> dict[str, Any]:
         """Points to a partner at the programme's ratio, within its daily cap."""
         return run(lambda: services.transfer(number, body.partner, body.points, clock()))
+
+    @app.get("/v1/members/{number}/partners", response_model=list[PartnerAccountOut], tags=["members"])
+    def partner_accounts(number: PathMember) -> list[dict[str, Any]]:
+        """The member's linked partner accounts: the number at each partner that a transfer to
+        it is credited to (``POST /v1/me/transfers`` needs one)."""
+        return run(lambda: services.partner_accounts(number))
+
+    @app.put(
+        "/v1/members/{number}/partners/{partner_code}", response_model=PartnerAccountOut, tags=["members"]
+    )
+    def link_partner(
+        number: PathMember, partner_code: Code, body: PartnerLinkIn, api_key: Key
+    ) -> dict[str, Any]:
+        """Link the member's account at a partner, or replace the one linked: a number the partner
+        issues (its ``account_pattern``, 422 otherwise), held by no other member (409)."""
+        return run(
+            lambda: services.link_partner(number, partner_code, body.account, clock(), by=f"web:{api_key.id}")
+        )
 
     @app.post("/v1/me/claims", response_model=ClaimOut, status_code=202, tags=["members"])
     def claim(body: ClaimIn, number: Member) -> dict[str, Any]:

@@ -5,7 +5,7 @@ console and the desks call these; every change they make is an event through
 
 ``Services`` is a facade, as ``NodeService`` is on a node: it composes the parts of this
 package (``access``: keys, sign-in, tokens, the first PIN; ``members``; ``rates``; ``stays``;
-``redemptions``; ``partners``: transfers; ``value``: stored value) over one
+``redemptions``; ``partners``: linked accounts, transfers; ``value``: stored value) over one
 shared ``OfficeCore``. Each use case is bound from the part that does it, so its signature
 and docstring are written once, there.
 
@@ -93,6 +93,8 @@ class Services:
         self.voucher_token = redemptions.voucher_token
 
         partners = Partners(core)
+        self.link_partner = partners.link_partner
+        self.partner_accounts = partners.partner_accounts
         self.transfer = partners.transfer
 
         self.spend_value = StoredValue(core).spend_value

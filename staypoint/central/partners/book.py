@@ -27,9 +27,14 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from staypoint.central.application.partners import (
+    PartnerError,
+    find_partner,
+    link_account,
+    linked_accounts,
+)
 from staypoint.central.application.sources import Draft, EventSources, OutOfBounds
 from staypoint.central.application.state import SideStore
-from staypoint.central.errors import Invalid
 from staypoint.central.ledger import Ledger
 from staypoint.central.partners.files import (
     PartnerFileError,
@@ -44,10 +49,6 @@ from staypoint.loyalty.rates import Partner, parse_online_rules
 
 # Name-based ids (RFC 9562 v5) of the events a partner file books: the same row, the same id.
 NAMESPACE = uuid.UUID("6b3f2c1e-5d7a-4e0b-9a51-7f1d2a9c8e44")
-
-
-class PartnerError(Invalid, ValueError):
-    """A refusal in one line (unknown partner, bad account, day not over)."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,7 @@ class PartnerDesk:
         return () if program is None else parse_online_rules(program).partners
 
     def partner(self, code: str) -> Partner:
-        found = next((p for p in self.partners() if p.code == code.upper()), None)
-        if found is None:
-            known = ", ".join(p.code for p in self.partners()) or "none"
-            raise PartnerError(f"no partner {code!r} in the programme (partners: {known})")
-        return found
+        return find_partner(self.partners(), code)
 
     def _stream(self, partner: Partner) -> str:
         return f"partner-{partner.code.lower()}"
@@ -111,38 +108,12 @@ class PartnerDesk:
 
     # -- accounts ------------------------------------------------------------------------------
     def link(self, member: str, code: str, account: str, by: str, now: datetime) -> dict[str, Any]:
-        """Link ``member``'s number at partner ``code`` (re-linking replaces the old number)."""
-        partner = self.partner(code)
-        account = account.replace(" ", "").upper()
-        if not partner.valid_account(account):
-            raise PartnerError(
-                f"{account[:70]!r} is not a {partner.name} account number (pattern {partner.account_pattern})"
-            )
-        if self.ledger.store.member(member) is None:
-            raise PartnerError(f"no member {member}")
-        with self.side.transaction():
-            other = self.side.one(
-                "SELECT member FROM partner_accounts WHERE partner = ? AND account = ?",
-                (partner.code, account),
-            )
-            if other is not None and other != member:
-                raise PartnerError(f"{partner.name} account {account} is linked to another member")
-            self.side.execute(
-                "INSERT INTO partner_accounts (member, partner, account, linked_at, linked_by) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (member, partner) DO UPDATE SET "
-                "account = excluded.account, linked_at = excluded.linked_at, linked_by = excluded.linked_by",
-                (member, partner.code, account, iso(now), by),
-            )
-        return {"member": member, "partner": partner.code, "account": account}
+        """Link ``member``'s number at partner ``code`` (re-linking replaces the old number);
+        the rules are the API's too (``application/partners.py``)."""
+        return link_account(self.ledger, self.side, self.partners(), member, code, account, by, now)
 
     def accounts(self, member: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT member, partner, account, linked_at, linked_by FROM partner_accounts"
-        rows = self.side.all(
-            sql + (" WHERE member = ?" if member else "") + " ORDER BY member, partner",
-            (member,) if member else (),
-        )
-        keys = ("member", "partner", "account", "linked_at", "linked_by")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return linked_accounts(self.side, member)
 
     # -- outbound: settlement files ------------------------------------------------------------
     def settle(self, code: str, day: date, now: datetime, folder: Path) -> Settlement:

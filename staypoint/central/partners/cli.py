@@ -15,9 +15,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from staypoint.central.application.partners import PartnerError
 from staypoint.central.application.state import SideStore
 from staypoint.central.ledger import Ledger
-from staypoint.central.partners.book import PartnerDesk, PartnerError
+from staypoint.central.partners.book import PartnerDesk
 from staypoint.central.partners.files import PartnerFileError
 from staypoint.central.store import (
     StoreConfigError,
