@@ -42,8 +42,8 @@ def store_locations(args: argparse.Namespace) -> tuple[str, str, str]:
 
 
 def build_desk(args: argparse.Namespace) -> Any:
-    from staypoint.central.api.service import Services
-    from staypoint.central.api.state import SideStore
+    from staypoint.central.application.services import Services
+    from staypoint.central.application.state import SideStore
     from staypoint.central.claims import ClaimsQueue, Mailer
     from staypoint.central.cli import open_store
     from staypoint.central.console.desk import Desk
