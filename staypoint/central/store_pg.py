@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import astuple
 from decimal import Decimal
 from typing import Any
@@ -315,13 +315,39 @@ class PgLedgerStore:
         if conn is not None:  # re-entered on this thread: part of the outer unit
             yield
             return
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
-            self._local.conn = conn
+        # Pipeline mode: a statement whose result is not read (every write) is sent without
+        # waiting for its answer; a read sends what is queued and waits once for it all. BEGIN
+        # and COMMIT are written out (psycopg's transaction() adds a Sync round trip at each
+        # end), so BEGIN, the lock and the first read are one round trip, and the last writes
+        # go with the COMMIT, whose answer the pipeline's end waits for: the block returns only
+        # after the commit. An error comes out at the next read or at that end (the same
+        # exception), and the transaction is rolled back as ever.
+        with self.pool.connection() as conn:
             try:
-                yield
-            finally:
-                self._local.conn = None
+                with conn.pipeline() as pipe:
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                    self._local.conn = conn
+                    try:
+                        yield
+                    except BaseException:
+                        with suppress(psycopg.Error):  # what is pending: the error being raised, or skipped
+                            pipe.sync()
+                        raise
+                    finally:
+                        self._local.conn = None
+                    conn.execute("COMMIT")
+            except BaseException:
+                if not conn.broken and conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+    def transaction_connection(self) -> psycopg.Connection[Any] | None:
+        """This thread's open ``transaction()``'s connection (None outside one): for tables that
+        live beside the ledger in its database, to write in the ledger's own commit
+        (``SideStore.joined``)."""
+        return getattr(self._local, "conn", None)
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
