@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -167,23 +167,42 @@ class Ledger:
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def ingest(self, node: str, raw_events: Sequence[Any], now: datetime) -> IngestResult:
+    def ingest(
+        self,
+        node: str,
+        raw_events: Sequence[Any],
+        now: datetime,
+        *,
+        then: Callable[[IngestResult], None] | None = None,
+    ) -> IngestResult:
         """Apply one batch from ``node`` in one transaction (docs/architecture.md, The event contract).
 
         Per ``(node, epoch)`` stream: ``seq <= high-water`` is skipped (a known key with
         another body is rejected and alarmed); the next seq is applied; a gap stops the
         batch and asks the node to send again from the high-water. The caller publishes
         the ack only after this returns, i.e. after the commit.
-        """
-        return self.ingest_many([(node, raw_events)], now)[0]
 
-    def ingest_many(self, batches: Sequence[tuple[str, Sequence[Any]]], now: datetime) -> list[IngestResult]:
+        ``then(result)``, when given, runs inside the transaction once the batch is applied,
+        before the commit: what it writes in the ledger's database commits with the batch, in
+        the same commit, or not at all (an exception from it rolls the batch back too).
+        """
+        hook = None if then is None else (lambda results: then(results[0]))
+        return self.ingest_many([(node, raw_events)], now, then=hook)[0]
+
+    def ingest_many(
+        self,
+        batches: Sequence[tuple[str, Sequence[Any]]],
+        now: datetime,
+        *,
+        then: Callable[[list[IngestResult]], None] | None = None,
+    ) -> list[IngestResult]:
         """Apply several batches (any nodes, in arrival order) in ONE transaction.
 
         The same rules as ``ingest`` batch by batch; one commit (one fsync) for all of them,
         and a member touched by several batches is written and sent downstream once, with
         every fold mark. Results are in the order given; publish them only after this returns.
         The transaction's changes (one contiguous run of versions) are all on the LAST result.
+        ``then(results)`` as for ``ingest``.
         """
         at = iso(now)
         parsed: list[tuple[IngestResult, list[Event], list[str]]] = []
@@ -298,7 +317,10 @@ class Ledger:
             for kind, name, body_ in extra:
                 if kind == "deny":
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
-        return [result for result, _, _ in parsed]
+            results = [result for result, _, _ in parsed]
+            if then is not None:
+                then(results)
+        return results
 
     @contextmanager
     def _group_state(self) -> Iterator[None]:

@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from staypoint.central.ledger import Ledger
+import pytest
+
+from staypoint.central.ledger import IngestResult, Ledger
 from staypoint.central.store import LedgerStore
 from staypoint.edge import sync_store
 from staypoint.edge.service import NodeService
@@ -200,3 +202,26 @@ def test_a_revoked_nodes_batch_is_refused_and_alarmed(store: LedgerStore) -> Non
     assert ledger.store.event_count() == 0
     assert ledger.store.counters()["events_from_revoked_nodes"] == 1
     assert [a["kind"] for a in ledger.store.alarms()] == ["revoked_node"]
+
+
+def test_then_runs_in_the_batchs_transaction_and_commits_or_rolls_back_with_it(
+    tmp_path: Path, store: LedgerStore
+) -> None:
+    ledger, _, events = _setup(tmp_path, store)
+    seen: list[tuple[int, int]] = []
+
+    def then(result: IngestResult) -> None:
+        seen.append((result.applied, ledger.store.event_count()))
+        ledger.store.bump_counter("then_ran")  # in the ledger's transaction
+
+    def fails(result: IngestResult) -> None:
+        ledger.store.bump_counter("then_ran")
+        raise RuntimeError("the caller's own write failed")
+
+    with pytest.raises(RuntimeError):
+        ledger.ingest("sha-lobby-01", events[:2], NOW, then=fails)
+    assert ledger.store.event_count() == 0 and ledger.store.counters().get("then_ran") is None
+    assert ledger.store.streams() == []  # the batch went with it: nothing applied
+    r = ledger.ingest("sha-lobby-01", events[:2], NOW, then=then)
+    assert r.applied == 2 and seen == [(2, 2)]  # after the batch's writes, before the commit
+    assert ledger.store.counters()["then_ran"] == 1 and ledger.store.event_count() == 2
