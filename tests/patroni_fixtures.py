@@ -2,7 +2,7 @@
 
     from tests.patroni_fixtures import PatroniCluster, require_patroni
 
-    cluster = PatroniCluster(tmp_dir).start()      # Leader + Sync Standby, or TimeoutError
+    cluster = PatroniCluster(tmp_dir).start()      # Leader + Sync Standby, or AssertionError
     url = cluster.url("staypoint")                  # both members, target_session_attrs=read-write
     old = cluster.kill_leader()                     # SIGKILL its Patroni and its postmaster
     cluster.wait_leader(other_than=old)             # the standby promoted
@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.waits import wait_until
 
 PG_BIN = Path(os.environ.get("STAYPOINT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PATRONI = shutil.which("patroni")
@@ -177,10 +179,10 @@ class PatroniCluster:
             self._prepare(member.directory)
             member.config.write_text(self._config(member))
             self.members.append(member)
-        self._wait(lambda: self._etcd_up(), 15, "etcd to answer")
+        wait_until(self._etcd_up, 15, "etcd to answer", interval=0.2)
         for member in self.members:
             self._start_member(member)
-        self._wait(self._healthy, timeout, "a Leader and a Sync Standby")
+        self.wait_healthy(timeout)
         return self
 
     def _start_member(self, member: Member) -> None:
@@ -258,15 +260,6 @@ class PatroniCluster:
         except (OSError, ValueError):
             return False
 
-    @staticmethod
-    def _wait(cond: Any, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"timed out waiting for {what}")
-
     def roles(self) -> dict[str, str]:
         """Member name -> role as its REST API tells it (``primary``, ``replica``, ``?``)."""
         out = {}
@@ -288,20 +281,14 @@ class PatroniCluster:
         return any(m is not leader and m.api("/sync")[0] == 200 for m in self.members)
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        self._wait(self._healthy, timeout, "a Leader and a Sync Standby")
+        wait_until(self._healthy, timeout, "a Leader and a Sync Standby", interval=0.2)
 
     def wait_leader(self, other_than: Member | None = None, timeout: float = 60.0) -> Member:
-        found: list[Member] = []
-
-        def promoted() -> bool:
+        def promoted() -> Member | None:
             m = self.leader()
-            if m is not None and m is not other_than:
-                found.append(m)
-                return True
-            return False
+            return m if m is not None and m is not other_than else None
 
-        self._wait(promoted, timeout, "a new leader")
-        return found[-1]
+        return wait_until(promoted, timeout, "a new leader", interval=0.2)
 
     def url(self, dbname: str = "postgres") -> str:
         """Both members, as an operator writes it: libpq finds the one that takes writes."""

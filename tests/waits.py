@@ -33,7 +33,7 @@ def _timed_out(message: Message) -> AssertionError:
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = DEFAULT_TIMEOUT,
     message: Message = "condition",
     *,
@@ -47,7 +47,8 @@ def wait_until(
     is called only then, e.g. to add a log's tail). Between looks the wait sleeps
     ``interval`` seconds, then calls ``between`` if given (something that must run for the
     condition to come true, such as a browser's event pump). An exception the predicate
-    raises (say, on a process that has exited) ends the wait at once.
+    raises (say, on a process that has exited) ends the wait at once. A predicate that
+    answers ``X | None`` makes the wait's value an ``X``.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -62,7 +63,7 @@ def wait_until(
 
 
 async def wait_until_async(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = DEFAULT_TIMEOUT,
     message: Message = "condition",
     *,
@@ -86,14 +87,14 @@ async def wait_until_async(
 
 def while_running(
     proc: subprocess.Popen[Any],
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     name: str = "the process",
     log: Path | None = None,
-) -> Callable[[], T]:
+) -> Callable[[], T | None]:
     """``predicate`` for a condition ``proc`` must bring about: once it is falsy and ``proc``
     has exited, it never will, so the look raises ``AssertionError`` (with ``log``'s text)."""
 
-    def look() -> T:
+    def look() -> T | None:
         value = predicate()
         if not value and proc.poll() is not None:
             text = "" if log is None or not log.exists() else f": {log.read_text(errors='replace')}"
