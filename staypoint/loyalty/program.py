@@ -28,6 +28,7 @@ from staypoint.loyalty.programdoc import ProgramError, brief, check_keys
 from staypoint.loyalty.rates import ONLINE_SECTIONS, OnlineRules, RatePlan, parse_online
 
 __all__ = [
+    "SECTIONS",
     "Program",
     "ProgramError",
     "default_program",
@@ -372,6 +373,9 @@ CORE_SECTIONS = (
     "bounds",
     "properties",
 )
+#: Every section a programme document may have, in the one list ``parse_program`` admits
+#: (the core, the online ones, then ``[referrals]``): what a tool or test enumerates.
+SECTIONS = (*CORE_SECTIONS, *ONLINE_SECTIONS, "referrals")
 
 
 def parse_program(text: str, source: str = "<programme>") -> Program:
@@ -384,7 +388,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         raise ProgramError(source, "(document)", f"not valid TOML: {exc}") from None
     except RecursionError:
         raise ProgramError(source, "(document)", "not valid TOML: nested too deeply") from None
-    root = _Reader(source, raw, "").only(*CORE_SECTIONS, *ONLINE_SECTIONS, "referrals")
+    root = _Reader(source, raw, "").only(*SECTIONS)
     head = root.table("program").only("name", "version", "currency", "point_value")
     qual = root.table("qualification").only("window", "qualify_on") if root.has("qualification") else None
     window = qual.enum("window", Window, "calendar_year") if qual else Window.CALENDAR_YEAR

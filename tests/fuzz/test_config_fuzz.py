@@ -15,35 +15,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from staypoint.cli.main import CliError, _node_paths
-from staypoint.edge import backup
+from staypoint.edge import backup, nodeconfig
 from staypoint.edge.nodeconfig import SyncSection
 from staypoint.edge.sync import config as sync_config
 from staypoint.kiosk import config as kiosk_config
-from staypoint.loyalty.program import Program, ProgramError, default_program_text, load_program, parse_program
+from staypoint.loyalty.program import (
+    SECTIONS,
+    Program,
+    ProgramError,
+    default_program_text,
+    load_program,
+    parse_program,
+)
 from staypoint.provisioning import selftest
 from tests.fuzz.strategies import AWKWARD, fuzz_settings, mutated_lines, toml_documents
 
-PROGRAM_TABLES = (
-    "program",
-    "qualification",
-    "tiers",
-    "earn",
-    "promotions",
-    "rewards",
-    "stored_value",
-    "expiry",
-    "pin",
-    "offline_limits",
-    "offers",
-    "bounds",
-    "rates",
-    "vip_offers",
-    "last_minute",
-    "channels",
-    "partners",
-    "referrals",
-)
-NODE_TABLES = ("node", "mqtt", "sync", "health", "backup", "kiosk", "hardware", "devices")
+# The parsers' own lists: a section added to either is fuzzed without a change here.
+PROGRAM_TABLES = SECTIONS
+NODE_TABLES = (*nodeconfig.SECTIONS, *nodeconfig.SECTION_ALIASES)
 
 NODE_TOML = """[node]
 id = "sha-lobby-01"
