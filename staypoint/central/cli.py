@@ -13,7 +13,7 @@ import threading
 from datetime import UTC, datetime
 from datetime import time as dtime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from staypoint.central.leader import Leadership, PgLeadership, ServeLockHeld, SqliteServeLock
 from staypoint.central.ledger import Ledger
@@ -32,6 +32,9 @@ from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import ProgramError, load_program
 from staypoint.mqtt_tls import OFFICE_PORT
 from staypoint.progress import add_quiet_option
+
+if TYPE_CHECKING:
+    from staypoint.central.node_first_pin import NodeFirstPins
 
 
 def open_store(url: str, *, must_exist: bool = False) -> LedgerStore:
@@ -80,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         except ProgramError as exc:
             sys.exit(f"staypoint: {exc}")
         ledger.publish_program(text, parse_iso("1970-01-01T00:00:00Z"))
+    first_pins = _first_pins(args, ledger, where, client_id)
     office = HeadOffice(
         ledger,
         MqttSettings(
@@ -93,6 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         ),
         leader=leadership,
         jobs_at=jobs_at,
+        first_pins=first_pins,
     )
     done = threading.Event()
 
@@ -106,7 +111,31 @@ def cmd_serve(args: argparse.Namespace) -> None:
     done.wait()
     office.stop()
     leadership.stop()
+    if first_pins is not None:
+        first_pins.side.close()
     ledger.store.close()
+
+
+def _first_pins(
+    args: argparse.Namespace, ledger: Ledger, where: StoreUrl, client_id: str
+) -> NodeFirstPins | None:
+    """Kiosks' first PINs for imported members (central/node_first_pin.py) with head office's
+    side tables (``--side``, where the codes are); without it, None: kiosks are told no."""
+    if not args.side:
+        return None
+    from staypoint.central.application.state import SideStore
+    from staypoint.central.node_first_pin import NodeFirstPins
+
+    try:
+        side = parse_store_url(args.side)
+    except StoreConfigError as exc:
+        raise SystemExit(f"staypoint: --side: {exc}") from None
+    # One stream per process (its seqs are its own): on PostgreSQL, where several serve, the
+    # client id's tail tells them apart unless --stream-suffix names one.
+    suffix = args.stream_suffix
+    if suffix is None:
+        suffix = client_id.removeprefix("head-office").strip("-") if where.is_pg else ""
+    return NodeFirstPins(ledger, SideStore(side.canonical()), suffix=suffix)
 
 
 def _jobs_at(text: str | None) -> dtime | None:
@@ -319,6 +348,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--program", help="publish this programme document before serving")
     p.add_argument("--revoked", help="revoked-nodes.json from `provision revoke`: their events are refused")
+    p.add_argument(
+        "--side",
+        help="head office's side tables (sqlite:///path, or the ledger's postgresql:// URL), where the "
+        "first-use codes are: kiosks may then set imported members' first PINs (without it they are told no)",
+    )
+    p.add_argument(
+        "--stream-suffix",
+        help="first PINs set at kiosks go on event stream web-kiosk-<suffix> (default: web-kiosk on SQLite, "
+        "the client id's tail on PostgreSQL: one stream per process)",
+    )
     p.add_argument("--connect-timeout", type=float, default=30.0)
     p.set_defaults(fn=cmd_serve)
     p = central.add_parser("jobs", help="run the window-end and expiry jobs")

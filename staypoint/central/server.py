@@ -10,7 +10,10 @@ Topics (docs/sync.md, Topics; the contract: docs/architecture.md):
     in   sp/v1/node/{node}/auth/request   MQTT 5 request (response topic + correlation data):
                                           {"kind": "points", "member", "points", "reward"} or
                                           {"kind": "value", "member", "amount"} (stored value)
+                                          or {"kind": "first_pin", "member", "code", "pin_hash"}
+                                          (an imported member's first PIN: node_first_pin.py)
     out  sp/v1/node/{node}/auth/response  {"ok", "hold", "expires", "reason"}
+                                          (first_pin: {"ok", "member"} or {"ok", "reason", "code"})
     out  sp/v1/fleet/digest               {"version", "members", "points"}, retained, from the ticker
 
 Event batches are handed from paho's network thread to one ingest thread, which applies
@@ -22,15 +25,22 @@ handled, and acknowledged, in the network thread. Snapshots go out from a worker
 with a bounded publish window so the network thread keeps serving everyone else.
 
 Several processes (PostgreSQL; docs/scale.md, Several ingest processes): with
-``MqttSettings.share_group`` each subscribes through MQTT 5 shared subscriptions
-(``$share/<group>/sp/v1/node/+/events`` and the same for resync and auth requests), so the
-broker hands each message to ONE of them, round robin: one node's batches reach different
-processes. The ledger serialises every ingest transaction (store_pg's writer lock) and
-re-reads each stream's high-water inside it, so a batch is applied once whoever gets it; a
-batch that arrives ahead of its predecessor (being applied by the other process) is parked
-and retried for up to ``PARK_SECONDS`` before a resend is asked for. Only the leader
-(``leader.PgLeadership``) fans out, publishes the digest, expires holds and runs the daily
-jobs: one publisher of ``sp/v1/fleet/changes``, so the nodes see it in version order.
+``MqttSettings.share_group`` each subscribes to resync and auth requests through MQTT 5 shared
+subscriptions (``$share/<group>/sp/v1/node/+/resync``, ``.../auth/request``): the broker hands
+each to ONE of them, round robin, and any of them can answer any node. Event batches are
+sharded (``shards``, a ``leader.PgShards``): every process subscribes to all of them without
+``$share``, and drops, before any JSON is parsed, the batches of nodes whose shard it does not
+own; so one node's batches are applied by one process, in the order the node sent them. A
+shard changes hands only after its old owner's ingest thread has applied what it had queued
+for it (``_drain``); a node whose shard has no owner for a moment gets no ack and sends again
+(on the next batch's gap, or after its ack timeout). Without ``shards`` the batches are
+shared round robin too, so one node's batches reach different processes: a batch that
+arrives ahead of its predecessor (being applied by another process) is then parked and
+retried for up to ``PARK_SECONDS`` before a resend is asked for. Either way the ledger keeps
+it safe (``Ledger.ingest_many``: a stream's high-water re-read under that node's lock), so a
+batch is applied once whoever gets it. Only the leader (``leader.PgLeadership``) fans out,
+publishes the digest, expires holds and runs the daily jobs: one publisher of
+``sp/v1/fleet/changes``, so the nodes see it in version order.
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as dtime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -56,10 +66,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from staypoint.central.leader import AlwaysLeader, Leadership
+from staypoint.central.leader import DRAIN_SECONDS, AlwaysLeader, Leadership, PgShards
 from staypoint.central.ledger import Ledger, dumps
 from staypoint.central.store import Change, StoreUnavailable
 from staypoint.mqtt_tls import no_nagle, use_fleet_tls
+
+if TYPE_CHECKING:
+    from staypoint.central.node_first_pin import NodeFirstPins
 
 log = logging.getLogger("staypoint.central")
 
@@ -167,11 +180,23 @@ class HeadOffice:
         tick_seconds: float = 2.0,
         digest_seconds: float = 30.0,
         leader: Leadership | None = None,
+        shards: PgShards | None = None,
         jobs_at: dtime | None = None,
+        first_pins: NodeFirstPins | None = None,
     ) -> None:
         self.ledger = ledger
+        # Imported members' first PINs asked at a kiosk (None: refused, "not offered here").
+        self.first_pins = first_pins
         self.settings = settings
         self.shared = settings.share_group is not None
+        # Sharded ingest: the batches of the nodes in our shards only, each node's in order.
+        self.shards = shards if self.shared else None
+        self.round_robin = self.shared and self.shards is None  # batches shared: park, sort
+        self._route = threading.Lock()  # a batch's shard check and its queueing, vs a release
+        self._queued = 0  # batches queued for the ingest thread so far (under _route)
+        self._settled = 0  # ... and applied or given up by it (PUBACKed)
+        if self.shards is not None:
+            self.shards.on_release = self._drain
         self.leader: Leadership = leader if leader is not None else AlwaysLeader()
         self.jobs_at = jobs_at
         self._was_leader = False
@@ -253,10 +278,11 @@ class HeadOffice:
         no_nagle(client)  # an authorisation's answer leaves at once, not after a delayed ACK
         # Subscribe here, not once at start: a session lost by the broker comes back whole.
         # Shared: each message to one process of the group (auth requests too: one hold).
+        # Sharded: every batch to every process, each keeping its own shards' (_on_message).
         share = f"$share/{self.settings.share_group}/" if self.shared else ""
         client.subscribe(
             [
-                (share + "sp/v1/node/+/events", 1),
+                ("" if self.shards is not None else share) + "sp/v1/node/+/events", 1),
                 (share + "sp/v1/node/+/resync", 1),
                 (share + "sp/v1/node/+/auth/request", 1),
             ]
@@ -285,6 +311,9 @@ class HeadOffice:
                 self._drop("topic", msg.topic)
                 return
             node, kind = parts[3], "/".join(parts[4:])
+            if kind == "events" and self.shards is not None and not self.shards.owns(node):
+                self.handled["events_other_shard"] += 1  # another process's to apply: not even parsed
+                return
             if len(msg.payload) > MAX_PAYLOAD:
                 self._drop("oversized", msg.topic)
                 return
@@ -303,7 +332,12 @@ class HeadOffice:
                 if not isinstance(events, list):
                     self._drop("wrong_type", msg.topic)
                     return
-                self._batches.put((node, events, msg.mid, msg.qos))
+                with self._route:  # a shard let go meanwhile: its owner-to-be will have it again
+                    if self.shards is not None and not self.shards.owns(node):
+                        self.handled["events_other_shard"] += 1
+                        return
+                    self._batches.put((node, events, msg.mid, msg.qos))
+                    self._queued += 1
                 queued = True
                 return
             with self._lock:
@@ -439,16 +473,19 @@ class HeadOffice:
             self.client.publish(
                 f"sp/v1/node/{node}/ack", dumps({"epoch": epoch, "hw": hw}), qos=1, retain=True
             )
-        if not self.leader.is_leader():
-            return results  # the leader's ticker fans these changes out: one publisher, in order
-        fan = sorted((c for r in results for c in r.changes), key=lambda c: c.version)
-        if fan and fan[0].version - 1 > self._published_version:
+        self._publish_changes(sorted((c for r in results for c in r.changes), key=lambda c: c.version))
+        return results
+
+    def _publish_changes(self, fan: list[Change]) -> None:
+        """Under ``_lock``: changes just committed, fanned out now by the leader (in version order)."""
+        if not fan or not self.leader.is_leader():
+            return  # the leader's ticker fans these changes out: one publisher, in order
+        if fan[0].version - 1 > self._published_version:
             # Another process (jobs, the console, a programme published) wrote since the last
             # fan-out: one step from what the nodes have covers both, and nothing waits a tick.
             self._catch_up()
             fan = [c for c in fan if c.version > self._published_version]
         self._fan_out(fan)
-        return results
 
     def _fan_out(self, changes: list[Change]) -> None:
         """Publish contiguous changes as ``{"from", "to", "changes"}`` parts."""
@@ -496,6 +533,11 @@ class HeadOffice:
         if response_topic != f"sp/v1/node/{node}/auth/response" or correlation is None:
             self._drop("auth_no_response_topic", msg.topic)
             return
+        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        out.CorrelationData = correlation
+        if body.get("kind") == "first_pin":  # not a hold: a one-time code and a pin.set event
+            self._first_pin(node, body, response_topic, out)
+            return
         # kind: "points" (a redemption; absent from a node of before stored-value holds) or
         # "value" (a stored-value payment: amount is the contract's decimal string).
         kind, member = body.get("kind", "points"), body.get("member")
@@ -514,9 +556,22 @@ class HeadOffice:
         else:
             self._drop("wrong_type", msg.topic)
             return
-        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        out.CorrelationData = correlation
         self.client.publish(response_topic, dumps(decision.to_wire()), qos=1, properties=out)
+
+    def _first_pin(self, node: str, body: dict[str, Any], response_topic: str, out: Properties) -> None:
+        """Under ``_lock``: an imported member's first PIN, asked at a kiosk (node_first_pin.py).
+        The member's new record goes out first, then the answer, both at once."""
+        if self.first_pins is None:
+            answer: dict[str, Any] = {
+                "ok": False,
+                "reason": "head office does not set first PINs here yet: please ask at the desk",
+                "code": "not_offered",
+            }
+            changes: list[Change] = []
+        else:
+            answer, changes = self.first_pins.answer(node, body, self.clock())
+        self._publish_changes(changes)
+        self.client.publish(response_topic, dumps(answer), qos=1, properties=out)
 
     # -- background ------------------------------------------------------------------------------
 
