@@ -25,22 +25,15 @@ handled, and acknowledged, in the network thread. Snapshots go out from a worker
 with a bounded publish window so the network thread keeps serving everyone else.
 
 Several processes (PostgreSQL; docs/scale.md, Several ingest processes): with
-``MqttSettings.share_group`` each subscribes to resync and auth requests through MQTT 5 shared
-subscriptions (``$share/<group>/sp/v1/node/+/resync``, ``.../auth/request``): the broker hands
-each to ONE of them, round robin, and any of them can answer any node. Event batches are
-sharded (``shards``, a ``leader.PgShards``): every process subscribes to all of them without
-``$share``, and drops, before any JSON is parsed, the batches of nodes whose shard it does not
-own; so one node's batches are applied by one process, in the order the node sent them. A
-shard changes hands only after its old owner's ingest thread has applied what it had queued
-for it (``_drain``); a node whose shard has no owner for a moment gets no ack and sends again
-(on the next batch's gap, or after its ack timeout). Without ``shards`` the batches are
-shared round robin too, so one node's batches reach different processes: a batch that
-arrives ahead of its predecessor (being applied by another process) is then parked and
-retried for up to ``PARK_SECONDS`` before a resend is asked for. Either way the ledger keeps
-it safe (``Ledger.ingest_many``: a stream's high-water re-read under that node's lock), so a
-batch is applied once whoever gets it. Only the leader (``leader.PgLeadership``) fans out,
-publishes the digest, expires holds and runs the daily jobs: one publisher of
-``sp/v1/fleet/changes``, so the nodes see it in version order.
+``MqttSettings.share_group`` each subscribes through MQTT 5 shared subscriptions
+(``$share/<group>/sp/v1/node/+/events`` and the same for resync and auth requests), so the
+broker hands each message to ONE of them, round robin: one node's batches reach different
+processes. The ledger serialises every ingest transaction (store_pg's writer lock) and
+re-reads each stream's high-water inside it, so a batch is applied once whoever gets it; a
+batch that arrives ahead of its predecessor (being applied by the other process) is parked
+and retried for up to ``PARK_SECONDS`` before a resend is asked for. Only the leader
+(``leader.PgLeadership``) fans out, publishes the digest, expires holds and runs the daily
+jobs: one publisher of ``sp/v1/fleet/changes``, so the nodes see it in version order.
 """
 
 from __future__ import annotations
@@ -66,7 +59,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from staypoint.central.leader import DRAIN_SECONDS, AlwaysLeader, Leadership, PgShards
+from staypoint.central.leader import AlwaysLeader, Leadership
 from staypoint.central.ledger import Ledger, dumps
 from staypoint.central.store import Change, StoreUnavailable
 from staypoint.mqtt_tls import no_nagle, use_fleet_tls
@@ -180,7 +173,6 @@ class HeadOffice:
         tick_seconds: float = 2.0,
         digest_seconds: float = 30.0,
         leader: Leadership | None = None,
-        shards: PgShards | None = None,
         jobs_at: dtime | None = None,
         first_pins: NodeFirstPins | None = None,
     ) -> None:
@@ -189,14 +181,6 @@ class HeadOffice:
         self.first_pins = first_pins
         self.settings = settings
         self.shared = settings.share_group is not None
-        # Sharded ingest: the batches of the nodes in our shards only, each node's in order.
-        self.shards = shards if self.shared else None
-        self.round_robin = self.shared and self.shards is None  # batches shared: park, sort
-        self._route = threading.Lock()  # a batch's shard check and its queueing, vs a release
-        self._queued = 0  # batches queued for the ingest thread so far (under _route)
-        self._settled = 0  # ... and applied or given up by it (PUBACKed)
-        if self.shards is not None:
-            self.shards.on_release = self._drain
         self.leader: Leadership = leader if leader is not None else AlwaysLeader()
         self.jobs_at = jobs_at
         self._was_leader = False
@@ -278,11 +262,10 @@ class HeadOffice:
         no_nagle(client)  # an authorisation's answer leaves at once, not after a delayed ACK
         # Subscribe here, not once at start: a session lost by the broker comes back whole.
         # Shared: each message to one process of the group (auth requests too: one hold).
-        # Sharded: every batch to every process, each keeping its own shards' (_on_message).
         share = f"$share/{self.settings.share_group}/" if self.shared else ""
         client.subscribe(
             [
-                ("" if self.shards is not None else share) + "sp/v1/node/+/events", 1),
+                (share + "sp/v1/node/+/events", 1),
                 (share + "sp/v1/node/+/resync", 1),
                 (share + "sp/v1/node/+/auth/request", 1),
             ]
@@ -311,9 +294,6 @@ class HeadOffice:
                 self._drop("topic", msg.topic)
                 return
             node, kind = parts[3], "/".join(parts[4:])
-            if kind == "events" and self.shards is not None and not self.shards.owns(node):
-                self.handled["events_other_shard"] += 1  # another process's to apply: not even parsed
-                return
             if len(msg.payload) > MAX_PAYLOAD:
                 self._drop("oversized", msg.topic)
                 return
@@ -332,12 +312,7 @@ class HeadOffice:
                 if not isinstance(events, list):
                     self._drop("wrong_type", msg.topic)
                     return
-                with self._route:  # a shard let go meanwhile: its owner-to-be will have it again
-                    if self.shards is not None and not self.shards.owns(node):
-                        self.handled["events_other_shard"] += 1
-                        return
-                    self._batches.put((node, events, msg.mid, msg.qos))
-                    self._queued += 1
+                self._batches.put((node, events, msg.mid, msg.qos))
                 queued = True
                 return
             with self._lock:
