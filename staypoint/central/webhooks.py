@@ -74,6 +74,8 @@ SCHEMA = (
         attempts INTEGER NOT NULL, next_at TEXT NOT NULL, last_error TEXT, created TEXT NOT NULL,
         delivered_at TEXT)""",
     "CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_at)",
+    # A subscription's last delivery, read without a scan (the console's Integrations tab).
+    "CREATE INDEX IF NOT EXISTS webhook_deliveries_last ON webhook_deliveries (subscription, delivered_at)",
     "CREATE TABLE IF NOT EXISTS webhook_seen (key TEXT PRIMARY KEY, state TEXT NOT NULL)",
 )
 
@@ -132,6 +134,24 @@ class Subscription:
         }
 
 
+@dataclass(frozen=True)
+class SubscriptionState:
+    """How a subscription is doing: its key's state, its last delivery, what is failing."""
+
+    subscription: Subscription
+    key_revoked: bool  # nothing is queued for it any more (the worker skips it)
+    last_delivered: str | None
+    retrying: int  # pending after at least one failed try
+    dead: int  # failed every try: 'central webhooks dead', 'retry'
+    last_error: str | None  # of the newest delivery still retrying or dead
+
+    @property
+    def state(self) -> str:
+        if self.key_revoked:
+            return "paused: key revoked"
+        return "retrying" if self.retrying else "active"
+
+
 class Webhooks:
     """Subscriptions and the delivery list, in the side tables."""
 
@@ -169,6 +189,37 @@ class Webhooks:
                 "SELECT id, client, url, kinds, created FROM webhook_subscriptions ORDER BY created, id"
             )
         ]
+
+    def states(self) -> list[SubscriptionState]:
+        """Every subscription with its state (read through the indexes: no scan of the deliveries)."""
+        failing: dict[tuple[str, str], int] = {}
+        errors: dict[str, str] = {}
+        for sub, status, attempts, error in self.side.all(
+            "SELECT subscription, status, attempts, last_error FROM webhook_deliveries "
+            "WHERE status IN ('pending', 'dead') ORDER BY created DESC, id"
+        ):
+            if status == "pending" and int(attempts) == 0:
+                continue  # not tried yet: nothing has failed
+            failing[(str(sub), str(status))] = failing.get((str(sub), str(status)), 0) + 1
+            if error is not None:
+                errors.setdefault(str(sub), str(error))
+        out = []
+        for s in self.subscriptions():
+            revoked = self.side.one("SELECT revoked FROM api_keys WHERE id = ?", (s.client,))
+            last = self.side.one(
+                "SELECT max(delivered_at) FROM webhook_deliveries WHERE subscription = ?", (s.id,)
+            )
+            out.append(
+                SubscriptionState(
+                    s,
+                    revoked is not None,
+                    None if last is None else str(last),
+                    failing.get((s.id, "pending"), 0),
+                    failing.get((s.id, "dead"), 0),
+                    errors.get(s.id),
+                )
+            )
+        return out
 
     def remove(self, sub_id: str) -> None:
         with self.side.transaction():

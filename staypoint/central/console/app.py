@@ -34,6 +34,7 @@ from textual.widgets import (
 
 from staypoint.central.console.desk import ALLOWED, Desk, Staff
 from staypoint.central.console.feedback import FeedbackView
+from staypoint.central.console.integrations import IntegrationsView
 from staypoint.central.console.marketing import MarketingView
 from staypoint.central.console.reports_view import ReportsView
 from staypoint.central.errors import DomainError
@@ -166,6 +167,9 @@ class DeskScreen(Screen[None]):
             if "feedback" in allowed:
                 with TabPane("Feedback", id="feedback"):
                     yield FeedbackView(self.desk, self.staff, self.desk_clock, id="feedback-view")
+            if "integrations" in allowed:
+                with TabPane("Integrations", id="integrations"):
+                    yield IntegrationsView(self.desk.side, self.desk_clock, id="integrations-view")
             with TabPane("Fleet", id="fleet"):
                 yield self._fleet_body()
         yield Footer()
@@ -418,7 +422,7 @@ class DeskScreen(Screen[None]):
 class ConsoleApp(App[None]):
     """Head office's desk."""
 
-    CSS_PATH = ["console.tcss", "marketing.tcss", "feedback.tcss"]  # noqa: RUF012 (Textual reads it once)
+    CSS_PATH = ["console.tcss", "marketing.tcss", "feedback.tcss", "integrations.tcss"]  # noqa: RUF012
     TITLE = "Staypoint head office"
     ENABLE_COMMAND_PALETTE = False
 

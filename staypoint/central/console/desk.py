@@ -35,6 +35,7 @@ ALLOWED = {
         "marketing",
         "reports",
         "feedback",
+        "integrations",  # API keys and webhooks: who may reach the ledger from outside
         "fleet",
     },
 }
