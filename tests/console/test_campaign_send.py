@@ -1,8 +1,9 @@
 """The Marketing tab's Send under Pilot: a one-off campaign over a saved segment, counted and
-confirmed, run by the campaign engine in a worker over the real stores (SQLite) and mailed to a
-real SMTP server (aiosmtpd), the progress and the outcome on screen; a second Send mails only
-the member who joined the segment since, never anyone twice. Without the campaigns file, with a
-code of that file or a broken template, Send says so in a line and sends nothing."""
+confirmed, run by the campaign engine in a worker over the real stores (SQLite and PostgreSQL)
+and mailed to a real SMTP server (aiosmtpd), the progress and the outcome on screen; a second
+Send mails only the member who joined the segment since, never anyone twice. Without the
+campaigns file, with a code of that file or a broken template, Send says so in a line and sends
+nothing."""
 
 from __future__ import annotations
 
@@ -14,15 +15,32 @@ import pytest
 from aiosmtpd.controller import Controller
 from textual.widgets import Button, Input, ProgressBar, Static, TabbedContent
 
+from staypoint.central.claims import ClaimsQueue
 from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.confirm import Confirm
 from staypoint.central.console.desk import Desk
-from tests.api.conftest import NOW, Api
+from tests.api.conftest import NOW, Api, Clock, build_api
 from tests.campaigns.conftest import Mailbox, _Handler, free_port
 from tests.console.conftest import PASSWORD
 from tests.waits import wait_until_async
 
+pytest_plugins = ["tests.pg_fixtures"]
+
 SIZE = (140, 60)
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def any_desk(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: Any) -> Iterator[tuple[Desk, Api]]:
+    """The desk over the API's stores on either ledger, Ada enrolled without marketing consent."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # PostgreSQL: the report cache
+    url = str(request.getfixturevalue("pg_url")) if request.param == "pg" else f"sqlite://{tmp_path / 'l.db'}"
+    api = build_api(url, tmp_path, Clock())
+    desk = Desk(api.services, ClaimsQueue(api.services))
+    desk.add_staff("mkt-1", "Mia Marketing", "marketing", PASSWORD)
+    api.enrol("Ada Lovelace", email="ada@example.com")
+    yield desk, api
+    api.client.close()
+    desk.close()
 
 
 @pytest.fixture
@@ -94,9 +112,9 @@ async def _send(pilot: Any, app: ConsoleApp, screen: DeskScreen) -> str:
 
 
 async def test_send_confirms_the_reach_mails_once_and_shows_the_outcome(
-    desk_api: tuple[Desk, Api], mailbox: tuple[Mailbox, int], tmp_path: Path
+    any_desk: tuple[Desk, Api], mailbox: tuple[Mailbox, int], tmp_path: Path
 ) -> None:
-    desk, api = desk_api  # Ada (no marketing consent) is enrolled already
+    desk, api = any_desk  # Ada (no marketing consent) is enrolled already
     box, port = mailbox
     for name in ("Bob Builder", "Cy Young"):
         api.enrol(name, email=f"{name.split()[0].lower()}@example.com", marketing_email=True)
