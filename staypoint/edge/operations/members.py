@@ -236,28 +236,10 @@ class Members:
             recent = tuple(Activity(*a) for a in self.replica.recent_activity(row.number, 8))
             vouchers_ = tuple(self.replica.member_vouchers(row.number, 5))
         locked_until = parse_iso(row.locked_until) if row.locked_until else None
-        return MemberSummary(
-            member=seen.member,
-            name=seen.name,
-            tier=seen.tier,
-            tier_name=seen.tier_name,
-            points=seen.points,
-            stored_value=seen.stored_value,
-            currency=seen.currency,
-            qualifying_nights=seen.qualifying_nights,
-            qualifying_points=seen.qualifying_points,
-            next_tier=seen.next_tier,
-            next_tier_message=seen.next_tier_message,
-            progress=seen.progress,
-            nights_needed=seen.nights_needed,
-            expiring_points=seen.expiring_points,
-            expiring_on=seen.expiring_on,
+        return MemberSummary.of(
+            seen,
             locked=locked_until is not None and now < locked_until,
-            blocked=seen.blocked,
-            benefits=seen.benefits,
             recent=recent,
-            rewards=seen.rewards,
-            offers=seen.offers,
             vouchers=vouchers_,
             referral_code=referral_codes.referral_code(row.number),
         )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from staypoint.loyalty import fold
@@ -46,30 +45,30 @@ class Activity:
 
 
 @dataclass(frozen=True)
-class MemberSummary:
-    member: str
-    name: str
-    tier: str
-    tier_name: str
-    points: int
-    stored_value: Decimal
-    currency: str
-    qualifying_nights: int
-    qualifying_points: int
-    next_tier: str | None
-    next_tier_message: str
-    progress: float
-    nights_needed: int
-    expiring_points: int
-    expiring_on: date | None
+class MemberSummary(fold.MemberView):
+    """What a node's dashboard shows: the member's view (``fold.MemberView``, every field of
+    it, the same at the desk and in the API; on a node nothing is held, so ``available`` is
+    ``points``) and what only the node adds: its PIN lock, recent activity, vouchers and the
+    referral code."""
+
     locked: bool
-    blocked: bool
-    benefits: tuple[str, ...]
     recent: tuple[Activity, ...]
-    rewards: tuple[RewardView, ...]
-    offers: tuple[str, ...]
     vouchers: tuple[dict[str, Any], ...] = field(default=())
     referral_code: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        seen: fold.MemberView,
+        *,
+        locked: bool,
+        recent: tuple[Activity, ...],
+        vouchers: tuple[dict[str, Any], ...],
+        referral_code: str,
+    ) -> MemberSummary:
+        """``seen`` as it is, with the node's own parts."""
+        shared = {f.name: getattr(seen, f.name) for f in fields(fold.MemberView)}
+        return cls(**shared, locked=locked, recent=recent, vouchers=vouchers, referral_code=referral_code)
 
     @property
     def redeemable(self) -> list[str]:
