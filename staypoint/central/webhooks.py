@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from staypoint.central.api.state import SideStore
+from staypoint.central.application.state import SideStore
 from staypoint.central.store import Change, LedgerStore
 from staypoint.loyalty.events import iso
 

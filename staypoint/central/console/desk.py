@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from staypoint.central.api.service import Services
+from staypoint.central.application.services import Services
 from staypoint.central.claims import ClaimsQueue
 from staypoint.central.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthenticated
 from staypoint.loyalty import member_numbers, pins
