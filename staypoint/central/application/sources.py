@@ -13,12 +13,12 @@ each process gets a ``suffix`` (``web-2``, ``pms-SHA-2``), see docs/scale.md.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from staypoint.central.ledger import Ledger
+from staypoint.central.ledger import IngestResult, Ledger
 from staypoint.central.store import Change
 from staypoint.loyalty import bounds
 from staypoint.loyalty.events import Event, iso, uuid7
@@ -61,8 +61,21 @@ class EventSources:
         with self._guard:
             return self._locks.setdefault(node, threading.Lock())
 
-    def emit(self, base: str, drafts: Sequence[Draft], now: datetime) -> tuple[list[Event], list[Change]]:
-        """Apply ``drafts`` as the next events of stream ``base``, in one ledger transaction."""
+    def emit(
+        self,
+        base: str,
+        drafts: Sequence[Draft],
+        now: datetime,
+        *,
+        then: Callable[[], None] | None = None,
+    ) -> tuple[list[Event], list[Change]]:
+        """Apply ``drafts`` as the next events of stream ``base``, in one ledger transaction.
+
+        ``then()``, when given, is the caller's own record of it (a stay's folio row): it runs in
+        that transaction once every event is applied, so what it writes in the ledger's
+        database commits with them, in one commit (``SideStore.joined``); when all of them were
+        applied already (see below) it runs alone; when the ledger refuses one it does not run.
+        """
         node = self.stream(base)
         # The programme the API runs on (Ledger.current_program: re-read at most once a second).
         running = self.ledger.current_program()
@@ -72,6 +85,8 @@ class EventSources:
         # them again would be refused as a duplicate, so they are done, not an error.
         drafts = [d for d in drafts if d.id is None or self.ledger.store.event_by_id(d.id) is None]
         if not drafts:
+            if then is not None:
+                then()
             return [], []
         with self._lock(node):
             hw = self.ledger.store.high_water(node, EPOCH)
@@ -98,7 +113,14 @@ class EventSources:
                 except bounds.BoundError as exc:
                     # The same bounds a node's events meet: refused before anything is written.
                     raise OutOfBounds(f"{ev.type}: {exc}") from None
-            result = self.ledger.ingest(node, [e.to_dict() for e in events], now)
+
+            def applied(result: IngestResult) -> None:
+                if then is not None and not result.quarantined and result.applied == len(events):
+                    then()
+
+            result = self.ledger.ingest(
+                node, [e.to_dict() for e in events], now, then=None if then is None else applied
+            )
         if result.quarantined:
             raise OutOfBounds(f"{node}: head office's rules refused this (see the quarantine list)")
         if result.applied != len(events):

@@ -10,6 +10,7 @@ written in the common dialect (``?`` placeholders are turned into ``%s`` for psy
 
 from __future__ import annotations
 
+import functools
 import queue
 import sqlite3
 import threading
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from staypoint.central.store import LedgerStore
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL,
@@ -137,6 +140,35 @@ class SideStore:
                 self.conn.execute("COMMIT")
 
     @contextmanager
+    def joined(self, ledger_store: LedgerStore) -> Iterator[None]:
+        """This thread's statements go into the ledger transaction open on it, when these tables
+        live in the ledger's own PostgreSQL database: they commit with the ledger's writes, in
+        its one commit (a stay's folio row with the stay: ``Ledger.ingest(then=)``). There they
+        are pipelined with the ledger's statements: a write's error comes out at the commit, and
+        ``execute`` cannot count its rows (-1). Otherwise (SQLite, another database, no ledger
+        transaction open) nothing changes: they run where they would have (this store's open
+        transaction, if any)."""
+        conn = self._ledger_connection(ledger_store)
+        if conn is None:
+            yield
+            return
+        outer = getattr(self._local, "conn", None)
+        self._local.conn = conn
+        try:
+            yield
+        finally:
+            self._local.conn = outer
+
+    def _ledger_connection(self, ledger_store: LedgerStore) -> Any:
+        if not self.pg:
+            return None
+        from staypoint.central.store_pg import PgLedgerStore
+
+        if not isinstance(ledger_store, PgLedgerStore) or not _same_database(ledger_store.url, self.url):
+            return None
+        return ledger_store.transaction_connection()
+
+    @contextmanager
     def _cursor(self) -> Iterator[Any]:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -210,3 +242,11 @@ class SideStore:
             "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
             (name, position),
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _same_database(a: str, b: str) -> bool:
+    """Two PostgreSQL URLs that name one database (the same connection parameters, in any order)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return a == b or conninfo_to_dict(a) == conninfo_to_dict(b)

@@ -20,6 +20,17 @@ from staypoint.loyalty.money import MoneyError, parse_amount
 from staypoint.loyalty.program import Outlet
 
 STAYS_NAMESPACE = uuid.UUID("6f1d3c52-6b1e-4d0a-9a53-5d2f0c7e1a01")
+FOLIO_UPSERT = (
+    "INSERT INTO folios (property, folio, member, event_id, bonus_event, digest, points, bonus, "
+    "nights, channel, arrival, departure, revenue, posted_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (property, folio) DO UPDATE SET member = excluded.member, "
+    "event_id = excluded.event_id, "
+    "bonus_event = excluded.bonus_event, digest = excluded.digest, points = excluded.points, "
+    "bonus = excluded.bonus, nights = excluded.nights, channel = excluded.channel, "
+    "arrival = excluded.arrival, departure = excluded.departure, revenue = excluded.revenue, "
+    "posted_at = excluded.posted_at"
+)
 
 
 class Stays:
@@ -155,35 +166,34 @@ class Stays:
                             id=bonus_id,
                         )
                     )
-            if drafts:
-                core.sources.emit(stream, drafts, now)
-            core.side.execute(
-                "INSERT INTO folios (property, folio, member, event_id, bonus_event, digest, points, bonus, "
-                "nights, channel, arrival, departure, revenue, posted_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (property, folio) DO UPDATE SET member = excluded.member, "
-                "event_id = excluded.event_id, "
-                "bonus_event = excluded.bonus_event, digest = excluded.digest, points = excluded.points, "
-                "bonus = excluded.bonus, nights = excluded.nights, channel = excluded.channel, "
-                "arrival = excluded.arrival, departure = excluded.departure, revenue = excluded.revenue, "
-                "posted_at = excluded.posted_at",
-                (
-                    prop,
-                    folio,
-                    member,
-                    event_id,
-                    bonus_id,
-                    digest,
-                    points,
-                    bonus,
-                    nights,
-                    channel,
-                    canon["arrival"],
-                    canon["departure"],
-                    json.dumps(canon["revenue"]),
-                    iso(now),
-                ),
+            folio_row = (
+                prop,
+                folio,
+                member,
+                event_id,
+                bonus_id,
+                digest,
+                points,
+                bonus,
+                nights,
+                channel,
+                canon["arrival"],
+                canon["departure"],
+                json.dumps(canon["revenue"]),
+                iso(now),
             )
+
+            def record_folio() -> None:
+                # With the events, in the ledger's own commit when the side tables live in its
+                # PostgreSQL database (one durable commit, not two in series); else in the side
+                # tables' transaction, as before.
+                with core.side.joined(core.ledger.store):
+                    core.side.execute(FOLIO_UPSERT, folio_row)
+
+            if drafts:
+                core.sources.emit(stream, drafts, now, then=record_folio)
+            else:
+                record_folio()
         result = "corrected" if prev is not None else "posted"
         if member is not None and not rules.channels.earns(channel):
             result += "-no-points"
