@@ -27,11 +27,10 @@ from datetime import datetime, timedelta
 from staypoint.central.application.state import SideStore
 from staypoint.central.errors import DomainError, Gone, Locked, NotFound, Unauthenticated
 from staypoint.loyalty.events import iso, parse_iso
+from staypoint.loyalty.first_pin_codes import ALPHABET, LENGTH, display, normalise  # the kiosk's too
 
 TTL = timedelta(days=30)
 MAX_TRIES = 5
-ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a letter and typed
-LENGTH = 12
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS first_pin_codes (member TEXT PRIMARY KEY, code_hash TEXT NOT NULL,
     issued TEXT NOT NULL, expires TEXT NOT NULL, failures INTEGER NOT NULL, used TEXT)"""
@@ -68,17 +67,13 @@ def ensure(side: SideStore) -> None:
     side.execute(SCHEMA)
 
 
-def normalise(code: str) -> str:
-    return code.replace("-", "").replace(" ", "").upper()
-
-
 def _hash(member: str, code: str) -> str:
     return hashlib.sha256(f"staypoint-first-pin:{member}:{normalise(code)}".encode()).hexdigest()
 
 
 def new_code() -> str:
-    raw = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-    return "-".join(raw[i : i + 4] for i in range(0, LENGTH, 4))
+    """A fresh random code as the letter prints it (``ABCD-EFGH-JKLM``)."""
+    return display("".join(secrets.choice(ALPHABET) for _ in range(LENGTH)))
 
 
 def issue(side: SideStore, members: Sequence[str], now: datetime, ttl: timedelta = TTL) -> list[Issued]:

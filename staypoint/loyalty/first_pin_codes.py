@@ -4,7 +4,7 @@ Head office issues and checks the codes (``staypoint/central/first_pin.py``: ran
 use, 30 days, void after five wrong tries). A node cannot check one, but the kiosk's keypad
 offers only the code's letters and the node's service refuses a code of the wrong shape
 before it asks head office, so a slip of the finger never costs the member one of their five
-tries. ``ALPHABET`` and ``LENGTH`` are head office's; a test keeps the two in step.
+tries. Head office issues its codes with this ``ALPHABET`` and ``LENGTH`` (one home).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class CodeFormatError(ValueError):
 
 
 def normalise(text: str) -> str:
-    """``text`` as head office hashes it: no dashes or spaces, upper case (as first_pin.normalise)."""
+    """``text`` as head office hashes it: no dashes or spaces, upper case (before it hashes it)."""
     return text.replace("-", "").replace(" ", "").upper()
 
 
