@@ -236,13 +236,21 @@ class Ledger:
         # Every store takes a group's reads and writes in bulk: one statement each, not one per event.
         rows: list[tuple[str, str, int, int, str, str | None, str, str]] = []
         pending: dict[tuple[str, int, int], str] = {}  # bodies applied in this group, not yet written
-        with self.store.transaction(), self._group_state():
+        # What the group may touch that another group (another process) could touch too: its
+        # nodes' streams and the numbers it enrols are locked by the store, and the members it
+        # folds (and their referrers, for the loop check) are read locked (ingest_transaction).
+        events_all = [ev for _, events, _ in parsed for ev in events]
+        numbers = {ev.member for ev in events_all if ev.member}
+        numbers |= {r for ev in events_all if isinstance(r := ev.data.get("referrer"), str)}
+        enrolled = {ev.member for ev in events_all if ev.member and ev.type == "member.enrolled"}
+        with (
+            self.store.ingest_transaction([result.node for result, _, _ in parsed], enrolled),
+            self._group_state(),
+        ):
             # The duplicate-id check of the whole group in one statement; ids applied in the
             # group join the set as they go, so a repeat inside the group is caught as well.
-            taken = self.store.known_event_ids([ev.id for _, events, _ in parsed for ev in events])
-            self._prefetched = self.store.members_many(
-                sorted({ev.member for _, events, _ in parsed for ev in events if ev.member})
-            )
+            taken = self.store.known_event_ids([ev.id for ev in events_all])
+            self._prefetched = self.store.members_many(sorted(numbers))
             for node, count in revoked_hits:
                 self.store.bump_counter("events_from_revoked_nodes", count)
                 self.store.add_alarm("revoked_node", node, f"{count} events refused: node revoked", at)

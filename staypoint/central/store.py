@@ -15,7 +15,7 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -76,6 +76,15 @@ class LedgerStore(Protocol):
     """Head office's persistent state. All writes happen inside ``transaction()``."""
 
     def transaction(self) -> AbstractContextManager[None]: ...
+
+    def ingest_transaction(
+        self, nodes: Collection[str], enrolled: Collection[str]
+    ) -> AbstractContextManager[None]:
+        """``transaction()`` for one ``Ledger.ingest_many`` group: batches from ``nodes``, whose
+        events enrol the member numbers ``enrolled``. A store may run several such groups at
+        once (PostgreSQL: from several processes), each seeing its nodes' streams and the
+        members it reads (``members_many``) as a lone writer would; SQLite runs one at a time."""
+        ...
 
     def retrying(self, work: Callable[[], T], what: str = "ledger transaction") -> T:
         """Run ``work`` (one whole, idempotent transaction) and return what it returns; when the

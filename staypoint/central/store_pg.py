@@ -5,6 +5,17 @@ Same tables and meaning as ``store_sqlite.py``; documents are JSONB. Choices, an
   queue exactly like SQLite's single writer, across processes too. The change log's
   ``version`` comes from a one-row counter updated inside that transaction: gapless,
   because a rollback takes the increment back with it.
+- **Except ingest groups, which overlap** (``ingest_transaction``; several ``central serve``
+  processes, docs/scale.md). One takes the writer's lock *shared* (so no other writer runs
+  beside it, and the digest's exclusive hold still stops every commit), then a transaction
+  lock per node of the group (its streams' high-waters) and per member number it enrols, in
+  one sorted order, then reads its members ``FOR UPDATE`` (in number order). So two groups
+  that share no node and no member read and fold at the same time, and two that share one go
+  one after the other, as before. Their writes do not overlap: the first write of a group
+  takes ``ORDER_LOCK``, held to its commit, so ``events.pos``, the change log's versions and
+  every other serial still commit in the order they were handed out (a copy up to the last
+  ``pos`` seen misses nothing). Locks are always taken in that order (writer's, keys,
+  members, order), so groups cannot deadlock one another.
 - **Reads never wait.** Reads outside a transaction run on pooled autocommit connections;
   ``snapshot()`` uses its own REPEATABLE READ connection and a server-side cursor, so a
   million members stream without holding the writer up.
@@ -25,10 +36,11 @@ Same tables and meaning as ``store_sqlite.py``; documents are JSONB. Choices, an
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import astuple
 from decimal import Decimal
@@ -53,6 +65,18 @@ from staypoint.central.store import (
 log = logging.getLogger("staypoint.central.store")
 
 WRITER_LOCK = 0x5350_4C44  # "SPLD": the ledger's single-writer advisory lock
+# Ingest groups (``ingest_transaction``): the writer's lock shared, then these two.
+INGEST_KEYS = 0x5350_4C4B  # "SPLK": (INGEST_KEYS, key) transaction locks, a node's or an enrolled number's
+ORDER_LOCK = 0x5350_4C4F  # "SPLO": taken by an ingest group's first write, held to its commit
+INGEST_KEYS_MAX = 64  # a group needing more (one enrolling many): the writer's lock alone, exclusive
+
+
+def _ingest_key(kind: str, name: str) -> int:
+    """A signed 32-bit lock key for ``kind:name``: the same in every process (not ``hash``)."""
+    return int.from_bytes(
+        hashlib.blake2b(f"{kind}:{name}".encode(), digest_size=4).digest(), "big", signed=True
+    )
+
 
 # What a failover looks like from here: the connection broke or was refused (OperationalError:
 # server closed the connection, admin shutdown, "the database system is starting up"), it is
@@ -326,7 +350,7 @@ class PgLedgerStore:
             try:
                 with conn.pipeline() as pipe:
                     conn.execute("BEGIN")
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                    self._writer_lock(conn)
                     self._local.conn = conn
                     try:
                         yield
@@ -343,11 +367,54 @@ class PgLedgerStore:
                         conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def ingest_transaction(self, nodes: Collection[str], enrolled: Collection[str]) -> Iterator[None]:
+        """``transaction()`` for one ingest group, which may overlap other groups (the module's
+        docstring): the writer's lock shared, the group's node and enrolment keys, its members
+        read ``FOR UPDATE`` (``members_many``) and its writes under ``ORDER_LOCK``. Inside an
+        outer ``transaction()`` it is part of that unit, as ``transaction()`` is."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        keys = sorted({_ingest_key("node", n) for n in nodes} | {_ingest_key("member", m) for m in enrolled})
+        self._local.ingest_keys = keys if len(keys) <= INGEST_KEYS_MAX else None
+        try:
+            with self.transaction():
+                yield
+        finally:
+            self._local.ingest_keys = None
+            self._local.shared = self._local.unordered = False
+
+    def _writer_lock(self, conn: psycopg.Connection[Any]) -> None:
+        """A transaction's first lock: the writer's, exclusive; an ingest group's, shared, and its keys."""
+        keys: list[int] | None = getattr(self._local, "ingest_keys", None)
+        self._local.ingest_keys = None
+        if keys is None:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            self._local.shared = self._local.unordered = False
+            return
+        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITER_LOCK,))
+        conn.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) "
+            "FROM (SELECT unnest(%s::int4[]) AS k ORDER BY 1) AS s",
+            (INGEST_KEYS, keys),
+        )
+        self._local.shared = self._local.unordered = True
+
+    def _ordered(self, conn: psycopg.Connection[Any]) -> None:
+        """Before an ingest group's first write: its turn to write, held to its commit."""
+        if getattr(self._local, "unordered", False) and getattr(self._local, "conn", None) is conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ORDER_LOCK,))
+            self._local.unordered = False
+
     def transaction_connection(self) -> psycopg.Connection[Any] | None:
         """This thread's open ``transaction()``'s connection (None outside one): for tables that
         live beside the ledger in its database, to write in the ledger's own commit
-        (``SideStore.joined``)."""
-        return getattr(self._local, "conn", None)
+        (``SideStore.joined``). In an ingest group, its writes' turn is taken first."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._ordered(conn)
+        return conn
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
@@ -358,8 +425,15 @@ class PgLedgerStore:
             with self.pool.connection() as fresh:
                 yield fresh
 
-    def _exec(self, sql: str, args: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> None:
+    @contextmanager
+    def _write_conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """``_conn()`` for a write: in an ingest group, after ``_ordered``."""
         with self._conn() as conn:
+            self._ordered(conn)
+            yield conn
+
+    def _exec(self, sql: str, args: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> None:
+        with self._write_conn() as conn:
             conn.execute(sql, args)
 
     def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
@@ -421,7 +495,7 @@ class PgLedgerStore:
         return {str(i) for (i,) in self._all("SELECT id FROM events WHERE id = ANY(%s)", (ids,))}
 
     def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
-        with self._conn() as conn, conn.cursor() as cur:
+        with self._write_conn() as conn, conn.cursor() as cur:
             # In applied order: ``pos`` (BIGSERIAL) is the API's position, as rowid is on SQLite.
             cur.executemany(
                 "INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
@@ -430,7 +504,7 @@ class PgLedgerStore:
             )
 
     def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
-        with self._conn() as conn, conn.cursor() as cur:
+        with self._write_conn() as conn, conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO stays (event_id, member, points, nights) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (event_id) DO UPDATE SET member = excluded.member, points = excluded.points, "
@@ -464,14 +538,17 @@ class PgLedgerStore:
     def members_many(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
         if not numbers:
             return {}
-        rows = self._all("SELECT number, doc FROM members WHERE number = ANY(%s)", (numbers,))
+        # An ingest group's members, locked in number order (the module's docstring): another
+        # group folding one of them waits here for its commit, then reads what it wrote.
+        lock = " ORDER BY number FOR UPDATE" if getattr(self._local, "shared", False) else ""
+        rows = self._all("SELECT number, doc FROM members WHERE number = ANY(%s)" + lock, (numbers,))
         return {str(n): dict(d) for n, d in rows}
 
     def put_members_logged(self, docs: list[dict[str, Any]]) -> list[int]:
         if not docs:
             return []
         self.put_members(docs)
-        with self._conn() as conn, conn.cursor() as cur:
+        with self._write_conn() as conn, conn.cursor() as cur:
             # One bump of the change counter for the whole group, then its versions in order.
             row = conn.execute("UPDATE change_seq SET v = v + %s RETURNING v", (len(docs),)).fetchone()
             assert row is not None
@@ -483,7 +560,7 @@ class PgLedgerStore:
         return list(range(base + 1, base + 1 + len(docs)))
 
     def put_members(self, docs: list[dict[str, Any]]) -> None:
-        with self._conn() as conn, conn.cursor() as cur:
+        with self._write_conn() as conn, conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO members (number, doc, points, blocked) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (number) DO UPDATE SET doc = excluded.doc, points = excluded.points, "
@@ -697,7 +774,7 @@ class PgLedgerStore:
 
     # -- change log -------------------------------------------------------------------------------
     def append_change(self, kind: str, key: str, body: dict[str, Any]) -> int:
-        with self._conn() as conn:
+        with self._write_conn() as conn:
             row = conn.execute("UPDATE change_seq SET v = v + 1 RETURNING v").fetchone()
             assert row is not None
             version = int(row[0])

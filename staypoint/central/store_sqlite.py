@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import astuple
 from decimal import Decimal
 from pathlib import Path
@@ -117,6 +117,11 @@ class SqliteLedgerStore:
     def transaction(self) -> Iterator[None]:
         with self._lock, immediate(self.conn):
             yield
+
+    def ingest_transaction(
+        self, nodes: Collection[str], enrolled: Collection[str]
+    ) -> AbstractContextManager[None]:
+        return self.transaction()  # one writer at a time, always
 
     def retrying(self, work: Callable[[], T], what: str = "ledger transaction") -> T:
         return work()  # one local file: no connection to lose, nothing to fail over to
