@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from textual.widgets import Button, Input, ProgressBar, Static, TabbedContent
+from textual.widgets import Button, Input, ProgressBar, TabbedContent
 
 from staypoint.central.claims import ClaimsQueue
 from staypoint.central.console.app import ConsoleApp, DeskScreen
@@ -22,6 +22,7 @@ from staypoint.central.console.desk import Desk
 from tests.api.conftest import NOW, Api, Clock, build_api
 from tests.campaigns.conftest import Mailbox, _Handler, free_port
 from tests.console.conftest import PASSWORD
+from tests.console.helpers import sign_in, text_of
 from tests.waits import wait_until_async
 
 pytest_plugins = ["tests.pg_fixtures"]
@@ -63,18 +64,6 @@ def _campaigns_file(tmp_path: Path, port: int) -> Path:
     return path
 
 
-async def _sign_in(pilot: Any, staff_id: str) -> None:
-    await pilot.click("#staff-id")
-    await pilot.press(*staff_id)
-    await pilot.click("#password")
-    await pilot.press(*PASSWORD, "enter")
-    await pilot.pause()
-
-
-def _text(screen: Any, wid: str) -> str:
-    return str(screen.query_one(wid, Static).render())
-
-
 async def _until(pilot: Any, what: str, pred: Any) -> Any:
     return await wait_until_async(
         pred, message=lambda: f"{what} (on screen: {_shown(pilot)})", between=pilot.pause
@@ -89,7 +78,7 @@ async def _tap(pilot: Any, wid: str) -> None:
 
 
 async def _open_marketing(pilot: Any, app: ConsoleApp) -> DeskScreen:
-    await _sign_in(pilot, "mkt-1")
+    await sign_in(pilot, "mkt-1")
     screen = app.screen
     assert isinstance(screen, DeskScreen)
     screen.query_one(TabbedContent).active = "marketing"
@@ -101,14 +90,14 @@ async def _save_segment(pilot: Any, screen: DeskScreen) -> None:
     """Every member: a segment with no criteria."""
     screen.query_one("#seg-code", Input).value = "everyone"
     await _tap(pilot, "#seg-save")
-    await _until(pilot, "saved", lambda: "saved everyone version 1" in _text(screen, "#seg-msg"))
+    await _until(pilot, "saved", lambda: "saved everyone version 1" in text_of(screen, "#seg-msg"))
 
 
 async def _send(pilot: Any, app: ConsoleApp, screen: DeskScreen) -> str:
     """Press Send and wait for the confirm; its question."""
     await _tap(pilot, "#cmp-send")
     confirm = await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
-    return _text(confirm, "#confirm-question")
+    return text_of(confirm, "#confirm-question")
 
 
 async def test_send_confirms_the_reach_mails_once_and_shows_the_outcome(
@@ -130,16 +119,17 @@ async def test_send_confirms_the_reach_mails_once_and_shows_the_outcome(
         assert question.startswith("Send WINTER now to 2 members (2 by e-mail, 0 by SMS)?")
         assert "Not sent to: without consent 1." in question
         await _tap(pilot, "#confirm-no")
-        await _until(pilot, "cancelled", lambda: "not sent: WINTER" in _text(screen, "#send-msg"))
+        await _until(pilot, "cancelled", lambda: "not sent: WINTER" in text_of(screen, "#send-msg"))
         assert box.count() == 0 and not screen.query_one("#cmp-send").disabled
 
         await _send(pilot, app, screen)
         await _tap(pilot, "#confirm-yes")
-        await _until(pilot, "the outcome", lambda: _text(screen, "#send-result"))
-        assert _text(screen, "#send-result") == "WINTER: sent 2 · skipped 1 · failed 0\nskipped: no consent 1"
+        await _until(pilot, "the outcome", lambda: text_of(screen, "#send-result"))
+        outcome = text_of(screen, "#send-result")
+        assert outcome == "WINTER: sent 2 · skipped 1 · failed 0\nskipped: no consent 1"
         bar = screen.query_one("#send-progress", ProgressBar)
         assert bar.display and bar.total == bar.progress == 3  # Ada's row decided too: no consent
-        assert "done: WINTER" in _text(screen, "#send-msg")
+        assert "done: WINTER" in text_of(screen, "#send-msg")
         assert box.count() == 2 and not box.to("ada@example.com")
         (bob,) = box.to("bob@example.com")
         assert str(bob["Subject"]).startswith("Winter at ") and str(bob["Subject"]).endswith(", Bob")
@@ -151,8 +141,8 @@ async def test_send_confirms_the_reach_mails_once_and_shows_the_outcome(
         assert question.startswith("Send WINTER now to 1 member (1 by e-mail, 0 by SMS)?")
         assert "Not sent to: already done by an earlier send 3." in question  # Ada's no-consent too
         await _tap(pilot, "#confirm-yes")
-        await _until(pilot, "the second outcome", lambda: "sent 1 ·" in _text(screen, "#send-result"))
-        assert _text(screen, "#send-result") == (
+        await _until(pilot, "the second outcome", lambda: "sent 1 ·" in text_of(screen, "#send-result"))
+        assert text_of(screen, "#send-result") == (
             "WINTER: sent 1 · skipped 3 · failed 0\nskipped: already done 3"
         )
         assert box.count() == 3 and len(box.to("dee@example.com")) == 1
@@ -162,8 +152,8 @@ async def test_send_confirms_the_reach_mails_once_and_shows_the_outcome(
         question = await _send(pilot, app, screen)
         assert question.startswith("Send WINTER now to 0 members")
         await _tap(pilot, "#confirm-yes")
-        await _until(pilot, "the third outcome", lambda: "sent 0 ·" in _text(screen, "#send-result"))
-        assert "skipped: already done 4" in _text(screen, "#send-result")
+        await _until(pilot, "the third outcome", lambda: "sent 0 ·" in text_of(screen, "#send-result"))
+        assert "skipped: already done 4" in text_of(screen, "#send-result")
         assert box.count() == 3
 
 
@@ -177,18 +167,18 @@ async def test_send_refuses_in_one_line(
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open_marketing(pilot, app)
         await _tap(pilot, "#cmp-send")
-        await _until(pilot, "no file", lambda: "--campaigns FILE" in _text(screen, "#send-msg"))
+        await _until(pilot, "no file", lambda: "--campaigns FILE" in text_of(screen, "#send-msg"))
 
     app = ConsoleApp(desk, clock=lambda: NOW, campaigns=_campaigns_file(tmp_path, port))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open_marketing(pilot, app)
         screen.query_one("#cmp-code", Input).value = "WINTER"
         await _tap(pilot, "#cmp-send")
-        await _until(pilot, "no segment", lambda: "saved segment's code" in _text(screen, "#send-msg"))
+        await _until(pilot, "no segment", lambda: "saved segment's code" in text_of(screen, "#send-msg"))
         screen.query_one("#seg-code", Input).value = "everyone"
         await _tap(pilot, "#cmp-send")
         await _until(
-            pilot, "not saved", lambda: "save segment 'everyone' first" in _text(screen, "#send-msg")
+            pilot, "not saved", lambda: "save segment 'everyone' first" in text_of(screen, "#send-msg")
         )
         await _save_segment(pilot, screen)
         screen.query_one("#cmp-code", Input).value = "BDAY"
@@ -196,13 +186,13 @@ async def test_send_refuses_in_one_line(
         await _until(
             pilot,
             "the file's code",
-            lambda: "BDAY is a campaign of campaigns.toml" in _text(screen, "#send-msg"),
+            lambda: "BDAY is a campaign of campaigns.toml" in text_of(screen, "#send-msg"),
         )
         screen.query_one("#cmp-code", Input).value = "WINTER"
         screen.query_one("#cmp-subject", Input).value = "{{ nonsense }}"
         await _tap(pilot, "#cmp-send")
-        await _until(pilot, "the template error", lambda: "nonsense" in _text(screen, "#send-msg"))
-        msg = _text(screen, "#send-msg")
+        await _until(pilot, "the template error", lambda: "nonsense" in text_of(screen, "#send-msg"))
+        msg = text_of(screen, "#send-msg")
         assert msg.startswith("not sent:") and "\n" not in msg and "Traceback" not in msg
         assert not isinstance(app.screen, Confirm) and not screen.query_one("#cmp-send").disabled
     assert box.count() == 0
@@ -211,4 +201,4 @@ async def test_send_refuses_in_one_line(
 def _shown(pilot: Any) -> str:
     """What the Send lines say (for a wait that timed out)."""
     screen = pilot.app.screen
-    return " | ".join(_text(screen, w) for w in ("#send-msg", "#send-result") if screen.query(w))
+    return " | ".join(text_of(screen, w) for w in ("#send-msg", "#send-result") if screen.query(w))

@@ -10,16 +10,9 @@ from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.desk import Desk
 from tests.api.conftest import NOW, Api, program_text
 from tests.console.conftest import PASSWORD
+from tests.console.helpers import sign_in
 
 SIZE = (120, 36)
-
-
-async def _sign_in(pilot: Any, staff_id: str) -> None:
-    await pilot.click("#staff-id")
-    await pilot.press(*staff_id)
-    await pilot.click("#password")
-    await pilot.press(*PASSWORD, "enter")
-    await pilot.pause()
 
 
 async def test_wrong_password_then_clerk_finds_member_adjusts_and_settles_claim(
@@ -69,7 +62,7 @@ async def test_admin_validates_diffs_publishes_and_rolls_back(desk_api: tuple[De
     desk, api = desk_api
     app = ConsoleApp(desk, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await _sign_in(pilot, "admin-1")
+        await sign_in(pilot, "admin-1")
         screen = app.screen
         assert isinstance(screen, DeskScreen)
         new = program_text().replace("version = 1", "version = 2").replace('"2500"', '"2400"')
@@ -101,7 +94,7 @@ def test_snapshot_members_and_claims(snap_compare: Any, desk_api: tuple[Desk, Ap
     desk, _ = desk_api
 
     async def run_before(pilot: Any) -> None:
-        await _sign_in(pilot, "clerk-1")
+        await sign_in(pilot, "clerk-1")
         await pilot.click("#search")
         await pilot.press(*"Ada", "enter")
         await pilot.pause()
@@ -113,7 +106,7 @@ def test_snapshot_rewards_for_marketing(snap_compare: Any, desk_api: tuple[Desk,
     desk, _ = desk_api
 
     async def run_before(pilot: Any) -> None:
-        await _sign_in(pilot, "mkt-1")
+        await sign_in(pilot, "mkt-1")
         pilot.app.screen.query_one("TabbedContent").active = "rewards"
         await pilot.pause()
 
@@ -132,7 +125,7 @@ async def test_clerk_sees_a_quarantined_event_with_member_and_node_and_acknowled
     assert api.ledger.ingest("sha-lobby-09", [forged.to_dict()], NOW).rejected == 1
     app = ConsoleApp(desk, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await _sign_in(pilot, "clerk-1")
+        await sign_in(pilot, "clerk-1")
         screen = app.screen
         assert isinstance(screen, DeskScreen)
         table = screen.query_one("#quarantine-table", DataTable)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Button, DataTable, Input, Static, TabbedContent
+from textual.widgets import Button, DataTable, Input, TabbedContent
 
 from staypoint.central.claims import ClaimsQueue
 from staypoint.central.console.app import ConsoleApp, DeskScreen
@@ -23,6 +23,7 @@ from staypoint.central.console.desk import Desk
 from staypoint.central.webhooks import Worker
 from tests.api.conftest import NOW, Api, Clock, build_api
 from tests.console.conftest import PASSWORD
+from tests.console.helpers import sign_in, text_of
 from tests.waits import wait_until_async
 
 pytest_plugins = ["tests.pg_fixtures"]
@@ -41,18 +42,6 @@ def any_desk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[D
     yield desk, api
     api.client.close()
     desk.close()
-
-
-async def _sign_in(pilot: Any, staff_id: str) -> None:
-    await pilot.click("#staff-id")
-    await pilot.press(*staff_id)
-    await pilot.click("#password")
-    await pilot.press(*PASSWORD, "enter")
-    await pilot.pause()
-
-
-def _text(screen: Any, wid: str) -> str:
-    return str(screen.query_one(wid, Static).render())
 
 
 def _cell(table: DataTable[Any], key: str, column: int) -> str:
@@ -116,7 +105,7 @@ async def test_only_administrators_see_the_integrations_tab(desk_api: tuple[Desk
     for staff_id in ("clerk-1", "mkt-1"):
         app = ConsoleApp(desk, clock=lambda: NOW)
         async with app.run_test(size=SIZE) as pilot:
-            await _sign_in(pilot, staff_id)
+            await sign_in(pilot, staff_id)
             assert isinstance(app.screen, DeskScreen) and not app.screen.query("#integrations")
 
 
@@ -124,7 +113,7 @@ async def test_admin_creates_copies_and_revokes_an_api_key(any_desk: tuple[Desk,
     desk, api = any_desk
     app = ConsoleApp(desk, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await _sign_in(pilot, "admin-1")
+        await sign_in(pilot, "admin-1")
         screen = app.screen
         assert isinstance(screen, DeskScreen)
         await _open_tab(pilot, screen)
@@ -144,14 +133,14 @@ async def test_admin_creates_copies_and_revokes_an_api_key(any_desk: tuple[Desk,
             screen.query_one("#key-scopes", Input).value = scopes
             screen.query_one("#key-props", Input).value = props
             await _tap(pilot, "#key-create")
-            await _until(pilot, line, lambda line=line: line in _text(screen, "#key-msg"))
-            assert "Traceback" not in _text(screen, "#key-msg") and table.row_count == 3
+            await _until(pilot, line, lambda line=line: line in text_of(screen, "#key-msg"))
+            assert "Traceback" not in text_of(screen, "#key-msg") and table.row_count == 3
 
         screen.query_one("#key-scopes", Input).value = "member, rates"
         screen.query_one("#key-props", Input).value = "*"
         await _tap(pilot, "#key-create")
-        await _until(pilot, "the new key", lambda: "created key" in _text(screen, "#key-msg"))
-        assert "not shown again" in _text(screen, "#key-msg")
+        await _until(pilot, "the new key", lambda: "created key" in text_of(screen, "#key-msg"))
+        assert "not shown again" in text_of(screen, "#key-msg")
         assert screen.query_one("#key-secret-row").display
         raw = screen.query_one("#key-secret", Input).value
         assert (
@@ -170,23 +159,24 @@ async def test_admin_creates_copies_and_revokes_an_api_key(any_desk: tuple[Desk,
         await pilot.press("x", "backspace", "backspace")
         assert screen.query_one("#key-secret", Input).value == raw
         await _tap(pilot, "#key-copy")
-        assert app.clipboard == raw and "copied" in _text(screen, "#key-msg")
+        assert app.clipboard == raw and "copied" in text_of(screen, "#key-msg")
 
         # Revoke: the cursor is on the new key; a confirm first, where enter is Cancel.
         assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == key_id
         await _tap(pilot, "#key-revoke")
         confirm = await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
-        assert key_id in _text(confirm, "#confirm-question") and "401" in _text(confirm, "#confirm-question")
+        question = text_of(confirm, "#confirm-question")
+        assert key_id in question and "401" in question
         await pilot.press("enter")
         await _until(pilot, "the desk again", lambda: app.screen is screen)
-        assert f"not revoked: {key_id}" in _text(screen, "#key-msg")
+        assert f"not revoked: {key_id}" in text_of(screen, "#key-msg")
         assert api.client.get("/v1/ping", headers={"X-API-Key": raw}).status_code == 200
 
         await _tap(pilot, "#key-revoke")
         await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm))
         await _tap(pilot, "#confirm-yes")
         await _until(
-            pilot, "revoked", lambda: f"revoked {key_id} (Booking engine)" in _text(screen, "#key-msg")
+            pilot, "revoked", lambda: f"revoked {key_id} (Booking engine)" in text_of(screen, "#key-msg")
         )
         await _until(pilot, "the row revoked", lambda: _cell(table, key_id, 5) != "active")
         assert _cell(table, key_id, 5).startswith("2026-11-23")
@@ -200,7 +190,7 @@ async def test_admin_creates_copies_and_revokes_an_api_key(any_desk: tuple[Desk,
 
         # A revoked key again: keys.revoke_key's refusal, with no question asked.
         await _tap(pilot, "#key-revoke")
-        await _until(pilot, "already", lambda: "was revoked already" in _text(screen, "#key-msg"))
+        await _until(pilot, "already", lambda: "was revoked already" in text_of(screen, "#key-msg"))
         assert app.screen is screen
 
 
@@ -210,7 +200,7 @@ async def test_admin_adds_watches_and_removes_a_webhook(
     desk, api = any_desk
     app = ConsoleApp(desk, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await _sign_in(pilot, "admin-1")
+        await sign_in(pilot, "admin-1")
         screen = app.screen
         assert isinstance(screen, DeskScreen)
         await _open_tab(pilot, screen)
@@ -232,20 +222,20 @@ async def test_admin_adds_watches_and_removes_a_webhook(
             screen.query_one("#wh-url", Input).value = url
             screen.query_one("#wh-events", Input).value = events
             await _tap(pilot, "#wh-add")
-            await _until(pilot, line, lambda line=line: line in _text(screen, "#wh-msg"))
+            await _until(pilot, line, lambda line=line: line in text_of(screen, "#wh-msg"))
         screen.query_one("#wh-client", Input).value = "nosuchkey"
         screen.query_one("#wh-events", Input).value = ""
         await _tap(pilot, "#wh-add")
-        await _until(pilot, "no such key", lambda: "no API key 'nosuchkey'" in _text(screen, "#wh-msg"))
+        await _until(pilot, "no such key", lambda: "no API key 'nosuchkey'" in text_of(screen, "#wh-msg"))
         assert hooks.row_count == 0
 
         screen.query_one("#wh-client", Input).value = sha
         screen.query_one("#wh-events", Input).value = "member.points_changed"
         await _tap(pilot, "#wh-add")
-        await _until(pilot, "added", lambda: "added wh_" in _text(screen, "#wh-msg"))
+        await _until(pilot, "added", lambda: "added wh_" in text_of(screen, "#wh-msg"))
         secret = screen.query_one("#wh-secret", Input).value
         assert secret.startswith("whsec_") and screen.query_one("#wh-secret-row").display
-        sub_id = _text(screen, "#wh-msg").split()[1].rstrip(":")
+        sub_id = text_of(screen, "#wh-msg").split()[1].rstrip(":")
         await _until(pilot, "the subscription listed", lambda: hooks.row_count == 1)
         assert [str(c) for c in hooks.get_row(sub_id)] == [
             sub_id,
@@ -289,13 +279,13 @@ async def test_admin_adds_watches_and_removes_a_webhook(
         await pilot.pause()
         await _tap(pilot, "#wh-remove")
         confirm = await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
-        assert receiver.url in _text(confirm, "#confirm-question")
+        assert receiver.url in text_of(confirm, "#confirm-question")
         await pilot.press("escape")
-        await _until(pilot, "kept", lambda: f"not removed: {sub_id}" in _text(screen, "#wh-msg"))
+        await _until(pilot, "kept", lambda: f"not removed: {sub_id}" in text_of(screen, "#wh-msg"))
         assert hooks.row_count == 1
         screen.query_one("#wh-remove", Button).press()
         await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm))
         await _tap(pilot, "#confirm-yes")
-        await _until(pilot, "removed", lambda: f"removed {sub_id}" in _text(screen, "#wh-msg"))
+        await _until(pilot, "removed", lambda: f"removed {sub_id}" in text_of(screen, "#wh-msg"))
         await _until(pilot, "the list empty", lambda: hooks.row_count == 0)
         assert desk.side.all("SELECT id FROM webhook_subscriptions") == []

@@ -6,29 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Button, DataTable, Input, Select, Static, TabbedContent
+from textual.widgets import Button, DataTable, Input, Select, TabbedContent
 
 from staypoint.central.campaigns.segments import Segments
 from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.desk import Desk
 from tests.api.conftest import NOW, Api
 from tests.console.conftest import PASSWORD
+from tests.console.helpers import sign_in, text_of
 
 pytest_plugins = ["tests.pg_fixtures"]
 
 SIZE = (140, 44)
-
-
-async def _sign_in(pilot: Any, staff_id: str) -> None:
-    await pilot.click("#staff-id")
-    await pilot.press(*staff_id)
-    await pilot.click("#password")
-    await pilot.press(*PASSWORD, "enter")
-    await pilot.pause()
-
-
-def _text(screen: Any, wid: str) -> str:
-    return str(screen.query_one(wid, Static).render())
 
 
 async def test_marketing_builds_a_segment_previews_a_campaign_and_reads_reports(
@@ -39,7 +28,7 @@ async def test_marketing_builds_a_segment_previews_a_campaign_and_reads_reports(
     api.stay(bob, "F-2", room="900")
     app = ConsoleApp(desk, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await _sign_in(pilot, "mkt-1")
+        await sign_in(pilot, "mkt-1")
         screen = app.screen
         assert isinstance(screen, DeskScreen)
         assert screen.query("#marketing") and screen.query("#reports") and not screen.query("#claims")
@@ -48,16 +37,16 @@ async def test_marketing_builds_a_segment_previews_a_campaign_and_reads_reports(
         screen.query_one("#seg-points", Input).value = "lots"
         screen.query_one("#seg-preview", Button).press()
         await pilot.pause()
-        assert "whole number" in _text(screen, "#seg-msg")
+        assert "whole number" in text_of(screen, "#seg-msg")
         screen.query_one("#seg-points", Input).value = "1"
         screen.query_one("#seg-preview", Button).press()
         await pilot.pause()
-        assert _text(screen, "#seg-msg").startswith("2 members in this segment")
+        assert text_of(screen, "#seg-msg").startswith("2 members in this segment")
         assert screen.query_one("#seg-sample", DataTable).row_count == 2
         screen.query_one("#seg-code", Input).value = "big-spenders"
         screen.query_one("#seg-save", Button).press()
         await pilot.pause()
-        assert "saved big-spenders version 1" in _text(screen, "#seg-msg")
+        assert "saved big-spenders version 1" in text_of(screen, "#seg-msg")
         paths = (Path(desk.ledger.store.path), Path(desk.services.profiles.path))  # type: ignore[attr-defined]
         segs = Segments(*paths)
         assert segs.versions("big-spenders")[0][2] == "mkt-1" and segs.get("big-spenders").points_min == 1
@@ -66,16 +55,16 @@ async def test_marketing_builds_a_segment_previews_a_campaign_and_reads_reports(
         screen.query_one("#cmp-subject", Input).value = "Spring at {{ programme }}, {{ first_name }}"
         screen.query_one("#cmp-preview", Button).press()
         await pilot.pause()
-        out = _text(screen, "#cmp-out")
+        out = text_of(screen, "#cmp-out")
         assert "Subject: Spring at" in out and ("Ada" in out or "Bob" in out)
         screen.query_one("#cmp-subject", Input).value = "{{ nonsense }}"
         screen.query_one("#cmp-preview", Button).press()
         await pilot.pause()
-        assert "template error" in _text(screen, "#cmp-out")
+        assert "template error" in text_of(screen, "#cmp-out")
         screen.query_one("#cmp-subject", Input).value = ""
         screen.query_one("#cmp-dry", Button).press()
         await pilot.pause()
-        assert "dry run, nothing sent: occasions 2" in _text(screen, "#cmp-out")
+        assert "dry run, nothing sent: occasions 2" in text_of(screen, "#cmp-out")
         app.save_screenshot(str(tmp_path / "marketing.svg"))  # docs/img/console-marketing.svg
 
         screen.query_one(TabbedContent).active = "reports"
@@ -86,11 +75,11 @@ async def test_marketing_builds_a_segment_previews_a_campaign_and_reads_reports(
         table = screen.query_one("#rpt-table", DataTable)
         labels = [str(c.label) for c in table.columns.values()]
         assert labels == ["Month", "Property", "Tier", "New members"]
-        assert table.row_count >= 1 and "New members: 2" in _text(screen, "#rpt-headline")
+        assert table.row_count >= 1 and "New members: 2" in text_of(screen, "#rpt-headline")
         screen.query_one("#rpt-from", Input).value = "soon"
         screen.query_one("#rpt-show", Button).press()
         await pilot.pause()
-        assert "YYYY-MM-DD" in _text(screen, "#rpt-headline")
+        assert "YYYY-MM-DD" in text_of(screen, "#rpt-headline")
 
 
 async def test_the_marketing_tab_works_on_a_postgresql_ledger(
@@ -110,17 +99,17 @@ async def test_the_marketing_tab_works_on_a_postgresql_ledger(
     app = ConsoleApp(desk, clock=lambda: NOW)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await _sign_in(pilot, "mkt-1")
+            await sign_in(pilot, "mkt-1")
             screen = app.screen
             screen.query_one(TabbedContent).active = "marketing"
             await pilot.pause()
             screen.query_one("#seg-points", Input).value = "1"
             screen.query_one("#seg-preview", Button).press()
             await pilot.pause()
-            assert _text(screen, "#seg-msg").startswith("2 members in this segment")
+            assert text_of(screen, "#seg-msg").startswith("2 members in this segment")
             screen.query_one("#seg-code", Input).value = "big-spenders"
             screen.query_one("#seg-save", Button).press()
             await pilot.pause()
-            assert "saved big-spenders version 1" in _text(screen, "#seg-msg")
+            assert "saved big-spenders version 1" in text_of(screen, "#seg-msg")
     finally:
         api.client.close()
