@@ -27,9 +27,20 @@ DEFAULT_INTERVAL = 0.05
 Message = str | Callable[[], str]
 
 
-def _timed_out(message: Message) -> AssertionError:
-    what = message() if callable(message) else message
-    return AssertionError(f"timed out waiting for {what}")
+def _against_the_clock(
+    predicate: Callable[[], T | None], timeout: float, message: Message
+) -> Callable[[], T | None]:
+    """``predicate`` with the deadline: a look that finds it falsy past the deadline fails."""
+    deadline = time.monotonic() + timeout
+
+    def look() -> T | None:
+        value = predicate()
+        if not value and time.monotonic() >= deadline:
+            what = message() if callable(message) else message
+            raise AssertionError(f"timed out waiting for {what}")
+        return value
+
+    return look
 
 
 def wait_until(
@@ -50,16 +61,12 @@ def wait_until(
     raises (say, on a process that has exited) ends the wait at once. A predicate that
     answers ``X | None`` makes the wait's value an ``X``.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise _timed_out(message)
+    look = _against_the_clock(predicate, timeout, message)
+    while not (value := look()):
         time.sleep(interval)
         if between is not None:
             between()
+    return value
 
 
 async def wait_until_async(
@@ -73,16 +80,12 @@ async def wait_until_async(
     """``wait_until`` on the running event loop: ``await asyncio.sleep(interval)`` between
     looks (so the tasks that make the condition true get to run), then ``await between()``
     if given (a Textual pilot's settle, say)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise _timed_out(message)
+    look = _against_the_clock(predicate, timeout, message)
+    while not (value := look()):
         await asyncio.sleep(interval)
         if between is not None:
             await between()
+    return value
 
 
 def while_running(
