@@ -15,7 +15,15 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from staypoint.central.leader import Leadership, PgLeadership, ServeLockHeld, SqliteServeLock
+from staypoint.central.leader import (
+    DEFAULT_SHARDS,
+    Leadership,
+    PgLeadership,
+    PgShards,
+    ServeLockHeld,
+    ShardCountMismatch,
+    SqliteServeLock,
+)
 from staypoint.central.ledger import Ledger
 from staypoint.central.server import HeadOffice, MqttSettings
 from staypoint.central.store import (
@@ -64,6 +72,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except StoreConfigError as exc:
         raise SystemExit(f"staypoint: {exc}") from None
     leadership: Leadership
+    if not 0 <= args.shards <= 4096:
+        raise SystemExit(f"staypoint: --shards {args.shards}: between 0 and 4096")
     if where.is_pg:
         # Any number of processes on one PostgreSQL ledger: shared subscriptions, one leader.
         share: str | None = args.share_group
@@ -75,7 +85,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         except ServeLockHeld as exc:
             raise SystemExit(f"staypoint: {exc}") from None
     ledger = _ledger(args)
+    shards: PgShards | None = None
     if where.is_pg:
+        if args.shards:  # each node's batches in one process's hands (docs/scale.md)
+            try:
+                shards = PgShards(where.url, args.shards, poll=args.leader_poll).start()
+            except ShardCountMismatch as exc:
+                raise SystemExit(f"staypoint: {exc}") from None
         leadership = PgLeadership(where.url, poll=args.leader_poll).start()
     if args.program:
         try:  # checked here so the error names the file, and bytes that are not text are refused
@@ -96,6 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             share_group=share,
         ),
         leader=leadership,
+        shards=shards,
         jobs_at=jobs_at,
         first_pins=first_pins,
     )
@@ -110,6 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     print("head office serving", file=sys.stderr, flush=True)
     done.wait()
     office.stop()
+    if shards is not None:
+        shards.stop()
     leadership.stop()
     if first_pins is not None:
         first_pins.side.close()
@@ -336,10 +355,18 @@ def register(sub: Any) -> None:
         help="PostgreSQL: the MQTT 5 shared-subscription group the serving processes share",
     )
     p.add_argument(
+        "--shards",
+        type=int,
+        default=DEFAULT_SHARDS,
+        help="PostgreSQL: the nodes' event batches are divided into this many shards by node id, "
+        "shared out among the serving processes by advisory locks, so one process applies each node's "
+        "batches, in order (the same number on every process); 0: shared round robin instead",
+    )
+    p.add_argument(
         "--leader-poll",
         type=float,
         default=1.0,
-        help="PostgreSQL: seconds between a follower's tries for the leader's lock",
+        help="PostgreSQL: seconds between a process's tries for the leader's lock and for free shards",
     )
     p.add_argument(
         "--jobs-at",

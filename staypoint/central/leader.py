@@ -8,6 +8,15 @@
   and with it the lock; a follower polling every ``poll`` seconds takes it within about that.
   A leader whose connection fails steps down at once (it cannot tell whether the server still
   holds its lock) and competes again on a new connection.
+- **PostgreSQL: each node's batches in one process's hands.** :class:`PgShards` divides the
+  nodes into ``count`` virtual shards by a stable hash of the node id (:func:`shard_of`) and
+  holds one session-level advisory lock ``(SHARD_LOCK, shard)`` per shard it ingests, on a
+  connection of its own. Every serving process holds ``(SHARD_MEMBERS, count)`` shared, so each
+  can count the live ones and aim for ``ceil(count / live)`` shards: it takes free shards up to
+  that and lets go of any past it (after the ingest thread has applied what it had queued for
+  them). A process that dies loses its session and its shards with it; the others take them
+  within ``poll`` seconds. Ownership keeps a node's batches in one process and in order; it is
+  not what keeps them safe (the ledger's locks are: ``store_pg.PgLedgerStore.ingest_transaction``).
 - **SQLite: one process serves.** :class:`SqliteServeLock` takes an exclusive ``flock`` on
   ``<ledger>.serve.lock``; a second ``central serve`` on the same file exits with one line.
   The kernel releases the lock when the process dies, however it dies.
@@ -17,9 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +39,16 @@ from typing import Any, Protocol
 log = logging.getLogger("staypoint.central.leader")
 
 LEADER_LOCK = 0x5350_4C45  # "SPLE": the head-office leader's session advisory lock (≠ the writer lock)
+SHARD_LOCK = 0x5350_5348  # "SPSH": (SHARD_LOCK, shard), a session lock per ingest shard a process owns
+SHARD_MEMBERS = 0x5350_5350  # "SPSP": (SHARD_MEMBERS, count), held shared by every sharded serve process
+DEFAULT_SHARDS = 64
+DRAIN_SECONDS = 10.0  # a shard let go waits this long at most for its queued batches to be applied
+# The advisory locks of two-int keys in this database: (class, key) in pg_locks' classid/objid.
+_LOCKS_SQL = (
+    "SELECT classid::int8, objid::int8 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 "
+    "AND granted AND classid IN (%s, %s) AND database = (SELECT oid FROM pg_database "
+    "WHERE datname = current_database())"
+)
 
 
 class Leadership(Protocol):
@@ -137,6 +159,166 @@ class PgLeadership:
                     log.warning("leader's session failed (%s): stepping down", exc)
                 self._close()
             self._stop.wait(self.poll)
+
+
+def shard_of(node: str, count: int) -> int:
+    """The shard of a node: a stable hash of its id (the same in every process, on every machine
+    and in every release; not Python's ``hash``, which is salted per process)."""
+    digest = hashlib.blake2b(node.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+class ShardCountMismatch(RuntimeError):
+    """Another process serving this ledger divides the nodes into a different number of shards."""
+
+
+class PgShards:
+    """The ingest shards this process owns, as PostgreSQL session advisory locks.
+
+    ``owned`` is replaced whole (readers need no lock). ``on_release(shards)``, when set, is
+    called from this object's thread after ``owned`` has shrunk and before the locks go: the
+    head office returns once what it had queued for those shards is applied.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        count: int = DEFAULT_SHARDS,
+        *,
+        poll: float = 1.0,
+        on_release: Callable[[frozenset[int]], None] | None = None,
+    ) -> None:
+        if not 1 <= count <= 4096:
+            raise ValueError(f"shards: {count} is not between 1 and 4096")
+        self.url = url
+        self.count = count
+        self.poll = poll
+        self.on_release = on_release
+        self.owned: frozenset[int] = frozenset()
+        self.changes = 0  # how often ``owned`` changed: tests and logs
+        self._stop = threading.Event()
+        self._conn: Any = None
+        self._thread = threading.Thread(target=self._run, name="head-office-shards", daemon=True)
+
+    def owns(self, node: str) -> bool:
+        return shard_of(node, self.count) in self.owned
+
+    def start(self) -> PgShards:
+        """Join: the first round here (a count other processes do not share raises
+        :class:`ShardCountMismatch`; a database that does not answer is retried by the thread)."""
+        try:
+            self._round()
+        except ShardCountMismatch:
+            self._close()
+            raise
+        except Exception as exc:
+            log.warning("ingest shards: %s; trying again", exc)
+            self._close()
+        self._thread.start()
+        return self
+
+    def wait_owned(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.owned) < n:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self.poll + 5)
+        self._close()
+
+    def _set(self, owned: frozenset[int], why: str) -> None:
+        if owned == self.owned:
+            return
+        self.owned = owned
+        self.changes += 1
+        log.info("ingest shards: this process ingests %d of %d (%s)", len(owned), self.count, why)
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        conn = psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=5,
+            application_name="staypoint-central-shards",
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+        )
+        try:
+            conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (SHARD_MEMBERS, self.count))
+            counts = {
+                int(key)
+                for cls, key in conn.execute(_LOCKS_SQL, (SHARD_MEMBERS, SHARD_MEMBERS)).fetchall()
+                if int(cls) == SHARD_MEMBERS
+            }
+            if counts != {self.count}:
+                others = ", ".join(str(c) for c in sorted(counts - {self.count}))
+                raise ShardCountMismatch(
+                    f"another central serve on this ledger runs with --shards {others}, this one with "
+                    f"--shards {self.count}: every process must divide the nodes alike"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _round(self) -> None:
+        """Count the live processes; take free shards up to our share, or let go of those past it."""
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        rows = conn.execute(_LOCKS_SQL, (SHARD_MEMBERS, SHARD_LOCK)).fetchall()
+        live = max(1, sum(1 for cls, key in rows if int(cls) == SHARD_MEMBERS and int(key) == self.count))
+        taken = {int(key) for cls, key in rows if int(cls) == SHARD_LOCK and int(key) < self.count}
+        share = math.ceil(self.count / live)
+        held = self.owned
+        if len(held) < share:
+            free = [s for s in range(self.count) if s not in taken and s not in held]
+            want = free[: share - len(held)]
+            if want:
+                got = conn.execute(
+                    "SELECT s FROM unnest(%s::int4[]) AS s WHERE pg_try_advisory_lock(%s, s)",
+                    (want, SHARD_LOCK),
+                ).fetchall()
+                if got:
+                    self._set(held | {int(s) for (s,) in got}, f"{live} serving")
+        elif len(held) > share:
+            extra = frozenset(sorted(held)[share:])
+            self._set(held - extra, f"{live} serving: {len(extra)} let go")
+            if self.on_release is not None:
+                try:
+                    self.on_release(extra)
+                except Exception:
+                    log.exception("ingest shards: draining before a release failed")
+            conn.execute(
+                "SELECT count(pg_advisory_unlock(%s, s)) FROM unnest(%s::int4[]) AS s",
+                (SHARD_LOCK, sorted(extra)),
+            )
+        else:
+            conn.execute("SELECT 1")  # still our session, so still our locks
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._set(frozenset(), "session closed")
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll):
+            try:
+                self._round()
+            except Exception as exc:  # the session is gone: so may our locks be; take them anew
+                if self.owned:
+                    log.warning("ingest shards: session failed (%s): letting go of all", exc)
+                self._close()
 
 
 class ServeLockHeld(RuntimeError):

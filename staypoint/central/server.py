@@ -25,15 +25,22 @@ handled, and acknowledged, in the network thread. Snapshots go out from a worker
 with a bounded publish window so the network thread keeps serving everyone else.
 
 Several processes (PostgreSQL; docs/scale.md, Several ingest processes): with
-``MqttSettings.share_group`` each subscribes through MQTT 5 shared subscriptions
-(``$share/<group>/sp/v1/node/+/events`` and the same for resync and auth requests), so the
-broker hands each message to ONE of them, round robin: one node's batches reach different
-processes. The ledger serialises every ingest transaction (store_pg's writer lock) and
-re-reads each stream's high-water inside it, so a batch is applied once whoever gets it; a
-batch that arrives ahead of its predecessor (being applied by the other process) is parked
-and retried for up to ``PARK_SECONDS`` before a resend is asked for. Only the leader
-(``leader.PgLeadership``) fans out, publishes the digest, expires holds and runs the daily
-jobs: one publisher of ``sp/v1/fleet/changes``, so the nodes see it in version order.
+``MqttSettings.share_group`` each subscribes to resync and auth requests through MQTT 5 shared
+subscriptions (``$share/<group>/sp/v1/node/+/resync``, ``.../auth/request``): the broker hands
+each to ONE of them, round robin, and any of them can answer any node. Event batches are
+sharded (``shards``, a ``leader.PgShards``): every process subscribes to all of them without
+``$share``, and drops, before any JSON is parsed, the batches of nodes whose shard it does not
+own; so one node's batches are applied by one process, in the order the node sent them. A
+shard changes hands only after its old owner's ingest thread has applied what it had queued
+for it (``_drain``); a node whose shard has no owner for a moment gets no ack and sends again
+(on the next batch's gap, or after its ack timeout). Without ``shards`` the batches are
+shared round robin too, so one node's batches reach different processes: a batch that
+arrives ahead of its predecessor (being applied by another process) is then parked and
+retried for up to ``PARK_SECONDS`` before a resend is asked for. Either way the ledger keeps
+it safe (``Ledger.ingest_many``: a stream's high-water re-read under that node's lock), so a
+batch is applied once whoever gets it. Only the leader (``leader.PgLeadership``) fans out,
+publishes the digest, expires holds and runs the daily jobs: one publisher of
+``sp/v1/fleet/changes``, so the nodes see it in version order.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from staypoint.central.leader import AlwaysLeader, Leadership
+from staypoint.central.leader import DRAIN_SECONDS, AlwaysLeader, Leadership, PgShards
 from staypoint.central.ledger import Ledger, dumps
 from staypoint.central.store import Change, StoreUnavailable
 from staypoint.mqtt_tls import no_nagle, use_fleet_tls
@@ -173,6 +180,7 @@ class HeadOffice:
         tick_seconds: float = 2.0,
         digest_seconds: float = 30.0,
         leader: Leadership | None = None,
+        shards: PgShards | None = None,
         jobs_at: dtime | None = None,
         first_pins: NodeFirstPins | None = None,
     ) -> None:
@@ -181,6 +189,14 @@ class HeadOffice:
         self.first_pins = first_pins
         self.settings = settings
         self.shared = settings.share_group is not None
+        # Sharded ingest: the batches of the nodes in our shards only, each node's in order.
+        self.shards = shards if self.shared else None
+        self.round_robin = self.shared and self.shards is None  # batches shared: park, sort
+        self._route = threading.Lock()  # a batch's shard check and its queueing, vs a release
+        self._queued = 0  # batches queued for the ingest thread so far (under _route)
+        self._settled = 0  # ... and applied or given up by it (PUBACKed)
+        if self.shards is not None:
+            self.shards.on_release = self._drain
         self.leader: Leadership = leader if leader is not None else AlwaysLeader()
         self.jobs_at = jobs_at
         self._was_leader = False
@@ -229,8 +245,9 @@ class HeadOffice:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0 if self.shared else self.settings.session_expiry
         # clean_start=False: paho would otherwise start clean on every process start and
-        # the batches queued for us while we were down would be thrown away. Shared: a
-        # session of our own would keep taking a dead process's turn of the messages.
+        # the batches queued for us while we were down would be thrown away. Shared (sharded
+        # too): a session of our own would keep taking a dead process's turn of the messages,
+        # or keep its batches for nobody; the nodes send them again to whoever owns them now.
         self.client.connect_async(
             self.settings.host,
             self.settings.port,
@@ -254,6 +271,7 @@ class HeadOffice:
             t.join(5)
         self.client.disconnect()
         self.client.loop_stop()
+        log.info("head office stopped: handled %s; dropped %s", dict(self.handled), dict(self.dropped))
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
@@ -262,10 +280,11 @@ class HeadOffice:
         no_nagle(client)  # an authorisation's answer leaves at once, not after a delayed ACK
         # Subscribe here, not once at start: a session lost by the broker comes back whole.
         # Shared: each message to one process of the group (auth requests too: one hold).
+        # Sharded: every batch to every process, each keeping its own shards' (_on_message).
         share = f"$share/{self.settings.share_group}/" if self.shared else ""
         client.subscribe(
             [
-                (share + "sp/v1/node/+/events", 1),
+                (("" if self.shards is not None else share) + "sp/v1/node/+/events", 1),
                 (share + "sp/v1/node/+/resync", 1),
                 (share + "sp/v1/node/+/auth/request", 1),
             ]
@@ -294,6 +313,9 @@ class HeadOffice:
                 self._drop("topic", msg.topic)
                 return
             node, kind = parts[3], "/".join(parts[4:])
+            if kind == "events" and self.shards is not None and not self.shards.owns(node):
+                self.handled["events_other_shard"] += 1  # another process's to apply: not even parsed
+                return
             if len(msg.payload) > MAX_PAYLOAD:
                 self._drop("oversized", msg.topic)
                 return
@@ -312,7 +334,12 @@ class HeadOffice:
                 if not isinstance(events, list):
                     self._drop("wrong_type", msg.topic)
                     return
-                self._batches.put((node, events, msg.mid, msg.qos))
+                with self._route:  # a shard let go meanwhile: its owner-to-be will have it again
+                    if self.shards is not None and not self.shards.owns(node):
+                        self.handled["events_other_shard"] += 1
+                        return
+                    self._batches.put((node, events, msg.mid, msg.qos))
+                    self._queued += 1
                 queued = True
                 return
             with self._lock:
@@ -356,7 +383,7 @@ class HeadOffice:
                     self._batches.put(None)
                     break
                 group.append((*more, None))
-            if self.shared:
+            if self.round_robin:
                 # One node's batches come from both processes' queues: in seq order per node,
                 # a group applies as much of each stream as it holds.
                 group.sort(key=lambda g: (g[0], _first_key(g[1])))
@@ -381,6 +408,7 @@ class HeadOffice:
                         done.append(entry)
             for _, _, mid, qos, _ in done:
                 self.client.ack(mid, qos)
+            self._settled += len(done)
 
     def _settle(
         self,
@@ -391,9 +419,9 @@ class HeadOffice:
     ) -> list[tuple[str, list[Any], int, int, float | None]]:
         """After a group's commit: ask for resends, park what may yet fill; what may be PUBACKed.
 
-        Alone (not shared), a gap is real at once: the batches of one node arrive in order on
-        one connection, so the missing one was lost. Shared, it is usually the batch before,
-        in the other process's group right now: wait up to ``PARK_SECONDS`` for it.
+        Alone or sharded, a gap is real at once: the batches of one node arrive in order on
+        one connection, so the missing one was lost. Shared round robin, it is usually the batch
+        before, in the other process's group right now: wait up to ``PARK_SECONDS`` for it.
         """
         now = time.monotonic()
         done: list[tuple[str, list[Any], int, int, float | None]] = []
@@ -404,7 +432,7 @@ class HeadOffice:
             if result.resend_from is None:
                 self.handled["events"] += 1
                 done.append(entry)
-            elif park and self.shared and (since is None or now - since < PARK_SECONDS):
+            elif park and self.round_robin and (since is None or now - since < PARK_SECONDS):
                 parked.append((node, events, mid, qos, now if since is None else since))
                 self.handled["events_parked"] += 1
             else:
@@ -413,6 +441,7 @@ class HeadOffice:
                 done.append(entry)
         for node, (epoch, seq) in resend.items():
             self.client.publish(f"sp/v1/node/{node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1)
+            self.handled["resend_requests"] += 1
         # A node asked to resend sends everything from there again: its parked batches go.
         for entry in parked:
             if entry[0] in resend:
@@ -420,6 +449,18 @@ class HeadOffice:
             else:
                 self._parked.append(entry)
         return done
+
+    def _drain(self, shards: frozenset[int]) -> None:
+        """``PgShards.on_release``: ``shards`` are no longer ours (new batches of theirs are
+        dropped); return once the ingest thread has applied what was queued before, so their
+        next owner starts where we stopped (or after ``DRAIN_SECONDS``: the ledger keeps a
+        late batch safe all the same, and its node is asked to send again)."""
+        with self._route:  # a batch being queued under the old shards is in the count
+            mark = self._queued
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self._settled < mark and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.005)
+        self.handled["shards_released"] += len(shards)
 
     def _apply(self, batches: list[tuple[str, list[Any]]]) -> list[Any]:
         """``_events`` under the lock, run again by the store after a database failover (a lost

@@ -1,21 +1,28 @@
-"""Two ``central serve`` processes on one PostgreSQL ledger, shared subscriptions, real Mosquitto
+"""Two ``central serve`` processes on one PostgreSQL ledger, sharded ingest, real Mosquitto
 (TLS): two nodes' backlogs drain while the leader is SIGKILLed. Nothing lost, nothing doubled,
-every outbox row acked, the leader's role moves and fan-out still reaches the nodes.
-On SQLite a second ``central serve`` on the same ledger is refused in one line."""
+every outbox row acked, the leader's role and the dead one's shards move, and fan-out still
+reaches the nodes. In a normal run each node's batches are applied by one process, in order:
+nothing parked, no resend asked for, no ack timeout. On SQLite a second ``central serve`` on
+the same ledger is refused in one line."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from staypoint.central.leader import PgLeadership, PgShards, shard_of
 from staypoint.central.ledger import Ledger
+from staypoint.central.server import HeadOffice, MqttSettings
 from staypoint.central.store_pg import PgLedgerStore
 from staypoint.loyalty.events import points_delta
 from staypoint.loyalty.program import Outlet, default_program_text
@@ -28,6 +35,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150
 
 REPO = Path(__file__).resolve().parents[2]
 LEADS = "this process leads"
+SHARES = re.compile(r"ingest shards: this process ingests (\d+) of 64")
 
 
 def _serve_argv(broker: MosquittoBroker, store: str, tmp: Path) -> list[str]:
@@ -49,6 +57,11 @@ class Office:
 
     def leads(self) -> bool:
         return LEADS in self.text()
+
+    def shards(self) -> int:
+        """How many ingest shards it said it holds last (0 before it said)."""
+        found = SHARES.findall(self.text())
+        return int(found[-1]) if found else 0
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -94,8 +107,11 @@ def test_two_ingest_processes_sigkill_the_leader_loses_and_doubles_nothing(
     argv = _serve_argv(fleet.broker, pg_url, tmp_path)
     offices = [Office(argv, tmp_path / f"office-{i}.log") for i in range(2)]
     try:
-        for _ in offices:  # both on the shared subscription before any node sends
-            fleet.broker.wait_subscribed("head-office-", "$share/ingest/sp/v1/node/+/events", 20)
+        # Both subscribed and the shards shared out before any node sends: sha-lobby-01 is in
+        # shard 3, sha-lobby-02 in 32, so each process applies one node's batches.
+        wait_until(lambda: len(_subscribed(fleet, "sp/v1/node/+/events")) == 2, 20, "both subscribed")
+        wait_until(lambda: [o.shards() for o in offices] == [32, 32], 30, "32 shards each")
+        assert [shard_of(n.service.node_id, 64) for n in nodes] == [3, 32]
         wait_until(lambda: sum(o.leads() for o in offices) == 1, 20, "one leader")
         for node in nodes:
             fleet.start_agent(node)
@@ -106,6 +122,7 @@ def test_two_ingest_processes_sigkill_the_leader_loses_and_doubles_nothing(
         leader.proc.wait(5)
         assert store.event_count() - before < total, "the kill came too late to be mid-run"
         wait_until(follower.leads, 15, "the follower to take the leader's lock")
+        wait_until(lambda: follower.shards() == 64, 15, "the follower to take the dead one's shards")
         wait_until(lambda: store.event_count() - before == total, 60, "every event at head office")
         fleet.settle(30)  # every row acked, every node at the ledger's tip: fan-out from the new leader
 
@@ -139,6 +156,110 @@ def test_two_ingest_processes_sigkill_the_leader_loses_and_doubles_nothing(
         assert node.agent is not None and node.agent.stats["events_acked"] == len(rows)
     assert ledger_ids == outbox_ids  # each event once, none missing
     assert not [a for a in store.alarms() if a["kind"] in ("conflicting_body", "duplicate_id")]
+
+
+def _subscribed(fleet: Fleet, topic: str) -> set[str]:
+    """Head-office client ids the broker logged subscribing to ``topic`` (the filter exactly)."""
+    pattern = rf"(?:^|: )(head-office\S*) \d {re.escape(topic)}$"
+    return set(re.findall(pattern, fleet.broker.log_text(), re.MULTILINE))
+
+
+def _recording(ledger: Ledger, log: list[tuple[str, int]]) -> None:
+    """Note (node, first seq) of every batch ``ledger`` is given to apply, in order."""
+    original = ledger.ingest_many
+
+    def record(batches: Any, at: Any, **kw: Any) -> Any:
+        for node, events in batches:
+            log.append((node, int(events[0]["seq"])))
+        return original(batches, at, **kw)
+
+    ledger.ingest_many = record  # type: ignore[method-assign]
+
+
+def _node_ids(count: int, low: bool) -> list[str]:
+    """Node ids whose shard is in the lower half (0-31: the first office's) or the upper one."""
+    out: list[str] = []
+    i = 0
+    while len(out) < count:
+        i += 1
+        name = f"sha-bar-{i:02d}"
+        if (shard_of(name, 64) < 32) == low:
+            out.append(name)
+    return out
+
+
+def test_each_nodes_batches_are_applied_by_one_process_in_order(
+    pg_fleet: Fleet, pg_url: str, tmp_path: Path
+) -> None:
+    """Two head offices (in this process, each with its own ledger connections, shards and
+    MQTT client) share six nodes' backlogs: each node's batches are applied by the one office
+    that owns its shard, in the order the node sent them, and nothing is parked, resent or
+    timed out; each office drops the other's batches unparsed."""
+    fleet = pg_fleet
+    store = fleet.ledger.store
+    names = _node_ids(3, low=True) + _node_ids(3, low=False)
+    nodes = [
+        fleet.add_node(n, start=False, batch_events=25, window_batches=4, ack_timeout=5.0) for n in names
+    ]
+    stays = 120
+    for node in nodes:
+        _backlog(node, stays)
+    before = store.event_count()
+    tls = fleet.broker.client_tls("head-office")
+    applied: list[list[tuple[str, int]]] = [[], []]
+    parts: list[tuple[HeadOffice, PgShards, PgLeadership, Ledger]] = []
+    try:
+        for i in range(2):
+            ledger = Ledger(PgLedgerStore(pg_url))
+            shards = PgShards(pg_url, 64, poll=0.2).start()
+            if i == 0:
+                assert shards.wait_owned(64, 10)  # alone: every shard
+            leadership = PgLeadership(pg_url, poll=0.2).start()
+            settings = MqttSettings(
+                fleet.broker.host,
+                fleet.broker.office_port,
+                tls.ca,
+                tls.cert,
+                tls.key,
+                client_id=f"head-office-test-{i}-{uuid.uuid4().hex[:6]}",
+                share_group="ingest",
+            )
+            office = HeadOffice(ledger, settings, tick_seconds=0.5, leader=leadership, shards=shards)
+            _recording(ledger, applied[i])
+            office.start()
+            parts.append((office, shards, leadership, ledger))
+        first, second = parts[0][1], parts[1][1]
+        wait_until(lambda: len(first.owned) == 32 and len(second.owned) == 32, 20, "32 shards each")
+        assert first.owned == frozenset(range(32))  # the first one kept the lower half
+        for node in nodes:
+            fleet.start_agent(node)
+        wait_until(lambda: store.event_count() - before == len(nodes) * (3 + stays), 90, "every event")
+        fleet.settle(30)
+    finally:
+        for office, shards, leadership, ledger in parts:
+            office.stop()
+            shards.stop()
+            leadership.stop()
+            ledger.store.close()
+
+    by_node: dict[str, set[int]] = {}
+    for i, log in enumerate(applied):
+        for node, _ in log:
+            by_node.setdefault(node, set()).add(i)
+    assert by_node == {n: {0} for n in names[:3]} | {n: {1} for n in names[3:]}
+    for log in applied:
+        for name in names:
+            seqs = [seq for node, seq in log if node == name]
+            assert seqs == sorted(set(seqs)), f"{name}'s batches out of order or twice: {seqs}"
+    for office, *_ in parts:
+        assert office.handled["events_parked"] == 0
+        assert office.handled["resend_requests"] == 0
+        assert office.handled["events_other_shard"] > 0  # the other's, dropped before parsing
+        assert not office.dropped
+    for node in nodes:
+        assert node.agent is not None
+        assert node.agent.stats["resend_requests"] == 0 and node.agent.stats["ack_timeouts"] == 0
+    assert store.event_count() - before == len(nodes) * (3 + stays)
 
 
 def test_a_second_serve_on_one_sqlite_ledger_is_refused(
