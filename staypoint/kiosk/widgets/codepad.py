@@ -6,20 +6,18 @@ a guest could confuse; it takes at most the code's length and reads back in its 
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.containers import Grid, Vertical
 from textual.message import Message
-from textual.widgets import Button, Static
 
-from staypoint.kiosk.widgets.keypad import KeyButton
+from staypoint.kiosk.widgets.keypad import TouchPad
 from staypoint.loyalty import first_pin_codes
 
-KEYS = (*first_pin_codes.ALPHABET, "del", "ok")
-LABELS = {"del": "⌫", "ok": "OK"}
 
-
-class Codepad(Vertical):
+class Codepad(TouchPad):
     """Letters and digits typed by touch, shown as the letter prints them."""
+
+    KEYS = (*first_pin_codes.ALPHABET, "del", "ok")
+    PAD = "codepad"
+    KEY_ID = "code-key-"
 
     class Changed(Message):
         """The typed code changed."""
@@ -38,35 +36,13 @@ class Codepad(Vertical):
             self.value = value
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, classes="codepad")
-        self.value = ""
-
-    def compose(self) -> ComposeResult:
-        yield Static(self._shown(), classes="codepad-display")
-        with Grid(classes="codepad-grid"):
-            for key in KEYS:
-                yield KeyButton(LABELS.get(key, key), id=f"code-key-{key}", classes=f"key code-key-{key}")
+        super().__init__(max_length=first_pin_codes.LENGTH, id=id)
 
     def _shown(self) -> str:
         return first_pin_codes.display(self.value) or " "
 
-    def clear(self) -> None:
-        """Forget what was typed."""
-        self.value = ""
-        self.query_one(".codepad-display", Static).update(self._shown())
+    def _changed(self) -> Message:
+        return self.Changed(self, self.value)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Keys edit the value; the press is not passed on to the screen."""
-        key = (event.button.id or "").removeprefix("code-key-")
-        if key not in KEYS:
-            return
-        event.stop()
-        if key == "ok":
-            self.post_message(self.Submitted(self, self.value))
-            return
-        if key == "del":
-            self.value = self.value[:-1]
-        elif len(self.value) < first_pin_codes.LENGTH:
-            self.value += key
-        self.query_one(".codepad-display", Static).update(self._shown())
-        self.post_message(self.Changed(self, self.value))
+    def _submitted(self) -> Message:
+        return self.Submitted(self, self.value)
