@@ -33,4 +33,23 @@ def desk_api(tmp_path: Path) -> Iterator[tuple[Desk, Api]]:
     api.client.close()
 
 
+@pytest.fixture(params=["sqlite", "pg"])
+def any_desk(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Desk, Api]]:
+    """The desk over the API's stores on either ledger (SQLite, PostgreSQL: the test module
+    loads ``tests.pg_fixtures``): an administrator (admin-1), a marketer (mkt-1) and Ada,
+    enrolled without marketing consent."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # PostgreSQL: the report cache
+    url = str(request.getfixturevalue("pg_url")) if request.param == "pg" else f"sqlite://{tmp_path / 'l.db'}"
+    api = build_api(url, tmp_path, Clock())
+    desk = Desk(api.services, ClaimsQueue(api.services))
+    desk.add_staff("admin-1", "Ada Admin", "administrator", PASSWORD)
+    desk.add_staff("mkt-1", "Mia Marketing", "marketing", PASSWORD)
+    api.enrol("Ada Lovelace", email="ada@example.com")
+    yield desk, api
+    api.client.close()
+    desk.close()
+
+
 __all__ = ["NOW", "PASSWORD"]

@@ -15,33 +15,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from textual.widgets import Button, Input, ProgressBar, TabbedContent
 
-from staypoint.central.claims import ClaimsQueue
 from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.confirm import Confirm
 from staypoint.central.console.desk import Desk
-from tests.api.conftest import NOW, Api, Clock, build_api
+from tests.api.conftest import NOW, Api
 from tests.campaigns.conftest import Mailbox, _Handler, free_port
-from tests.console.conftest import PASSWORD
 from tests.console.helpers import sign_in, text_of
 from tests.waits import wait_until_async
 
 pytest_plugins = ["tests.pg_fixtures"]
 
 SIZE = (140, 60)
-
-
-@pytest.fixture(params=["sqlite", "pg"])
-def any_desk(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: Any) -> Iterator[tuple[Desk, Api]]:
-    """The desk over the API's stores on either ledger, Ada enrolled without marketing consent."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # PostgreSQL: the report cache
-    url = str(request.getfixturevalue("pg_url")) if request.param == "pg" else f"sqlite://{tmp_path / 'l.db'}"
-    api = build_api(url, tmp_path, Clock())
-    desk = Desk(api.services, ClaimsQueue(api.services))
-    desk.add_staff("mkt-1", "Mia Marketing", "marketing", PASSWORD)
-    api.enrol("Ada Lovelace", email="ada@example.com")
-    yield desk, api
-    api.client.close()
-    desk.close()
 
 
 @pytest.fixture

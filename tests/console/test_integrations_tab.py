@@ -10,38 +10,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.widgets import Button, DataTable, Input, TabbedContent
 
-from staypoint.central.claims import ClaimsQueue
 from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.confirm import Confirm
 from staypoint.central.console.desk import Desk
 from staypoint.central.webhooks import Worker
-from tests.api.conftest import NOW, Api, Clock, build_api
-from tests.console.conftest import PASSWORD
+from tests.api.conftest import NOW, Api
 from tests.console.helpers import sign_in, text_of
 from tests.waits import wait_until_async
 
 pytest_plugins = ["tests.pg_fixtures"]
 
 SIZE = (150, 60)
-
-
-@pytest.fixture(params=["sqlite", "pg"])
-def any_desk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Desk, Api]]:
-    """The console's desk over the API's stores, on SQLite and on PostgreSQL."""
-    url = str(request.getfixturevalue("pg_url")) if request.param == "pg" else f"sqlite://{tmp_path / 'l.db'}"
-    api = build_api(url, tmp_path, Clock())
-    desk = Desk(api.services, ClaimsQueue(api.services))
-    desk.add_staff("admin-1", "Ada Admin", "administrator", PASSWORD)
-    api.enrol("Ada Lovelace", email="ada@example.com")
-    yield desk, api
-    api.client.close()
-    desk.close()
 
 
 def _cell(table: DataTable[Any], key: str, column: int) -> str:
