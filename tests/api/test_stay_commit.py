@@ -1,13 +1,18 @@
 """A stay post's folio row commits with the stay: in the ledger's own transaction, so on
 PostgreSQL (side tables in the ledger's database) a posted stay is one durable commit, and a
-folio row that cannot be written leaves no stay behind on either store."""
+folio row that cannot be written leaves no stay behind on either store. Posts of different
+folios run side by side (on PostgreSQL their side-table units overlap); one folio's wait."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import psycopg
 import pytest
 
 from staypoint.central.application import stays
+from staypoint.central.application.state import SideStore
 from tests.api.conftest import Api
 
 pytest_plugins = ["tests.pg_fixtures"]
@@ -51,3 +56,69 @@ def test_on_postgresql_a_stay_post_writes_in_one_transaction(api_factory: object
         api.services.side.close()
         api.services.profiles.close()
         api.ledger.store.close()
+
+
+def test_concurrent_posts_of_one_folio_earn_once_and_of_others_each_once(api: Api) -> None:
+    m = api.enrol()
+    barrier = threading.Barrier(8)
+    answers: list[tuple[str, str]] = []
+
+    def go(folio: str) -> None:
+        barrier.wait()
+        body = {
+            "folio": folio,
+            "member": m,
+            "arrival": "2026-11-20",
+            "departure": "2026-11-22",
+            "revenue": {"room": "100"},
+        }
+        r = api.client.post("/v1/properties/SHA/stays", json=body, headers=api.h("pms-sha"))
+        assert r.status_code == 200, r.text
+        answers.append((folio, str(r.json()["result"])))
+
+    folios = ["F-SAME"] * 4 + [f"F-{i}" for i in range(4)]
+    threads = [threading.Thread(target=go, args=(f,)) for f in folios]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r for f, r in answers if f == "F-SAME") == ["posted", "unchanged", "unchanged", "unchanged"]
+    assert sorted(r for f, r in answers if f != "F-SAME") == ["posted"] * 4
+    assert api.ledger.member(m)["points"] == 5 * (100 * 10 + 500)  # five stays, each once
+    assert api.ledger.store.alarms() == []
+
+
+def test_keyed_units_overlap_for_other_keys_and_wait_for_their_own_and_for_writers(pg_url: str) -> None:
+    side = SideStore(pg_url)
+    inside, release = threading.Event(), threading.Event()
+    entered: list[str] = []
+
+    def hold() -> None:
+        with side.transaction(rows="folio:SHA:1"):
+            inside.set()
+            release.wait(30)
+
+    def unit(name: str, rows: str | None) -> None:
+        with side.transaction(rows=rows):
+            entered.append(name)
+
+    try:
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert inside.wait(30)
+        unit("other key", "folio:SHA:2")  # does not wait for the holder
+        waiting = [
+            threading.Thread(target=unit, args=("same key", "folio:SHA:1")),
+            threading.Thread(target=unit, args=("writer", None)),
+        ]
+        for t in waiting:
+            t.start()
+        time.sleep(0.5)
+        assert entered == ["other key"]  # the same key and an unkeyed writer wait
+        release.set()
+        for t in [holder, *waiting]:
+            t.join(30)
+        assert sorted(entered) == ["other key", "same key", "writer"]
+    finally:
+        release.set()
+        side.close()

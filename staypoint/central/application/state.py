@@ -11,6 +11,7 @@ written in the common dialect (``?`` placeholders are turned into ``%s`` for psy
 from __future__ import annotations
 
 import functools
+import hashlib
 import queue
 import sqlite3
 import threading
@@ -73,6 +74,15 @@ SCHEMA = (
 )
 
 
+SIDE_LOCK = 5350  # PostgreSQL: the side tables' writers' advisory lock
+ROW_LOCKS = 5351  # (ROW_LOCKS, key): a unit's own rows (``transaction(rows=...)``), under SIDE_LOCK shared
+
+
+def _row_key(rows: str) -> int:
+    """A signed 32-bit lock key for ``rows``: the same in every process (not ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(rows.encode(), digest_size=4).digest(), "big", signed=True)
+
+
 class SideStore:
     """A small SQL store with one dialect for SQLite and PostgreSQL."""
 
@@ -111,8 +121,14 @@ class SideStore:
         return sql.replace("?", "%s") if self.pg else sql
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic unit; re-entrant on a thread."""
+    def transaction(self, *, rows: str | None = None) -> Iterator[None]:
+        """One atomic unit; re-entrant on a thread (inside another, part of it).
+
+        ``rows``: this unit reads and writes only the rows of that one key (a folio's,
+        ``"SHA:F-1"``). On PostgreSQL it then takes the writers' lock shared and the key's own
+        lock, so units of different keys run at once, one key's one after another, and every
+        other unit still waits for them all and they for it. On SQLite: the one writer, as ever.
+        """
         if getattr(self._local, "conn", None) is not None:
             yield
             return
@@ -120,7 +136,14 @@ class SideStore:
             with self.pool.connection() as conn, conn.transaction():
                 # Serialise writers like the SQLite side does: the side tables are small and
                 # their invariants (daily caps, counters) are read-then-write.
-                conn.execute("SELECT pg_advisory_xact_lock(5350)")
+                if rows is None:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SIDE_LOCK,))
+                else:  # the shared lock first, always (else two units and a writer could deadlock)
+                    conn.execute(
+                        "WITH shared AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%s)) "
+                        "SELECT pg_advisory_xact_lock(%s, %s) FROM shared",
+                        (SIDE_LOCK, ROW_LOCKS, _row_key(rows)),
+                    )
                 self._local.conn = conn
                 try:
                     yield
