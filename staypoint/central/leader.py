@@ -168,6 +168,17 @@ def shard_of(node: str, count: int) -> int:
     return int.from_bytes(digest, "big") % count
 
 
+def shard_ranges(shards: frozenset[int]) -> str:
+    """``{0, 1, 2, 7}`` as ``0-2,7``: a shard set for a log line (and a reader of the log)."""
+    out: list[str] = []
+    for s in sorted(shards):
+        if out and s == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{s}"
+        else:
+            out.append(str(s))
+    return ",".join(out)
+
+
 class ShardCountMismatch(RuntimeError):
     """Another process serving this ledger divides the nodes into a different number of shards."""
 
@@ -236,7 +247,13 @@ class PgShards:
             return
         self.owned = owned
         self.changes += 1
-        log.info("ingest shards: this process ingests %d of %d (%s)", len(owned), self.count, why)
+        log.info(
+            "ingest shards: this process ingests %d of %d (%s): %s",
+            len(owned),
+            self.count,
+            why,
+            shard_ranges(owned) or "none",
+        )
 
     def _connect(self) -> Any:
         import psycopg

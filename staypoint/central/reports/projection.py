@@ -575,7 +575,8 @@ def import_property_revenue(conn: sqlite3.Connection, csv_text: str) -> int:
 # ``pos`` as rowid, so "rowid > cursor" keeps meaning "arrived since"), their stays, the
 # change log and the overdrafts are copied across incrementally, and the same fill and the
 # same report queries run on it. PostgreSQL's ``pos`` is handed out under the ledger's
-# single-writer lock, so positions commit in order and a copy up to the last one seen
+# single-writer lock (overlapping ingest groups: under ``store_pg.ORDER_LOCK``, from a group's
+# first write to its commit), so positions commit in order and a copy up to the last one seen
 # misses nothing. The file is derived data: deleting it costs one full copy and fill.
 
 MIRROR_SCHEMA = (
