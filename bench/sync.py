@@ -42,9 +42,12 @@ The ledger runs with synchronous=FULL (an ack promises durability); the node rep
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +62,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from staypoint.central.leader import shard_of
 from staypoint.central.ledger import Ledger
 from staypoint.central.seed import seed_docs
 from staypoint.central.server import GROUP_BATCHES, HeadOffice, MqttSettings
@@ -129,6 +133,20 @@ def synthetic_backlog(service: NodeService, members: list[str], count: int) -> i
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds of a process and its live children (a PostgreSQL server and its backends)."""
+    if pid is None:
+        return 0.0
+    total = proc_cpu(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += proc_cpu(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def proc_cpu(pid: int | None) -> float:
@@ -518,9 +536,63 @@ def _pg_database(server_url: str, name: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + name + (("?" + query) if query else "")
 
 
+SHARES_LOGGED = re.compile(r"ingest shards: this process ingests (\d+) of (\d+) \([^)]*\): (\S+)")
+STOPPED_LOGGED = re.compile(r"head office stopped: handled (\{.*\}); dropped")
+
+
+def _owned_shards(log: Path, mark: int) -> set[int] | None:
+    """The shards an office's log last said it ingests (since ``mark``), or None before it said."""
+    found = SHARES_LOGGED.findall(log.read_bytes()[mark:].decode(errors="replace"))
+    if not found:
+        return None
+    shards: set[int] = set()
+    for part in found[-1][2].split(","):
+        if part != "none":
+            lo, _, hi = part.partition("-")
+            shards.update(range(int(lo), int(hi or lo) + 1))
+    return shards
+
+
+def _balanced_nodes(
+    offices: list[tuple[Path, int]], count: int, prefix: str, shards: int
+) -> tuple[list[str], list[set[int]]]:
+    """Wait until the offices have shared the shards out, then pick ``count`` node ids whose
+    shards fall evenly among them (a fleet of thousands splits so by itself; 8 nodes need not)."""
+    deadline = time.monotonic() + 60
+    while True:
+        owned = [_owned_shards(log, mark) for log, mark in offices]
+        share = -(-shards // len(offices))
+        if (
+            all(o is not None and share - 1 <= len(o) <= share for o in owned)
+            and sum(len(o or ()) for o in owned) == shards
+        ):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the offices did not share the shards out: {owned}")
+        time.sleep(0.1)
+    sets = [o or set() for o in owned]
+    per = [0] * len(offices)
+    picked: list[str] = []
+    k = 0
+    while len(picked) < count:
+        k += 1
+        name = f"{prefix}-{k:03d}"
+        at = next(i for i, o in enumerate(sets) if shard_of(name, shards) in o)
+        if per[at] < -(-count // len(offices)):
+            per[at] += 1
+            picked.append(name)
+    return picked, sets
+
+
 def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: MosquittoBroker) -> dict[str, Any]:
     """e2e events/s with ``--ingest-processes`` serve processes on one PostgreSQL ledger, the
-    nodes' agents in this process, against bare inserts and raw MQTT in the same run."""
+    nodes' agents in this process, against bare inserts and raw MQTT in the same run.
+
+    ``--repeat R`` runs the list R times, interleaved (1, 2, 1, 2, ...), so each count's figure
+    has neighbours measured under the same load: the medians, and each round's ratio to that
+    round's one-process figure, are reported. Each node's stays are for members of its own
+    (a hotel's guests), unless ``--shared-members``: then every node's stays are spread over
+    the same 1,000 members and two processes' groups lock the same member records."""
     from staypoint.central import pg as pgmod
     from staypoint.central.store_pg import PgLedgerStore
 
@@ -534,83 +606,128 @@ def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: Mosqu
         "durability": pg_durability(url),
     }
     per_node = args.backlog // args.nodes
-    runs: dict[str, Any] = {}
+    runs: dict[str, list[dict[str, Any]]] = {str(n): [] for n in args.ingest_processes}
+    rounds: list[dict[str, int]] = []
     rows_for_raw: list[tuple[Any, ...]] = []
     batch_size = event_size = window = 0
     try:
-        for n in args.ingest_processes:
-            # Node ids of this run's own: the broker keeps the last run's retained acks.
-            node_ids = [f"sha-lobby-{n}{i:02d}" for i in range(args.nodes)]
-            db = _pg_database(url, f"bench_{n}_{os.urandom(4).hex()}")
-            ledger = Ledger(PgLedgerStore(db))
-            ledger.publish_program(default_program_text(), now())
-            program = ledger.program()
-            assert program is not None
-            spread = seed_docs(program, 1000, now(), start=5_000_000)
-            ledger.import_members(spread)
-            members = [d["number"] for d in spread]
-            ledger.store.close()
-            argv = office_command(broker, tmp / "unused.db")
-            at = argv.index("--db")
-            argv[at : at + 2] = ["--store", db]
-            offices = [
-                OfficeProcess(broker, tmp / "unused.db", tmp / f"office-{n}-{i}.log", argv) for i in range(n)
-            ]
-            try:
-                nodes = []
-                for nid in node_ids:
-                    node = NodeService.init_node(
-                        tmp / f"{nid}-{n}.db", nid, "H1", default_program_text(), now()
+        for rnd in range(args.repeat):
+            rounds.append({})
+            for n in args.ingest_processes:
+                db = _pg_database(url, f"bench_{rnd}_{n}_{os.urandom(4).hex()}")
+                ledger = Ledger(PgLedgerStore(db))
+                ledger.publish_program(default_program_text(), now())
+                program = ledger.program()
+                assert program is not None
+                spread = seed_docs(program, 1000, now(), start=5_000_000)
+                ledger.import_members(spread)
+                members = [d["number"] for d in spread]
+                ledger.store.close()
+                argv = office_command(broker, tmp / "unused.db")
+                at = argv.index("--db")
+                argv[at : at + 2] = ["--store", db, "--shards", str(args.shards)]
+                logs = [tmp / f"office-{rnd}-{n}-{i}.log" for i in range(n)]
+                marks = [log.stat().st_size if log.exists() else 0 for log in logs]
+                offices = [OfficeProcess(broker, tmp / "unused.db", log, argv) for log in logs]
+                try:
+                    # Node ids of this run's own (the broker keeps the last run's retained acks),
+                    # split evenly between the processes' shards.
+                    if args.shards:
+                        node_ids, owned = _balanced_nodes(
+                            list(zip(logs, marks, strict=True)), args.nodes, f"sha-r{rnd}p{n}", args.shards
+                        )
+                    else:
+                        node_ids, owned = [f"sha-r{rnd}p{n}-{i:03d}" for i in range(args.nodes)], []
+                    nodes = []
+                    for k, nid in enumerate(node_ids):
+                        node = NodeService.init_node(
+                            tmp / f"{nid}.db", nid, "H1", default_program_text(), now()
+                        )
+                        ntls = pki.tls(nid)
+                        config = SyncConfig(nid, broker.host, broker.port, ntls.ca, ntls.cert, ntls.key)
+                        agent = SyncAgent(node, config)
+                        agent.start()
+                        assert agent.wait_idle(60)
+                        agent.stop()
+                        guests = members if args.shared_members else members[k :: len(node_ids)]
+                        batch_size = synthetic_backlog(node, guests, per_node)
+                        nodes.append((node, config))
+                    window = nodes[0][1].window_batches
+                    if not rows_for_raw:
+                        event_size = event_payload_bytes(nodes[0][0])
+                        for node, _ in nodes:
+                            rows_for_raw += [
+                                (
+                                    str(i),
+                                    str(nn),
+                                    int(e),
+                                    int(q),
+                                    str(t),
+                                    m,
+                                    str(b),
+                                    "2026-11-25T00:00:00.000Z",
+                                )
+                                for i, nn, e, q, t, m, b in node.replica.conn.execute(
+                                    "SELECT json_extract(body, '$.id'), json_extract(body, '$.node'), epoch, "
+                                    "seq, type, member, body FROM outbox ORDER BY epoch, seq"
+                                )
+                            ]
+                    cpu0 = [proc_cpu(o.pid) for o in offices]
+                    postmaster = (
+                        int((server.data / "postmaster.pid").read_text().split()[0]) if server else None
                     )
-                    ntls = pki.tls(nid)
-                    config = SyncConfig(nid, broker.host, broker.port, ntls.ca, ntls.cert, ntls.key)
-                    agent = SyncAgent(node, config)
-                    agent.start()
-                    assert agent.wait_idle(60)
-                    agent.stop()
-                    batch_size = synthetic_backlog(node, members, per_node)
-                    nodes.append((node, config))
-                window = nodes[0][1].window_batches
-                if not rows_for_raw:
-                    event_size = event_payload_bytes(nodes[0][0])
+                    others0 = (time.process_time(), proc_cpu(broker.pid), tree_cpu(postmaster))
+                    load = os.getloadavg()[0]
+                    agents = [SyncAgent(node, config) for node, config in nodes]
+                    started = time.perf_counter()
+                    for a in agents:
+                        a.start()
+                    deadline = time.monotonic() + 600
+                    while (
+                        any(a.stats["events_acked"] < per_node for a in agents)
+                        and time.monotonic() < deadline
+                    ):
+                        time.sleep(0.02)
+                    took = time.perf_counter() - started
+                    office_cpu = sum(proc_cpu(o.pid) - c for o, c in zip(offices, cpu0, strict=True))
+                    others = (time.process_time(), proc_cpu(broker.pid), tree_cpu(postmaster))
+                    total = per_node * len(agents)
+                    check = PgLedgerStore(db, min_size=1, max_size=1)
+                    applied = check.event_count()
+                    check.close()
+                    run = {
+                        "round": rnd,
+                        "e2e_events_per_s": round(total / took),
+                        "drain_s": round(took, 2),
+                        "load_1m": round(load, 1),
+                        "ledger_events": applied,
+                        "resend_requests": sum(a.stats["resend_requests"] for a in agents),
+                        "ack_timeouts": sum(a.stats["ack_timeouts"] for a in agents),
+                        "resent_events": sum(a.stats["events_sent"] for a in agents) - total,
+                        "office_cpu_ms_per_1k_events": per_1k(office_cpu, total),
+                        # This process is the nodes' agents; the server's figure is its backends'.
+                        "agents_broker_pg_cpu_ms_per_1k_events": [
+                            per_1k(b - a, total) for a, b in zip(others0, others, strict=True)
+                        ],
+                        "shards_owned": [len(o) for o in owned],
+                    }
+                    for a in agents:
+                        a.stop()
                     for node, _ in nodes:
-                        rows_for_raw += [
-                            (str(i), str(nn), int(e), int(q), str(t), m, str(b), "2026-11-25T00:00:00.000Z")
-                            for i, nn, e, q, t, m, b in node.replica.conn.execute(
-                                "SELECT json_extract(body, '$.id'), json_extract(body, '$.node'), epoch, "
-                                "seq, type, member, body FROM outbox ORDER BY epoch, seq"
-                            )
-                        ]
-                cpu0 = [proc_cpu(o.pid) for o in offices]
-                agents = [SyncAgent(node, config) for node, config in nodes]
-                started = time.perf_counter()
-                for a in agents:
-                    a.start()
-                deadline = time.monotonic() + 600
-                while any(a.stats["events_acked"] < per_node for a in agents) and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                took = time.perf_counter() - started
-                office_cpu = sum(proc_cpu(o.pid) - c for o, c in zip(offices, cpu0, strict=True))
-                total = per_node * len(agents)
-                check = PgLedgerStore(db, min_size=1, max_size=1)
-                applied = check.event_count()
-                check.close()
-                runs[str(n)] = {
-                    "e2e_events_per_s": round(total / took),
-                    "drain_s": round(took, 2),
-                    "ledger_events": applied,
-                    "resend_requests": sum(a.stats["resend_requests"] for a in agents),
-                    "ack_timeouts": sum(a.stats["ack_timeouts"] for a in agents),
-                    "resent_events": sum(a.stats["events_sent"] for a in agents) - total,
-                    "office_cpu_ms_per_1k_events": per_1k(office_cpu, total),
-                }
-                for a in agents:
-                    a.stop()
-                for node, _ in nodes:
-                    node.close()
-            finally:
-                for o in offices:
-                    o.stop()
+                        node.close()
+                finally:
+                    for o in offices:
+                        o.stop()
+                # What each office applied and counted, from the line it logs as it stops.
+                stats = []
+                for log, mark in zip(logs, marks, strict=True):
+                    found = STOPPED_LOGGED.findall(log.read_bytes()[mark:].decode(errors="replace"))
+                    stats.append(ast.literal_eval(found[-1]) if found else {})
+                run["office_batches"] = [st.get("events", 0) for st in stats]
+                run["office_parked"] = sum(st.get("events_parked", 0) for st in stats)
+                run["office_resend_requests"] = sum(st.get("resend_requests", 0) for st in stats)
+                runs[str(n)].append(run)
+                rounds[-1][str(n)] = run["e2e_events_per_s"]
         raw_db = _pg_database(url, f"bench_raw_{os.urandom(4).hex()}")
         raw = raw_pg_insert(raw_db, rows_for_raw)
         raw_batch = raw_transport(broker, batch_size, args.raw, window)
@@ -620,20 +737,26 @@ def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: Mosqu
             server.stop()
     out["backlog"] = per_node * args.nodes
     out["nodes"] = args.nodes
+    out["shards"] = args.shards
+    out["members"] = "1,000 shared by every node" if args.shared_members else "1,000, each node its own"
     out["runs"] = runs
     out["raw_pg_executemany_rows_per_s"] = round(raw["executemany"])
     out["raw_pg_copy_rows_per_s"] = round(raw["copy"])
     out["raw_qos1_batch_msgs_per_s"] = round(raw_batch["msgs_per_s"], 1)
     out["raw_ceiling_events_per_s"] = round(raw_batch["msgs_per_s"] * EVENTS_PER_BATCH)
     out["raw_qos1_event_msgs_per_s"] = round(raw_event["msgs_per_s"], 1)
-    for r in runs.values():
-        r["vs_raw_executemany"] = round(r["e2e_events_per_s"] / raw["executemany"], 3)
-        r["vs_raw_copy"] = round(r["e2e_events_per_s"] / raw["copy"], 3)
-        r["vs_raw_event_msgs"] = round(r["e2e_events_per_s"] / raw_event["msgs_per_s"], 2)
-        r["vs_raw_batch_ceiling"] = round(r["e2e_events_per_s"] / out["raw_ceiling_events_per_s"], 3)
+    medians = {n: statistics.median(r["e2e_events_per_s"] for r in rs) for n, rs in runs.items()}
+    out["median_e2e_events_per_s"] = {n: round(m) for n, m in medians.items()}
+    for n, m in medians.items():
+        out.setdefault("median_vs_raw", {})[n] = {
+            "executemany": round(m / raw["executemany"], 3),
+            "copy": round(m / raw["copy"], 3),
+            "event_msgs": round(m / raw_event["msgs_per_s"], 2),
+        }
     if "1" in runs and len(runs) > 1:
-        out["scaling"] = {
-            n: round(r["e2e_events_per_s"] / runs["1"]["e2e_events_per_s"], 2) for n, r in runs.items()
+        out["scaling_of_medians"] = {n: round(m / medians["1"], 2) for n, m in medians.items()}
+        out["scaling_per_round"] = {
+            n: [round(r[n] / r["1"], 2) for r in rounds if n in r and "1" in r] for n in runs if n != "1"
         }
     return out
 
@@ -668,7 +791,16 @@ def main() -> None:
         default=[1, 2],
         help="with --store: serve processes per run",
     )
-    ap.add_argument("--nodes", type=int, default=4, help="with --store: nodes sending the backlog")
+    ap.add_argument("--nodes", type=int, default=8, help="with --store: nodes sending the backlog")
+    ap.add_argument("--repeat", type=int, default=1, help="with --store: rounds of --ingest-processes")
+    ap.add_argument(
+        "--shards", type=int, default=64, help="with --store: central serve --shards (0: round robin)"
+    )
+    ap.add_argument(
+        "--shared-members",
+        action="store_true",
+        help="with --store: every node's stays over the same 1,000 members (default: each node its own)",
+    )
     args = ap.parse_args()
     if args.store:
         with tempfile.TemporaryDirectory() as tmp_:
