@@ -259,3 +259,19 @@ def test_two_ledgers_ingesting_at_once_end_where_one_alone_does(pg_server: pg.Pg
     finally:
         for url in urls:
             pg_server.drop_database(url)
+
+
+def test_a_group_with_too_many_keys_takes_the_writer_lock_alone(
+    two_stores: tuple[PgLedgerStore, PgLedgerStore],
+) -> None:
+    """A migration enrolling hundreds in one group: one lock, exclusive, not hundreds of keys."""
+    a, b = two_stores
+    many = [f"9{i:06d}" for i in range(100)]
+    held = Held(a.event_count, a, ["sha-lobby-01"], many)
+    try:
+        t, done = _blocked(lambda: _in_group(b, ["sha-lobby-02"], [], b.event_count))
+        assert not done.is_set()  # nothing in common, and still it waits
+    finally:
+        held.release()
+    t.join(20)
+    assert done.is_set()

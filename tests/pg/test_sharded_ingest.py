@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from staypoint.central.leader import PgLeadership, PgShards, shard_of
+from staypoint.central.leader import PgLeadership, PgShards, ShardCountMismatch, shard_of
 from staypoint.central.ledger import Ledger
 from staypoint.central.server import HeadOffice, MqttSettings
 from staypoint.central.store_pg import PgLedgerStore
@@ -260,6 +260,24 @@ def test_each_nodes_batches_are_applied_by_one_process_in_order(
         assert node.agent is not None
         assert node.agent.stats["resend_requests"] == 0 and node.agent.stats["ack_timeouts"] == 0
     assert store.event_count() - before == len(nodes) * (3 + stays)
+
+
+def test_shards_move_to_who_is_left_and_a_different_count_is_refused(pg_url: str) -> None:
+    first = PgShards(pg_url, 64, poll=0.1).start()
+    second: PgShards | None = None
+    try:
+        assert first.owned == frozenset(range(64))
+        with pytest.raises(ShardCountMismatch, match="--shards 64"):
+            PgShards(pg_url, 32, poll=0.1).start()
+        second = PgShards(pg_url, 64, poll=0.1).start()
+        wait_until(lambda: len(first.owned) == 32 and len(second.owned) == 32, 10, "32 each")
+        assert first.owned | second.owned == frozenset(range(64))
+        first.stop()  # its session ends: its shards are free
+        wait_until(lambda: len(second.owned) == 64, 10, "the one left to take all 64")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
 
 
 def test_a_second_serve_on_one_sqlite_ledger_is_refused(
