@@ -14,7 +14,8 @@ from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.desk import Desk
 from staypoint.central.console.feedback import FeedbackView
 from tests.api.conftest import NOW, Api
-from tests.console.test_console import SIZE, _sign_in
+from tests.console.helpers import sign_in
+from tests.console.test_console import SIZE
 
 
 def _feedback(api: Api, member: str, stars: int, tags: list[str], comment: str) -> None:
@@ -36,7 +37,7 @@ async def test_feedback_ranked_alerted_and_followed_up(desk_api: tuple[Desk, Api
     _feedback(api, vip, 1, ["dirty room"], "hair in the bath")
     app = ConsoleApp(desk, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await _sign_in(pilot, "clerk-1")
+        await sign_in(pilot, "clerk-1")
         screen = app.screen
         assert isinstance(screen, DeskScreen)
         screen.query_one("TabbedContent").active = "feedback"  # type: ignore[attr-defined]

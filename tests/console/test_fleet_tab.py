@@ -19,7 +19,8 @@ from staypoint.central.fleet.alerts import AlertManager, MemorySink
 from staypoint.central.fleet.dashboard import FleetView, NodeDetail
 from staypoint.central.fleet.state import FleetConfig, FleetState
 from tests.api.conftest import NOW, Api
-from tests.console.test_console import SIZE, _sign_in
+from tests.console.helpers import sign_in
+from tests.console.test_console import SIZE
 from tests.fleet.sim import SimNode
 
 
@@ -43,7 +44,7 @@ def small_fleet() -> tuple[FleetState, AlertManager, MemorySink]:
 
 
 async def _open_fleet_tab(pilot: Any) -> DeskScreen:
-    await _sign_in(pilot, "clerk-1")
+    await sign_in(pilot, "clerk-1")
     screen = pilot.app.screen
     assert isinstance(screen, DeskScreen)
     screen.query_one(TabbedContent).active = "fleet"

@@ -9,7 +9,8 @@ from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.desk import Desk
 from staypoint.loyalty.referral_codes import referral_code
 from tests.api.conftest import NOW, Api
-from tests.console.test_console import SIZE, _sign_in
+from tests.console.helpers import sign_in
+from tests.console.test_console import SIZE
 
 
 async def _record(pilot: object, screen: DeskScreen, member: str, code: str) -> str:
@@ -31,7 +32,7 @@ async def test_clerk_records_a_referral_from_the_member_form(desk_api: tuple[Des
     bob = api.enrol("Bob Brown", email="bob@example.com")
     app = ConsoleApp(desk, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await _sign_in(pilot, "clerk-1")
+        await sign_in(pilot, "clerk-1")
         screen = app.screen
         assert isinstance(screen, DeskScreen)
         msg = await _record(pilot, screen, bob, "ZZZZ-ZZZZ")
@@ -51,6 +52,6 @@ async def test_marketing_sees_no_referral_form(desk_api: tuple[Desk, Api]) -> No
     desk, _ = desk_api
     app = ConsoleApp(desk, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await _sign_in(pilot, "mkt-1")
+        await sign_in(pilot, "mkt-1")
         assert isinstance(app.screen, DeskScreen)
         assert not app.screen.query("#ref-code")
