@@ -269,6 +269,9 @@ class Webhooks:
             args.append(delivery)
         n = self.side.execute(sql, args)
         if delivery is not None and n == 0:
+            orphan = "SELECT 1 FROM webhook_deliveries WHERE id = ? AND status = 'dead'"
+            if self.side.one(orphan, (delivery,)) is not None:  # dead, but its subscription is gone
+                raise WebhookError(f"delivery {delivery[:40]}: its webhook was removed, nowhere to send it")
             raise WebhookError(f"no dead delivery {delivery[:40]!r} (staypoint central webhooks dead)")
         return n
 

@@ -163,6 +163,8 @@ def test_signed_retried_durable_dead_letter(api: Api, receiver: Receiver) -> Non
     assert book.deliveries("pending")[0]["attempts"] == 0
     book.remove(dead_sub)  # its pending delivery dies with it
     assert [d["id"] for d in book.dead()] == [dead[0]["id"]]
+    with pytest.raises(webhooks.WebhookError, match="its webhook was removed"):
+        book.retry(str(dead[0]["id"]), api.clock())
     second.close()
 
 

@@ -2,12 +2,14 @@
 created (the raw key shown once, copyable, and it works), refused with the CLI's own lines,
 revoked after a confirm (401 from then on); webhooks added and refused the same way, their
 state, last delivery and failures as a real delivery worker leaves them (a real HTTP receiver),
-and removed after a confirm. Both side-table stores (SQLite, PostgreSQL). Clerks and marketers
-do not see the tab."""
+and removed after a confirm; a delivery dead against a failing receiver listed among the dead
+letters, retried from the tab (one, then all) and arriving signed. Both side-table stores
+(SQLite, PostgreSQL). Clerks and marketers do not see the tab."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,10 +17,11 @@ from typing import Any
 import pytest
 from textual.widgets import Button, DataTable, Input, TabbedContent
 
+from staypoint.central.console import integrations
 from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.confirm import Confirm
 from staypoint.central.console.desk import Desk
-from staypoint.central.webhooks import Worker
+from staypoint.central.webhooks import Webhooks, Worker, verify
 from tests.api.conftest import NOW, Api
 from tests.console.helpers import sign_in, text_of
 from tests.waits import wait_until_async
@@ -49,17 +52,21 @@ async def _open_tab(pilot: Any, screen: DeskScreen) -> None:
 
 
 class Receiver:
-    """A booking engine's webhook endpoint: answers ``status`` to every POST."""
+    """A booking engine's webhook endpoint: answers ``status`` to every POST; ``got`` keeps the
+    (headers, body) of those it answered 2xx."""
 
     def __init__(self) -> None:
         self.status = 500
         self.posts = 0
+        self.got: list[tuple[dict[str, str], bytes]] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.posts += 1
+                if 200 <= receiver.status < 300:
+                    receiver.got.append((dict(self.headers.items()), body))
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -273,3 +280,96 @@ async def test_admin_adds_watches_and_removes_a_webhook(
         await _until(pilot, "removed", lambda: f"removed {sub_id}" in text_of(screen, "#wh-msg"))
         await _until(pilot, "the list empty", lambda: hooks.row_count == 0)
         assert desk.side.all("SELECT id FROM webhook_subscriptions") == []
+
+
+async def test_admin_retries_dead_letters(
+    any_desk: tuple[Desk, Api], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    desk, api = any_desk
+    monkeypatch.setattr(integrations, "DEAD_LIMIT", 1)  # two dead letters: one listed, "there are more"
+    book = Webhooks(desk.side)
+    sha = next(k for k in desk.side.all("SELECT id, name FROM api_keys") if k[1] == "SHA PMS")[0]
+    sub_id, secret = book.add(sha, receiver.url, ["member.points_changed"], NOW)
+    # The delivery worker (as 'central webhooks run'), two tries each, against a receiver answering 500.
+    worker = Worker(api.ledger.store, desk.side, base=0.001, cap=0.001, max_attempts=2)
+    app = ConsoleApp(desk, clock=lambda: NOW)
+    try:
+        worker.pull()  # the first run starts at the log's end
+        ada = desk.search("ada@example.com")[0]["member"]
+        for folio in ("F-DL-1", "F-DL-2"):
+            api.stay(ada, folio, room="400")
+            assert worker.pull() == 1
+        await wait_until_async(
+            lambda: worker.deliver_due() == 0 and len(book.dead()) == 2, message="both deliveries dead"
+        )
+        assert receiver.posts == 4 and receiver.got == []
+
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, "admin-1")
+            screen = app.screen
+            assert isinstance(screen, DeskScreen)
+            await _open_tab(pilot, screen)
+            hooks = screen.query_one("#wh-table", DataTable)
+            dead = screen.query_one("#dl-table", DataTable)
+            await _until(pilot, "the dead letter listed", lambda: dead.row_count == 1)
+            assert "there are more" in text_of(screen, "#dl-count")
+            assert _cell(hooks, sub_id, 6) == "2 dead: HTTP 500"
+            first = str(dead.get_row_at(0)[0])
+            assert [str(c) for c in dead.get_row(first)][1:] == [
+                receiver.url,
+                "member.points_changed",
+                str(book.dead()[0]["created"])[:19],
+                "2",
+                "HTTP 500",
+            ]
+
+            # Retry: a confirm naming the delivery and the URL; Cancel keeps it dead.
+            await _tap(pilot, "#dl-retry")
+            confirm = await _until(pilot, "a confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
+            question = text_of(confirm, "#confirm-question")
+            assert first in question and receiver.url in question
+            await pilot.press("escape")
+            await _until(pilot, "kept", lambda: f"not retried: {first}" in text_of(screen, "#dl-msg"))
+            assert len(book.dead()) == 2
+
+            # The receiver fixed; Retry: the row leaves the list, the other dead letter shows,
+            # the subscription's counts follow.
+            receiver.status = 204
+            await _tap(pilot, "#dl-retry")
+            await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm))
+            await _tap(pilot, "#confirm-yes")
+            await _until(pilot, "queued", lambda: f"queued {first} again" in text_of(screen, "#dl-msg"))
+            await _until(pilot, "the counts", lambda: _cell(hooks, sub_id, 6) == "1 dead: HTTP 500")
+            assert dead.row_count == 1 and str(dead.get_row_at(0)[0]) != first
+            assert text_of(screen, "#dl-count") == "1 dead delivery, newest first"
+            second = str(dead.get_row_at(0)[0])
+
+            # The worker sends it: signed as every delivery is, with its delivery id.
+            assert worker.deliver_due() == 1 and len(receiver.got) == 1
+            headers, body = receiver.got[0]
+            assert headers["Staypoint-Delivery"] == first
+            assert verify(secret, headers["Staypoint-Signature"], body, time.time())
+
+            # Retry all: a confirm with the count, then CLI's line; the list empties.
+            await _tap(pilot, "#dl-retry-all")
+            confirm = await _until(pilot, "a confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
+            assert "all 1 dead deliveries" in text_of(confirm, "#confirm-question")
+            await _tap(pilot, "#confirm-yes")
+            await _until(pilot, "queued", lambda: "1 deliveries queued again" in text_of(screen, "#dl-msg"))
+            await _until(pilot, "the list empty", lambda: dead.row_count == 0)
+            assert text_of(screen, "#dl-count") == "no dead deliveries" and _cell(hooks, sub_id, 6) == ""
+            assert worker.deliver_due() == 1 and [h["Staypoint-Delivery"] for h, _ in receiver.got] == [
+                first,
+                second,
+            ]
+            assert all(verify(secret, h["Staypoint-Signature"], b, time.time()) for h, b in receiver.got)
+            assert book.dead() == [] and not book.deliveries("pending")
+
+            # Nothing dead: Retry and Retry all say so, with no question asked.
+            await _tap(pilot, "#dl-retry")
+            await _until(pilot, "none", lambda: "no dead delivery selected" in text_of(screen, "#dl-msg"))
+            await _tap(pilot, "#dl-retry-all")
+            await _until(pilot, "none", lambda: "no dead deliveries to retry" in text_of(screen, "#dl-msg"))
+            assert app.screen is screen
+    finally:
+        worker.close()

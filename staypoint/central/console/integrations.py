@@ -1,7 +1,7 @@
 """The console's Integrations tab (administrators): the API's client keys and their webhooks.
 
 What ``staypoint central api keys create|list|revoke`` and ``staypoint central webhooks
-list|add|remove`` do, from the desk, through the same functions (``application/keys.py``,
+list|add|remove|dead|retry`` do, from the desk, through the same functions (``application/keys.py``,
 ``webhooks.Webhooks``): their checks are the only ones, and a refusal (an unknown scope, a URL
 that is not http(s), a key revoked already) is their one line, shown in the tab.
 
@@ -13,6 +13,10 @@ that is not http(s), a key revoked already) is their one line, shown in the tab.
   (active, retrying, paused because its key is revoked), last delivery and failures (retrying
   and dead deliveries, the newest error). Select one and *Remove* (after a confirm): its
   pending deliveries die.
+- **Dead letters**: the deliveries that failed every try (``Webhooks.dead``), newest first, the
+  latest ``DEAD_LIMIT`` (the line above the table says when there are more). Select one and
+  *Retry*, or *Retry all* (each after a confirm): ``Webhooks.retry``, what ``central webhooks
+  retry <id>|all`` does; the delivery worker sends them again, tries from zero.
 
 Every read and write runs in a thread worker; results come back as messages. Styles:
 ``integrations.tcss``.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -36,6 +41,8 @@ from staypoint.central.webhooks import EVENTS, SubscriptionState, WebhookError, 
 
 KEY_COLUMNS = ("Id", "Name", "Scopes", "Properties", "Created", "Revoked")
 HOOK_COLUMNS = ("Id", "Key", "URL", "Events", "State", "Last delivery", "Failures")
+DEAD_COLUMNS = ("Delivery", "Webhook", "Event", "Created", "Tries", "Last error")
+DEAD_LIMIT = 100  # dead letters listed; the CLI's 'central webhooks dead --limit N' reads more
 
 
 def failures(s: SubscriptionState) -> str:
@@ -50,15 +57,24 @@ class IntegrationsView(Vertical):
     """API keys and webhook subscriptions over head office's side tables."""
 
     class Loaded(Message):
-        """The keys and subscriptions, as read by a worker."""
+        """The keys, subscriptions and dead letters (newest first; ``more``: past the limit), as
+        read by a worker."""
 
-        def __init__(self, key_rows: list[keys.KeyRow], hooks: list[SubscriptionState]) -> None:
+        def __init__(
+            self,
+            key_rows: list[keys.KeyRow],
+            hooks: list[SubscriptionState],
+            dead: list[dict[str, Any]],
+            more: bool,
+        ) -> None:
             super().__init__()
             self.key_rows = key_rows
             self.hooks = hooks
+            self.dead = dead
+            self.more = more
 
     class Done(Message):
-        """An action's outcome: one line for ``area`` ("key" or "wh"), a secret to show once and
+        """An action's outcome: one line for ``area`` ("key", "wh" or "dl"), a secret to show once and
         the row it made (the cursor goes there)."""
 
         def __init__(self, area: str, line: str, secret: str | None = None, made: str | None = None) -> None:
@@ -74,6 +90,7 @@ class IntegrationsView(Vertical):
         self.clock = clock
         self.key_rows: dict[str, keys.KeyRow] = {}
         self.hook_rows: dict[str, SubscriptionState] = {}
+        self.dead_rows: dict[str, dict[str, Any]] = {}
         self.shown: dict[str, str] = {}  # area -> the secret on show (the field is kept equal to it)
         self.made: dict[str, str] = {}  # table id -> a row just made, for the cursor after the reload
 
@@ -113,10 +130,21 @@ class IntegrationsView(Vertical):
                     f"Events: {', '.join(EVENTS)}. Select a webhook to remove it", classes="hint int-hint"
                 )
                 yield Button("Remove webhook", id="wh-remove", variant="error")
+            yield Label("Dead letters", classes="int-head")
+            yield Static("", id="dl-count", classes="int-msg")
+            yield Static("", id="dl-msg", classes="int-msg")
+            yield DataTable(id="dl-table", cursor_type="row", classes="int-table")
+            with Horizontal(classes="row"):
+                yield Static(
+                    "Deliveries that failed every try. Select one to send it again", classes="hint int-hint"
+                )
+                yield Button("Retry", id="dl-retry", variant="warning")
+                yield Button("Retry all", id="dl-retry-all", variant="warning")
 
     def on_mount(self) -> None:
         self.query_one("#keys-table", DataTable).add_columns(*KEY_COLUMNS)
         self.query_one("#wh-table", DataTable).add_columns(*HOOK_COLUMNS)
+        self.query_one("#dl-table", DataTable).add_columns(*DEAD_COLUMNS)
         for area in ("key", "wh"):
             self.query_one(f"#{area}-secret-row").display = False
         self.reload()
@@ -127,17 +155,20 @@ class IntegrationsView(Vertical):
 
     def _load(self) -> None:
         try:
-            rows, hooks = keys.list_keys(self.side), Webhooks(self.side).states()
+            book = Webhooks(self.side)
+            rows, hooks, dead = keys.list_keys(self.side), book.states(), book.dead(DEAD_LIMIT + 1)
         except Exception as exc:  # the side tables unreachable: said in the tab, the desk stays up
             self.post_message(self.Done("key", f"could not read the keys: {type(exc).__name__}: {exc}"))
             return
-        self.post_message(self.Loaded(rows, hooks))
+        self.post_message(self.Loaded(rows, hooks, dead[:DEAD_LIMIT], len(dead) > DEAD_LIMIT))
 
     def on_integrations_view_loaded(self, event: Loaded) -> None:
         self.key_rows = {r.id: r for r in event.key_rows}
         self.hook_rows = {h.subscription.id: h for h in event.hooks}
+        self.dead_rows = {str(d["id"]): d for d in event.dead}
         was_key = self.made.pop("keys-table", None) or self._selected("keys-table")
         was_hook = self.made.pop("wh-table", None) or self._selected("wh-table")
+        was_dead = self._selected("dl-table")
         table = self.query_one("#keys-table", DataTable)
         table.clear()
         for r in event.key_rows:
@@ -164,9 +195,35 @@ class IntegrationsView(Vertical):
                 failures(h),
                 key=s.id,
             )
-        # The cursor stays on the row it was on: what is highlighted is what Revoke or Remove takes.
-        for t, was in ((table, was_key), (hooks, was_hook)):
-            if was is not None and was in (self.key_rows if t is table else self.hook_rows):
+        dead = self.query_one("#dl-table", DataTable)
+        dead.clear()
+        for d in event.dead:
+            sub = self.hook_rows.get(str(d["subscription"]))
+            dead.add_row(
+                d["id"],
+                sub.subscription.url if sub else f"{d['subscription']} (removed)",
+                d["kind"],
+                str(d["created"])[:19],
+                str(d["attempts"]),
+                str(d["last_error"] or "")[:80],
+                key=str(d["id"]),
+            )
+        n = len(event.dead)
+        self.query_one("#dl-count", Static).update(
+            f"the latest {n} dead deliveries, newest first; there are more "
+            "(staypoint central webhooks dead --limit N lists them)"
+            if event.more
+            else f"{n} dead {'delivery' if n == 1 else 'deliveries'}, newest first"
+            if n
+            else "no dead deliveries"
+        )
+        # The cursor stays on the row it was on: what is highlighted is what Revoke, Remove or Retry takes.
+        for t, was, rows in (
+            (table, was_key, self.key_rows),
+            (hooks, was_hook, self.hook_rows),
+            (dead, was_dead, self.dead_rows),
+        ):
+            if was is not None and was in rows:
                 t.move_cursor(row=t.get_row_index(was), animate=False)
 
     # -- selecting --------------------------------------------------------------------------------
@@ -191,6 +248,8 @@ class IntegrationsView(Vertical):
             "key-revoke": self.revoke_key,
             "wh-add": self.add_webhook,
             "wh-remove": self.remove_webhook,
+            "dl-retry": self.retry_dead,
+            "dl-retry-all": self.retry_all,
             "key-copy": lambda: self._copy("key"),
             "wh-copy": lambda: self._copy("wh"),
             "key-hide": lambda: self._show_secret("key", None),
@@ -297,6 +356,48 @@ class IntegrationsView(Vertical):
 
         self.app.push_screen(
             Confirm(f"Remove webhook {sub_id}{url}? Its pending deliveries die.", "Remove"), answered
+        )
+
+    def retry_dead(self) -> None:
+        did = self._selected("dl-table")
+        if did is None:
+            return self._msg("dl", "no dead delivery selected")
+        row = self.dead_rows.get(did, {})
+        sub = self.hook_rows.get(str(row.get("subscription")))
+        where = f" ({row.get('kind')} to {sub.subscription.url})" if sub else ""
+
+        def job() -> tuple[str, str | None, str | None]:
+            Webhooks(self.side).retry(did, self.clock())
+            return f"queued {did} again: the delivery worker sends it, tries from zero", None, None
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._work("dl", job, WebhookError)
+            else:
+                self._msg("dl", f"not retried: {did}")
+
+        self.app.push_screen(
+            Confirm(f"Send delivery {did}{where} again? Its tries start from zero.", "Retry"), answered
+        )
+
+    def retry_all(self) -> None:
+        # What Webhooks.retry(None) takes: the dead letters of the webhooks still there.
+        n = sum(h.dead for h in self.hook_rows.values())
+        if n == 0:
+            return self._msg("dl", "no dead deliveries to retry")
+
+        def job() -> tuple[str, str | None, str | None]:
+            return f"{Webhooks(self.side).retry(None, self.clock())} deliveries queued again", None, None
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._work("dl", job, WebhookError)
+            else:
+                self._msg("dl", "none retried")
+
+        self.app.push_screen(
+            Confirm(f"Send all {n} dead deliveries again? Their tries start from zero.", "Retry all"),
+            answered,
         )
 
     # -- secrets shown once ---------------------------------------------------------------------------
