@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,26 @@ class OutOfBounds(ValueError):
     """An event of head office's own streams that breaks the contract's bounds or rules."""
 
 
+@dataclass
+class _Emit:
+    """One ``emit`` call's drafts, and once applied, its events or its refusal."""
+
+    drafts: list[Draft]
+    now: datetime
+    program: int
+    then: Callable[[], None] | None
+    events: list[Event] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+    signal: threading.Event = field(default_factory=threading.Event)  # done, or the turn is ours
+
+    def outcome(self) -> tuple[list[Event], list[Change]]:
+        if self.error is not None:
+            raise self.error
+        return self.events, self.changes
+
+
 class EventSources:
     """Allocates seqs for head office's streams and applies events through ``Ledger.ingest``."""
 
@@ -52,6 +72,8 @@ class EventSources:
         self.ledger = ledger
         self.suffix = suffix
         self._locks: dict[str, threading.Lock] = {}
+        self._waiting: dict[str, list[_Emit]] = {}  # ``together`` calls queued per stream
+        self._leading: set[str] = set()  # streams whose turn a ``together`` call has or is handed
         self._guard = threading.Lock()
 
     def stream(self, base: str) -> str:
@@ -68,6 +90,7 @@ class EventSources:
         now: datetime,
         *,
         then: Callable[[], None] | None = None,
+        together: bool = False,
     ) -> tuple[list[Event], list[Change]]:
         """Apply ``drafts`` as the next events of stream ``base``, in one ledger transaction.
 
@@ -75,6 +98,15 @@ class EventSources:
         that transaction once every event is applied, so what it writes in the ledger's
         database commits with them, in one commit (``SideStore.joined``); when all of them were
         applied already (see below) it runs alone; when the ledger refuses one it does not run.
+
+        ``together``: calls made at the same moment on one stream share a ledger transaction
+        (group commit): whoever takes the stream's turn applies every call waiting for it, each
+        as a batch of its own, in one commit, and each caller gets its own events or refusal
+        once that commit is done. Every call's ``then`` runs on the thread that took the turn,
+        in that transaction, so it must write through the ledger's connection (``SideStore.
+        joined`` with the side tables in the ledger's PostgreSQL database). A group that fails
+        as a whole is applied again call by call, so one call's failure stays its own. The
+        changes returned are then the whole group's.
         """
         node = self.stream(base)
         # The programme the API runs on (Ledger.current_program: re-read at most once a second).
@@ -88,44 +120,123 @@ class EventSources:
             if then is not None:
                 then()
             return [], []
-        with self._lock(node):
-            hw = self.ledger.store.high_water(node, EPOCH)
+        call = _Emit(drafts, now, program, then)
+        if not together:
+            with self._lock(node):
+                self._apply(node, [call])
+            return call.outcome()
+        with self._guard:
+            self._waiting.setdefault(node, []).append(call)
+            lead = node not in self._leading
+            self._leading.add(node)
+        if not lead:
+            call.signal.wait()  # done by the thread that has the turn, or handed the turn
+            if call.done:
+                return call.outcome()
+        group: list[_Emit] = []
+        try:
+            with self._lock(node):  # the stream's turn (a call not together waits for it too)
+                with self._guard:
+                    group = self._waiting.pop(node, [])
+                self._apply_together(node, group)
+        finally:
+            with self._guard:
+                queued = self._waiting.get(node)
+                if queued:
+                    queued[0].signal.set()  # arrived meanwhile: the first takes the next turn
+                else:
+                    self._leading.discard(node)
+            for other in group:
+                other.signal.set()
+        return call.outcome()
+
+    def _apply_together(self, node: str, group: list[_Emit]) -> None:
+        try:
+            self._apply(node, group)
+        except Exception as exc:
+            if len(group) == 1 or _may_have_committed(exc):
+                # Alone it would have failed so too; and a commit whose answer was lost may have
+                # happened: each caller gets the error, as a call alone would have.
+                for call in group:
+                    call.error, call.done = exc, True
+                return
+            for call in group:  # rolled back: again one by one, so whichever failed fails alone
+                call.error, call.done, call.events = None, False, []
+                try:
+                    self._apply(node, [call])
+                except Exception as alone:
+                    call.error, call.done = alone, True
+        except BaseException as exc:
+            for call in group:
+                if not call.done:
+                    call.error, call.done = exc, True
+            raise
+
+    def _apply(self, node: str, calls: list[_Emit]) -> None:
+        """Under the stream's lock: ``calls`` as consecutive batches of one ledger transaction."""
+        hw = self.ledger.store.high_water(node, EPOCH)
+        staged: list[tuple[_Emit, list[Event]]] = []
+        for call in calls:
             events = [
                 Event(
                     node=node,
                     epoch=EPOCH,
                     seq=hw + i + 1,
-                    id=d.id or uuid7(now),
-                    at=iso(now),
+                    id=d.id or uuid7(call.now),
+                    at=iso(call.now),
                     type=d.type,
                     member=d.member,
-                    program=program,
+                    program=call.program,
                     data=dict(d.data),
                     auth=d.auth,
                 )
-                for i, d in enumerate(drafts)
+                for i, d in enumerate(call.drafts)
             ]
-            current = self.ledger.program(program)
+            current = self.ledger.program(call.program)
             limits = current.bounds if current is not None else bounds.Bounds()
-            for ev in events:
-                try:
-                    bounds.check_event(ev, limits, now)
-                except bounds.BoundError as exc:
-                    # The same bounds a node's events meet: refused before anything is written.
-                    raise OutOfBounds(f"{ev.type}: {exc}") from None
+            try:
+                for ev in events:
+                    try:
+                        bounds.check_event(ev, limits, call.now)
+                    except bounds.BoundError as exc:
+                        # The same bounds a node's events meet: refused before anything is written.
+                        raise OutOfBounds(f"{ev.type}: {exc}") from None
+            except OutOfBounds as exc:
+                call.error, call.done = exc, True
+                continue
+            hw += len(events)
+            staged.append((call, events))
+        if not staged:
+            return
 
-            def applied(result: IngestResult) -> None:
-                if then is not None and not result.quarantined and result.applied == len(events):
-                    then()
+        def applied(results: list[IngestResult]) -> None:
+            for (call, events), result in zip(staged, results, strict=True):
+                if call.then is not None and not result.quarantined and result.applied == len(events):
+                    call.then()
 
-            result = self.ledger.ingest(
-                node, [e.to_dict() for e in events], now, then=None if then is None else applied
-            )
-        if result.quarantined:
-            raise OutOfBounds(f"{node}: head office's rules refused this (see the quarantine list)")
-        if result.applied != len(events):
-            raise EmitError(
-                f"{node}: {len(events)} events, {result.applied} applied, {result.rejected} rejected, "
-                f"{result.skipped} skipped"
-            )
-        return events, result.changes
+        results = self.ledger.ingest_many(
+            [(node, [e.to_dict() for e in events]) for _, events in staged],
+            max(call.now for call, _ in staged),
+            then=applied if any(call.then is not None for call, _ in staged) else None,
+        )
+        for (call, events), result in zip(staged, results, strict=True):
+            if result.quarantined:
+                call.error = OutOfBounds(
+                    f"{node}: head office's rules refused this (see the quarantine list)"
+                )
+            elif result.applied != len(events):
+                call.error = EmitError(
+                    f"{node}: {len(events)} events, {result.applied} applied, {result.rejected} rejected, "
+                    f"{result.skipped} skipped"
+                )
+            else:
+                call.events, call.changes = events, results[-1].changes
+            call.done = True
+
+
+def _may_have_committed(exc: BaseException) -> bool:
+    """A failure of the connection, not of the work: a COMMIT sent may have happened."""
+    from staypoint.central.store import StoreUnavailable
+    from staypoint.central.store_pg import TRANSIENT
+
+    return isinstance(exc, (*TRANSIENT, StoreUnavailable))

@@ -10,6 +10,7 @@ written in the common dialect (``?`` placeholders are turned into ``%s`` for psy
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import queue
@@ -133,22 +134,33 @@ class SideStore:
             yield
             return
         if self.pg:
-            with self.pool.connection() as conn, conn.transaction():
-                # Serialise writers like the SQLite side does: the side tables are small and
-                # their invariants (daily caps, counters) are read-then-write.
-                if rows is None:
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SIDE_LOCK,))
-                else:  # the shared lock first, always (else two units and a writer could deadlock)
-                    conn.execute(
-                        "WITH shared AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%s)) "
-                        "SELECT pg_advisory_xact_lock(%s, %s) FROM shared",
-                        (SIDE_LOCK, ROW_LOCKS, _row_key(rows)),
-                    )
-                self._local.conn = conn
+            # Serialise writers like the SQLite side does: the side tables are small and their
+            # invariants (daily caps, counters) are read-then-write. BEGIN and the lock go as one
+            # query (no parameters: the simple protocol takes several statements; the keys are
+            # integers of our own), one round trip; COMMIT or ROLLBACK at the end.
+            if rows is None:
+                begin = f"BEGIN; SELECT pg_advisory_xact_lock({SIDE_LOCK})"
+            else:  # the shared lock first, always (else two units and a writer could deadlock)
+                begin = (
+                    f"BEGIN; SELECT pg_advisory_xact_lock_shared({SIDE_LOCK}); "
+                    f"SELECT pg_advisory_xact_lock({ROW_LOCKS}, {_row_key(rows)})"
+                )
+            from psycopg.pq import TransactionStatus
+
+            with self.pool.connection() as conn:
                 try:
-                    yield
-                finally:
-                    self._local.conn = None
+                    conn.execute(begin)
+                    self._local.conn = conn
+                    try:
+                        yield
+                    finally:
+                        self._local.conn = None
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if not conn.broken and conn.pgconn.transaction_status != TransactionStatus.IDLE:
+                        with contextlib.suppress(Exception):
+                            conn.execute("ROLLBACK")
+                    raise
         else:
             with self._lock:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -182,13 +194,20 @@ class SideStore:
         finally:
             self._local.conn = outer
 
-    def _ledger_connection(self, ledger_store: LedgerStore) -> Any:
+    def in_ledger_database(self, ledger_store: LedgerStore) -> bool:
+        """These tables live in the ledger's own PostgreSQL database (``joined`` can join)."""
         if not self.pg:
+            return False
+        from staypoint.central.store_pg import PgLedgerStore
+
+        return isinstance(ledger_store, PgLedgerStore) and _same_database(ledger_store.url, self.url)
+
+    def _ledger_connection(self, ledger_store: LedgerStore) -> Any:
+        if not self.in_ledger_database(ledger_store):
             return None
         from staypoint.central.store_pg import PgLedgerStore
 
-        if not isinstance(ledger_store, PgLedgerStore) or not _same_database(ledger_store.url, self.url):
-            return None
+        assert isinstance(ledger_store, PgLedgerStore)
         return ledger_store.transaction_connection()
 
     @contextmanager

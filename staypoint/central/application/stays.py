@@ -193,7 +193,10 @@ class Stays:
                     core.side.execute(FOLIO_UPSERT, folio_row)
 
             if drafts:
-                core.sources.emit(stream, drafts, now, then=record_folio)
+                # Where the folio row goes in through the ledger's own connection, posts at the
+                # same moment share one ledger transaction and commit (EventSources.emit).
+                together = core.side.in_ledger_database(core.ledger.store)
+                core.sources.emit(stream, drafts, now, then=record_folio, together=together)
             else:
                 record_folio()
         result = "corrected" if prev is not None else "posted"
