@@ -49,8 +49,9 @@ def _campaigns_file(tmp_path: Path, port: int) -> Path:
 
 
 async def _until(pilot: Any, what: str, pred: Any) -> Any:
+    # 60 s: a send on PostgreSQL under a loaded run took more than the default 15 s.
     return await wait_until_async(
-        pred, message=lambda: f"{what} (on screen: {_shown(pilot)})", between=pilot.pause
+        pred, 60, message=lambda: f"{what} (on screen: {_shown(pilot)})", between=pilot.pause
     )
 
 
