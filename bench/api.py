@@ -18,8 +18,9 @@ production durability: ``fsync=on, synchronous_commit=on, full_page_writes=on``)
   key check and thread hop as every route, no data); ``dashboard``: ``GET /v1/me`` with the
   key and a member token (member record, held points, recent events, vouchers);
   ``stay_post``: ``POST /v1/properties/SHA/stays`` of new folios with an ``Idempotency-Key``
-  each, as a booking engine or property system sends them (idempotency claim, side-table
-  transaction, ``stay.posted`` through ``Ledger.ingest``, folio row, answer kept);
+  each, as a booking engine or property system sends them (idempotency claim, the folio's
+  side-table lock and old row, ``stay.posted`` through ``Ledger.ingest`` with the folio row in
+  the same commit, posts at the same moment grouped on PostgreSQL, answer kept);
 - each at ``--connections`` concurrent connections (``throughput``: req/s, p50, p99) and
   at one connection (``latency``: p50, p99 of one request at a time); the ratios of the
   dashboard's and the stay post's req/s to ping's (goal ≥ 0.3), and the one-minute load
