@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import Static
+from textual.widgets import Button, Static
 
 from tests.console.conftest import PASSWORD
+from tests.waits import wait_until_async
 
 
 async def sign_in(pilot: Any, staff_id: str) -> None:
@@ -21,3 +22,17 @@ async def sign_in(pilot: Any, staff_id: str) -> None:
 def text_of(screen: Any, selector: str) -> str:
     """The plain text a Static shows."""
     return str(screen.query_one(selector, Static).render())
+
+
+async def tap(pilot: Any, wid: str, timeout: float = 60) -> None:
+    """Click a button as a finger would: once it is laid out on the screen (a modal just pushed
+    has no region yet, and a click there lands on nothing: a loaded run lost a Cancel so), and
+    not again within its press effect (which ignores it)."""
+    button = pilot.app.screen.query_one(wid, Button)
+    await wait_until_async(
+        lambda: button.region.area and not button.has_class("-active") and not button.disabled,
+        timeout,
+        f"{wid} ready",
+        between=pilot.pause,
+    )
+    await pilot.click(wid)

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from textual.widgets import Button, Input, ProgressBar, TabbedContent
+from textual.widgets import Input, ProgressBar, TabbedContent
 
 from staypoint.central.console.app import ConsoleApp, DeskScreen
 from staypoint.central.console.confirm import Confirm
 from staypoint.central.console.desk import Desk
 from tests.api.conftest import NOW, Api
 from tests.campaigns.conftest import Mailbox, _Handler, free_port
-from tests.console.helpers import sign_in, text_of
+from tests.console.helpers import sign_in, tap, text_of
 from tests.waits import wait_until_async
 
 pytest_plugins = ["tests.pg_fixtures"]
@@ -55,13 +55,6 @@ async def _until(pilot: Any, what: str, pred: Any) -> Any:
     )
 
 
-async def _tap(pilot: Any, wid: str) -> None:
-    """Click a button as a finger would: not again within its press effect (which ignores it)."""
-    button = pilot.app.screen.query_one(wid, Button)
-    await _until(pilot, f"{wid} ready", lambda: not button.has_class("-active") and not button.disabled)
-    await pilot.click(wid)
-
-
 async def _open_marketing(pilot: Any, app: ConsoleApp) -> DeskScreen:
     await sign_in(pilot, "mkt-1")
     screen = app.screen
@@ -74,13 +67,13 @@ async def _open_marketing(pilot: Any, app: ConsoleApp) -> DeskScreen:
 async def _save_segment(pilot: Any, screen: DeskScreen) -> None:
     """Every member: a segment with no criteria."""
     screen.query_one("#seg-code", Input).value = "everyone"
-    await _tap(pilot, "#seg-save")
+    await tap(pilot, "#seg-save")
     await _until(pilot, "saved", lambda: "saved everyone version 1" in text_of(screen, "#seg-msg"))
 
 
 async def _send(pilot: Any, app: ConsoleApp, screen: DeskScreen) -> str:
     """Press Send and wait for the confirm; its question."""
-    await _tap(pilot, "#cmp-send")
+    await tap(pilot, "#cmp-send")
     confirm = await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
     return text_of(confirm, "#confirm-question")
 
@@ -103,12 +96,12 @@ async def test_send_confirms_the_reach_mails_once_and_shows_the_outcome(
         question = await _send(pilot, app, screen)
         assert question.startswith("Send WINTER now to 2 members (2 by e-mail, 0 by SMS)?")
         assert "Not sent to: without consent 1." in question
-        await _tap(pilot, "#confirm-no")
+        await tap(pilot, "#confirm-no")
         await _until(pilot, "cancelled", lambda: "not sent: WINTER" in text_of(screen, "#send-msg"))
         assert box.count() == 0 and not screen.query_one("#cmp-send").disabled
 
         await _send(pilot, app, screen)
-        await _tap(pilot, "#confirm-yes")
+        await tap(pilot, "#confirm-yes")
         await _until(pilot, "the outcome", lambda: text_of(screen, "#send-result"))
         outcome = text_of(screen, "#send-result")
         assert outcome == "WINTER: sent 2 · skipped 1 · failed 0\nskipped: no consent 1"
@@ -125,7 +118,7 @@ async def test_send_confirms_the_reach_mails_once_and_shows_the_outcome(
         question = await _send(pilot, app, screen)
         assert question.startswith("Send WINTER now to 1 member (1 by e-mail, 0 by SMS)?")
         assert "Not sent to: already done by an earlier send 3." in question  # Ada's no-consent too
-        await _tap(pilot, "#confirm-yes")
+        await tap(pilot, "#confirm-yes")
         await _until(pilot, "the second outcome", lambda: "sent 1 ·" in text_of(screen, "#send-result"))
         assert text_of(screen, "#send-result") == (
             "WINTER: sent 1 · skipped 3 · failed 0\nskipped: already done 3"
@@ -136,7 +129,7 @@ async def test_send_confirms_the_reach_mails_once_and_shows_the_outcome(
         # And a third: nobody new, nothing mailed.
         question = await _send(pilot, app, screen)
         assert question.startswith("Send WINTER now to 0 members")
-        await _tap(pilot, "#confirm-yes")
+        await tap(pilot, "#confirm-yes")
         await _until(pilot, "the third outcome", lambda: "sent 0 ·" in text_of(screen, "#send-result"))
         assert "skipped: already done 4" in text_of(screen, "#send-result")
         assert box.count() == 3
@@ -151,23 +144,23 @@ async def test_send_refuses_in_one_line(
     app = ConsoleApp(desk, clock=lambda: NOW)  # no campaigns file
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open_marketing(pilot, app)
-        await _tap(pilot, "#cmp-send")
+        await tap(pilot, "#cmp-send")
         await _until(pilot, "no file", lambda: "--campaigns FILE" in text_of(screen, "#send-msg"))
 
     app = ConsoleApp(desk, clock=lambda: NOW, campaigns=_campaigns_file(tmp_path, port))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open_marketing(pilot, app)
         screen.query_one("#cmp-code", Input).value = "WINTER"
-        await _tap(pilot, "#cmp-send")
+        await tap(pilot, "#cmp-send")
         await _until(pilot, "no segment", lambda: "saved segment's code" in text_of(screen, "#send-msg"))
         screen.query_one("#seg-code", Input).value = "everyone"
-        await _tap(pilot, "#cmp-send")
+        await tap(pilot, "#cmp-send")
         await _until(
             pilot, "not saved", lambda: "save segment 'everyone' first" in text_of(screen, "#send-msg")
         )
         await _save_segment(pilot, screen)
         screen.query_one("#cmp-code", Input).value = "BDAY"
-        await _tap(pilot, "#cmp-send")
+        await tap(pilot, "#cmp-send")
         await _until(
             pilot,
             "the file's code",
@@ -175,7 +168,7 @@ async def test_send_refuses_in_one_line(
         )
         screen.query_one("#cmp-code", Input).value = "WINTER"
         screen.query_one("#cmp-subject", Input).value = "{{ nonsense }}"
-        await _tap(pilot, "#cmp-send")
+        await tap(pilot, "#cmp-send")
         await _until(pilot, "the template error", lambda: "nonsense" in text_of(screen, "#send-msg"))
         msg = text_of(screen, "#send-msg")
         assert msg.startswith("not sent:") and "\n" not in msg and "Traceback" not in msg

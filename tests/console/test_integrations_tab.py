@@ -23,7 +23,7 @@ from staypoint.central.console.confirm import Confirm
 from staypoint.central.console.desk import Desk
 from staypoint.central.webhooks import Webhooks, Worker, verify
 from tests.api.conftest import NOW, Api
-from tests.console.helpers import sign_in, text_of
+from tests.console.helpers import sign_in, tap, text_of
 from tests.waits import wait_until_async
 
 pytest_plugins = ["tests.pg_fixtures"]
@@ -37,13 +37,6 @@ def _cell(table: DataTable[Any], key: str, column: int) -> str:
 
 async def _until(pilot: Any, what: str, pred: Any) -> Any:
     return await wait_until_async(pred, message=what, between=pilot.pause)
-
-
-async def _tap(pilot: Any, wid: str) -> None:
-    """Click a button as a finger would: not again within its press effect (which ignores it)."""
-    button = pilot.app.screen.query_one(wid, Button)
-    await _until(pilot, f"{wid} ready", lambda: not button.has_class("-active") and not button.disabled)
-    await pilot.click(wid)
 
 
 async def _open_tab(pilot: Any, screen: DeskScreen) -> None:
@@ -123,13 +116,13 @@ async def test_admin_creates_copies_and_revokes_an_api_key(any_desk: tuple[Desk,
             screen.query_one("#key-name", Input).value = "Booking engine"
             screen.query_one("#key-scopes", Input).value = scopes
             screen.query_one("#key-props", Input).value = props
-            await _tap(pilot, "#key-create")
+            await tap(pilot, "#key-create")
             await _until(pilot, line, lambda line=line: line in text_of(screen, "#key-msg"))
             assert "Traceback" not in text_of(screen, "#key-msg") and table.row_count == 3
 
         screen.query_one("#key-scopes", Input).value = "member, rates"
         screen.query_one("#key-props", Input).value = "*"
-        await _tap(pilot, "#key-create")
+        await tap(pilot, "#key-create")
         await _until(pilot, "the new key", lambda: "created key" in text_of(screen, "#key-msg"))
         assert "not shown again" in text_of(screen, "#key-msg")
         assert screen.query_one("#key-secret-row").display
@@ -149,12 +142,12 @@ async def test_admin_creates_copies_and_revokes_an_api_key(any_desk: tuple[Desk,
         await pilot.click("#key-secret")
         await pilot.press("x", "backspace", "backspace")
         assert screen.query_one("#key-secret", Input).value == raw
-        await _tap(pilot, "#key-copy")
+        await tap(pilot, "#key-copy")
         assert app.clipboard == raw and "copied" in text_of(screen, "#key-msg")
 
         # Revoke: the cursor is on the new key; a confirm first, where enter is Cancel.
         assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == key_id
-        await _tap(pilot, "#key-revoke")
+        await tap(pilot, "#key-revoke")
         confirm = await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
         question = text_of(confirm, "#confirm-question")
         assert key_id in question and "401" in question
@@ -163,9 +156,9 @@ async def test_admin_creates_copies_and_revokes_an_api_key(any_desk: tuple[Desk,
         assert f"not revoked: {key_id}" in text_of(screen, "#key-msg")
         assert api.client.get("/v1/ping", headers={"X-API-Key": raw}).status_code == 200
 
-        await _tap(pilot, "#key-revoke")
+        await tap(pilot, "#key-revoke")
         await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm))
-        await _tap(pilot, "#confirm-yes")
+        await tap(pilot, "#confirm-yes")
         await _until(
             pilot, "revoked", lambda: f"revoked {key_id} (Booking engine)" in text_of(screen, "#key-msg")
         )
@@ -175,12 +168,12 @@ async def test_admin_creates_copies_and_revokes_an_api_key(any_desk: tuple[Desk,
         assert r.status_code == 401 and "revoked" in r.text
 
         # Hide: the raw key is gone from the screen.
-        await _tap(pilot, "#key-hide")
+        await tap(pilot, "#key-hide")
         assert not screen.query_one("#key-secret-row").display
         assert screen.query_one("#key-secret", Input).value == ""
 
         # A revoked key again: keys.revoke_key's refusal, with no question asked.
-        await _tap(pilot, "#key-revoke")
+        await tap(pilot, "#key-revoke")
         await _until(pilot, "already", lambda: "was revoked already" in text_of(screen, "#key-msg"))
         assert app.screen is screen
 
@@ -212,17 +205,17 @@ async def test_admin_adds_watches_and_removes_a_webhook(
         ):
             screen.query_one("#wh-url", Input).value = url
             screen.query_one("#wh-events", Input).value = events
-            await _tap(pilot, "#wh-add")
+            await tap(pilot, "#wh-add")
             await _until(pilot, line, lambda line=line: line in text_of(screen, "#wh-msg"))
         screen.query_one("#wh-client", Input).value = "nosuchkey"
         screen.query_one("#wh-events", Input).value = ""
-        await _tap(pilot, "#wh-add")
+        await tap(pilot, "#wh-add")
         await _until(pilot, "no such key", lambda: "no API key 'nosuchkey'" in text_of(screen, "#wh-msg"))
         assert hooks.row_count == 0
 
         screen.query_one("#wh-client", Input).value = sha
         screen.query_one("#wh-events", Input).value = "member.points_changed"
-        await _tap(pilot, "#wh-add")
+        await tap(pilot, "#wh-add")
         await _until(pilot, "added", lambda: "added wh_" in text_of(screen, "#wh-msg"))
         secret = screen.query_one("#wh-secret", Input).value
         assert secret.startswith("whsec_") and screen.query_one("#wh-secret-row").display
@@ -245,7 +238,7 @@ async def test_admin_adds_watches_and_removes_a_webhook(
             ada = desk.search("ada@example.com")[0]["member"]
             api.stay(ada, "F-WH", room="400")
             assert worker.pull() == 1 and worker.deliver_due() == 1 and receiver.posts == 1
-            await _tap(pilot, "#int-refresh")
+            await tap(pilot, "#int-refresh")
             await _until(pilot, "retrying", lambda: _cell(hooks, sub_id, 4) == "retrying")
             assert _cell(hooks, sub_id, 6) == "1 retrying: HTTP 500" and _cell(hooks, sub_id, 5) == "never"
 
@@ -253,22 +246,22 @@ async def test_admin_adds_watches_and_removes_a_webhook(
             await wait_until_async(lambda: worker.deliver_due() == 1, message="the retry sent")
         finally:
             worker.close()
-        await _tap(pilot, "#int-refresh")
+        await tap(pilot, "#int-refresh")
         await _until(pilot, "delivered", lambda: _cell(hooks, sub_id, 4) == "active")
         assert _cell(hooks, sub_id, 5).startswith("20") and _cell(hooks, sub_id, 6) == ""
 
         # Revoking the client's key pauses its webhooks (the worker queues nothing for them).
         keys_table.move_cursor(row=keys_table.get_row_index(sha))
         await pilot.pause()
-        await _tap(pilot, "#key-revoke")
+        await tap(pilot, "#key-revoke")
         await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm))
-        await _tap(pilot, "#confirm-yes")
+        await tap(pilot, "#confirm-yes")
         await _until(pilot, "paused", lambda: _cell(hooks, sub_id, 4) == "paused: key revoked")
 
         # Remove: a confirm naming the URL, then gone.
         hooks.move_cursor(row=hooks.get_row_index(sub_id))
         await pilot.pause()
-        await _tap(pilot, "#wh-remove")
+        await tap(pilot, "#wh-remove")
         confirm = await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
         assert receiver.url in text_of(confirm, "#confirm-question")
         await pilot.press("escape")
@@ -276,7 +269,7 @@ async def test_admin_adds_watches_and_removes_a_webhook(
         assert hooks.row_count == 1
         screen.query_one("#wh-remove", Button).press()
         await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm))
-        await _tap(pilot, "#confirm-yes")
+        await tap(pilot, "#confirm-yes")
         await _until(pilot, "removed", lambda: f"removed {sub_id}" in text_of(screen, "#wh-msg"))
         await _until(pilot, "the list empty", lambda: hooks.row_count == 0)
         assert desk.side.all("SELECT id FROM webhook_subscriptions") == []
@@ -324,7 +317,7 @@ async def test_admin_retries_dead_letters(
             ]
 
             # Retry: a confirm naming the delivery and the URL; Cancel keeps it dead.
-            await _tap(pilot, "#dl-retry")
+            await tap(pilot, "#dl-retry")
             confirm = await _until(pilot, "a confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
             question = text_of(confirm, "#confirm-question")
             assert first in question and receiver.url in question
@@ -335,9 +328,9 @@ async def test_admin_retries_dead_letters(
             # The receiver fixed; Retry: the row leaves the list, the other dead letter shows,
             # the subscription's counts follow.
             receiver.status = 204
-            await _tap(pilot, "#dl-retry")
+            await tap(pilot, "#dl-retry")
             await _until(pilot, "the confirm", lambda: isinstance(app.screen, Confirm))
-            await _tap(pilot, "#confirm-yes")
+            await tap(pilot, "#confirm-yes")
             await _until(pilot, "queued", lambda: f"queued {first} again" in text_of(screen, "#dl-msg"))
             await _until(pilot, "the counts", lambda: _cell(hooks, sub_id, 6) == "1 dead: HTTP 500")
             assert dead.row_count == 1 and str(dead.get_row_at(0)[0]) != first
@@ -351,10 +344,10 @@ async def test_admin_retries_dead_letters(
             assert verify(secret, headers["Staypoint-Signature"], body, time.time())
 
             # Retry all: a confirm with the count, then CLI's line; the list empties.
-            await _tap(pilot, "#dl-retry-all")
+            await tap(pilot, "#dl-retry-all")
             confirm = await _until(pilot, "a confirm", lambda: isinstance(app.screen, Confirm) and app.screen)
             assert "all 1 dead deliveries" in text_of(confirm, "#confirm-question")
-            await _tap(pilot, "#confirm-yes")
+            await tap(pilot, "#confirm-yes")
             await _until(pilot, "queued", lambda: "1 deliveries queued again" in text_of(screen, "#dl-msg"))
             await _until(pilot, "the list empty", lambda: dead.row_count == 0)
             assert text_of(screen, "#dl-count") == "no dead deliveries" and _cell(hooks, sub_id, 6) == ""
@@ -366,9 +359,9 @@ async def test_admin_retries_dead_letters(
             assert book.dead() == [] and not book.deliveries("pending")
 
             # Nothing dead: Retry and Retry all say so, with no question asked.
-            await _tap(pilot, "#dl-retry")
+            await tap(pilot, "#dl-retry")
             await _until(pilot, "none", lambda: "no dead delivery selected" in text_of(screen, "#dl-msg"))
-            await _tap(pilot, "#dl-retry-all")
+            await tap(pilot, "#dl-retry-all")
             await _until(pilot, "none", lambda: "no dead deliveries to retry" in text_of(screen, "#dl-msg"))
             assert app.screen is screen
     finally:
