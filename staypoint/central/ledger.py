@@ -12,6 +12,7 @@ does not match is alarmed and head office's figure is the one booked.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -63,6 +64,18 @@ class AuthDecision:
         return {"ok": self.ok, "hold": self.hold, "expires": self.expires, "reason": self.reason}
 
 
+class _GroupState(threading.local):
+    """Set only while ``ingest_many`` runs on this thread: member records read ahead for the
+    group, and stays written at the end of the group (with the events) instead of one by one."""
+
+    def __init__(self) -> None:
+        self.prefetched: dict[str, dict[str, Any]] | None = None
+        self.group_docs: Mapping[str, dict[str, Any]] = {}  # records touched by the group in _apply
+        self.pending_stays: dict[str, tuple[str, str, int, int]] | None = None
+        # Who posted each stay booked in this group (its event row is written at the end).
+        self.stay_origin: dict[str, tuple[str, str | None]] = {}
+
+
 class Ledger:
     """The central ledger over one ``LedgerStore``."""
 
@@ -80,13 +93,9 @@ class Ledger:
         self.revoked = revoked
         self._programs: dict[int, Program] = {}
         self._latest_seen: tuple[float, Program | None] = (float("-inf"), None)  # (monotonic, latest)
-        # Set only while ``ingest_many`` runs: member records read ahead for the group, and
-        # stays written at the end of the group (with the events) instead of one by one.
-        self._prefetched: dict[str, dict[str, Any]] | None = None
-        self._group_docs: Mapping[str, dict[str, Any]] = {}  # records touched by the group in _apply
-        self._pending_stays: dict[str, tuple[str, str, int, int]] | None = None
-        # Who posted each stay booked in this group (its event row is written at the end).
-        self._stay_origin: dict[str, tuple[str, str | None]] = {}
+        # The running ingest group's working state, one per thread: groups of different nodes
+        # overlap (``ingest_transaction``), on several threads of one process too (the API).
+        self._g = _GroupState()
 
     # -- programmes, nodes, members ----------------------------------------------------------
 
@@ -250,7 +259,7 @@ class Ledger:
             # The duplicate-id check of the whole group in one statement; ids applied in the
             # group join the set as they go, so a repeat inside the group is caught as well.
             taken = self.store.known_event_ids([ev.id for ev in events_all])
-            self._prefetched = self.store.members_many(sorted(numbers))
+            self._g.prefetched = self.store.members_many(sorted(numbers))
             for node, count in revoked_hits:
                 self.store.bump_counter("events_from_revoked_nodes", count)
                 self.store.add_alarm("revoked_node", node, f"{count} events refused: node revoked", at)
@@ -309,8 +318,8 @@ class Ledger:
                     result.ack = (ev.epoch, ev.seq)
             if rows:
                 self.store.insert_events(rows)  # in applied order (rowid order is the API's position)
-            if self._pending_stays:
-                self.store.put_stays(list(self._pending_stays.values()))
+            if self._g.pending_stays:
+                self.store.put_stays(list(self._g.pending_stays.values()))
             # One high-water write per stream, not one per event.
             for node, epoch in moved:
                 self.store.set_high_water(node, epoch, hws[(node, epoch)])
@@ -332,31 +341,31 @@ class Ledger:
 
     @contextmanager
     def _group_state(self) -> Iterator[None]:
-        self._prefetched = None
-        self._pending_stays = {}
-        self._stay_origin = {}
+        self._g.prefetched = None
+        self._g.pending_stays = {}
+        self._g.stay_origin = {}
         try:
             yield
         finally:
-            self._prefetched = None
-            self._pending_stays = None
-            self._stay_origin = {}
-            self._group_docs = {}
+            self._g.prefetched = None
+            self._g.pending_stays = None
+            self._g.stay_origin = {}
+            self._g.group_docs = {}
 
     def _member_doc(self, number: str) -> dict[str, Any] | None:
-        if self._prefetched is not None:
-            return self._prefetched.pop(number, None)
+        if self._g.prefetched is not None:
+            return self._g.prefetched.pop(number, None)
         return self.store.member(number)
 
     def _put_stay(self, event_id: str, member: str, points: int, nights: int) -> None:
-        if self._pending_stays is not None:
-            self._pending_stays[event_id] = (event_id, member, points, nights)  # put_stays' row
+        if self._g.pending_stays is not None:
+            self._g.pending_stays[event_id] = (event_id, member, points, nights)  # put_stays' row
         else:
             self.store.put_stay(event_id, member, points, nights)
 
     def _stay_of(self, event_id: str) -> tuple[str, int, int] | None:
-        if self._pending_stays is not None and event_id in self._pending_stays:
-            _, member, points, nights = self._pending_stays[event_id]
+        if self._g.pending_stays is not None and event_id in self._g.pending_stays:
+            _, member, points, nights = self._g.pending_stays[event_id]
             return member, points, nights
         return self.store.stay(event_id)
 
@@ -371,7 +380,7 @@ class Ledger:
         found = self._stay_of(event_id)
         if found is None:
             return None
-        origin = self._stay_origin.get(event_id)
+        origin = self._g.stay_origin.get(event_id)
         if origin is None:
             posted = self.store.event_by_id(event_id)
             if posted is not None:
@@ -391,7 +400,7 @@ class Ledger:
 
     def member_record(self, number: str) -> Mapping[str, Any] | None:
         """A member for the fold's referral checks: this group's copy first, then the store's."""
-        doc = self._group_docs.get(number)
+        doc = self._g.group_docs.get(number)
         return doc if doc is not None else self.store.member(number)
 
     def _apply(
@@ -422,7 +431,7 @@ class Ledger:
                 return True
             if m is None:
                 raise fold.Quarantine("unknown_member", f"{ev.type} for unknown member {ev.member}")
-            self._group_docs = dirty  # what member_record sees of this group (a referrer enrolled in it)
+            self._g.group_docs = dirty  # what member_record sees of this group (a referrer enrolled in it)
             outcome = fold.apply(m, ev, program, self)
         except (fold.Quarantine, bounds.BoundError) as exc:
             kind = exc.kind if isinstance(exc, fold.Quarantine) else "out_of_bounds"
@@ -434,7 +443,7 @@ class Ledger:
             if ev.type == "stay.posted":
                 self._put_stay(ev.id, m["number"], *outcome.stay)
                 prop = ev.data.get("property")
-                self._stay_origin[ev.id] = (ev.node, prop if isinstance(prop, str) else None)
+                self._g.stay_origin[ev.id] = (ev.node, prop if isinstance(prop, str) else None)
             else:  # a void: the stay keeps nothing to take back a second time
                 self._put_stay(str(ev.data["stay"]), m["number"], *outcome.stay)
         if outcome.voucher is not None:

@@ -45,10 +45,13 @@ def test_on_postgresql_a_stay_post_writes_in_one_transaction(api_factory: object
     try:
         m = api.enrol()
         api.stay(m, "F-0")  # the programme read, pools filled
-        start = _next_xid(pg_url)
-        r = api.stay(m, "F-1", room="500")  # no Idempotency-Key: nothing else writes
-        assert r.json()["result"] == "posted"
-        assert _next_xid(pg_url) - start == 1  # the stay: its events, the member, the folio row
+        spent = []
+        for i in range(1, 6):  # the cluster's own work (autovacuum's ANALYZE) takes ids now and then
+            start = _next_xid(pg_url)
+            r = api.stay(m, f"F-{i}", room="500")  # no Idempotency-Key: nothing else writes
+            assert r.json()["result"] == "posted"
+            spent.append(_next_xid(pg_url) - start)
+        assert min(spent) == 1, spent  # the stay: its events, the member, the folio row
         row = api.services.side.row("SELECT points, bonus FROM folios WHERE folio = ?", ("F-1",))
         assert row == (5000, 500)
     finally:

@@ -112,3 +112,38 @@ def test_a_failing_call_fails_alone_and_a_refused_one_is_refused_alone(pg_url: s
         assert ledger.store.high_water("pms-SHA", 1) == 2 and ledger.store.alarms() == []
     finally:
         ledger.store.close()
+
+
+def test_two_threads_ingesting_for_two_streams_at_once_keep_their_groups_apart(pg_url: str) -> None:
+    """Ingest groups of different nodes overlap (``ingest_transaction``), on two threads of one
+    process too (the API: two properties' stays, a stay and an enrolment): each group's
+    read-ahead members and pending stays are its own thread's, nothing quarantined."""
+    ledger = Ledger(PgLedgerStore(pg_url))
+    ledger.publish_program(default_program_text(), NOW)
+    docs = seed_docs(default_program(), 20, NOW)
+    ledger.import_members([dict(d, points=0) for d in docs])
+    sources = EventSources(ledger)
+    errors: list[BaseException] = []
+
+    def post(stream: str, members: list[str]) -> None:
+        for i in range(60):
+            data = {"points": 1, "reason": "test", "staff": "pms"}
+            try:
+                sources.emit(stream, [Draft("points.adjusted", members[i % len(members)], data)], NOW)
+            except Exception as exc:
+                errors.append(exc)
+
+    numbers = [str(d["number"]) for d in docs]
+    threads = [
+        threading.Thread(target=post, args=("pms-AAA", numbers[:10])),
+        threading.Thread(target=post, args=("pms-BBB", numbers[10:])),
+    ]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == [] and ledger.store.quarantined() == []
+        assert sum(ledger.member(n)["points"] for n in numbers) == 120  # type: ignore[index]
+    finally:
+        ledger.store.close()
