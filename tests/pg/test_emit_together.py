@@ -5,7 +5,6 @@ fails is applied again call by call, so one call's failure stays its own."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from staypoint.central.ledger import Ledger
 from staypoint.central.seed import seed_docs
 from staypoint.central.store_pg import PgLedgerStore
 from staypoint.loyalty.program import default_program, default_program_text
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.pg_fixtures"]
 
@@ -52,9 +52,8 @@ def _together(sources: EventSources, calls: list[tuple[list[Draft], Callable[[],
     threads = [threading.Thread(target=go, args=(i,)) for i in range(len(calls))]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 30
-    while len(sources._waiting.get(node, [])) < len(calls) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    queued = lambda: len(sources._waiting.get(node, [])) >= len(calls)  # noqa: E731
+    wait_until(queued, 30, "every call queued", interval=0.01)
     turn.release()
     for t in threads:
         t.join(30)
