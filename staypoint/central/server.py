@@ -223,7 +223,11 @@ class HeadOffice:
         self._batches: queue.Queue[tuple[str, list[Any], int, int] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Set once the broker has granted the subscriptions (SUBACK), not at CONNACK: a batch a
+        # node sends between the two has no subscriber yet and the broker drops it, so start()
+        # returns (and the CLI says "head office serving") only then.
         self.connected = threading.Event()
+        self._subscribe_mid: int | None = None
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -235,6 +239,7 @@ class HeadOffice:
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
@@ -282,13 +287,22 @@ class HeadOffice:
         # Shared: each message to one process of the group (auth requests too: one hold).
         # Sharded: every batch to every process, each keeping its own shards' (_on_message).
         share = f"$share/{self.settings.share_group}/" if self.shared else ""
-        client.subscribe(
+        _, self._subscribe_mid = client.subscribe(
             [
                 (("" if self.shards is not None else share) + "sp/v1/node/+/events", 1),
                 (share + "sp/v1/node/+/resync", 1),
                 (share + "sp/v1/node/+/auth/request", 1),
             ]
         )
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in codes if code.is_failure]
+        if refused:  # served all the same: what was granted still works
+            log.warning("broker refused some of head office's subscriptions: %s", ", ".join(refused))
         self.connected.set()
 
     def _on_disconnect(

@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from staypoint.central import pg
 from staypoint.central.ledger import Ledger
 from staypoint.central.store_pg import PgLedgerStore
 from staypoint.loyalty.events import points_delta
@@ -27,7 +30,7 @@ from staypoint.loyalty.program import Outlet, default_program_text
 from tests.mqtt_fixtures import MosquittoBroker, office_command
 from tests.patroni_fixtures import PatroniCluster, require_patroni
 from tests.sync.conftest import PIN, Fleet, now
-from tests.waits import wait_until
+from tests.waits import wait_until, while_running
 
 pytest_plugins = ["tests.mqtt_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -57,7 +60,12 @@ def test_primary_dies_mid_ingest_standby_takes_over_nothing_lost_or_doubled(
     fresh_mosquitto: MosquittoBroker, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     require_patroni()
-    cluster = PatroniCluster(tmp_path / "pg")
+    # Not under tmp_path: every pytest session that starts (another checkout's, a colleague's on
+    # this machine) resets pytest's per-user temp root to 0700, and the members, running as the
+    # postgres user, then lose their own data folders mid-test (Patroni stops both servers).
+    where = Path(tempfile.mkdtemp(prefix="sp-patroni-"))
+    request.addfinalizer(lambda: pg.remove_tree(where))
+    cluster = PatroniCluster(where)
     request.addfinalizer(cluster.stop)
     t0 = time.monotonic()
     try:
@@ -83,15 +91,33 @@ def test_primary_dies_mid_ingest_standby_takes_over_nothing_lost_or_doubled(
     total = 3 + BACKLOG
 
     log = tmp_path / "office.log"
+    started_at = time.monotonic()
     office = _office(fresh_mosquitto, url, log)
+
+    def serving(condition: Callable[[], object]) -> Callable[[], object]:
+        return while_running(office, condition, "central serve", log)  # its exit ends the wait, with its log
+
     try:
+        # The node only once head office is subscribed: a batch sent before is dropped by the broker
+        # (no subscriber yet) and costs the node an ack timeout. central serve says this line once
+        # the broker has granted its subscriptions; it exits by itself after --connect-timeout
+        # (30 s) without them, which ends this wait, so the budget is that plus its start-up.
+        said = "head office serving"
+        wait_until(serving(lambda: said in log.read_text(errors="replace")), 45, "central serve to subscribe")
+        ready_s = time.monotonic() - started_at
         agent = fleet.start_agent(node)
-        wait_until(lambda: (_count(url) or 0) >= 500, 60, "the backlog to start draining")
+        # 500 events are 25 batches of 20, two in flight: a few seconds' work even on a loaded
+        # machine; the budget leaves room for several ack timeouts (5 s) of batches lost meanwhile.
+        wait_until(serving(lambda: (_count(url) or 0) >= 500), 60, "the backlog to start draining")
+        draining_s = time.monotonic() - started_at - ready_s
         connects = agent.stats["connects"]
         applied = _count(url) or 0
         killed_at = time.monotonic()
         old = cluster.kill_leader()  # mid-drain: a group in its transaction or waiting on its commit
         assert applied < total, "drained before the failover"
+        # The standby is promoted once the dead leader's key expires (ttl 10 s, docs/scale.md) and
+        # the store finds it within a second of that; it gives up only after 120 s (failover_seconds).
+        # Each budget below is a few times what its step takes on a loaded machine, and under that.
         new = cluster.wait_leader(other_than=old, timeout=45)
         promoted_s = time.monotonic() - killed_at
         readings: list[int] = []
@@ -101,7 +127,7 @@ def test_primary_dies_mid_ingest_standby_takes_over_nothing_lost_or_doubled(
             readings.extend([] if n is None else [n])
             return n is not None
 
-        wait_until(writable, 30, "the new primary to take connections")
+        wait_until(serving(writable), 30, "the new primary to take connections")
         at_promotion = readings[-1]
         assert at_promotion < total, "drained before the new primary took over"
 
@@ -109,10 +135,10 @@ def test_primary_dies_mid_ingest_standby_takes_over_nothing_lost_or_doubled(
             n = _count(url)
             return n is not None and n > at_promotion
 
-        wait_until(resumed, 45, "ingest to resume on the new primary")
+        wait_until(serving(resumed), 45, "ingest to resume on the new primary")
         resumed_s = time.monotonic() - killed_at
-        wait_until(lambda: _count(url) == total, 60, "every event at head office")
-        wait_until(lambda: node.service.status(now())["outbox_depth"] == 0, 30, "every row acked")
+        wait_until(serving(lambda: _count(url) == total), 60, "every event at head office")
+        wait_until(serving(lambda: node.service.status(now())["outbox_depth"] == 0), 30, "every row acked")
         drained_s = time.monotonic() - killed_at
         assert office.poll() is None, "central serve died in the failover"
     finally:
@@ -120,8 +146,9 @@ def test_primary_dies_mid_ingest_standby_takes_over_nothing_lost_or_doubled(
         office.wait(15)
     text = log.read_text(errors="replace")
     print(
-        f"\nfailover: cluster up {bootstrap_s:.1f} s; killed {old.name} (primary) with {applied} of "
-        f"{total} applied; {new.name} promoted after {promoted_s:.1f} s, ingest resumed after "
+        f"\nfailover: cluster up {bootstrap_s:.1f} s; central serve subscribed after {ready_s:.1f} s; 500 "
+        f"events applied {draining_s:.1f} s after the node started; killed {old.name} (primary) with "
+        f"{applied} of {total} applied; {new.name} promoted after {promoted_s:.1f} s, ingest resumed after "
         f"{resumed_s:.1f} s, backlog drained after {drained_s:.1f} s"
     )
     failovers = [line for line in text.splitlines() if "ledger failover:" in line]
