@@ -6,14 +6,15 @@ folios run side by side (on PostgreSQL their side-table units overlap); one foli
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg
 import pytest
+from psycopg.rows import TupleRow
 
 from staypoint.central.application import stays
 from staypoint.central.application.state import SideStore
 from tests.api.conftest import Api
+from tests.waits import wait_until
 
 pytest_plugins = ["tests.pg_fixtures"]
 
@@ -91,8 +92,19 @@ def test_concurrent_posts_of_one_folio_earn_once_and_of_others_each_once(api: Ap
     assert api.ledger.store.alarms() == []
 
 
+def _blocked_on_locks(conn: psycopg.Connection[TupleRow]) -> int:
+    """Sessions of this database blocked in an advisory lock's acquire (the side tables' locks)."""
+    row = conn.execute(
+        "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_keyed_units_overlap_for_other_keys_and_wait_for_their_own_and_for_writers(pg_url: str) -> None:
     side = SideStore(pg_url)
+    watch = psycopg.connect(pg_url, autocommit=True)
     inside, release = threading.Event(), threading.Event()
     entered: list[str] = []
 
@@ -116,7 +128,9 @@ def test_keyed_units_overlap_for_other_keys_and_wait_for_their_own_and_for_write
         ]
         for t in waiting:
             t.start()
-        time.sleep(0.5)
+        # Both seen blocked in the lock's acquire by the server itself, so a slow thread that has
+        # not reached its BEGIN yet cannot pass for one that waits.
+        wait_until(lambda: _blocked_on_locks(watch) == 2, 30, "both units to wait on a lock")
         assert entered == ["other key"]  # the same key and an unkeyed writer wait
         release.set()
         for t in [holder, *waiting]:
@@ -124,4 +138,5 @@ def test_keyed_units_overlap_for_other_keys_and_wait_for_their_own_and_for_write
         assert sorted(entered) == ["other key", "same key", "writer"]
     finally:
         release.set()
+        watch.close()
         side.close()
