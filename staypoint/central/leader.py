@@ -51,6 +51,26 @@ _LOCKS_SQL = (
 )
 
 
+def _lock_session(url: str, application_name: str) -> Any:
+    """A connection of its own for session advisory locks: they live exactly as long as it does.
+
+    Keepalives: a holder whose machine vanishes without closing its socket is noticed by the
+    server within ~10 s, and its locks freed.
+    """
+    import psycopg
+
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        connect_timeout=5,
+        application_name=application_name,
+        keepalives=1,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=3,
+    )
+
+
 class Leadership(Protocol):
     """What ``HeadOffice`` asks: am I the leader now?"""
 
@@ -131,23 +151,10 @@ class PgLeadership:
             conn.close()
 
     def _run(self) -> None:
-        import psycopg
-
         while not self._stop.is_set():
             try:
                 if self._conn is None:
-                    # Keepalives: a leader's machine that vanishes without closing its socket
-                    # is noticed by the server within ~10 s, and the lock freed.
-                    self._conn = psycopg.connect(
-                        self.url,
-                        autocommit=True,
-                        connect_timeout=5,
-                        application_name="staypoint-central-leader",
-                        keepalives=1,
-                        keepalives_idle=5,
-                        keepalives_interval=2,
-                        keepalives_count=3,
-                    )
+                    self._conn = _lock_session(self.url, "staypoint-central-leader")
                 if self._leader.is_set():
                     self._conn.execute("SELECT 1")  # still our session, so still our lock
                 else:
@@ -256,18 +263,7 @@ class PgShards:
         )
 
     def _connect(self) -> Any:
-        import psycopg
-
-        conn = psycopg.connect(
-            self.url,
-            autocommit=True,
-            connect_timeout=5,
-            application_name="staypoint-central-shards",
-            keepalives=1,
-            keepalives_idle=5,
-            keepalives_interval=2,
-            keepalives_count=3,
-        )
+        conn = _lock_session(self.url, "staypoint-central-shards")
         try:
             conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (SHARD_MEMBERS, self.count))
             counts = {

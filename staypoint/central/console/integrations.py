@@ -285,6 +285,24 @@ class IntegrationsView(Vertical):
 
         self.run_worker(run, thread=True, group="int-act", exit_on_error=False)
 
+    def _confirmed_work(
+        self,
+        area: str,
+        question: Confirm,
+        job: Callable[[], tuple[str, str | None, str | None]],
+        refusal: type[Exception],
+        declined: str,
+    ) -> None:
+        """``_work`` once ``question`` is answered yes; a cancel only says ``declined``."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._work(area, job, refusal)
+            else:
+                self._msg(area, declined)
+
+        self.app.push_screen(question, answered)
+
     def on_integrations_view_done(self, event: Done) -> None:
         self._msg(event.area, event.line)
         if event.secret is not None:
@@ -317,16 +335,8 @@ class IntegrationsView(Vertical):
         if row is not None and row.revoked:
             return self._work("key", job, keys.KeyRefused)  # revoke_key says why not: no question
         name = f" ({row.name})" if row else ""
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._work("key", job, keys.KeyRefused)
-            else:
-                self._msg("key", f"not revoked: {key_id}")
-
-        self.app.push_screen(
-            Confirm(f"Revoke API key {key_id}{name}? Its client gets 401 from now on.", "Revoke"), answered
-        )
+        question = Confirm(f"Revoke API key {key_id}{name}? Its client gets 401 from now on.", "Revoke")
+        self._confirmed_work("key", question, job, keys.KeyRefused, f"not revoked: {key_id}")
 
     def add_webhook(self) -> None:
         client, url, events = self._value("wh-client"), self._value("wh-url"), self._value("wh-events")
@@ -348,15 +358,8 @@ class IntegrationsView(Vertical):
             Webhooks(self.side).remove(sub_id)
             return f"removed {sub_id}: its pending deliveries will not be sent", None, None
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._work("wh", job, WebhookError)
-            else:
-                self._msg("wh", f"not removed: {sub_id}")
-
-        self.app.push_screen(
-            Confirm(f"Remove webhook {sub_id}{url}? Its pending deliveries die.", "Remove"), answered
-        )
+        question = Confirm(f"Remove webhook {sub_id}{url}? Its pending deliveries die.", "Remove")
+        self._confirmed_work("wh", question, job, WebhookError, f"not removed: {sub_id}")
 
     def retry_dead(self) -> None:
         did = self._selected("dl-table")
@@ -370,15 +373,8 @@ class IntegrationsView(Vertical):
             Webhooks(self.side).retry(did, self.clock())
             return f"queued {did} again: the delivery worker sends it, tries from zero", None, None
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._work("dl", job, WebhookError)
-            else:
-                self._msg("dl", f"not retried: {did}")
-
-        self.app.push_screen(
-            Confirm(f"Send delivery {did}{where} again? Its tries start from zero.", "Retry"), answered
-        )
+        question = Confirm(f"Send delivery {did}{where} again? Its tries start from zero.", "Retry")
+        self._confirmed_work("dl", question, job, WebhookError, f"not retried: {did}")
 
     def retry_all(self) -> None:
         # What Webhooks.retry(None) takes: the dead letters of the webhooks still there.
@@ -389,16 +385,8 @@ class IntegrationsView(Vertical):
         def job() -> tuple[str, str | None, str | None]:
             return f"{Webhooks(self.side).retry(None, self.clock())} deliveries queued again", None, None
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._work("dl", job, WebhookError)
-            else:
-                self._msg("dl", "none retried")
-
-        self.app.push_screen(
-            Confirm(f"Send all {n} dead deliveries again? Their tries start from zero.", "Retry all"),
-            answered,
-        )
+        question = Confirm(f"Send all {n} dead deliveries again? Their tries start from zero.", "Retry all")
+        self._confirmed_work("dl", question, job, WebhookError, "none retried")
 
     # -- secrets shown once ---------------------------------------------------------------------------
     def _show_secret(self, area: str, secret: str | None) -> None:
