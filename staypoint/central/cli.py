@@ -36,6 +36,7 @@ from staypoint.central.store import (
     store_url,
 )
 from staypoint.entry import run_group
+from staypoint.gc_tuning import tune_for_throughput
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import ProgramError, load_program
 from staypoint.mqtt_tls import OFFICE_PORT
@@ -123,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    tune_for_throughput()  # the ledger, programme and caches are loaded: frozen out of collections
     office.start(timeout=args.connect_timeout)
     print("head office serving", file=sys.stderr, flush=True)
     done.wait()

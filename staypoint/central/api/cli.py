@@ -104,6 +104,9 @@ def cmd_api(args: argparse.Namespace) -> None:
         key = app.state.services.create_key(name, scopes.split(","), props.split(","), datetime.now(UTC))
         print(key)
         return
+    from staypoint.gc_tuning import tune_for_throughput
+
+    tune_for_throughput()  # the app and its stores are built: frozen out of collections
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", workers=1)
 
 
