@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import gc
 import json
 import os
 import re
@@ -70,7 +69,7 @@ from staypoint.central.server import GROUP_BATCHES, HeadOffice, MqttSettings
 from staypoint.central.store_sqlite import SqliteLedgerStore
 from staypoint.edge.service import NodeService
 from staypoint.edge.sync.agent import SyncAgent, SyncConfig
-from staypoint.gc_tuning import tune_for_throughput
+from staypoint.gc_tuning import tuned_for_throughput
 from staypoint.loyalty.events import Event, iso, uuid7
 from staypoint.loyalty.program import default_program_text
 from staypoint.mqtt_tls import use_fleet_tls
@@ -390,14 +389,11 @@ def grouped_apply(tmp: Path, count: int) -> int:
     bodies = [json.loads(b) for (b,) in node.replica.conn.execute("SELECT body FROM outbox ORDER BY seq")]
     per = EVENTS_PER_BATCH
     batches = [("sha-lobby-08", bodies[i : i + per]) for i in range(0, len(bodies), per)]
-    defaults = gc.get_threshold()
-    tune_for_throughput()  # as central serve does once it has loaded what it keeps
-    started = time.perf_counter()
-    for i in range(0, len(batches), GROUP_BATCHES):
-        ledger.ingest_many(batches[i : i + GROUP_BATCHES], now())
-    rate = round(len(bodies) / (time.perf_counter() - started))
-    gc.unfreeze()  # the rest of the bench measures with the interpreter's defaults
-    gc.set_threshold(*defaults)
+    with tuned_for_throughput():  # as central serve runs; the rest of the bench with the defaults
+        started = time.perf_counter()
+        for i in range(0, len(batches), GROUP_BATCHES):
+            ledger.ingest_many(batches[i : i + GROUP_BATCHES], now())
+        rate = round(len(bodies) / (time.perf_counter() - started))
     ledger.store.close()
     node.close()
     return rate

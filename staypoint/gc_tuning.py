@@ -16,6 +16,8 @@ memory that waits for it is bounded by that count (a few MB at most).
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 YOUNG_ALLOCATIONS = 50_000  # net allocations between young collections (CPython's default: 700)
 OLDER_EVERY = (20, 100)  # young collections per middle one, middle ones per full one
@@ -26,3 +28,16 @@ def tune_for_throughput() -> None:
     gc.collect()  # what is garbage at start goes now, not into the frozen set
     gc.freeze()
     gc.set_threshold(YOUNG_ALLOCATIONS, *OLDER_EVERY)
+
+
+@contextmanager
+def tuned_for_throughput() -> Iterator[None]:
+    """``tune_for_throughput`` for a while, then the interpreter's settings again (a bench that
+    measures one service's path among others)."""
+    before = gc.get_threshold()
+    tune_for_throughput()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
