@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual._context import active_app
 from textual.pilot import Pilot
 
 from staypoint.edge import backup
@@ -164,8 +165,17 @@ class KioskUnit:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def do(self, fn: Callable[[Pilot[None]], Coroutine[Any, Any, Any]], timeout: float = 60.0) -> Any:
-        assert self.pilot is not None
-        return self.call(fn(self.pilot), timeout)
+        assert self.pilot is not None and self.app is not None
+        app, pilot = self.app, self.pilot
+
+        async def in_app() -> Any:
+            # A coroutine handed over from the test's thread runs in a context copied from that
+            # thread, where Textual's active_app is unset; a click whose pause happens to render
+            # a frame then fails (seen once in five loaded runs). Pilot's own tasks have it set.
+            active_app.set(app)
+            return await fn(pilot)
+
+        return self.call(in_app(), timeout)
 
     def status_bar(self) -> str:
         async def read(pilot: Pilot[None]) -> str:
