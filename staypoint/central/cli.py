@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import signal
 import socket
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from datetime import time as dtime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from staypoint.central.store import (
 )
 from staypoint.entry import run_group
 from staypoint.gc_tuning import tune_for_throughput
+from staypoint.loyalty import member_numbers, replicas
 from staypoint.loyalty.events import parse_iso
 from staypoint.loyalty.program import ProgramError, load_program
 from staypoint.mqtt_tls import OFFICE_PORT
@@ -261,6 +263,64 @@ def cmd_publish(args: argparse.Namespace) -> None:
     print(f"programme v{program.version} published ({program.name})")
 
 
+def cmd_replicas_assign(args: argparse.Namespace) -> None:
+    """Give every member its home hold and index every card: run once when the programme
+    turns to partial replicas, before the nodes bootstrap again (docs/scale.md)."""
+    ledger = _ledger(args, must_exist=True)
+    try:
+        program = ledger.program()
+        if program is None or not replicas.is_partial(program):
+            raise SystemExit(
+                'staypoint: the latest programme has [replicas] mode = "full": publish one with '
+                '"partial" first'
+            )
+        holds, cards = ledger.assign_replicas()
+    finally:
+        ledger.store.close()
+    print(f"{holds} home holds added, {cards} cards indexed")
+
+
+#: The property system's arrivals file: one member a line, at most this many lines.
+MAX_ARRIVALS = 100_000
+
+
+def cmd_replicas_arrivals(args: argparse.Namespace) -> None:
+    """The property system's arrivals (CSV: member,arrival): each member is held at the
+    property's nodes until ``arrival_days`` after the arrival, and their record goes out."""
+    arrivals: list[tuple[str, date]] = []
+    try:
+        with open(args.file, newline="", encoding="utf-8") as f:
+            for n, row in enumerate(csv.reader(f), 1):
+                if not row or (n == 1 and row[0].strip().lower() == "member"):
+                    continue
+                if n > MAX_ARRIVALS or len(row) != 2:
+                    raise SystemExit(
+                        f"staypoint: {args.file}:{n}: one 'member,arrival' a line, "
+                        f"at most {MAX_ARRIVALS:,} lines"
+                    )
+                try:
+                    number = member_numbers.normalise(row[0])
+                    day = date.fromisoformat(row[1].strip())
+                except (member_numbers.MemberNumberError, ValueError) as exc:
+                    raise SystemExit(f"staypoint: {args.file}:{n}: {exc}") from None
+                arrivals.append((number, day))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"staypoint: {args.file}: {exc}") from None
+    ledger = _ledger(args, must_exist=True)
+    try:
+        program = ledger.program()
+        if program is None or not replicas.is_partial(program):
+            raise SystemExit(
+                'staypoint: the latest programme has [replicas] mode = "full": every node holds everyone'
+            )
+        if program.timezone_of(args.property) is None:
+            raise SystemExit(f"staypoint: the programme lists no property {args.property!r}")
+        changes = ledger.hold_arrivals(args.property, arrivals, datetime.now(UTC))
+    finally:
+        ledger.store.close()
+    print(f"{len(changes)} of {len(arrivals)} arriving members held at {args.property}")
+
+
 def cmd_stats(args: argparse.Namespace) -> None:
     ledger = _ledger(args, must_exist=True)
     try:
@@ -432,6 +492,17 @@ def register(sub: Any) -> None:
     add_store_option(p)
     p.add_argument("program", help="the programme document (TOML, docs/programme.md)")
     p.set_defaults(fn=cmd_publish)
+    rep = central.add_parser(
+        "replicas", help="partial replicas: which members each node holds"
+    ).add_subparsers(dest="replicas_cmd", required=True, metavar="COMMAND")
+    p = rep.add_parser("assign", help="give every member its home hold (switching to partial replicas)")
+    add_store_option(p)
+    p.set_defaults(fn=cmd_replicas_assign)
+    p = rep.add_parser("arrivals", help="hold the property system's arriving members at their property")
+    add_store_option(p)
+    p.add_argument("property", help="the property code, as [[properties]] lists it")
+    p.add_argument("file", help="CSV: member,arrival (YYYY-MM-DD), one a line")
+    p.set_defaults(fn=cmd_replicas_arrivals)
     p = central.add_parser("stats", help="events, version, counters, open overdrafts")
     add_store_option(p)
     p.add_argument("--json", action="store_true")

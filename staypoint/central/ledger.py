@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from staypoint.central.store import Change, HoldRecord, LedgerStore
-from staypoint.loyalty import bounds, fold, tiers
+from staypoint.loyalty import bounds, fold, replicas, tiers
 from staypoint.loyalty.events import (
     Event,
     EventFormatError,
@@ -34,6 +34,7 @@ from staypoint.loyalty.events import (
 )
 from staypoint.loyalty.expiry import expiry_date
 from staypoint.loyalty.program import Program, parse_program
+from staypoint.loyalty.replicas import Hold as ReplicaHold
 
 DEFAULT_HOLD_TTL = timedelta(minutes=10)
 DELTA_LIMIT = 5000  # past this many changed keys a resync gets a snapshot instead
@@ -74,6 +75,10 @@ class _GroupState(threading.local):
         self.pending_stays: dict[str, tuple[str, str, int, int]] | None = None
         # Who posted each stay booked in this group (its event row is written at the end).
         self.stay_origin: dict[str, tuple[str, str | None]] = {}
+        # Partial replicas: what the group's events make a scope hold, and cards bound in it.
+        self.replica_holds: list[ReplicaHold] = []
+        self.cards: list[tuple[str, str]] = []
+        self.replicas_program: Program | None = None  # the latest programme, when it is partial
 
 
 class Ledger:
@@ -334,6 +339,10 @@ class Ledger:
             for kind, name, body_ in extra:
                 if kind == "deny":
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
+            if self._g.cards:
+                self.store.put_member_cards(self._g.cards)
+            if self._g.replica_holds:
+                self.store.put_replica_holds(self._g.replica_holds)
             results = [result for result, _, _ in parsed]
             if then is not None:
                 then(results)
@@ -344,6 +353,10 @@ class Ledger:
         self._g.prefetched = None
         self._g.pending_stays = {}
         self._g.stay_origin = {}
+        self._g.replica_holds = []
+        self._g.cards = []
+        latest = self.program()
+        self._g.replicas_program = latest if latest is not None and replicas.is_partial(latest) else None
         try:
             yield
         finally:
@@ -351,6 +364,20 @@ class Ledger:
             self._g.pending_stays = None
             self._g.stay_origin = {}
             self._g.group_docs = {}
+            self._g.replica_holds = []
+            self._g.cards = []
+
+    def _note_member(self, ev: Event, m: Mapping[str, Any]) -> None:
+        """A card bound (at enrolment or after) joins the card index; under partial replicas a
+        member enrolled is held in its home scope from then on."""
+        card = ev.data.get("card_hash")
+        if isinstance(card, str) and card:
+            self._g.cards.append((card, str(m["number"])))
+        program = self._g.replicas_program
+        if program is not None and ev.type == "member.enrolled" and m.get("home_property"):
+            self._g.replica_holds.append(
+                replicas.home_hold(program, str(m["number"]), str(m["home_property"]))
+            )
 
     def _member_doc(self, number: str) -> dict[str, Any] | None:
         if self._g.prefetched is not None:
@@ -446,6 +473,15 @@ class Ledger:
                 self._g.stay_origin[ev.id] = (ev.node, prop if isinstance(prop, str) else None)
             else:  # a void: the stay keeps nothing to take back a second time
                 self._put_stay(str(ev.data["stay"]), m["number"], *outcome.stay)
+        if ev.type in ("member.enrolled", "card.bound"):
+            self._note_member(ev, m)
+        elif ev.type == "stay.posted" and self._g.replicas_program is not None:
+            prop = ev.data.get("property")
+            prop = prop if isinstance(prop, str) and prop else self.store.node_property(ev.node)
+            if prop:
+                self._g.replica_holds.append(
+                    replicas.stay_hold(self._g.replicas_program, m["number"], prop, now)
+                )
         if outcome.voucher is not None:
             if ev.type == "voucher.used" and outcome.voucher.get("node") in self.revoked:
                 # Honoured (issued before the revocation, or the node would have refused it),
@@ -675,17 +711,133 @@ class Ledger:
 
     # -- resync ---------------------------------------------------------------------------------
 
-    def resync(self, from_version: int) -> tuple[str, int, list[Change] | Iterator[Change]]:
-        """("delta", to, changes) for a node a little behind, else ("snapshot", to, iterator)."""
+    def resync(
+        self, from_version: int, scopes: frozenset[str] | None = None
+    ) -> tuple[str, int, list[Change] | Iterator[Change]]:
+        """("delta", to, changes) for a node a little behind, else ("snapshot", to, iterator).
+
+        ``scopes``: a partial replica's (``node_scopes``): only the members it holds."""
         latest = self.store.latest_version()
         if from_version > 0:
             if from_version >= latest:
                 return "delta", latest, []
             changes = self.store.changes_since(from_version, DELTA_LIMIT)
             if changes is not None:
+                if scopes is not None:
+                    changes = self.held(changes, {"": scopes})[""]
                 return "delta", latest, changes
-        version, rows = self.store.snapshot()
+        version, rows = self.store.snapshot(scopes)
         return "snapshot", version, rows
+
+    # -- partial replicas (loyalty/replicas.py): which members each node holds ------------------------
+
+    def fleet_scopes(self) -> dict[str, frozenset[str]] | None:
+        """Each registered node's scopes under partial replicas; None when every node holds
+        every member (the programme's ``[replicas] mode`` is full, or there is no programme)."""
+        program = self.program()
+        if program is None or not replicas.is_partial(program):
+            return None
+        return {node: replicas.node_scopes(program, prop) for node, prop in self.store.node_properties()}
+
+    def node_scopes(self, node: str) -> frozenset[str] | None:
+        """One node's scopes under partial replicas (empty for a node of no property); None: full."""
+        program = self.program()
+        if program is None or not replicas.is_partial(program):
+            return None
+        prop = self.store.node_property(node)
+        return replicas.node_scopes(program, prop) if prop else frozenset()
+
+    def held(
+        self, changes: Sequence[Change], scopes_by_node: Mapping[str, frozenset[str]]
+    ) -> dict[str, list[Change]]:
+        """Each node's share of ``changes`` (in their order): its members' and everything that
+        is not a member's. One read of the holds for all the nodes."""
+        members = sorted({c.key for c in changes if c.kind in replicas.MEMBER_KINDS})
+        member_scopes = self.store.replica_scopes(members) if members else {}
+        shares: dict[frozenset[str], list[Change]] = {}
+        out: dict[str, list[Change]] = {}
+        for node, scopes in scopes_by_node.items():
+            share = shares.get(scopes)
+            if share is None:
+                share = shares[scopes] = [
+                    c for c in changes if replicas.held_change(c.kind, c.key, scopes, member_scopes)
+                ]
+            out[node] = share
+        return out
+
+    def fetch_member(
+        self, node: str, now: datetime, *, card_hash: str | None = None, number: str | None = None
+    ) -> dict[str, Any] | None:
+        """A member a partial node does not hold, asked for at its kiosk (by card or number):
+        head office's record, now held at the node's property (cached for ``fetched_days``);
+        None when head office has no such member.
+
+        The hold is written in the writer's transaction, before the record is read: any change
+        committed after it fans out to the node, any before it is in the record."""
+        program = self.program()
+        with self.store.transaction():
+            if number is None and card_hash is not None:
+                number = self.store.card_member(card_hash)
+            if number is None:
+                return None
+            prop = self.store.node_property(node)
+            if program is not None and replicas.is_partial(program) and prop:
+                if self.store.member(number) is None:
+                    return None
+                self.store.put_replica_holds([replicas.fetched_hold(program, number, prop, now)])
+            return self.store.member(number)
+
+    def hold_arrivals(
+        self, property_: str, arrivals: Sequence[tuple[str, date]], now: datetime
+    ) -> list[Change]:
+        """The property system's arrivals: each member is held at the property until
+        ``arrival_days`` after the arrival, and their record goes out again (a new change) so
+        the property's nodes have it before the guest reaches the lobby. Unknown members are
+        skipped. Returns the changes written (to fan out)."""
+        program = self.program()
+        if program is None or not replicas.is_partial(program):
+            return []
+        with self.store.transaction():
+            docs = self.store.members_many(sorted({m for m, _ in arrivals}))
+            holds = [replicas.arrival_hold(program, m, property_, day) for m, day in arrivals if m in docs]
+            self.store.put_replica_holds(holds)
+            records = [docs[h.member] for h in holds]
+            versions = self.store.put_members_logged(records)
+        return [Change(v, "member", d["number"], d) for v, d in zip(versions, records, strict=True)]
+
+    def release_replicas(self, now: datetime, limit: int = 10_000) -> dict[str, list[str]]:
+        """End the holds past their time; for each node, the members it no longer holds at all
+        (a member still held there for another reason, say its region, is kept)."""
+        fleet = self.fleet_scopes()
+        if fleet is None:
+            return {}
+        with self.store.transaction():
+            ended = self.store.expire_replica_holds(iso(now), limit)
+            if not ended:
+                return {}
+            remaining = self.store.replica_scopes(sorted({m for _, m in ended}))
+        out: dict[str, list[str]] = {}
+        for node, scopes in fleet.items():
+            gone = sorted(
+                {
+                    m
+                    for scope, m in ended
+                    if scope in scopes and not replicas.holds(scopes, remaining.get(m, set()))
+                }
+            )
+            if gone:
+                out[node] = gone
+        return out
+
+    def assign_replicas(self) -> tuple[int, int]:
+        """Give every member its home hold and index every card (``central replicas assign``,
+        run once when a programme turns to partial replicas); (holds added, cards indexed)."""
+        program = self.program()
+        if program is None:
+            return 0, 0
+        homes = {p.code: replicas.home_scope(program, p.code) for p in program.properties}
+        with self.store.transaction():
+            return self.store.backfill_replicas(homes)
 
     # -- quarantine and debts: what head office staff settle ----------------------------------------
 

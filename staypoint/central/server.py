@@ -6,14 +6,20 @@ Topics (docs/sync.md, Topics; the contract: docs/architecture.md):
     out  sp/v1/node/{node}/resend         {"epoch", "from"}: a gap, send again from here
     out  sp/v1/fleet/changes              {"from", "to", "changes"}: fan-out
     in   sp/v1/node/{node}/resync         {"from", "session"}
-    out  sp/v1/node/{node}/changes        resync parts (delta or snapshot, checksummed)
+    out  sp/v1/node/{node}/changes        resync parts (delta or snapshot, checksummed); under
+                                          partial replicas also the node's own fan-out
+                                          {"from", "to", "held": true, "changes"} (only what
+                                          it holds) and {"release": [members]} (holds ended)
     in   sp/v1/node/{node}/auth/request   MQTT 5 request (response topic + correlation data):
                                           {"kind": "points", "member", "points", "reward"} or
                                           {"kind": "value", "member", "amount"} (stored value)
                                           or {"kind": "first_pin", "member", "code", "pin_hash"}
                                           (an imported member's first PIN: node_first_pin.py)
+                                          or {"kind": "member", "card_hash" | "number"} (a
+                                          partial replica fetching a member it does not hold)
     out  sp/v1/node/{node}/auth/response  {"ok", "hold", "expires", "reason"}
-                                          (first_pin: {"ok", "member"} or {"ok", "reason", "code"})
+                                          (first_pin: {"ok", "member"} or {"ok", "reason", "code"};
+                                          member: {"ok": true, "member": record} or {"ok": false})
     out  sp/v1/fleet/digest               {"version", "members", "points"}, retained, from the ticker
 
 Event batches are handed from paho's network thread to one ingest thread, which applies
@@ -82,6 +88,8 @@ SNAPSHOT_WINDOW = 16  # snapshot parts in flight before waiting for PUBACKs
 GROUP_BATCHES = 32  # node batches applied in one ledger transaction at most
 PARK_SECONDS = 1.0  # shared ingest: a batch ahead of its stream waits this long for the gap to fill
 PARK_POLL = 0.01  # ... retried this often when nothing new arrives
+SCOPES_SECONDS = 5.0  # partial replicas: the fleet's scopes (registrations, the mode) re-read this often
+RELEASE_SECONDS = 60.0  # ... and ended holds looked for this often, by the leader
 JOBS_DAY_COUNTER = "serve_jobs_day"  # counters: the UTC day (ordinal) the leader last ran the jobs
 
 
@@ -218,6 +226,10 @@ class HeadOffice:
         # of it within one tick: it applies it, or sees the gap and resyncs.
         self._published_version = max(0, ledger.store.latest_version() - 1)
         self._lock = threading.Lock()  # one ledger operation at a time (network thread vs ticker)
+        # Partial replicas: each node's scopes (None: every node holds every member), when read.
+        self._scopes: dict[str, frozenset[str]] | None = None
+        self._scopes_at = float("-inf")
+        self._released_at = float("-inf")
         self._work: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
         # (node, events, mid, qos) waiting for the ingest thread; PUBACK only after the commit.
         self._batches: queue.Queue[tuple[str, list[Any], int, int] | None] = queue.Queue()
@@ -521,6 +533,11 @@ class HeadOffice:
         """Publish contiguous changes as ``{"from", "to", "changes"}`` parts."""
         if not changes:
             return
+        fleet = self._fleet_scopes()
+        if fleet is not None:
+            self._fan_out_held(fleet, changes[0].version - 1, changes[-1].version, changes)
+            self._published_version = max(self._published_version, changes[-1].version)
+            return
         # Each change is encoded once and the parts are spliced (the same bytes as dumping
         # {"v", "from", "to", "changes"} whole, without serialising every record twice).
         part: list[bytes] = []
@@ -539,6 +556,74 @@ class HeadOffice:
     def _publish_part(self, first: int, last: int, part: list[bytes]) -> None:
         head = b'{"v":1,"from":%d,"to":%d,"changes":[' % (first - 1, last)
         self.client.publish("sp/v1/fleet/changes", head + b",".join(part) + b"]}", qos=1)
+
+    # -- partial replicas: each node its own fan-out (loyalty/replicas.py) ------------------------
+
+    def _fleet_scopes(self) -> dict[str, frozenset[str]] | None:
+        """Each node's scopes under partial replicas (re-read every ``SCOPES_SECONDS``); None
+        while every node holds every member (then the fan-out is one fleet-wide message)."""
+        now = time.monotonic()
+        if now - self._scopes_at >= SCOPES_SECONDS:
+            self._scopes = self.ledger.fleet_scopes()
+            self._scopes_at = now
+        return self._scopes
+
+    def _fan_out_held(
+        self, fleet: dict[str, frozenset[str]], start: int, end: int, changes: list[Change]
+    ) -> None:
+        """Send each node its share of the changes in (start, end] on its own topic.
+
+        A part says ``held``: it carries every change of (from, to] that the node holds, and
+        may carry none (it still moves the node's version). Each change is encoded once, for
+        all the nodes that get it."""
+        shares = self.ledger.held(changes, fleet)
+        wires: dict[int, bytes] = {}
+        for node, share in shares.items():
+            part: list[bytes] = []
+            size, first = 0, start
+            for i, change in enumerate(share):
+                wire = wires.get(change.version)
+                if wire is None:
+                    wire = wires[change.version] = dumps(change.to_wire())
+                if part and size + len(wire) + 1 > CHUNK_BYTES:
+                    last = share[i - 1].version
+                    self._publish_held(node, first, last, part)
+                    part, size, first = [], 0, last
+                part.append(wire)
+                size += len(wire) + 1
+            self._publish_held(node, first, end, part)
+        self.handled["held_fan_out"] += len(shares)
+
+    def _publish_held(self, node: str, first: int, last: int, part: list[bytes]) -> None:
+        head = b'{"v":1,"from":%d,"to":%d,"held":true,"changes":[' % (first, last)
+        self.client.publish(f"sp/v1/node/{node}/changes", head + b",".join(part) + b"]}", qos=1)
+
+    def _release_replicas(self) -> None:
+        """Under ``_lock``, the leader: tell each node the members whose holds there ended."""
+        now = time.monotonic()
+        if now - self._released_at < RELEASE_SECONDS or self._fleet_scopes() is None:
+            return
+        self._released_at = now
+        for node, members in self.ledger.release_replicas(self.clock()).items():
+            for i in range(0, len(members), 2000):
+                body = {"v": 1, "release": members[i : i + 2000]}
+                self.client.publish(f"sp/v1/node/{node}/changes", dumps(body), qos=1)
+            self.handled["replica_releases"] += len(members)
+
+    def _fetch(self, node: str, body: dict[str, Any], response_topic: str, out: Properties) -> None:
+        """Under ``_lock``: a member a partial node does not hold, by card hash or number; the
+        record itself is the answer (and the member is held at the node's property from now)."""
+        card, number = body.get("card_hash"), body.get("number")
+        if isinstance(card, str) and 0 < len(card) <= 128 and number is None:
+            doc = self.ledger.fetch_member(node, self.clock(), card_hash=card)
+        elif isinstance(number, str) and 0 < len(number) <= 32 and card is None:
+            doc = self.ledger.fetch_member(node, self.clock(), number=number)
+        else:
+            self._drop("wrong_type", f"sp/v1/node/{node}/auth/request")
+            return
+        self.handled["member_fetches"] += 1
+        answer: dict[str, Any] = {"ok": True, "member": doc} if doc is not None else {"ok": False}
+        self.client.publish(response_topic, dumps(answer), qos=1, properties=out)
 
     def _resync(self, node: str, body: dict[str, Any]) -> None:
         from_version, session = body.get("from"), body.get("session")
@@ -567,6 +652,9 @@ class HeadOffice:
         out.CorrelationData = correlation
         if body.get("kind") == "first_pin":  # not a hold: a one-time code and a pin.set event
             self._first_pin(node, body, response_topic, out)
+            return
+        if body.get("kind") == "member":  # not a hold: a partial replica's member, fetched
+            self._fetch(node, body, response_topic, out)
             return
         # kind: "points" (a redemption; absent from a node of before stored-value holds) or
         # "value" (a stored-value payment: amount is the contract's decimal string).
@@ -618,6 +706,7 @@ class HeadOffice:
                     if not self._was_leader:
                         self._take_over()
                     self.ledger.expire_holds(self.clock())
+                    self._release_replicas()
                     self._daily_jobs()
                     latest = self._catch_up()
                     self._publish_digest(latest)
@@ -680,6 +769,11 @@ class HeadOffice:
         if changes is None:
             start = latest - 1
             changes = self.ledger.store.changes_since(start, 1) or []
+        fleet = self._fleet_scopes()
+        if fleet is not None:
+            self._fan_out_held(fleet, start, latest, changes)
+            self._published_version = latest
+            return latest
         for part in chunk_changes(changes):
             end = int(part[-1]["version"])
             payload = {"v": 1, "from": start, "to": end, "changes": part}
@@ -737,7 +831,7 @@ class HeadOffice:
 
     def _answer_resync(self, node: str, session: str, from_version: int) -> None:
         with self._lock:
-            mode, to, changes = self.ledger.resync(from_version)
+            mode, to, changes = self.ledger.resync(from_version, self.ledger.node_scopes(node))
             if mode == "delta":
                 changes = list(changes)  # read now, under the lock, from the writer's view
         topic = f"sp/v1/node/{node}/changes"

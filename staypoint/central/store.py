@@ -15,11 +15,13 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
+
+from staypoint.loyalty.replicas import Hold
 
 T = TypeVar("T")
 
@@ -217,6 +219,10 @@ class LedgerStore(Protocol):
 
     def node_property(self, node: str) -> str | None: ...
 
+    def node_properties(self) -> list[tuple[str, str]]:
+        """Every registered node and its property."""
+        ...
+
     def alarms(self) -> list[dict[str, Any]]: ...
 
     def bump_counter(self, name: str, by: int = 1) -> None: ...
@@ -233,8 +239,9 @@ class LedgerStore(Protocol):
         more than ``limit`` keys changed (the caller sends a snapshot instead)."""
         ...
 
-    def snapshot(self) -> tuple[int, Iterator[Change]]:
-        """(version, the current state as changes) from one consistent read."""
+    def snapshot(self, scopes: Collection[str] | None = None) -> tuple[int, Iterator[Change]]:
+        """(version, the current state as changes) from one consistent read; with ``scopes``,
+        only the members held in them (a partial replica's snapshot, loyalty/replicas.py)."""
         ...
 
     def digest(self) -> tuple[int, int, int]:
@@ -263,6 +270,32 @@ class LedgerStore(Protocol):
     def voucher_counts(self) -> dict[str, int]: ...
 
     def member_by_card(self, card_hash: str) -> str | None: ...
+
+    # -- partial replicas (loyalty/replicas.py) ----------------------------------------------------------
+    def put_replica_holds(self, holds: Sequence[Hold]) -> None:
+        """Keep these holds; a hold only grows (a home hold stays one, the later end wins)."""
+        ...
+
+    def replica_scopes(self, members: Sequence[str]) -> dict[str, set[str]]:
+        """The scopes each of ``members`` is held in (a member held nowhere is absent)."""
+        ...
+
+    def expire_replica_holds(self, at: str, limit: int) -> list[tuple[str, str]]:
+        """Remove up to ``limit`` holds that ended before ``at``; the (scope, member) removed."""
+        ...
+
+    def put_member_cards(self, cards: Sequence[tuple[str, str]]) -> None:
+        """Index (card hash, member): what a node's online fetch by card looks up."""
+        ...
+
+    def card_member(self, card_hash: str) -> str | None:
+        """The member of an indexed card hash (one index probe, never a scan)."""
+        ...
+
+    def backfill_replicas(self, home_scopes: Mapping[str, str]) -> tuple[int, int]:
+        """Give every member its home hold (``home_scopes``: home property -> scope; a property
+        not in it is its own scope) and index every card; (holds added, cards added)."""
+        ...
 
 
 # -- choosing a store: the one place a URL becomes a ledger store -----------------------------------

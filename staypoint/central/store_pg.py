@@ -40,7 +40,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import astuple
 from decimal import Decimal
@@ -61,6 +61,7 @@ from staypoint.central.store import (
     StoreUnavailable,
     T,
 )
+from staypoint.loyalty.replicas import Hold
 
 log = logging.getLogger("staypoint.central.store")
 
@@ -199,6 +200,29 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE holds ADD COLUMN amount TEXT",
         ),
     ),
+    (
+        5,
+        (
+            # Partial replicas (loyalty/replicas.py): the members each scope's nodes hold, and
+            # the cards head office finds a member by when a node asks for one it does not hold.
+            """CREATE TABLE replica_holds (scope TEXT NOT NULL, member TEXT NOT NULL, reason TEXT NOT NULL,
+                until TEXT, PRIMARY KEY (scope, member))""",
+            "CREATE INDEX replica_holds_member ON replica_holds (member)",
+            "CREATE INDEX replica_holds_until ON replica_holds (until) WHERE until IS NOT NULL",
+            "CREATE TABLE member_cards (card TEXT PRIMARY KEY, member TEXT NOT NULL)",
+        ),
+    ),
+)
+
+# A hold only grows: a home hold (no end) stays one; otherwise the later end wins, with its reason.
+_HOLD_UPSERT = (
+    "INSERT INTO replica_holds (scope, member, reason, until) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (scope, member) DO UPDATE SET "
+    "reason = CASE WHEN replica_holds.until IS NULL THEN replica_holds.reason "
+    "WHEN excluded.until IS NULL OR excluded.until >= replica_holds.until THEN excluded.reason "
+    "ELSE replica_holds.reason END, "
+    "until = CASE WHEN replica_holds.until IS NULL OR excluded.until IS NULL THEN NULL "
+    "ELSE greatest(replica_holds.until, excluded.until) END"
 )
 
 
@@ -594,6 +618,61 @@ class PgLedgerStore:
             (number, name, at),
         )
 
+    # -- partial replicas (loyalty/replicas.py) -------------------------------------------------------
+    def put_replica_holds(self, holds: Sequence[Hold]) -> None:
+        if not holds:
+            return
+        with self._write_conn() as conn, conn.cursor() as cur:
+            cur.executemany(_HOLD_UPSERT, [(h.scope, h.member, h.reason, h.until) for h in holds])
+
+    def replica_scopes(self, members: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for member, scope in self._all(
+            "SELECT member, scope FROM replica_holds WHERE member = ANY(%s)", (list(members),)
+        ):
+            out.setdefault(str(member), set()).add(str(scope))
+        return out
+
+    def expire_replica_holds(self, at: str, limit: int) -> list[tuple[str, str]]:
+        with self._write_conn() as conn:
+            rows = conn.execute(
+                "DELETE FROM replica_holds WHERE (scope, member) IN (SELECT scope, member FROM replica_holds "
+                "WHERE until IS NOT NULL AND until < %s LIMIT %s) RETURNING scope, member",
+                (at, limit),
+            ).fetchall()
+        return [(str(scope), str(member)) for scope, member in rows]
+
+    def put_member_cards(self, cards: Sequence[tuple[str, str]]) -> None:
+        if not cards:
+            return
+        with self._write_conn() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO member_cards (card, member) VALUES (%s, %s) "
+                "ON CONFLICT (card) DO UPDATE SET member = excluded.member",
+                list(cards),
+            )
+
+    def card_member(self, card_hash: str) -> str | None:
+        value = self._one("SELECT member FROM member_cards WHERE card = %s", (card_hash,))
+        return None if value is None else str(value)
+
+    def backfill_replicas(self, home_scopes: Mapping[str, str]) -> tuple[int, int]:
+        # Counted by the statements themselves (a pipelined statement's rowcount is not known).
+        with self._write_conn() as conn:
+            holds = conn.execute(
+                "WITH added AS (INSERT INTO replica_holds (scope, member, reason, until) "
+                "SELECT coalesce(%s::jsonb ->> (doc->>'home_property'), 'p:' || (doc->>'home_property')), "
+                "number, 'home', NULL FROM members WHERE coalesce(doc->>'home_property', '') <> '' "
+                "ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM added",
+                (Jsonb(dict(home_scopes)),),
+            ).fetchone()
+            cards = conn.execute(
+                "WITH added AS (INSERT INTO member_cards (card, member) "
+                "SELECT c, number FROM members, jsonb_array_elements_text(doc->'cards') AS c "
+                "ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM added"
+            ).fetchone()
+        return int(holds[0]) if holds else 0, int(cards[0]) if cards else 0
+
     def member_by_card(self, card_hash: str) -> str | None:
         """The member whose record lists this keyed card hash."""
         value = self._one("SELECT number FROM members WHERE doc->'cards' ? %s LIMIT 1", (card_hash,))
@@ -808,7 +887,7 @@ class PgLedgerStore:
         assert row is not None
         return int(row[0] or 0), int(row[1]), int(row[2])
 
-    def snapshot(self) -> tuple[int, Iterator[Change]]:
+    def snapshot(self, scopes: Collection[str] | None = None) -> tuple[int, Iterator[Change]]:
         # Its own connection in one REPEATABLE READ transaction: one consistent view.
         conn = psycopg.connect(self.url, **self._liveness)  # type: ignore[arg-type]
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -829,7 +908,14 @@ class PgLedgerStore:
                     yield Change(0, "revocation", str(node), dict(body))
                 with conn.cursor(name="snapshot_members") as cur:
                     cur.itersize = 2000
-                    cur.execute("SELECT number, doc FROM members")
+                    if scopes is None:
+                        cur.execute("SELECT number, doc FROM members")
+                    else:
+                        cur.execute(
+                            "SELECT number, doc FROM members WHERE number IN "
+                            "(SELECT member FROM replica_holds WHERE scope = ANY(%s))",
+                            (sorted(scopes),),
+                        )
                     for number, doc in cur:
                         yield Change(0, "member", str(number), dict(doc))
                 for code, doc in conn.execute("SELECT code, doc FROM vouchers").fetchall():
@@ -862,6 +948,9 @@ class PgLedgerStore:
             "ON CONFLICT (node) DO UPDATE SET property = excluded.property",
             (node, property_),
         )
+
+    def node_properties(self) -> list[tuple[str, str]]:
+        return [(str(n), str(p)) for n, p in self._all("SELECT node, property FROM node_properties")]
 
     def node_property(self, node: str) -> str | None:
         rows = self._all("SELECT property FROM node_properties WHERE node = %s", (node,))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import astuple
 from decimal import Decimal
@@ -21,6 +21,7 @@ from staypoint.central.store import (
     StoredEvent,
     T,
 )
+from staypoint.loyalty.replicas import Hold
 from staypoint.sqlitetx import immediate
 
 SCHEMA = (
@@ -64,10 +65,27 @@ SCHEMA = (
         UNIQUE (node, epoch, seq))""",
     "CREATE TABLE IF NOT EXISTS node_properties (node TEXT PRIMARY KEY, property TEXT NOT NULL) "
     "WITHOUT ROWID",
+    # Partial replicas (loyalty/replicas.py): the members each scope's nodes hold, and the
+    # cards head office can find a member by when a node asks for one it does not hold.
+    """CREATE TABLE IF NOT EXISTS replica_holds (scope TEXT NOT NULL, member TEXT NOT NULL,
+        reason TEXT NOT NULL, until TEXT, PRIMARY KEY (scope, member)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS replica_holds_member ON replica_holds (member)",
+    "CREATE INDEX IF NOT EXISTS replica_holds_until ON replica_holds (until) WHERE until IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS member_cards (card TEXT PRIMARY KEY, member TEXT NOT NULL) WITHOUT ROWID",
     # Requests a node made of head office (a void of spent points, a member reported).
     """CREATE TABLE IF NOT EXISTS reviews (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
         kind TEXT NOT NULL, member TEXT, node TEXT NOT NULL, detail TEXT NOT NULL, body TEXT NOT NULL,
         at TEXT NOT NULL, outcome TEXT, closed_by TEXT, closed_at TEXT)""",
+)
+# A hold only grows: a home hold (no end) stays one; otherwise the later end wins, with its reason.
+_HOLD_UPSERT = (
+    "INSERT INTO replica_holds (scope, member, reason, until) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope, member) DO UPDATE SET "
+    "reason = CASE WHEN replica_holds.until IS NULL THEN replica_holds.reason "
+    "WHEN excluded.until IS NULL OR excluded.until >= replica_holds.until THEN excluded.reason "
+    "ELSE replica_holds.reason END, "
+    "until = CASE WHEN replica_holds.until IS NULL OR excluded.until IS NULL THEN NULL "
+    "ELSE max(replica_holds.until, excluded.until) END"
 )
 # Columns added after the first release: (table, column, definition).
 ADDED_COLUMNS = (
@@ -472,7 +490,7 @@ class SqliteLedgerStore:
             ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
-    def snapshot(self) -> tuple[int, Iterator[Change]]:
+    def snapshot(self, scopes: Collection[str] | None = None) -> tuple[int, Iterator[Change]]:
         # Its own connection and read transaction: a consistent view while the writer goes on.
         conn = self._connect()
         conn.execute("BEGIN")
@@ -489,7 +507,15 @@ class SqliteLedgerStore:
                     "SELECT key, body FROM changes WHERE kind = 'revocation' ORDER BY version"
                 ):
                     yield Change(0, "revocation", str(node), json.loads(body))
-                for number, doc in conn.execute("SELECT number, doc FROM members"):
+                if scopes is None:
+                    members = conn.execute("SELECT number, doc FROM members")
+                else:
+                    members = conn.execute(
+                        "SELECT number, doc FROM members WHERE number IN (SELECT member FROM "
+                        "replica_holds WHERE scope IN (SELECT value FROM json_each(?)))",
+                        (json.dumps(sorted(scopes)),),
+                    )
+                for number, doc in members:
                     yield Change(0, "member", str(number), json.loads(doc))
                 for code, doc in conn.execute("SELECT code, doc FROM vouchers"):
                     yield Change(0, "voucher", str(code), json.loads(doc))
@@ -522,6 +548,9 @@ class SqliteLedgerStore:
         self.conn.execute(
             "INSERT OR REPLACE INTO node_properties (node, property) VALUES (?, ?)", (node, property_)
         )
+
+    def node_properties(self) -> list[tuple[str, str]]:
+        return [(str(n), str(p)) for n, p in self.conn.execute("SELECT node, property FROM node_properties")]
 
     def node_property(self, node: str) -> str | None:
         value = self._one("SELECT property FROM node_properties WHERE node = ?", (node,))
@@ -560,6 +589,49 @@ class SqliteLedgerStore:
             "WHERE json_extract(doc, '$.status') <> 'voided' GROUP BY 1"
         ).fetchall()
         return {str(r): int(n) for r, n in rows}
+
+    # -- partial replicas (loyalty/replicas.py) -------------------------------------------------------
+    def put_replica_holds(self, holds: Sequence[Hold]) -> None:
+        self.conn.executemany(_HOLD_UPSERT, [(h.scope, h.member, h.reason, h.until) for h in holds])
+
+    def replica_scopes(self, members: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for member, scope in self.conn.execute(
+            "SELECT member, scope FROM replica_holds WHERE member IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(members)),),
+        ):
+            out.setdefault(str(member), set()).add(str(scope))
+        return out
+
+    def expire_replica_holds(self, at: str, limit: int) -> list[tuple[str, str]]:
+        rows = self.conn.execute(
+            "DELETE FROM replica_holds WHERE (scope, member) IN (SELECT scope, member FROM replica_holds "
+            "WHERE until IS NOT NULL AND until < ? LIMIT ?) RETURNING scope, member",
+            (at, limit),
+        ).fetchall()
+        return [(str(scope), str(member)) for scope, member in rows]
+
+    def put_member_cards(self, cards: Sequence[tuple[str, str]]) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO member_cards (card, member) VALUES (?, ?)", cards)
+
+    def card_member(self, card_hash: str) -> str | None:
+        value = self._one("SELECT member FROM member_cards WHERE card = ?", (card_hash,))
+        return None if value is None else str(value)
+
+    def backfill_replicas(self, home_scopes: Mapping[str, str]) -> tuple[int, int]:
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO replica_holds (scope, member, reason, until) "
+            "SELECT coalesce((SELECT value FROM json_each(:scopes) WHERE key = h.home), 'p:' || h.home), "
+            "h.number, 'home', NULL FROM (SELECT number, json_extract(doc, '$.home_property') AS home "
+            "FROM members) AS h WHERE h.home IS NOT NULL AND h.home <> ''",
+            {"scopes": json.dumps(dict(home_scopes))},
+        )
+        holds = cur.rowcount
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO member_cards (card, member) "
+            "SELECT j.value, m.number FROM members AS m, json_each(m.doc, '$.cards') AS j"
+        )
+        return holds, cur.rowcount
 
     def member_by_card(self, card_hash: str) -> str | None:
         """The member whose record lists this keyed card hash (a scan: console use only)."""

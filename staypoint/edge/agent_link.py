@@ -26,6 +26,12 @@ Wire format (one request per connection, each line at most :data:`MAX_LINE` byte
     <- {"ok": true, "set": true}                 (head office set it: ``pin.set`` is on its way)
     <- {"ok": true, "set": null}                 (no answer in time, or the link is down)
     <- {"ok": false, "denied": str, "code": str} (head office said no: wrong code, used, ...)
+    -> {"op": "member", "card_hash": str, "timeout": float}   or
+    -> {"op": "member", "member": str, "timeout": float}
+       (a partial replica: a member it does not hold, fetched from head office into the replica)
+    <- {"ok": true, "found": true}               (in the replica now: read it again)
+    <- {"ok": true, "found": false}              (head office has no such member)
+    <- {"ok": true, "found": null}               (no answer in time, or the link is down)
 """
 
 from __future__ import annotations
@@ -179,6 +185,21 @@ class AgentLink:
         if "denied" in answer:
             return FirstPinAnswer.refused(answer.get("denied"), answer.get("code"))
         return None  # refused at the socket: as with no agent at all
+
+    def fetch_member(self, card_hash: str | None, number: str | None) -> bool | None:
+        """A member this partial replica does not hold, fetched into it through the agent (by
+        card hash or number). True: read the replica again; False: head office has none;
+        None: no answer (offline, or no agent)."""
+        request: dict[str, Any] = {"op": "member", "timeout": self.timeout}
+        if card_hash is not None:
+            request["card_hash"] = card_hash
+        else:
+            request["member"] = number
+        answer = self._ask(request, self.timeout + REPLY_MARGIN_S)
+        if answer is None or answer.get("ok") is not True:
+            return None
+        found = answer.get("found")
+        return found if isinstance(found, bool) else None
 
     def status(self) -> LinkStatus:
         """The agent's real connection state; offline when the agent cannot be asked."""

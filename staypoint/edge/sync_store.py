@@ -483,6 +483,28 @@ def apply_members(
         )
 
 
+def release_members(conn: sqlite3.Connection, numbers: Sequence[str]) -> int:
+    """Forget members this partial replica no longer holds (head office ended their holds
+    here): their records, cards and fold marks. A member with an event of ours head office has
+    not acknowledged yet is kept (its record is what our overlay shows it on); the next
+    release, or a snapshot, takes it. Returns how many were removed."""
+    gone = [
+        str(n)
+        for (n,) in conn.execute(
+            "SELECT value FROM json_each(?) WHERE NOT EXISTS "
+            "(SELECT 1 FROM outbox WHERE member = value AND acked_at IS NULL)",
+            (json.dumps(list(numbers)),),
+        )
+    ]
+    if not gone:
+        return 0
+    listed = json.dumps(gone)
+    for table, column in (("cards", "member"), ("sync_folded", "member"), ("member_offline", "member")):
+        conn.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))", (listed,))
+    cur = conn.execute("DELETE FROM members WHERE number IN (SELECT value FROM json_each(?))", (listed,))
+    return int(cur.rowcount)
+
+
 def folded_marks(conn: sqlite3.Connection, member: str) -> dict[int, int]:
     """This node's (epoch -> seq) marks head office has folded into ``member``'s record."""
     return {

@@ -157,6 +157,30 @@ class Property:
     code: str
     name: str
     timezone: str
+    # The region a partial replica's home rule groups it in (``[replicas]``); "" for none.
+    region: str = ""
+
+
+class ReplicaMode(StrEnum):
+    FULL = "full"
+    PARTIAL = "partial"
+
+
+@dataclass(frozen=True)
+class ReplicaRules:
+    """``[replicas]`` (optional): which members each node's replica holds.
+
+    ``full`` (the default): every node holds every member. ``partial``: a node holds the
+    members whose home property is its own or in its region, members who stayed at its
+    property in the last ``stay_days``, members fetched online there in the last
+    ``fetched_days``, and members with an arrival in the property system's feed within
+    ``arrival_days``; head office fans out only those (``staypoint.loyalty.replicas``).
+    """
+
+    mode: ReplicaMode = ReplicaMode.FULL
+    stay_days: int = 365
+    fetched_days: int = 90
+    arrival_days: int = 14
 
 
 @dataclass(frozen=True)
@@ -191,6 +215,7 @@ class Program:
     # [qualification] qualify_on: which of a stay's points count towards status.
     qualify_on: QualifyOn = QualifyOn.ALL_POINTS
     properties: tuple[Property, ...] = ()
+    replicas: ReplicaRules = field(default_factory=ReplicaRules)
     source_text: str = field(default="", compare=False, repr=False)
 
     @property
@@ -372,6 +397,7 @@ CORE_SECTIONS = (
     "offers",
     "bounds",
     "properties",
+    "replicas",
 )
 #: Every section a programme document may have, in the one list ``parse_program`` admits
 #: (the core, the online ones, then ``[referrals]``): what a tool or test enumerates.
@@ -523,7 +549,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         )
     properties: list[Property] = []
     for pr in root.tables("properties", required=False):
-        pr.only("code", "name", "timezone")
+        pr.only("code", "name", "timezone", "region")
         code = _code(pr)
         if len(code) > 32:
             raise pr.fail("code", f"at most 32 characters, got {len(code)}")
@@ -534,7 +560,19 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
             localtime.zone(tz)
         except localtime.ZoneError as exc:
             raise pr.fail("timezone", str(exc)) from None
-        properties.append(Property(code=code, name=pr.str_("name")[:200], timezone=tz))
+        region = pr.str_("region") if pr.has("region") else ""
+        if len(region) > 32:
+            raise pr.fail("region", f"at most 32 characters, got {len(region)}")
+        properties.append(Property(code=code, name=pr.str_("name")[:200], timezone=tz, region=region))
+    replicas = ReplicaRules()
+    if root.has("replicas"):
+        rp = root.table("replicas").only("mode", "stay_days", "fetched_days", "arrival_days")
+        replicas = ReplicaRules(
+            mode=rp.enum("mode", ReplicaMode, "full"),
+            stay_days=rp.int_("stay_days", 365, minimum=1, maximum=3660),
+            fetched_days=rp.int_("fetched_days", 90, minimum=1, maximum=3660),
+            arrival_days=rp.int_("arrival_days", 14, minimum=1, maximum=366),
+        )
     online = parse_online(raw, frozenset(tier_codes), source)
     currency = head.str_("currency")
     if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
@@ -562,6 +600,7 @@ def parse_program(text: str, source: str = "<programme>") -> Program:
         referrals=referrals,
         qualify_on=qualify_on,
         properties=tuple(properties),
+        replicas=replicas,
         source_text=text,
     )
 

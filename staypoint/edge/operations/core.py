@@ -17,12 +17,18 @@ from staypoint.edge.keys import NodeKeys
 from staypoint.edge.operations.errors import BadInput, NotAllowed, UnknownMember
 from staypoint.edge.operations.views import Hold, StaffProof
 from staypoint.edge.replica import MemberRow, Replica
-from staypoint.loyalty import bounds, fold, member_numbers
+from staypoint.loyalty import bounds, fold, member_numbers, replicas
 from staypoint.loyalty.events import Event, EventType, iso, parse_iso, uuid7
 from staypoint.loyalty.program import Program, parse_program
 from staypoint.loyalty.redemption import OfflineState
 from staypoint.loyalty.roles import RoleRefusal, Task
 from staypoint.loyalty.roles import check as check_role
+
+#: What a partial replica says of a member it does not hold when head office cannot be asked.
+OFFLINE_UNKNOWN = (
+    "This member is not on this kiosk and head office cannot be reached just now: "
+    "you can join here, or the front desk can help"
+)
 
 
 class Authoriser(Protocol):
@@ -33,6 +39,11 @@ class Authoriser(Protocol):
 
     def authorise_value(self, member: str, amount: Decimal, now: datetime) -> Hold | None: ...
 
+    def fetch_member(self, card_hash: str | None, number: str | None) -> bool | None:
+        """A partial replica's member fetched into the replica (by card hash or number).
+        True: it is there now; False: head office has no such member; None: no answer."""
+        ...
+
 
 class OfflineOnly:
     """No head office: every redemption and payment is judged by the offline limits."""
@@ -41,6 +52,9 @@ class OfflineOnly:
         return None
 
     def authorise_value(self, member: str, amount: Decimal, now: datetime) -> Hold | None:
+        return None
+
+    def fetch_member(self, card_hash: str | None, number: str | None) -> bool | None:
         return None
 
 
@@ -151,8 +165,26 @@ class NodeCore:
             raise BadInput(str(exc)) from None
         row = self.replica.member(number)
         if row is None:
-            raise UnknownMember(f"no member {number} on this node")
+            found = self.fetch(number=number)
+            row = self.replica.member(number) if found else None
+            if row is None:
+                raise UnknownMember(
+                    OFFLINE_UNKNOWN if found is None and self.partial else f"no member {number} on this node"
+                )
         return row
+
+    @property
+    def partial(self) -> bool:
+        """Whether this replica holds a subset of the members (``[replicas] mode = "partial"``)."""
+        return replicas.is_partial(self.program)
+
+    def fetch(self, *, card_hash: str | None = None, number: str | None = None) -> bool | None:
+        """A member this partial replica does not hold, fetched from head office into it (one
+        round trip through the agent). True: read the replica again; False: head office has no
+        such member; None: it could not be asked (offline), or this replica holds everyone."""
+        if not self.partial:
+            return False
+        return self.authoriser.fetch_member(card_hash, number)
 
     def offline_state(self, member: MemberRow) -> OfflineState:
         """What the offline limits weigh for this member now: counters since the last contact."""

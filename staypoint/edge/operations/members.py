@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from staypoint.edge.operations.core import NodeCore, require_role, require_utc, utc_today
+from staypoint.edge.operations.core import OFFLINE_UNKNOWN, NodeCore, require_role, require_utc, utc_today
 from staypoint.edge.operations.errors import BadInput, NotAllowed, PinLocked, UnknownCard, WrongPin
 from staypoint.edge.operations.views import Activity, MemberSummary, PinProof, StaffProof
 from staypoint.edge.replica import MemberRow
@@ -58,6 +58,11 @@ class Members:
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         number = self.replica.member_by_card(h)
+        if number is None:
+            found = self.core.fetch(card_hash=h)  # a partial replica: head office may hold them
+            number = self.replica.member_by_card(h) if found else None
+            if number is None and found is None and self.core.partial:
+                raise UnknownCard(OFFLINE_UNKNOWN)
         if number is None:
             raise UnknownCard("this card is not registered: please see the front desk")
         row = self.replica.member(number)

@@ -150,6 +150,9 @@ class SyncAgent:
         # Read here, from this module, so a test can lower the bound for the agents it makes.
         self.downstream = Downstream(ctx, self.upstream, held_max=HELD_CHANGES_MAX, progress=progress)
         self.authorisation = Authorisation(ctx)
+        # A member fetched online (partial replicas) goes into the replica on this thread,
+        # before the kiosk that asked is told it is there.
+        self.authorisation.store_member = self.downstream.store_fetched
         self.latencies: deque[float] = self.upstream.latencies
         self.echo_rtts: deque[float] = self.authorisation.echo_rtts
         self.link_online = self.authorisation.link_online
@@ -157,6 +160,7 @@ class SyncAgent:
         self.request_authorisation = self.authorisation.request_authorisation
         self.request_value_authorisation = self.authorisation.request_value_authorisation
         self.request_first_pin = self.authorisation.request_first_pin
+        self.request_member = self.authorisation.request_member
         self._on_digest = self.downstream.on_digest
         self._on_fleet_changes = self.downstream.on_fleet_changes
         self._on_resync_part = self.downstream.on_resync_part
@@ -387,7 +391,7 @@ class SyncAgent:
                 self.upstream.on_resend(body)
             elif topic == self.topic("changes"):
                 self.ctx.contact()
-                self.downstream.on_resync_part(body)
+                self.downstream.on_node_changes(body)
             elif topic == "sp/v1/fleet/changes":
                 self.downstream.on_fleet_changes(body)
             elif topic == "sp/v1/fleet/digest":
@@ -483,6 +487,12 @@ class MqttAuthoriser:
         if self.agent is None:
             return None
         return self.agent.request_value_authorisation(member, amount, self.timeout)
+
+    def fetch_member(self, card_hash: str | None, number: str | None) -> bool | None:
+        """A partial replica's member fetched into the replica (by card hash or number)."""
+        if self.agent is None:
+            return None
+        return self.agent.request_member(card_hash, number, self.timeout)
 
     def ask_first_pin(self, member: str, code: str, pin_hash: str) -> FirstPinAnswer | None:
         """An imported member's first PIN (the node service's ``FirstPinChannel``)."""

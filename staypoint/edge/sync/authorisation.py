@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -52,6 +53,9 @@ class Authorisation:
         self._echo_at = 0.0
         self._echoes: deque[int] = deque(maxlen=8)
         self.echo_rtts: deque[float] = deque(maxlen=1000)
+        #: Stores a fetched member's record in the replica (the agent sets it to the
+        #: downstream's); True when it is there.
+        self.store_member: Callable[[dict[str, Any]], bool] | None = None
 
     # -- the link's real state ------------------------------------------------------------------
 
@@ -130,6 +134,20 @@ class Authorisation:
             return FirstPinAnswer(True)
         return FirstPinAnswer.refused(answer.get("reason"), answer.get("code"))
 
+    def request_member(self, card_hash: str | None, number: str | None, timeout: float) -> bool | None:
+        """Fetch a member this partial replica does not hold, by card hash or number, into the
+        replica (one round trip; head office holds them here from now on). True: it is in the
+        replica now; False: head office has no such member; None: no answer in time."""
+        payload: dict[str, Any] = {"kind": "member"}
+        if card_hash is not None:
+            payload["card_hash"] = card_hash
+        else:
+            payload["number"] = number
+        answer = self._ask_raw(payload, timeout)
+        if answer is None:
+            return None
+        return answer.get("ok") is True and answer.get("stored") is True
+
     def _ask_office(self, payload: dict[str, Any], timeout: float) -> Hold | None:
         answer = self._ask_raw(payload, timeout)
         if answer is None:
@@ -179,6 +197,12 @@ class Authorisation:
             self.ctx.drop("stale_auth")  # answered after the kiosk gave up: the hold just expires
             return
         self.ctx.contact()
+        if call.payload.get("kind") == "member":
+            # Stored here, on the agent's thread, before the asking thread wakes: it re-reads
+            # the replica and finds the member.
+            record = body.get("member")
+            stored = isinstance(record, dict) and self.store_member is not None and self.store_member(record)
+            body = {"ok": body.get("ok") is True, "stored": stored}
         call.answer = body
         call.done.set()
 

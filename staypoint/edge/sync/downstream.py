@@ -23,6 +23,7 @@ import orjson
 from staypoint.edge import sync_store
 from staypoint.edge.sync.context import MAX_VERSION, AgentContext, dumps, int_field
 from staypoint.edge.sync.upstream import Upstream
+from staypoint.loyalty import replicas
 from staypoint.loyalty.events import iso
 from staypoint.loyalty.program import ProgramError, parse_program
 
@@ -84,7 +85,8 @@ class Downstream:
         self.held_max = held_max
         self.progress = progress
         self.resync: ResyncSession | None = None
-        self._tier_ranks: tuple[int, dict[str, int]] = (-1, {})
+        # The replica's programme as the fan-out needs it: (version, tier ranks, partial replica).
+        self._tier_ranks: tuple[int, dict[str, int], bool] = (-1, {}, False)
         self._unfolded = sync_store.UnfoldedCache()
         self._digest: tuple[int, int, int] | None = None  # head office's (version, members, points)
         self.digest_ok: bool | None = None  # None: never at a digest's version with nothing pending
@@ -192,7 +194,7 @@ class Downstream:
         """Apply the fan-out held during a finished resync: what the answer covered is
         skipped by version, a gap asks for another resync (which holds the rest again)."""
         for body in sorted(rs.held, key=lambda b: (b["from"], b["to"])):  # validated on arrival
-            self.on_fleet_changes(body)
+            self.on_fleet_changes(body, own=body.get("held") is True)
             self.ctx.stats["held_parts_released"] += 1
         if rs.held_overflow:
             self.request_resync()  # some fan-out was forgotten: ask for what it carried
@@ -200,19 +202,30 @@ class Downstream:
     # -- fan-out ----------------------------------------------------------------------------------
 
     def _tier_ranks_now(self) -> dict[str, int]:
+        return self._program_now()[1]
+
+    def partial(self) -> bool:
+        """Whether this replica holds a subset of the members (``[replicas] mode = "partial"``):
+        its fan-out then comes on its own topic, and the fleet's digest is not its to match."""
+        return self._program_now()[2]
+
+    def _program_now(self) -> tuple[int, dict[str, int], bool]:
         conn = self.ctx.replica.conn
         row = conn.execute("SELECT value FROM node_meta WHERE key = 'program_version'").fetchone()
         version = int(row[0]) if row else 0
         if version != self._tier_ranks[0]:
             doc = conn.execute("SELECT document FROM programs WHERE version = ?", (version,)).fetchone()
             ranks: dict[str, int] = {}
+            partial = False
             if doc is not None:
                 try:
-                    ranks = {t.code: t.rank for t in parse_program(str(doc[0])).tiers}
+                    program = parse_program(str(doc[0]))
+                    ranks = {t.code: t.rank for t in program.tiers}
+                    partial = replicas.is_partial(program)
                 except ProgramError:
                     ranks = {}
-            self._tier_ranks = (version, ranks)
-        return self._tier_ranks[1]
+            self._tier_ranks = (version, ranks, partial)
+        return self._tier_ranks
 
     def _apply(self, changes: list[Any]) -> None:
         """Apply changes (caller's transaction); a malformed one is skipped and counted."""
@@ -236,12 +249,66 @@ class Downstream:
                 conn.execute("RELEASE one")
                 self.ctx.drop("bad_change")
 
-    def on_fleet_changes(self, body: dict[str, Any]) -> None:
-        """A fan-out part: applied past the applied version, held during a resync, a gap resyncs."""
+    def on_node_changes(self, body: dict[str, Any]) -> None:
+        """Our own changes topic: a resync part, or (partial replicas) our share of the fan-out,
+        or the members whose holds here ended."""
+        if "session" in body:
+            self.on_resync_part(body)
+        elif "release" in body:
+            self.on_release(body)
+        else:
+            self.on_fleet_changes(body, own=True)
+
+    def on_release(self, body: dict[str, Any]) -> None:
+        """Members head office no longer holds here: forgotten (unless we have unacknowledged
+        events of theirs), so the replica does not show a balance nobody keeps current."""
+        members = body.get("release")
+        if (
+            not isinstance(members, list)
+            or len(members) > 2000
+            or not all(isinstance(m, str) and 0 < len(m) <= 32 for m in members)
+        ):
+            self.ctx.drop("wrong_type")
+            return
+        with self.ctx.replica.write():
+            self.ctx.stats["members_released"] += sync_store.release_members(self.ctx.replica.conn, members)
+
+    def store_fetched(self, doc: dict[str, Any]) -> bool:
+        """A member fetched online (partial replicas): stored unless the fan-out brought a
+        record first (that one is newer). False when the record is malformed (counted)."""
+        number = doc.get("number")
+        if not isinstance(number, str):
+            self.ctx.drop("bad_change")
+            return False
+        with self.ctx.replica.write():
+            conn = self.ctx.replica.conn
+            if conn.execute("SELECT 1 FROM members WHERE number = ?", (number,)).fetchone() is not None:
+                return True
+            try:
+                conn.execute("SAVEPOINT fetched")
+                sync_store.apply_members(conn, self.ctx.node, [doc], self._tier_ranks_now(), self._unfolded)
+                conn.execute("RELEASE fetched")
+            except (sync_store.ChangeError, KeyError, ValueError, TypeError):
+                conn.execute("ROLLBACK TO fetched")
+                conn.execute("RELEASE fetched")
+                self.ctx.drop("bad_change")
+                return False
+        self.ctx.stats["members_fetched"] += 1
+        return True
+
+    def on_fleet_changes(self, body: dict[str, Any], *, own: bool = False) -> None:
+        """A fan-out part: applied past the applied version, held during a resync, a gap resyncs.
+
+        ``own``: it came on our own topic. A part there marked ``held`` (partial replicas) is
+        our share of (from, to]: it may carry no change, and need not end at ``to``."""
         ctx = self.ctx
         start, to, changes = int_field(body, "from"), int_field(body, "to"), body.get("changes")
         if start is None or to is None or not isinstance(changes, list) or start > to:
             ctx.drop("wrong_type")
+            return
+        held = own and body.get("held") is True
+        if not held and self.partial():
+            ctx.stats["fleet_fan_out_ignored"] += 1  # we hold a subset: ours comes on our own topic
             return
         # A part carries changes in rising version order inside (from, to], the last one at
         # ``to`` (a contiguous run, or a collapsed delta: the latest change per key). One
@@ -251,9 +318,9 @@ class Downstream:
             c["version"] for c in changes if isinstance(c, dict) and type(c.get("version")) is int
         ]
         if (
-            not versions
+            (not versions and not held)
             or len(versions) != len(changes)
-            or versions[-1] != to
+            or (versions and versions[-1] != to and not held)
             or any(not start < v <= to for v in versions)
             or any(a >= b for a, b in itertools.pairwise(versions))
             or to > MAX_VERSION
@@ -313,8 +380,8 @@ class Downstream:
     def check_digest(self) -> None:
         """Hold the replica against head office's last digest, when the two must be equal."""
         ctx = self.ctx
-        if self._digest is None or self.resync is not None:
-            return
+        if self._digest is None or self.resync is not None or self.partial():
+            return  # (a partial replica holds a subset: the fleet's sums are not its own)
         version, members, points = self._digest
         if self.upstream.ack_due is not None:
             with ctx.replica.write():

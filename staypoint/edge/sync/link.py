@@ -62,7 +62,8 @@ def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
 
 
 class LinkServer:
-    """Serves ``status``, ``authorise`` and ``first_pin`` for one agent on a Unix socket at ``path``."""
+    """Serves ``status``, ``authorise``, ``first_pin`` and ``member`` for one agent on a Unix socket
+    at ``path``."""
 
     def __init__(
         self,
@@ -200,7 +201,9 @@ class LinkServer:
             return self._authorise(request)
         if op == "first_pin":
             return self._first_pin(request)
-        return self._refuse("unknown_op", "op must be 'status', 'authorise' or 'first_pin'")
+        if op == "member":
+            return self._member(request)
+        return self._refuse("unknown_op", "op must be 'status', 'authorise', 'first_pin' or 'member'")
 
     def _read_line(self, conn: socket.socket) -> bytes | None:
         deadline = time.monotonic() + READ_TIMEOUT_S
@@ -307,6 +310,24 @@ class LinkServer:
             return {"ok": True, "set": True}
         self.served["denied"] += 1
         return {"ok": False, "denied": answer.reason, "code": answer.code}
+
+    def _member(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A member this partial replica does not hold, fetched by card hash or by number."""
+        card, number = request.get("card_hash"), request.get("member")
+        by_card = isinstance(card, str) and 0 < len(card) <= 128 and number is None
+        by_number = card is None and isinstance(number, str)
+        asked = _member_and_timeout(number if by_number else "card", request.get("timeout"))
+        if asked is None or not (by_card or by_number):
+            return self._refuse(
+                "wrong_type", "member needs a card hash or a member number and 0 < timeout <= 10"
+            )
+        self.served["member"] += 1
+        found = self.agent.request_member(
+            card if by_card else None, asked[0] if by_number else None, asked[1]
+        )
+        if found is None:
+            self.served["no_answer"] += 1
+        return {"ok": True, "found": found}
 
     def _refuse(self, reason: str, detail: str) -> dict[str, Any]:
         self._drop(reason, detail)
