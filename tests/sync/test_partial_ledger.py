@@ -203,3 +203,19 @@ def test_the_replicas_section_is_checked_when_the_programme_is_read() -> None:
         with pytest.raises(ProgramError) as err:
             parse_program(partial_text().replace(bad, field))
         assert "replicas" in str(err.value), err.value
+
+
+def test_a_node_forgets_released_members_but_keeps_one_with_events_not_yet_acknowledged(chain: Chain) -> None:
+    ada = chain.enrol("sha-lobby-01", "Ada L", "04A1")
+    cy = chain.enrol("sha-lobby-01", "Cy W", "04C3")
+    chain.upload("sha-lobby-01")
+    node = chain.nodes["sha-lobby-01"]
+    conn = node.replica.conn
+    with node.replica.write():
+        sync_store.mark_acked(conn, 1, chain.sent["sha-lobby-01"], NOW.isoformat())
+    node.post_stay(cy, "F-9", NOW, nights=1, revenue={Outlet.ROOM: Decimal("100")})  # not acked yet
+    with node.replica.write():
+        assert sync_store.release_members(conn, [ada, cy, "7000000000"]) == 1
+    assert node.replica.member(ada) is None and node.replica.member(cy) is not None
+    assert node.replica.member_by_card(node.keys.card_hash("04A1")) is None
+    assert node.replica.member_by_card(node.keys.card_hash("04C3")) == cy
