@@ -172,9 +172,9 @@ class Ledger:
                 doc.setdefault("folded", {})
                 doc.setdefault("cards", [])
                 doc.setdefault("blocked", False)
-            self.store.put_members(list(docs))
-            for doc in docs:
-                self.store.append_change("member", doc["number"], doc)
+            # Each record and its change in bulk (a statement per table, not a round trip per
+            # member: ten million members load in minutes on PostgreSQL too).
+            self.store.put_members_logged(list(docs))
 
     def member(self, number: str) -> dict[str, Any] | None:
         return self.store.member(number)
