@@ -129,10 +129,15 @@ class Ledger:
         return program
 
     def publish_program(self, text: str, now: datetime) -> list[Change]:
-        """Store a programme document and send it to the fleet (versioned)."""
+        """Store a programme document and send it to the fleet (versioned).
+
+        A programme with partial replicas gives every member their home hold in the same
+        transaction (``assign_replicas``), so no node ever resyncs against holds half made."""
         self._latest_seen = (float("-inf"), None)
         program = parse_program(text, "programme")
         with self.store.transaction():
+            if replicas.is_partial(program):
+                self.store.backfill_replicas(self._home_scopes(program))
             self.store.put_program(program.version, text)
             v = self.store.append_change(
                 "program",
@@ -830,14 +835,18 @@ class Ledger:
         return out
 
     def assign_replicas(self) -> tuple[int, int]:
-        """Give every member its home hold and index every card (``central replicas assign``,
-        run once when a programme turns to partial replicas); (holds added, cards indexed)."""
+        """Give every member its home hold and index every card (``central replicas assign``:
+        publishing a partial programme does it already; this repairs, say after a property
+        changed region); (holds added, cards indexed)."""
         program = self.program()
         if program is None:
             return 0, 0
-        homes = {p.code: replicas.home_scope(program, p.code) for p in program.properties}
         with self.store.transaction():
-            return self.store.backfill_replicas(homes)
+            return self.store.backfill_replicas(self._home_scopes(program))
+
+    @staticmethod
+    def _home_scopes(program: Program) -> dict[str, str]:
+        return {p.code: replicas.home_scope(program, p.code) for p in program.properties}
 
     # -- quarantine and debts: what head office staff settle ----------------------------------------
 

@@ -533,7 +533,7 @@ class HeadOffice:
         """Publish contiguous changes as ``{"from", "to", "changes"}`` parts."""
         if not changes:
             return
-        fleet = self._fleet_scopes()
+        fleet = self._scopes_for(changes)
         if fleet is not None:
             self._fan_out_held(fleet, changes[0].version - 1, changes[-1].version, changes)
             self._published_version = max(self._published_version, changes[-1].version)
@@ -567,6 +567,18 @@ class HeadOffice:
             self._scopes = self.ledger.fleet_scopes()
             self._scopes_at = now
         return self._scopes
+
+    def _scopes_for(self, changes: list[Change]) -> dict[str, frozenset[str]] | None:
+        """The scopes to fan ``changes`` out by. A programme among them may switch the mode:
+        the scopes are read again, and if either side of the switch is partial the whole run
+        goes out node by node (a partial node ignores the fleet topic, so the programme that
+        turns it full must reach it on its own; a full node takes its own topic too)."""
+        if not any(c.kind == "program" for c in changes):
+            return self._fleet_scopes()
+        before = self._scopes
+        self._scopes_at = float("-inf")
+        after = self._fleet_scopes()
+        return after if after is not None else before
 
     def _fan_out_held(
         self, fleet: dict[str, frozenset[str]], start: int, end: int, changes: list[Change]
@@ -769,7 +781,7 @@ class HeadOffice:
         if changes is None:
             start = latest - 1
             changes = self.ledger.store.changes_since(start, 1) or []
-        fleet = self._fleet_scopes()
+        fleet = self._scopes_for(changes)
         if fleet is not None:
             self._fan_out_held(fleet, start, latest, changes)
             self._published_version = latest

@@ -23,6 +23,7 @@ import pytest
 
 from staypoint.central.ledger import Ledger
 from staypoint.central.store_sqlite import SqliteLedgerStore
+from staypoint.cli.main import main
 from staypoint.edge.agent_link import AgentLink
 from staypoint.edge.operations.core import OFFLINE_UNKNOWN
 from staypoint.edge.service import NodeService, UnknownCard
@@ -185,3 +186,65 @@ async def test_each_node_holds_its_region_and_fetches_anyone_else_in_one_round_t
     finally:
         kiosk.close()
         link.stop()
+
+
+def test_a_full_chain_turned_partial_by_publishing_and_an_arrival_brought_in_by_the_feed(
+    fresh_mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The operator's path (docs/scale.md): ``central publish`` of the programme with
+    ``mode = "partial"`` while head office serves; each node resyncs what it now holds and
+    forgets the rest; ``central replicas arrivals`` brings an arriving guest to their hotel."""
+    ledger = Ledger(SqliteLedgerStore(tmp_path / "ledger.db", synchronous="NORMAL"))
+    ledger.publish_program(default_program_text(), now())
+    fleet = Fleet(fresh_mosquitto, tmp_path, ledger)
+    log = tmp_path / "office.log"
+    with open(log, "ab") as out:
+        office = subprocess.Popen(
+            office_command(fresh_mosquitto, tmp_path / "ledger.db"),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    chain = Chain(fleet, office, log, tmp_path)
+    try:
+        wait_until(lambda: "head office serving" in log.read_text(errors="replace"), 30, chain.tail)
+        nodes = {}
+        for node_id, prop in (("sha-lobby-01", "SHA"), ("lon-lobby-01", "LON")):
+            service = NodeService.init_node(
+                tmp_path / f"{node_id}.db", node_id, prop, default_program_text(), now(), card_key=CARD_KEY
+            )
+            ledger.register_node(node_id, service.keys.public_hex(), prop)
+            nodes[prop] = fleet.nodes[node_id] = Node(service, None, fleet.config(node_id, **ECHO))
+            fleet.start_agent(nodes[prop])
+        shanghai, london = nodes["SHA"], nodes["LON"]
+        ada = shanghai.service.enrol("Ada Lin", "2580", now(), card_uid=ADA).number
+        bob = london.service.enrol("Bob Ray", "2580", now(), card_uid=BOB).number
+        for node in (shanghai, london):
+            chain.caught_up(node)
+        assert has(london, ada) and has(shanghai, bob)  # full replicas: everyone everywhere
+
+        partial = tmp_path / "chain.toml"
+        partial.write_text(PARTIAL.replace("version = 1\n", "version = 2\n", 1), encoding="utf-8")
+        assert (
+            main(["central", "publish", "--store", f"sqlite:///{tmp_path / 'ledger.db'}", str(partial)]) == 0
+        )
+        wait_until(
+            lambda: not has(london, ada) and not has(shanghai, bob),
+            60,
+            lambda: f"each node to forget the other region\n{fleet.describe()}\n{chain.tail()}",
+        )
+        assert has(london, bob) and has(shanghai, ada)
+        assert london.agent is not None and london.agent.stats["members_released"] == 1
+
+        # The property system: Ada arrives in London on Friday. Her record is there before her.
+        feed = tmp_path / "arrivals.csv"
+        feed.write_text(f"member,arrival\n{ada},{now().date().isoformat()}\n", encoding="utf-8")
+        store = f"sqlite:///{tmp_path / 'ledger.db'}"
+        assert main(["central", "replicas", "arrivals", "--store", store, "LON", str(feed)]) == 0
+        wait_until(lambda: has(london, ada), 60, lambda: f"Ada at London\n{fleet.describe()}\n{chain.tail()}")
+        assert not has(shanghai, bob)
+    finally:
+        if office.poll() is None:
+            office.send_signal(signal.SIGTERM)
+            office.wait(10)
+        fleet.close()

@@ -57,6 +57,9 @@ class ResyncSession:
     held_changes: int = 0
     held_overflow: bool = False
     applied: int = 0  # changes of this answer applied so far (the progress callback's count)
+    # A partial replica's snapshot: the members it carried are noted as it goes, and those it
+    # did not carry are forgotten at its end (a member head office no longer holds here).
+    noted: bool = False
 
 
 #: ``progress(applied, done)``: after each part of a resync answer (a snapshot on bootstrap),
@@ -93,6 +96,9 @@ class Downstream:
         self.last_self_resync: str | None = None
         self._self_resync_after = 0.0
         self._self_resync_backoff = 0.0
+        # The programme turned this replica partial: a snapshot of what it holds is due, and
+        # the members it held only as a full replica are forgotten at its end.
+        self._snapshot_due = False
 
     # -- resync sessions ------------------------------------------------------------------------
 
@@ -166,11 +172,16 @@ class Downstream:
                 self._apply(changes)
                 ctx.stats["resync_changes"] += len(changes)
                 rs.applied += len(changes)
+                if body.get("mode") == "snapshot" and self.partial():
+                    self._note_snapshot(rs, changes)
+                    self._snapshot_due = False  # this snapshot is the one the new mode needs
             rs.parts.add(part)
             if body.get("last") is True:
                 rs.last = part
             done = rs.last is not None and rs.parts >= set(range(rs.last + 1))
             if done:
+                if rs.noted:
+                    ctx.stats["members_released"] += self._sweep_snapshot()
                 sync_store.set_applied_version(ctx.replica.conn, to)
                 self.resync = None
                 ctx.stats["resyncs_done"] += 1
@@ -188,7 +199,36 @@ class Downstream:
             # the rate limit on contact says (a currency check must always land).
             ctx.contact(force=True)
             self._release_held(rs)
+            if self._snapshot_due:
+                self._snapshot_due = False
+                self.request_resync(from_version=0)
             self.check_digest()  # a retained digest met during the resync, or the self-resync's own
+
+    def _note_snapshot(self, rs: ResyncSession, changes: list[Any]) -> None:
+        """Under the write: the members this part of a partial snapshot carried."""
+        conn = self.ctx.replica.conn
+        if not rs.noted:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS snapshot_members (number TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.snapshot_members")
+            rs.noted = True
+        conn.executemany(
+            "INSERT OR IGNORE INTO temp.snapshot_members (number) VALUES (?)",
+            [(c["key"],) for c in changes if isinstance(c, dict) and c.get("kind") == "member"],
+        )
+
+    def _sweep_snapshot(self) -> int:
+        """Under the write, at a partial snapshot's end: forget the members it did not carry."""
+        conn = self.ctx.replica.conn
+        stale = [
+            str(n)
+            for (n,) in conn.execute(
+                "SELECT number FROM members WHERE number NOT IN (SELECT number FROM temp.snapshot_members)"
+            )
+        ]
+        conn.execute("DELETE FROM temp.snapshot_members")
+        return sum(
+            sync_store.release_members(conn, stale[i : i + 10_000]) for i in range(0, len(stale), 10_000)
+        )
 
     def _release_held(self, rs: ResyncSession) -> None:
         """Apply the fan-out held during a finished resync: what the answer covered is
@@ -228,7 +268,15 @@ class Downstream:
         return self._tier_ranks
 
     def _apply(self, changes: list[Any]) -> None:
-        """Apply changes (caller's transaction); a malformed one is skipped and counted."""
+        """Apply changes (caller's transaction); a malformed one is skipped and counted. A
+        programme among them that turns this replica partial makes a snapshot due."""
+        was_partial = self.partial()
+        self._apply_each(changes)
+        if not was_partial and self.partial():
+            log.info("the programme now holds a subset of the members here: a snapshot is due")
+            self._snapshot_due = True
+
+    def _apply_each(self, changes: list[Any]) -> None:
         conn = self.ctx.replica.conn
         ranks = self._tier_ranks_now()
         try:
@@ -350,6 +398,9 @@ class Downstream:
                 self._apply(fresh)
                 sync_store.set_applied_version(ctx.replica.conn, to)
                 ctx.stats["changes_applied"] += len(fresh)
+        if self._snapshot_due and self.resync is None:
+            self._snapshot_due = False
+            self.request_resync(from_version=0)
         if not gap:
             ctx.contact()  # head office just fanned out, and the replica is at its version
         if gap:
