@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from staypoint.central.partners.book import PartnerDesk
-from tests.api.conftest import NOW, PIN, Api
+from tests.api.conftest import NOW, PIN, Api, program_text
 
 pytest_plugins = ["tests.pg_fixtures"]
 
@@ -229,3 +229,42 @@ def test_a_property_system_cannot_post_a_stay_outside_the_contracts_bounds(api: 
     assert r.status_code == 422, r.text
     assert api.ledger.member(member) == before  # nothing booked
     assert api.stay(member, "F-OK").status_code in (200, 201)  # and the stream goes on
+
+
+def test_the_property_systems_arrivals_hold_its_guests_at_the_hotels_nodes(api: Api) -> None:
+    from staypoint.loyalty import member_numbers
+
+    m = api.enrol()
+    stranger = member_numbers.make_number(4321, 7)  # well formed, nobody's
+    url = "/v1/properties/SHA/arrivals"
+    body = {
+        "arrivals": [{"member": m, "arrival": "2026-11-27"}, {"member": stranger, "arrival": "2026-11-27"}]
+    }
+    r = api.client.post(url, json=body, headers=api.h("pms-sha"))
+    assert r.status_code == 200 and r.json() == {
+        "mode": "full",
+        "held": 0,
+        "unknown": [],
+    }  # everyone is everywhere
+
+    partial = (
+        program_text()
+        .replace('mode = "full"', 'mode = "partial"')
+        .replace("version = 1\n", "version = 2\n", 1)
+    )
+    api.ledger.publish_program(partial, NOW)
+    r = api.client.post(url, json=body, headers=api.h("pms-sha"))
+    assert r.status_code == 200 and r.json() == {"mode": "partial", "held": 1, "unknown": [stranger]}
+    assert "p:SHA" in api.ledger.store.replica_scopes([m])[m]
+    latest = api.ledger.store.changes_since(api.ledger.store.latest_version() - 1, 10)
+    assert latest is not None and [(c.kind, c.key) for c in latest] == [("member", m)]  # sent again
+
+    assert (
+        api.client.post("/v1/properties/PEK/arrivals", json=body, headers=api.h("pms-sha")).status_code == 403
+    )
+    assert api.client.post(url, json=body, headers=api.h("web")).status_code == 403
+    bad = {"arrivals": [{"member": m[:-1] + str((int(m[-1]) + 1) % 10), "arrival": "2026-11-27"}]}
+    r = api.client.post(url, json=bad, headers=api.h("pms-sha"))
+    assert r.status_code == 422 and "check digit" in r.json()["error"]
+    many = {"arrivals": [{"member": m, "arrival": "2026-11-27"}] * 1001}
+    assert api.client.post(url, json=many, headers=api.h("pms-sha")).status_code == 422

@@ -219,6 +219,21 @@ class StayIn(Strict):
     channel: Annotated[str, StringConstraints(pattern=r"^[a-z_-]{1,20}$")] = "direct"
 
 
+class ArrivalIn(Strict):
+    member: str = Field(min_length=10, max_length=20, description="member number")
+    arrival: IsoDate
+
+
+class ArrivalsIn(Strict):
+    arrivals: list[ArrivalIn] = Field(min_length=1, max_length=1000)
+
+
+class ArrivalsOut(BaseModel):
+    mode: str = Field(description="the programme's [replicas] mode: arrivals are kept only when partial")
+    held: int = Field(description="members now held at the property's nodes")
+    unknown: list[str] = Field(description="numbers head office has no member for")
+
+
 class StayOut(BaseModel):
     folio: str
     property: str
@@ -646,6 +661,16 @@ def build_app(
         changed folio is a correction (the difference is clawed back or added)."""
         api_key.require("stays", property)
         return run(lambda: services.post_stay(property, body.model_dump(), clock()))
+
+    @app.post("/v1/properties/{property}/arrivals", response_model=ArrivalsOut, tags=["property systems"])
+    def post_arrivals(property: Code, body: ArrivalsIn, api_key: Key) -> dict[str, Any]:
+        """The property system's arrivals (at most 1,000 a request): under partial replicas each
+        member is held by the property's nodes until ``arrival_days`` after the arrival, and
+        their record is sent there now, before the guest reaches the lobby. Repeating a
+        request changes nothing but the hold's end."""
+        api_key.require("stays", property)
+        rows = [(a.member, a.arrival) for a in body.arrivals]
+        return run(lambda: services.hold_arrivals(property, rows, clock()))
 
     @app.post("/v1/me/redemptions", response_model=RedeemOut, status_code=201, tags=["members"])
     def redeem(body: RedeemIn, number: Member) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class Services:
 
         stays = Stays(core)
         self.post_stay = stays.post_stay
+        self.hold_arrivals = stays.hold_arrivals
         self.claim = stays.claim
 
         redemptions = Redemptions(core, voucher_key or Ed25519PrivateKey.generate())

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from staypoint.central.application.core import OfficeCore, sha256
 from staypoint.central.application.sources import Draft
-from staypoint.central.errors import Invalid
-from staypoint.loyalty import member_numbers
+from staypoint.central.errors import Invalid, NotFound
+from staypoint.loyalty import member_numbers, replicas
 from staypoint.loyalty.earning import qualifying_points, stay_points
 from staypoint.loyalty.events import iso
 from staypoint.loyalty.money import MoneyError, parse_amount
@@ -38,6 +38,26 @@ class Stays:
 
     def __init__(self, core: OfficeCore) -> None:
         self.core = core
+
+    def hold_arrivals(self, prop: str, arrivals: Sequence[tuple[str, date]], now: datetime) -> dict[str, Any]:
+        """The property system's arrivals: held at the property's nodes (partial replicas)."""
+        program = self.core.program()
+        if program.timezone_of(prop) is None:
+            raise NotFound(f"the programme lists no property {prop!r}")
+        rows = []
+        for raw, day in arrivals:
+            try:
+                rows.append((member_numbers.normalise(raw), day))
+            except member_numbers.MemberNumberError as exc:
+                raise Invalid(f"{raw}: {exc}") from None
+        changes = self.core.ledger.hold_arrivals(prop, rows, now)
+        held = {c.key for c in changes}
+        partial = replicas.is_partial(program)
+        return {
+            "mode": program.replicas.mode.value,
+            "held": len(held),
+            "unknown": sorted({m for m, _ in rows} - held) if partial else [],
+        }
 
     def post_stay(self, prop: str, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         """A folio from the PMS: idempotent by (property, folio); a changed folio is a correction."""
