@@ -97,6 +97,15 @@ def _status_detail(status: Any) -> str:
 READER_SETTLE_S = 3.0
 
 
+async def _wait_for_tap(reader: Any, got: asyncio.Future[str], timeout: float) -> str | None:
+    """The card read, or None once the timeout passes or a card is misread (no use waiting on)."""
+    loop = asyncio.get_running_loop()
+    deadline, misreads = loop.time() + timeout, reader.garbled
+    while not got.done() and reader.garbled == misreads and loop.time() < deadline:
+        await asyncio.wait([got], timeout=0.05)
+    return got.result() if got.done() else None
+
+
 def _check_reader(hw: Mapping[str, Any], interactive: bool, timeout: float) -> list[CheckResult]:
     driver = str(hw.get("reader", "sim"))
     try:
@@ -127,15 +136,14 @@ def _check_reader(hw: Mapping[str, Any], interactive: bool, timeout: float) -> l
             out = [CheckResult("card reader", driver, "status", status.ok, _status_detail(status))]
             if interactive and status.ok:
                 print(f"Tap a card on the reader within {timeout:g} s...", flush=True)
-                try:
-                    read: str | None = await asyncio.wait_for(got, timeout)
-                except TimeoutError:
-                    read = None
-                out.append(
-                    CheckResult(
-                        "card reader", driver, "tap", read is not None, "read" if read else "no card read"
-                    )
-                )
+                read = await _wait_for_tap(reader, got, timeout)
+                if read:
+                    detail = "read"
+                elif reader.garbled:
+                    detail = f"a card was on the reader but could not be read ({reader.garbled} misreads)"
+                else:
+                    detail = "no card read"
+                out.append(CheckResult("card reader", driver, "tap", read is not None, detail))
             return out
         finally:
             await reader.stop()

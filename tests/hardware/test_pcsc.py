@@ -12,7 +12,7 @@ from staypoint.kiosk.hardware.status import DeviceState
 from tests.waits import wait_until_async
 
 from .conftest import Pcscd
-from .vcard import VirtualCard, garbled_card, member_file_card, uid_card
+from .vcard import VirtualCard, flaky_card, garbled_card, member_file_card, uid_card
 
 # pcscd allows one daemon per host: every PC/SC test runs on the same xdist worker.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pcscd")]
@@ -71,6 +71,20 @@ async def test_garbled_card_is_counted_not_raised(
         card.remove()
     assert reads == []
     assert rdr.status().state is DeviceState.OK
+
+
+async def test_a_card_that_fails_its_first_exchange_is_read_on_the_next(
+    pcscd: Pcscd, reader: tuple[PcscReader, list[CardRead]]
+) -> None:
+    rdr, reads = reader
+    card = VirtualCard(pcscd.port, flaky_card("04A1B2C3D4E5F6"))
+    try:
+        await wait_until_async(lambda: len(reads) == 1, 20, "the card read on a retry")
+    finally:
+        card.remove()
+    assert reads[0].uid == "04A1B2C3D4E5F6"
+    assert rdr.garbled == 0
+    assert [a for a in card.apdus if a[:2] == b"\xff\xca"] == [bytes.fromhex("FFCA000000")] * 2
 
 
 async def test_pcscd_stopped_then_restarted(pcscd: Pcscd, reader: tuple[PcscReader, list[CardRead]]) -> None:

@@ -15,7 +15,7 @@ from staypoint.provisioning import selftest
 from staypoint.provisioning.selftest import format_table, run_selftest
 
 from .conftest import Pcscd
-from .vcard import VirtualCard, uid_card
+from .vcard import VirtualCard, garbled_card, uid_card
 
 # pcscd allows one daemon per host: every PC/SC test runs on the same xdist worker.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pcscd")]
@@ -63,6 +63,26 @@ def test_a_card_tapped_when_asked_is_read(pcscd: Pcscd, monkeypatch: pytest.Monk
             card.remove()
     assert asked.is_set()
     assert _reader_rows(results) == [("status", True, "ok"), ("tap", True, "read")], format_table(results)
+
+
+def test_an_unreadable_card_is_told_apart_from_no_card(pcscd: Pcscd, monkeypatch: pytest.MonkeyPatch) -> None:
+    cards: list[VirtualCard] = []
+
+    def technician(*args: object, **kw: Any) -> None:
+        print(*args, **kw)
+        cards.append(VirtualCard(pcscd.port, garbled_card()))
+
+    monkeypatch.setattr(selftest, "print", technician, raising=False)
+    try:
+        # A misread ends the wait at once, as a read does.
+        results = run_selftest(_board(pcscd), production=True, interactive=True, timeout=30)
+    finally:
+        for card in cards:
+            card.remove()
+    assert _reader_rows(results) == [
+        ("status", True, "ok"),
+        ("tap", False, "a card was on the reader but could not be read (1 misreads)"),
+    ], format_table(results)
 
 
 def test_no_matching_reader_fails_with_the_monitors_reason(pcscd: Pcscd) -> None:

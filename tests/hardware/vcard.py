@@ -49,6 +49,20 @@ def member_file_card(member_number: str, aid: bytes) -> Handler:
     return answer
 
 
+def flaky_card(uid_hex: str) -> Handler:
+    """A contactless card whose first GET DATA fails (6F 00), as one held at an angle does."""
+    asked = 0
+
+    def answer(apdu: Apdu) -> bytes:
+        nonlocal asked
+        if apdu[:2] == b"\xff\xca":
+            asked += 1
+            return bytes.fromhex(uid_hex) + b"\x90\x00" if asked > 1 else b"\x6f\x00"
+        return b"\x6d\x00"
+
+    return answer
+
+
 def garbled_card() -> Handler:
     """A card answering GET DATA with 3 bytes: no valid UID is 3 bytes long."""
     return lambda apdu: b"\x01\x02\x03\x90\x00"

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -47,6 +48,10 @@ SELECT_AID = [0x00, 0xA4, 0x04, 0x00, len(STAYPOINT_AID), *STAYPOINT_AID]
 #: READ BINARY of the selected application's member-number file from offset 0, Le=0 (up to 256).
 READ_MEMBER_FILE = [0x00, 0xB0, 0x00, 0x00, 0x00]
 SW_OK = (0x90, 0x00)
+#: Reads of one tap before it counts as garbled: a card entering the field at an angle, or a
+#: reader still powering it, fails its first exchange and answers the next.
+READ_ATTEMPTS = 3
+READ_RETRY_S = 0.15
 
 
 class CardObserverLike(Protocol):
@@ -274,8 +279,14 @@ class PcscReader:
                 continue
             self.card_present = True
             read = self.read_card(card)
+            for _ in range(READ_ATTEMPTS - 1):
+                if read is not None:
+                    break
+                time.sleep(READ_RETRY_S)  # the monitor's own thread: the event loop is not held
+                read = self.read_card(card)
             if read is None:
                 self.garbled += 1
+                log.warning("pcsc: a card on %s could not be read in %d attempts", card.reader, READ_ATTEMPTS)
                 continue
             self.reads += 1
             loop, on_read = self._loop, self._on_read
