@@ -40,7 +40,7 @@ from staypoint.entry import run_group
 from staypoint.gc_tuning import tune_for_throughput
 from staypoint.loyalty import member_numbers, replicas
 from staypoint.loyalty.events import parse_iso
-from staypoint.loyalty.program import ProgramError, load_program
+from staypoint.loyalty.program import Program, ProgramError, load_program
 from staypoint.mqtt_tls import OFFICE_PORT
 from staypoint.progress import add_quiet_option
 
@@ -263,17 +263,20 @@ def cmd_publish(args: argparse.Namespace) -> None:
     print(f"programme v{program.version} published ({program.name})")
 
 
+def _partial_program(ledger: Ledger, otherwise: str) -> Program:
+    """The latest programme, which must hold partial replicas; else exit with ``otherwise``."""
+    program = ledger.program()
+    if program is None or not replicas.is_partial(program):
+        raise SystemExit(f'staypoint: the latest programme has [replicas] mode = "full": {otherwise}')
+    return program
+
+
 def cmd_replicas_assign(args: argparse.Namespace) -> None:
     """Give every member its home hold and index every card: run once when the programme
     turns to partial replicas, before the nodes bootstrap again (docs/scale.md)."""
     ledger = _ledger(args, must_exist=True)
     try:
-        program = ledger.program()
-        if program is None or not replicas.is_partial(program):
-            raise SystemExit(
-                'staypoint: the latest programme has [replicas] mode = "full": publish one with '
-                '"partial" first'
-            )
+        _partial_program(ledger, 'publish one with "partial" first')
         holds, cards = ledger.assign_replicas()
     finally:
         ledger.store.close()
@@ -308,11 +311,7 @@ def cmd_replicas_arrivals(args: argparse.Namespace) -> None:
         raise SystemExit(f"staypoint: {args.file}: {exc}") from None
     ledger = _ledger(args, must_exist=True)
     try:
-        program = ledger.program()
-        if program is None or not replicas.is_partial(program):
-            raise SystemExit(
-                'staypoint: the latest programme has [replicas] mode = "full": every node holds everyone'
-            )
+        program = _partial_program(ledger, "every node holds everyone")
         if program.timezone_of(args.property) is None:
             raise SystemExit(f"staypoint: the programme lists no property {args.property!r}")
         changes = ledger.hold_arrivals(args.property, arrivals, datetime.now(UTC))

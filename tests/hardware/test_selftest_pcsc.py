@@ -6,7 +6,6 @@ before, a healthy reader said "not started" and every production board failed.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from staypoint.provisioning import selftest
 from staypoint.provisioning.selftest import format_table, run_selftest
 
 from .conftest import Pcscd
-from .vcard import VirtualCard, garbled_card, uid_card
+from .vcard import Handler, VirtualCard, garbled_card, uid_card
 
 # pcscd allows one daemon per host: every PC/SC test runs on the same xdist worker.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pcscd")]
@@ -44,41 +43,36 @@ def test_a_production_board_with_a_real_reader_passes(pcscd: Pcscd) -> None:
     ]
 
 
-def test_a_card_tapped_when_asked_is_read(pcscd: Pcscd, monkeypatch: pytest.MonkeyPatch) -> None:
+def _tapped_when_asked(
+    pcscd: Pcscd, monkeypatch: pytest.MonkeyPatch, card: Handler
+) -> list[selftest.CheckResult]:
+    """The interactive self-test, with ``card`` put on the reader when the prompt asks."""
     cards: list[VirtualCard] = []
-    asked = threading.Event()
 
     def technician(*args: object, **kw: Any) -> None:
         # The prompt is the technician's cue: the card goes on the reader after it, not before.
         print(*args, **kw)
-        asked.set()
-        cards.append(VirtualCard(pcscd.port, uid_card("04A1B2C3D4E5F6")))
+        cards.append(VirtualCard(pcscd.port, card))
 
     monkeypatch.setattr(selftest, "print", technician, raising=False)
     try:
-        # 30 s: a loaded machine took over 10 s to read the card (a read ends the wait at once).
+        # 30 s: a loaded machine took over 10 s to read the card (a read or a misread ends the
+        # wait at once).
         results = run_selftest(_board(pcscd), production=True, interactive=True, timeout=30)
     finally:
-        for card in cards:
-            card.remove()
-    assert asked.is_set()
+        for placed in cards:
+            placed.remove()
+    assert len(cards) == 1, "the prompt came once"
+    return results
+
+
+def test_a_card_tapped_when_asked_is_read(pcscd: Pcscd, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = _tapped_when_asked(pcscd, monkeypatch, uid_card("04A1B2C3D4E5F6"))
     assert _reader_rows(results) == [("status", True, "ok"), ("tap", True, "read")], format_table(results)
 
 
 def test_an_unreadable_card_is_told_apart_from_no_card(pcscd: Pcscd, monkeypatch: pytest.MonkeyPatch) -> None:
-    cards: list[VirtualCard] = []
-
-    def technician(*args: object, **kw: Any) -> None:
-        print(*args, **kw)
-        cards.append(VirtualCard(pcscd.port, garbled_card()))
-
-    monkeypatch.setattr(selftest, "print", technician, raising=False)
-    try:
-        # A misread ends the wait at once, as a read does.
-        results = run_selftest(_board(pcscd), production=True, interactive=True, timeout=30)
-    finally:
-        for card in cards:
-            card.remove()
+    results = _tapped_when_asked(pcscd, monkeypatch, garbled_card())
     assert _reader_rows(results) == [
         ("status", True, "ok"),
         ("tap", False, "a card was on the reader but could not be read (1 misreads)"),

@@ -10,6 +10,7 @@ agent's socket as the kiosk's own process does.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -90,28 +91,32 @@ class Chain:
         )
 
 
-@pytest.fixture
-def chain(fresh_mosquitto: MosquittoBroker, tmp_path: Path) -> Iterator[Chain]:
-    ledger = Ledger(SqliteLedgerStore(tmp_path / "ledger.db", synchronous="NORMAL"))
-    ledger.publish_program(PARTIAL, now())
-    fleet = Fleet(fresh_mosquitto, tmp_path, ledger)
-    log = tmp_path / "office.log"
+@contextlib.contextmanager
+def serving(broker: MosquittoBroker, tmp: Path, program_text: str) -> Iterator[Chain]:
+    """A ledger holding ``program_text`` and ``central serve`` over it, in its own process."""
+    ledger = Ledger(SqliteLedgerStore(tmp / "ledger.db", synchronous="NORMAL"))
+    ledger.publish_program(program_text, now())
+    fleet = Fleet(broker, tmp, ledger)
+    log = tmp / "office.log"
     with open(log, "ab") as out:
         office = subprocess.Popen(
-            office_command(fresh_mosquitto, tmp_path / "ledger.db"),
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
+            office_command(broker, tmp / "ledger.db"), cwd=REPO, stdout=subprocess.DEVNULL, stderr=out
         )
-    made = Chain(fleet, office, log, tmp_path)
-    wait_until(lambda: "head office serving" in log.read_text(errors="replace"), 30, made.tail)
+    made = Chain(fleet, office, log, tmp)
     try:
+        wait_until(lambda: "head office serving" in log.read_text(errors="replace"), 30, made.tail)
         yield made
     finally:
         if office.poll() is None:
             office.send_signal(signal.SIGTERM)
             office.wait(10)
         fleet.close()
+
+
+@pytest.fixture
+def chain(fresh_mosquitto: MosquittoBroker, tmp_path: Path) -> Iterator[Chain]:
+    with serving(fresh_mosquitto, tmp_path, PARTIAL) as made:
+        yield made
 
 
 def has(node: Node, number: str) -> bool:
@@ -194,20 +199,8 @@ def test_a_full_chain_turned_partial_by_publishing_and_an_arrival_brought_in_by_
     """The operator's path (docs/scale.md): ``central publish`` of the programme with
     ``mode = "partial"`` while head office serves; each node resyncs what it now holds and
     forgets the rest; ``central replicas arrivals`` brings an arriving guest to their hotel."""
-    ledger = Ledger(SqliteLedgerStore(tmp_path / "ledger.db", synchronous="NORMAL"))
-    ledger.publish_program(default_program_text(), now())
-    fleet = Fleet(fresh_mosquitto, tmp_path, ledger)
-    log = tmp_path / "office.log"
-    with open(log, "ab") as out:
-        office = subprocess.Popen(
-            office_command(fresh_mosquitto, tmp_path / "ledger.db"),
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
-    chain = Chain(fleet, office, log, tmp_path)
-    try:
-        wait_until(lambda: "head office serving" in log.read_text(errors="replace"), 30, chain.tail)
+    with serving(fresh_mosquitto, tmp_path, default_program_text()) as chain:
+        fleet, ledger = chain.fleet, chain.fleet.ledger
         nodes = {}
         for node_id, prop in (("sha-lobby-01", "SHA"), ("lon-lobby-01", "LON")):
             service = NodeService.init_node(
@@ -243,8 +236,3 @@ def test_a_full_chain_turned_partial_by_publishing_and_an_arrival_brought_in_by_
         assert main(["central", "replicas", "arrivals", "--store", store, "LON", str(feed)]) == 0
         wait_until(lambda: has(london, ada), 60, lambda: f"Ada at London\n{fleet.describe()}\n{chain.tail()}")
         assert not has(shanghai, bob)
-    finally:
-        if office.poll() is None:
-            office.send_signal(signal.SIGTERM)
-            office.wait(10)
-        fleet.close()
