@@ -291,6 +291,7 @@ def cmd_replicas_arrivals(args: argparse.Namespace) -> None:
     """The property system's arrivals (CSV: member,arrival): each member is held at the
     property's nodes until ``arrival_days`` after the arrival, and their record goes out."""
     arrivals: list[tuple[str, date]] = []
+    lines: list[int] = []
     try:
         with open(args.file, newline="", encoding="utf-8") as f:
             for n, row in enumerate(csv.reader(f), 1):
@@ -307,6 +308,7 @@ def cmd_replicas_arrivals(args: argparse.Namespace) -> None:
                 except (member_numbers.MemberNumberError, ValueError) as exc:
                     raise SystemExit(f"staypoint: {args.file}:{n}: {exc}") from None
                 arrivals.append((number, day))
+                lines.append(n)
     except (OSError, UnicodeDecodeError) as exc:
         raise SystemExit(f"staypoint: {args.file}: {exc}") from None
     ledger = _ledger(args, must_exist=True)
@@ -314,7 +316,13 @@ def cmd_replicas_arrivals(args: argparse.Namespace) -> None:
         program = _partial_program(ledger, "every node holds everyone")
         if program.timezone_of(args.property) is None:
             raise SystemExit(f"staypoint: the programme lists no property {args.property!r}")
-        changes = ledger.hold_arrivals(args.property, arrivals, datetime.now(UTC))
+        now = datetime.now(UTC)
+        for n, (_, day) in zip(lines, arrivals, strict=True):
+            try:
+                replicas.check_arrival(program, day, now)
+            except ValueError as exc:
+                raise SystemExit(f"staypoint: {args.file}:{n}: {exc}") from None
+        changes = ledger.hold_arrivals(args.property, arrivals, now)
     finally:
         ledger.store.close()
     print(f"{len(changes)} of {len(arrivals)} arriving members held at {args.property}")

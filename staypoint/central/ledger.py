@@ -798,9 +798,14 @@ class Ledger:
         """The property system's arrivals: each member is held at the property until
         ``arrival_days`` after the arrival, and their record goes out again (a new change) so
         the property's nodes have it before the guest reaches the lobby. Unknown members are
-        skipped. Returns the changes written (to fan out)."""
+        skipped; an arrival out of bounds (``replicas.check_arrival``) refuses the whole batch
+        with ValueError. Returns the changes written (to fan out)."""
         program = self.program()
-        if program is None or not replicas.is_partial(program):
+        if program is None:
+            return []
+        for _, day in arrivals:
+            replicas.check_arrival(program, day, now)
+        if not replicas.is_partial(program):
             return []
         with self.store.transaction():
             docs = self.store.members_many(sorted({m for m, _ in arrivals}))

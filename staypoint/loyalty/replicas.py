@@ -88,6 +88,22 @@ def fetched_hold(program: Program, member: str, property_code: str, now: datetim
     return Hold(property_scope(property_code), member, FETCHED, iso(until))
 
 
+#: How far ahead the property system may announce an arrival: its booking horizon.
+ARRIVAL_AHEAD_DAYS = 366
+
+
+def check_arrival(program: Program, arrival: date, now: datetime) -> None:
+    """Refuse (ValueError, one line) an arrival outside the feed's bounds: no later than
+    ``ARRIVAL_AHEAD_DAYS`` ahead, no earlier than its hold would already have ended."""
+    today = now.astimezone(UTC).date()
+    if arrival > today + timedelta(days=ARRIVAL_AHEAD_DAYS):
+        raise ValueError(f"arrival {arrival.isoformat()} is more than {ARRIVAL_AHEAD_DAYS} days ahead")
+    if arrival < today - timedelta(days=program.replicas.arrival_days):
+        raise ValueError(
+            f"arrival {arrival.isoformat()} is over {program.replicas.arrival_days} days past (arrival_days)"
+        )
+
+
 def arrival_hold(program: Program, member: str, property_code: str, arrival: date) -> Hold:
     """A member arriving at ``property_code`` (the property system's feed) is held until
     ``arrival_days`` after the arrival date, so the node has them before they reach the lobby."""

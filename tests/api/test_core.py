@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from staypoint.central.api.app import MAX_ARRIVALS, MAX_BODY
 from staypoint.central.partners.book import PartnerDesk
 from tests.api.conftest import NOW, PIN, Api, program_text
 
@@ -266,5 +269,17 @@ def test_the_property_systems_arrivals_hold_its_guests_at_the_hotels_nodes(api: 
     bad = {"arrivals": [{"member": m[:-1] + str((int(m[-1]) + 1) % 10), "arrival": "2026-11-27"}]}
     r = api.client.post(url, json=bad, headers=api.h("pms-sha"))
     assert r.status_code == 422 and "check digit" in r.json()["error"]
-    many = {"arrivals": [{"member": m, "arrival": "2026-11-27"}] * 1001}
+    for day, reason in (("9999-12-31", "days ahead"), ("2026-01-02", "days past")):
+        far = {"arrivals": [{"member": m, "arrival": day}]}
+        r = api.client.post(url, json=far, headers=api.h("pms-sha"))
+        assert r.status_code == 422 and reason in r.json()["error"], r.text
+    many = {"arrivals": [{"member": m, "arrival": "2026-11-27"}] * (MAX_ARRIVALS + 1)}
     assert api.client.post(url, json=many, headers=api.h("pms-sha")).status_code == 422
+    # The largest schema-valid request, spaced as json.dumps spaces it, is under the body limit:
+    # refused for its numbers (422), never as too large (413).
+    longest = json.dumps({"arrivals": [{"member": "9" * 20, "arrival": "2026-11-27"}] * MAX_ARRIVALS})
+    assert len(longest) <= MAX_BODY
+    r = api.client.post(
+        url, content=longest, headers={**api.h("pms-sha"), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 422, r.text

@@ -163,6 +163,13 @@ def test_arrivals_hold_a_guest_at_the_property_and_send_the_record_again(chain: 
     assert [c.key for c in ledger.held(changes, fleet)["lon-lobby-01"]] == [ada]
     assert ledger.release_replicas(datetime(2026, 12, 14, tzinfo=UTC)) == {}
     assert ledger.release_replicas(datetime(2026, 12, 16, tzinfo=UTC)) == {"lon-lobby-01": [ada]}
+    # The feed's bounds: the last day (no overflow of its hold's end), and long past, refuse the
+    # whole batch, and nothing of it is kept.
+    before = ledger.store.latest_version()
+    for day in (date.max, date(2025, 1, 1)):
+        with pytest.raises(ValueError, match="arrival"):
+            ledger.hold_arrivals("LON", [(ada, date(2026, 12, 1)), (ada, day)], NOW)
+    assert ledger.store.latest_version() == before
 
 
 def test_publishing_a_partial_programme_gives_every_member_a_home_and_finds_their_cards(

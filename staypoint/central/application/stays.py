@@ -50,7 +50,10 @@ class Stays:
                 rows.append((member_numbers.normalise(raw), day))
             except member_numbers.MemberNumberError as exc:
                 raise Invalid(f"{raw}: {exc}") from None
-        changes = self.core.ledger.hold_arrivals(prop, rows, now)
+        try:
+            changes = self.core.ledger.hold_arrivals(prop, rows, now)
+        except ValueError as exc:  # an arrival out of the feed's bounds (replicas.check_arrival)
+            raise Invalid(str(exc)) from None
         held = {c.key for c in changes}
         partial = replicas.is_partial(program)
         return {
