@@ -140,7 +140,7 @@ def _check_reader(hw: Mapping[str, Any], interactive: bool, timeout: float) -> l
                 if read:
                     detail = "read"
                 elif reader.garbled:
-                    detail = f"a card was on the reader but could not be read ({reader.garbled} misreads)"
+                    detail = "a card was on the reader but could not be read"
                 else:
                     detail = "no card read"
                 out.append(CheckResult("card reader", driver, "tap", read is not None, detail))
