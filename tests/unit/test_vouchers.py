@@ -54,7 +54,9 @@ def test_swapped_neighbours_fail(entropy: bytes, pos: int) -> None:
 @settings(max_examples=300)
 @given(st.data())
 def test_token_verifies_iff_untouched(data: st.DataObject) -> None:
-    claims, token = _token()
+    # The code comes from Hypothesis, not os.urandom: a replayed example must draw the same token
+    # (Ed25519 signs deterministically), or its filtered draws differ and Hypothesis calls it flaky.
+    claims, token = _token(v.make_code(data.draw(st.binary(min_size=8, max_size=8))))
     assert v.verify_token(token, KEYS) == claims
     pos = data.draw(st.integers(0, len(token) - 1))
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
