@@ -27,6 +27,7 @@ from typing import Any
 from staypoint.edge import nodeconfig
 from staypoint.edge.nodeconfig import load_node_toml
 from staypoint.kiosk.hardware import factory
+from staypoint.kiosk.hardware.reader.base import CardReader
 
 __all__ = ["CheckResult", "format_table", "is_production", "load_hardware", "run_selftest"]
 
@@ -97,13 +98,18 @@ def _status_detail(status: Any) -> str:
 READER_SETTLE_S = 3.0
 
 
-async def _wait_for_tap(reader: Any, got: asyncio.Future[str], timeout: float) -> str | None:
-    """The card read, or None once the timeout passes or a card is misread (no use waiting on)."""
+async def _wait_for_tap(reader: CardReader, got: asyncio.Future[str], timeout: float) -> str:
+    """The tap check's detail: ``read``, a misread during the wait (no use waiting on), or
+    ``no card read`` once the timeout passes."""
     loop = asyncio.get_running_loop()
     deadline, misreads = loop.time() + timeout, reader.garbled
     while not got.done() and reader.garbled == misreads and loop.time() < deadline:
         await asyncio.wait([got], timeout=0.05)
-    return got.result() if got.done() else None
+    if got.done():
+        return "read"
+    if reader.garbled > misreads:
+        return "a card was on the reader but could not be read"
+    return "no card read"
 
 
 def _check_reader(hw: Mapping[str, Any], interactive: bool, timeout: float) -> list[CheckResult]:
@@ -136,14 +142,8 @@ def _check_reader(hw: Mapping[str, Any], interactive: bool, timeout: float) -> l
             out = [CheckResult("card reader", driver, "status", status.ok, _status_detail(status))]
             if interactive and status.ok:
                 print(f"Tap a card on the reader within {timeout:g} s...", flush=True)
-                read = await _wait_for_tap(reader, got, timeout)
-                if read:
-                    detail = "read"
-                elif reader.garbled:
-                    detail = "a card was on the reader but could not be read"
-                else:
-                    detail = "no card read"
-                out.append(CheckResult("card reader", driver, "tap", read is not None, detail))
+                detail = await _wait_for_tap(reader, got, timeout)
+                out.append(CheckResult("card reader", driver, "tap", detail == "read", detail))
             return out
         finally:
             await reader.stop()
