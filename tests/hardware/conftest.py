@@ -107,6 +107,27 @@ class Pcscd:
             self.stop()
             raise
 
+    def wait_empty(self, timeout: float = 20) -> None:
+        """Wait until pcscd reports no card in our reader: a card an earlier test pulled out
+        is gone from the socket at once, but pcscd notices at its next poll of the driver, and
+        a reader started before then reads the old card (a loaded run counted a garbled card
+        of the test before as this test's)."""
+        from smartcard import scard
+
+        def empty() -> bool:
+            hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if hr != scard.SCARD_S_SUCCESS:
+                return False
+            try:
+                hr, states = scard.SCardGetStatusChange(
+                    ctx, 0, [(self.reader_name, scard.SCARD_STATE_UNAWARE)]
+                )
+            finally:
+                scard.SCardReleaseContext(ctx)
+            return hr == scard.SCARD_S_SUCCESS and bool(states[0][1] & scard.SCARD_STATE_EMPTY)
+
+        wait_until(empty, timeout, f"pcscd to report {self.reader_name} empty")
+
     def stop(self) -> None:
         """SIGTERM our pcscd (by PID) and wait for it."""
         if self.proc is not None and self.proc.poll() is None:
