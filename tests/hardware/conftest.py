@@ -7,8 +7,9 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _ask_pcscd(query: Callable[[Any], tuple[int, Any]]) -> tuple[int, Any]:
+    """Run one PC/SC ``query`` in a context of its own: ``(hr, result)``, ``hr`` an error
+    code when pcscd is not (yet) there."""
+    from smartcard import scard
+
+    hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hr != scard.SCARD_S_SUCCESS:
+        return hr, None
+    try:
+        return query(ctx)
+    finally:
+        scard.SCardReleaseContext(ctx)
+
+
 class Pcscd:
     """A pcscd we start and stop by PID, with our own reader.conf.d.
 
@@ -87,11 +102,7 @@ class Pcscd:
         proc = self.proc
 
         def lists_our_readers() -> bool:
-            hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-            if hr != scard.SCARD_S_SUCCESS:
-                return False
-            hr, names = scard.SCardListReaders(ctx, [])
-            scard.SCardReleaseContext(ctx)
+            hr, names = _ask_pcscd(lambda ctx: scard.SCardListReaders(ctx, []))
             # The reader list comes from whichever pcscd owns the system socket: it is
             # ours only if the PID file names our process (a second pcscd exits instead).
             return bool(
@@ -115,15 +126,11 @@ class Pcscd:
         from smartcard import scard
 
         def empty() -> bool:
-            hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-            if hr != scard.SCARD_S_SUCCESS:
-                return False
-            try:
-                hr, states = scard.SCardGetStatusChange(
+            hr, states = _ask_pcscd(
+                lambda ctx: scard.SCardGetStatusChange(
                     ctx, 0, [(self.reader_name, scard.SCARD_STATE_UNAWARE)]
                 )
-            finally:
-                scard.SCardReleaseContext(ctx)
+            )
             return hr == scard.SCARD_S_SUCCESS and bool(states[0][1] & scard.SCARD_STATE_EMPTY)
 
         wait_until(empty, timeout, f"pcscd to report {self.reader_name} empty")
@@ -141,7 +148,7 @@ class Pcscd:
 
 
 @pytest.fixture(scope="session")
-def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
+def pcscd_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
     """A running pcscd offering vpcd virtual readers (skips if pcscd is truly absent)."""
     if shutil.which("pcscd") is None:
         pytest.skip("pcscd binary not installed")
@@ -157,6 +164,14 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
         yield daemon
     finally:
         daemon.stop()
+
+
+@pytest.fixture
+def pcscd(pcscd_daemon: Pcscd) -> Pcscd:
+    """The session's pcscd, once it reports the reader empty: every PC/SC test starts with
+    no card of the test before on the reader."""
+    pcscd_daemon.wait_empty()
+    return pcscd_daemon
 
 
 class PtyPair:

@@ -20,7 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pcscd")]
 
 @pytest.fixture
 async def reader(pcscd: Pcscd) -> AsyncIterator[tuple[PcscReader, list[CardRead]]]:
-    pcscd.wait_empty()  # no card of the test before
     monitor = PcscCardMonitor(pcscd.reader_name, poll_ms=100, retry_s=0.1)
     rdr = PcscReader(monitor, reader_name=pcscd.reader_name)
     reads: list[CardRead] = []
