@@ -41,16 +41,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.sync import EVENTS_PER_BATCH, now, raw_sqlite_insert, synthetic_backlog
-from staypoint.central.ledger import Ledger
-from staypoint.central.seed import seed_docs
+from bench.sync import EVENTS_PER_BATCH, grouped_setup, ingest_groups, now, raw_sqlite_insert
 from staypoint.central.server import GROUP_BATCHES
 from staypoint.central.store_sqlite import SqliteLedgerStore
-from staypoint.edge.service import NodeService
 from staypoint.gc_tuning import tuned_for_throughput
 from staypoint.loyalty import bounds, fold
 from staypoint.loyalty.events import Event, event_from_dict
-from staypoint.loyalty.program import default_program_text
 
 
 class _NoRefs:
@@ -109,16 +105,10 @@ def bare_same_rows(ledger: SqliteLedgerStore, path: Path, members: list[dict[str
 
 def one_run(tmp: Path, count: int) -> dict[str, float]:
     """Every figure of one run, in µs per event (or per row)."""
-    ledger = Ledger(SqliteLedgerStore(tmp / "ledger.db"))
-    ledger.publish_program(default_program_text(), now())
+    ledger, node, spread, batches = grouped_setup(tmp, count)
     program = ledger.program()
     assert program is not None
-    spread = seed_docs(program, 1000, now(), start=7_000_000)
-    ledger.import_members(spread)
-    node = NodeService.init_node(tmp / "node.db", "sha-lobby-08", "H8", default_program_text(), now())
-    synthetic_backlog(node, [d["number"] for d in spread], count)
-    bodies = [json.loads(b) for (b,) in node.replica.conn.execute("SELECT body FROM outbox ORDER BY seq")]
-    batches = [("sha-lobby-08", bodies[i : i + EVENTS_PER_BATCH]) for i in range(0, count, EVENTS_PER_BATCH)]
+    bodies = [body for _, batch in batches for body in batch]
     at = now()
     with tuned_for_throughput():
         events: list[Event] = []
@@ -130,12 +120,7 @@ def one_run(tmp: Path, count: int) -> dict[str, float]:
             lambda: [fold.apply(docs[str(ev.member)], ev, program, refs) for ev in events], count
         )
         body = _per_event(lambda: [ev.to_json() for ev in events], count)
-
-        def ingest() -> None:
-            for i in range(0, len(batches), GROUP_BATCHES):
-                ledger.ingest_many(batches[i : i + GROUP_BATCHES], at)
-
-        apply = _per_event(ingest, count)
+        apply = ingest_groups(ledger, batches) / count * 1e6
     bare = 1e6 / raw_sqlite_insert(tmp / "bare.db", node)
     assert isinstance(ledger.store, SqliteLedgerStore)
     same_rows = bare_same_rows(ledger.store, tmp / "same.db", spread, GROUP_BATCHES * EVENTS_PER_BATCH)
