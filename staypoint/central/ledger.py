@@ -266,10 +266,17 @@ class Ledger:
             self.store.ingest_transaction([result.node for result, _, _ in parsed], enrolled),
             self._group_state(),
         ):
-            # The duplicate-id check of the whole group in one statement; ids applied in the
-            # group join the set as they go, so a repeat inside the group is caught as well.
-            taken = self.store.known_event_ids([ev.id for ev in events_all])
-            self._g.prefetched = self.store.members_many(sorted(numbers))
+            # The duplicate-id check of the whole group, its members and its streams' high-waters
+            # in one go (on PostgreSQL one round trip, inside the stream's turn); ids applied in
+            # the group join the set as they go, so a repeat inside the group is caught as well.
+            reads = self.store.group_reads(
+                [ev.id for ev in events_all],
+                sorted(numbers),
+                {(result.node, ev.epoch) for result, events, _ in parsed for ev in events},
+            )
+            taken = reads.taken
+            self._g.prefetched = reads.members
+            hws.update(reads.high_water)
             for node, count in revoked_hits:
                 self.store.bump_counter("events_from_revoked_nodes", count)
                 self.store.add_alarm("revoked_node", node, f"{count} events refused: node revoked", at)

@@ -66,6 +66,16 @@ REVIEW_COLUMNS = ("event_id", "kind", "member", "node", "detail", "at", "outcome
 
 
 @dataclass(frozen=True)
+class GroupReads:
+    """What ``Ledger.ingest_many`` reads before it applies a group, read together
+    (``LedgerStore.group_reads``): on PostgreSQL one round trip, not one per kind."""
+
+    taken: set[str]  # the group's event ids already in the ledger
+    members: dict[str, dict[str, Any]]  # the records of the group's members that exist
+    high_water: dict[tuple[str, int], int]  # each (node, epoch) stream's; 0 for a new one
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     id: str
     node: str
@@ -113,8 +123,12 @@ class LedgerStore(Protocol):
     def event_count(self) -> int: ...
 
     # Bulk forms, for ``Ledger.ingest_many``: one statement per ingest group, not one per event.
-    def known_event_ids(self, ids: list[str]) -> set[str]:
-        """Which of ``ids`` are already in the ledger."""
+    def group_reads(
+        self, ids: list[str], numbers: list[str], streams: Collection[tuple[str, int]]
+    ) -> GroupReads:
+        """An ingest group's reads, together: which of ``ids`` are already in the ledger, the
+        records of ``numbers`` (as ``members_many``, locked as it locks them) and the high-water
+        of each of ``streams``."""
         ...
 
     def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:

@@ -56,6 +56,7 @@ from staypoint.central.store import (
     HOLD_COLUMNS,
     REVIEW_COLUMNS,
     Change,
+    GroupReads,
     HoldRecord,
     StoredEvent,
     StoreUnavailable,
@@ -513,10 +514,30 @@ class PgLedgerStore:
         return int(self._one("SELECT count(*) FROM events"))
 
     # Bulk forms for ``Ledger.ingest_many`` (one statement per group, not one per event).
-    def known_event_ids(self, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
-        return {str(i) for (i,) in self._all("SELECT id FROM events WHERE id = ANY(%s)", (ids,))}
+    def group_reads(
+        self, ids: list[str], numbers: list[str], streams: Collection[tuple[str, int]]
+    ) -> GroupReads:
+        """The three reads sent before any answer is read: in the ingest transaction's pipeline
+        they go in one round trip (with BEGIN and the locks), where one after another took
+        three, each a wait for the reply and for the GIL inside the stream's one turn."""
+        pairs = sorted(set(streams))
+        with self._conn() as conn:
+            known = conn.execute("SELECT id FROM events WHERE id = ANY(%s)", (ids,)) if ids else None
+            records = self._members_query(conn, numbers) if numbers else None
+            marks = (
+                conn.execute(
+                    "SELECT s.node, s.epoch, s.hw FROM streams s "
+                    "JOIN unnest(%s::text[], %s::int8[]) AS w(node, epoch) "
+                    "ON s.node = w.node AND s.epoch = w.epoch",
+                    ([n for n, _ in pairs], [e for _, e in pairs]),
+                )
+                if pairs
+                else None
+            )
+            taken = {str(i) for (i,) in known.fetchall()} if known else set()
+            members = {str(n): dict(d) for n, d in records.fetchall()} if records else {}
+            found = {(str(n), int(e)): int(h) for n, e, h in marks.fetchall()} if marks else {}
+        return GroupReads(taken, members, {p: found.get(p, 0) for p in pairs})
 
     def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
         with self._write_conn() as conn, conn.cursor() as cur:
@@ -562,11 +583,14 @@ class PgLedgerStore:
     def members_many(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
         if not numbers:
             return {}
+        with self._conn() as conn:
+            return {str(n): dict(d) for n, d in self._members_query(conn, numbers).fetchall()}
+
+    def _members_query(self, conn: psycopg.Connection[Any], numbers: list[str]) -> psycopg.Cursor[Any]:
         # An ingest group's members, locked in number order (the module's docstring): another
         # group folding one of them waits here for its commit, then reads what it wrote.
         lock = " ORDER BY number FOR UPDATE" if getattr(self._local, "shared", False) else ""
-        rows = self._all("SELECT number, doc FROM members WHERE number = ANY(%s)" + lock, (numbers,))
-        return {str(n): dict(d) for n, d in rows}
+        return conn.execute("SELECT number, doc FROM members WHERE number = ANY(%s)" + lock, (numbers,))
 
     def put_members_logged(self, docs: list[dict[str, Any]]) -> list[int]:
         if not docs:

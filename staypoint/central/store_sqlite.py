@@ -17,6 +17,7 @@ from staypoint.central.store import (
     HOLD_COLUMNS,
     REVIEW_COLUMNS,
     Change,
+    GroupReads,
     HoldRecord,
     StoredEvent,
     T,
@@ -191,15 +192,20 @@ class SqliteLedgerStore:
         return int(self._one("SELECT count(*) FROM events"))
 
     # Bulk forms for ``Ledger.ingest_many`` (one statement per group, not one per event).
-    def known_event_ids(self, ids: list[str]) -> set[str]:
-        """Which of ``ids`` are already in ``events`` (one index probe each, one statement)."""
-        if not ids:
-            return set()
-        found = self._one(
-            "SELECT json_group_array(id) FROM events WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
+    def group_reads(
+        self, ids: list[str], numbers: list[str], streams: Collection[tuple[str, int]]
+    ) -> GroupReads:
+        """An ingest group's reads: one statement each (a local file: no round trips to save)."""
+        taken: set[str] = set()
+        if ids:  # one index probe each, one statement
+            found = self._one(
+                "SELECT json_group_array(id) FROM events WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),),
+            )
+            taken = set(json.loads(found)) if found else set()
+        return GroupReads(
+            taken, self.members_many(numbers), {(n, e): self.high_water(n, e) for n, e in streams}
         )
-        return set(json.loads(found)) if found else set()
 
     def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
         """(id, node, epoch, seq, type, member, body, applied_at) rows, as ``insert_event``."""
