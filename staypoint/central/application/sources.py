@@ -72,6 +72,10 @@ class EventSources:
         self.ledger = ledger
         self.suffix = suffix
         self._locks: dict[str, threading.Lock] = {}
+        # Each stream's high-water after this process's last apply that took every event: only
+        # this process writes its streams, so the next turn need not read it back (one round trip
+        # fewer inside the turn). Anything else (a refusal, an error) drops it, and it is read.
+        self._high_water: dict[str, int] = {}
         self._waiting: dict[str, list[_Emit]] = {}  # ``together`` calls queued per stream
         self._leading: set[str] = set()  # streams whose turn a ``together`` call has or is handed
         self._guard = threading.Lock()
@@ -115,7 +119,9 @@ class EventSources:
         # Drafts with a deterministic id that the ledger already holds were applied by an
         # earlier call that died before its caller recorded it (e.g. a folio row): applying
         # them again would be refused as a duplicate, so they are done, not an error.
-        drafts = [d for d in drafts if d.id is None or self.ledger.store.event_by_id(d.id) is None]
+        ids = [d.id for d in drafts if d.id is not None]
+        taken = self.ledger.store.group_reads(ids, [], ()).taken if ids else set()
+        drafts = [d for d in drafts if d.id is None or d.id not in taken]
         if not drafts:
             if then is not None:
                 then()
@@ -174,7 +180,8 @@ class EventSources:
 
     def _apply(self, node: str, calls: list[_Emit]) -> None:
         """Under the stream's lock: ``calls`` as consecutive batches of one ledger transaction."""
-        hw = self.ledger.store.high_water(node, EPOCH)
+        known = self._high_water.pop(node, None)
+        hw = self.ledger.store.high_water(node, EPOCH) if known is None else known
         staged: list[tuple[_Emit, list[Event]]] = []
         for call in calls:
             events = [
@@ -219,6 +226,9 @@ class EventSources:
             max(call.now for call, _ in staged),
             then=applied if any(call.then is not None for call, _ in staged) else None,
         )
+        pairs = list(zip(staged, results, strict=True))
+        if all(not r.quarantined and r.applied == len(events) for (_, events), r in pairs):
+            self._high_water[node] = hw
         for (call, events), result in zip(staged, results, strict=True):
             if result.quarantined:
                 call.error = OutOfBounds(
