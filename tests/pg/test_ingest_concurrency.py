@@ -145,7 +145,9 @@ def test_overlapping_groups_write_one_at_a_time_in_the_order_of_their_positions(
 ) -> None:
     a, b = two_stores
     row = ("id-a", "sha-lobby-01", 1, 1, "x.test", None, "{}", iso(NOW))
-    held = Held(lambda: a.insert_events([row]), a, ["sha-lobby-01"], [])  # wrote: its turn held
+    # Wrote, then read: a pipelined write is only sent, and the read waits for the server to
+    # have run it, so the group's turn (ORDER_LOCK) is held before the second group starts.
+    held = Held(lambda: (a.insert_events([row]), a.event_count()), a, ["sha-lobby-01"], [])
     try:
         reads: list[int] = []
 
