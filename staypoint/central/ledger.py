@@ -287,9 +287,7 @@ class Ledger:
                     self.store.add_alarm("malformed_event", node, detail, at)
                 for ev in events:
                     key = (node, ev.epoch)
-                    hw = hws.get(key)
-                    if hw is None:
-                        hw = hws[key] = self.store.high_water(node, ev.epoch)
+                    hw = hws[key]  # every stream of the group was read with it (group_reads)
                     result.ack = (ev.epoch, hw)
                     if ev.seq <= hw:
                         known_body = pending.get((node, ev.epoch, ev.seq))
