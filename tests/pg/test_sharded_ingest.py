@@ -247,10 +247,16 @@ def test_each_nodes_batches_are_applied_by_one_process_in_order(
         for node, _ in log:
             by_node.setdefault(node, set()).add(i)
     assert by_node == {n: {0} for n in names[:3]} | {n: {1} for n in names[3:]}
+    # A batch given twice is a node's resend (its ack timeout), a resend asked for, or the
+    # store's retry after a transient error: the counters say which.
+    why = "; ".join(
+        [f"office {i}: {dict(o.handled)}, dropped {dict(o.dropped)}" for i, (o, *_) in enumerate(parts)]
+        + [f"{n.config.node_id}: {dict(n.agent.stats) if n.agent else None}" for n in nodes]
+    )
     for log in applied:
         for name in names:
             seqs = [seq for node, seq in log if node == name]
-            assert seqs == sorted(set(seqs)), f"{name}'s batches out of order or twice: {seqs}"
+            assert seqs == sorted(set(seqs)), f"{name}'s batches out of order or twice: {seqs} ({why})"
     for office, *_ in parts:
         assert office.handled["events_parked"] == 0
         assert office.handled["resend_requests"] == 0
