@@ -52,7 +52,6 @@ publishes the digest, expires holds and runs the daily jobs: one publisher of
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import queue
 import threading
@@ -119,20 +118,29 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def chunk_changes(changes: Iterable[Change], limit: int = CHUNK_BYTES) -> Iterator[list[dict[str, Any]]]:
-    """Group changes into lists whose JSON stays under ``limit`` bytes."""
-    part: list[dict[str, Any]] = []
-    size = 0
+def chunk_changes(
+    changes: Iterable[Change], limit: int = CHUNK_BYTES, wires: dict[int, bytes] | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Changes in parts whose JSON array stays under ``limit`` bytes: (the part's last version,
+    the array's bytes). Each change is encoded once and the parts are spliced from those bytes
+    (a bootstrap's million members are serialised once, not once to measure and once to send);
+    ``wires`` shares the encodings by version between calls (one fan-out's nodes)."""
+    part: list[bytes] = []
+    size = last = 0
     for change in changes:
-        wire = change.to_wire()
-        n = len(dumps(wire)) + 1
-        if part and size + n > limit:
-            yield part
+        wire = wires.get(change.version) if wires is not None else None
+        if wire is None:
+            wire = dumps(change.to_wire())
+            if wires is not None:
+                wires[change.version] = wire
+        if part and size + len(wire) + 1 > limit:
+            yield last, b"[" + b",".join(part) + b"]"
             part, size = [], 0
         part.append(wire)
-        size += n
+        size += len(wire) + 1
+        last = change.version
     if part:
-        yield part
+        yield last, b"[" + b",".join(part) + b"]"
 
 
 def _first_key(events: list[Any]) -> tuple[int, int]:
@@ -152,12 +160,11 @@ def resync_parts(
 
     An empty answer is still one (empty, last) part: it is what moves the node's version.
     """
-    parts = chunk_changes(changes)
-    current = next(parts, [])
+    parts = (array for _, array in chunk_changes(changes))
+    current = next(parts, b"[]")
     index = 0
     while True:
         following = next(parts, None)
-        data = json.dumps(current, separators=(",", ":"), ensure_ascii=False)
         yield dumps(
             {
                 "v": 1,
@@ -167,8 +174,8 @@ def resync_parts(
                 "to": to,
                 "part": index,
                 "last": following is None,
-                "sha256": hashlib.sha256(data.encode()).hexdigest(),
-                "data": data,
+                "sha256": hashlib.sha256(current).hexdigest(),
+                "data": current.decode(),
             }
         )
         if following is None:
@@ -538,24 +545,16 @@ class HeadOffice:
             self._fan_out_held(fleet, changes[0].version - 1, changes[-1].version, changes)
             self._published_version = max(self._published_version, changes[-1].version)
             return
-        # Each change is encoded once and the parts are spliced (the same bytes as dumping
-        # {"v", "from", "to", "changes"} whole, without serialising every record twice).
-        part: list[bytes] = []
-        size = 0
-        first = changes[0].version
-        for i, change in enumerate(changes):
-            wire = dumps(change.to_wire())
-            if part and size + len(wire) + 1 > CHUNK_BYTES:
-                self._publish_part(first, changes[i - 1].version, part)
-                part, size, first = [], 0, change.version
-            part.append(wire)
-            size += len(wire) + 1
-        self._publish_part(first, changes[-1].version, part)
+        start = changes[0].version - 1
+        for last, array in chunk_changes(changes):
+            self._publish_part(start, last, array)
+            start = last
         self._published_version = max(self._published_version, changes[-1].version)
 
-    def _publish_part(self, first: int, last: int, part: list[bytes]) -> None:
-        head = b'{"v":1,"from":%d,"to":%d,"changes":[' % (first - 1, last)
-        self.client.publish("sp/v1/fleet/changes", head + b",".join(part) + b"]}", qos=1)
+    def _publish_part(self, start: int, last: int, array: bytes) -> None:
+        """One step (start, last] of the fleet's changes: ``{"v", "from", "to", "changes"}``."""
+        head = b'{"v":1,"from":%d,"to":%d,"changes":' % (start, last)
+        self.client.publish("sp/v1/fleet/changes", head + array + b"}", qos=1)
 
     # -- partial replicas: each node its own fan-out (loyalty/replicas.py) ------------------------
 
@@ -591,24 +590,17 @@ class HeadOffice:
         shares = self.ledger.held(changes, fleet)
         wires: dict[int, bytes] = {}
         for node, share in shares.items():
-            part: list[bytes] = []
-            size, first = 0, start
-            for i, change in enumerate(share):
-                wire = wires.get(change.version)
-                if wire is None:
-                    wire = wires[change.version] = dumps(change.to_wire())
-                if part and size + len(wire) + 1 > CHUNK_BYTES:
-                    last = share[i - 1].version
-                    self._publish_held(node, first, last, part)
-                    part, size, first = [], 0, last
-                part.append(wire)
-                size += len(wire) + 1
-            self._publish_held(node, first, end, part)
+            parts = list(chunk_changes(share, wires=wires)) or [(end, b"[]")]
+            first = start
+            for i, (last, array) in enumerate(parts):
+                to = end if i == len(parts) - 1 else last  # the last part covers the rest
+                self._publish_held(node, first, to, array)
+                first = last
         self.handled["held_fan_out"] += len(shares)
 
-    def _publish_held(self, node: str, first: int, last: int, part: list[bytes]) -> None:
-        head = b'{"v":1,"from":%d,"to":%d,"held":true,"changes":[' % (first, last)
-        self.client.publish(f"sp/v1/node/{node}/changes", head + b",".join(part) + b"]}", qos=1)
+    def _publish_held(self, node: str, first: int, last: int, array: bytes) -> None:
+        head = b'{"v":1,"from":%d,"to":%d,"held":true,"changes":' % (first, last)
+        self.client.publish(f"sp/v1/node/{node}/changes", head + array + b"}", qos=1)
 
     def _release_replicas(self) -> None:
         """Under ``_lock``, the leader: tell each node the members whose holds there ended."""
@@ -786,11 +778,9 @@ class HeadOffice:
             self._fan_out_held(fleet, start, latest, changes)
             self._published_version = latest
             return latest
-        for part in chunk_changes(changes):
-            end = int(part[-1]["version"])
-            payload = {"v": 1, "from": start, "to": end, "changes": part}
-            self.client.publish("sp/v1/fleet/changes", dumps(payload), qos=1)
-            start = end
+        for last, array in chunk_changes(changes):
+            self._publish_part(start, last, array)
+            start = last
         self._published_version = latest
         return latest
 

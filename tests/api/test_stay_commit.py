@@ -62,6 +62,33 @@ def test_on_postgresql_a_stay_post_writes_in_one_transaction(api_factory: object
         api.ledger.store.close()
 
 
+def test_on_postgresql_a_stay_applied_without_its_folio_row_is_not_earned_twice(
+    api_factory: object, pg_url: str
+) -> None:
+    """A post reads no event ids before applying (its folio row commits with its events, so the
+    row says what was applied); a stay applied before that was so, its row missing, is still
+    refused as a duplicate, and the post then records the row and answers as if it were new."""
+    api: Api = api_factory(pg_url)  # type: ignore[operator]
+    try:
+        m = api.enrol()
+        assert api.stay(m, "F-7", room="500").json()["result"] == "posted"
+        earned = api.ledger.member(m)["points"]
+        events = api.ledger.store.event_count()
+        api.services.side.execute("DELETE FROM folios WHERE folio = ?", ("F-7",))
+        r = api.stay(m, "F-7", room="500")
+        assert r.status_code == 200 and r.json()["result"] == "posted", r.text
+        assert api.ledger.member(m)["points"] == earned  # nothing earned twice
+        row = api.services.side.row("SELECT points, bonus FROM folios WHERE folio = ?", ("F-7",))
+        assert row == (5000, 500)
+        assert api.stay(m, "F-7", room="500").json()["result"] == "unchanged"
+        assert api.ledger.store.event_count() == events  # the repeats were refused, not stored
+    finally:
+        api.client.close()
+        api.services.side.close()
+        api.services.profiles.close()
+        api.ledger.store.close()
+
+
 def test_concurrent_posts_of_one_folio_earn_once_and_of_others_each_once(api: Api) -> None:
     m = api.enrol()
     barrier = threading.Barrier(8)

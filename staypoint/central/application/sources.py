@@ -91,6 +91,7 @@ class EventSources:
         *,
         then: Callable[[], None] | None = None,
         together: bool = False,
+        recorded: bool = False,
     ) -> tuple[list[Event], list[Change]]:
         """Apply ``drafts`` as the next events of stream ``base``, in one ledger transaction.
 
@@ -107,7 +108,30 @@ class EventSources:
         joined`` with the side tables in the ledger's PostgreSQL database). A group that fails
         as a whole is applied again call by call, so one call's failure stays its own. The
         changes returned are then the whole group's.
+
+        ``recorded``: ``then`` writes the caller's own record of these drafts in the ledger's
+        commit (``together``, joined), and the caller read that record under its own lock before
+        drafting: it already says none of them is applied, so the ledger's ids are not read
+        first. Should one be applied all the same (a record from before the two were joined),
+        the ledger refuses it as a duplicate and the call is made again with the ids read.
         """
+        if recorded:
+            try:
+                return self._emit(base, drafts, now, then, together, check=False)
+            except EmitError:
+                pass
+        return self._emit(base, drafts, now, then, together, check=True)
+
+    def _emit(
+        self,
+        base: str,
+        drafts: Sequence[Draft],
+        now: datetime,
+        then: Callable[[], None] | None,
+        together: bool,
+        *,
+        check: bool,
+    ) -> tuple[list[Event], list[Change]]:
         node = self.stream(base)
         # The programme the API runs on (Ledger.current_program: re-read at most once a second).
         running = self.ledger.current_program()
@@ -115,7 +139,7 @@ class EventSources:
         # Drafts with a deterministic id that the ledger already holds were applied by an
         # earlier call that died before its caller recorded it (e.g. a folio row): applying
         # them again would be refused as a duplicate, so they are done, not an error.
-        ids = [d.id for d in drafts if d.id is not None]
+        ids = [d.id for d in drafts if d.id is not None] if check else []
         taken = self.ledger.store.group_reads(ids, [], ()).taken if ids else set()
         drafts = [d for d in drafts if d.id is None or d.id not in taken]
         if not drafts:

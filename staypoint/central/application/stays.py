@@ -219,7 +219,11 @@ class Stays:
                 # Where the folio row goes in through the ledger's own connection, posts at the
                 # same moment share one ledger transaction and commit (EventSources.emit).
                 together = core.side.in_ledger_database(core.ledger.store)
-                core.sources.emit(stream, drafts, now, then=record_folio, together=together)
+                # The folio row read above, under the folio's lock, commits with its events when
+                # together: it alone says whether they were applied (recorded).
+                core.sources.emit(
+                    stream, drafts, now, then=record_folio, together=together, recorded=together
+                )
             else:
                 record_folio()
         result = "corrected" if prev is not None else "posted"
