@@ -333,13 +333,13 @@ class Ledger:
                     hws[key] = ev.seq
                     moved.add(key)
                     result.ack = (ev.epoch, ev.seq)
-            if rows:
-                self.store.insert_events(rows)  # in applied order (rowid order is the API's position)
-            if self._g.pending_stays:
-                self.store.put_stays(list(self._g.pending_stays.values()))
-            # One high-water write per stream, not one per event.
-            for node, epoch in moved:
-                self.store.set_high_water(node, epoch, hws[(node, epoch)])
+            # Events in applied order (rowid order is the API's position); one high-water write
+            # per stream, not one per event.
+            self.store.put_applied(
+                rows,
+                list(self._g.pending_stays.values()) if self._g.pending_stays else [],
+                [(node, epoch, hws[(node, epoch)]) for node, epoch in sorted(moved)],
+            )
             changes = parsed[-1][0].changes if parsed else []
             for kind, name, body_ in extra:
                 if kind in ("voucher", "quarantine"):

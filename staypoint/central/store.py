@@ -139,6 +139,16 @@ class LedgerStore(Protocol):
         """(event_id, member, points, nights) rows, as ``put_stay``."""
         ...
 
+    def put_applied(
+        self,
+        events: list[tuple[str, str, int, int, str, str | None, str, str]],
+        stays: list[tuple[str, str, int, int]],
+        marks: list[tuple[str, int, int]],
+    ) -> None:
+        """An ingest group's writes of what it applied: ``insert_events(events)``,
+        ``put_stays(stays)`` and ``set_high_water`` of each (node, epoch, hw) in ``marks``."""
+        ...
+
     # -- members -------------------------------------------------------------------------
     def members_many(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
         """The records of ``numbers`` that exist, in one read (ingest's prefetch)."""

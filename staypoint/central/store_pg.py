@@ -222,6 +222,39 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 
+# ``put_members_logged``: a group's member records upserted, the change counter bumped once and
+# a change per record at consecutive versions, in one statement (data-modifying CTEs all run;
+# numbers are unique per group, one record per member). The records go as one JSON array,
+# encoded once (orjson) and taken apart by the server. Answers the first version.
+_MEMBERS_LOGGED = (
+    "WITH d AS (SELECT doc, ord FROM jsonb_array_elements(%s) WITH ORDINALITY AS d(doc, ord)), "
+    "m AS (INSERT INTO members (number, doc, points, blocked) "
+    "SELECT doc->>'number', doc, (doc->>'points')::bigint, coalesce((doc->>'blocked')::boolean, false) "
+    "FROM d ORDER BY ord "
+    "ON CONFLICT (number) DO UPDATE SET doc = excluded.doc, points = excluded.points, "
+    "blocked = excluded.blocked), "
+    "s AS (UPDATE change_seq SET v = v + %s RETURNING v), "
+    "c AS (INSERT INTO changes (version, kind, key, body) "
+    "SELECT s.v - %s + d.ord, 'member', d.doc->>'number', d.doc FROM s, d RETURNING version) "
+    "SELECT min(version) FROM c"
+)
+
+# ``put_applied``: an ingest group's events (inserted in the order given: ``pos`` is the API's
+# position), its stays and its streams' high-waters, in one statement. Each row is a JSON array.
+_APPLIED = (
+    "WITH e AS (INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
+    "SELECT r->>0, r->>1, (r->>2)::bigint, (r->>3)::bigint, r->>4, r->>5, r->>6, r->>7 "
+    "FROM json_array_elements(%s::json) WITH ORDINALITY AS x(r, ord) ORDER BY ord), "
+    "s AS (INSERT INTO stays (event_id, member, points, nights) "
+    "SELECT r->>0, r->>1, (r->>2)::bigint, (r->>3)::integer FROM json_array_elements(%s::json) AS x(r) "
+    "ON CONFLICT (event_id) DO UPDATE SET member = excluded.member, points = excluded.points, "
+    "nights = excluded.nights), "
+    "h AS (INSERT INTO streams (node, epoch, hw) "
+    "SELECT r->>0, (r->>1)::bigint, (r->>2)::bigint FROM json_array_elements(%s::json) AS x(r) "
+    "ON CONFLICT (node, epoch) DO UPDATE SET hw = excluded.hw) "
+    "SELECT 1"
+)
+
 # A hold only grows: a home hold (no end) stays one; otherwise the later end wins, with its reason.
 _HOLD_UPSERT = (
     "INSERT INTO replica_holds (scope, member, reason, until) VALUES (%s, %s, %s, %s) "
@@ -425,11 +458,18 @@ class PgLedgerStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
             self._local.shared = self._local.unordered = False
             return
-        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITER_LOCK,))
+        if not keys:
+            conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITER_LOCK,))
+            self._local.shared = self._local.unordered = True
+            return
+        # The writer's lock shared first, always (else a group and a writer could deadlock), then
+        # the keys in order, in one statement: every row the count takes a key lock on is joined
+        # with ``w``'s one row, so ``w`` (the shared lock) has run before the first key lock.
         conn.execute(
+            "WITH w AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%s)) "
             "SELECT count(pg_advisory_xact_lock(%s, k)) "
-            "FROM (SELECT unnest(%s::int4[]) AS k ORDER BY 1) AS s",
-            (INGEST_KEYS, keys),
+            "FROM (SELECT unnest(%s::int4[]) AS k ORDER BY 1) AS s CROSS JOIN w",
+            (WRITER_LOCK, INGEST_KEYS, keys),
         )
         self._local.shared = self._local.unordered = True
 
@@ -555,6 +595,27 @@ class PgLedgerStore:
                 rows,
             )
 
+    def put_applied(
+        self,
+        events: list[tuple[str, str, int, int, str, str | None, str, str]],
+        stays: list[tuple[str, str, int, int]],
+        marks: list[tuple[str, int, int]],
+    ) -> None:
+        if not (events or stays or marks):
+            return
+        # One statement for the three (as ``put_members_logged``): each list goes as one JSON
+        # array (orjson), taken apart by the server, instead of a statement per list and a
+        # message per row.
+        with self._write_conn() as conn:
+            conn.execute(
+                _APPLIED,
+                (
+                    orjson.dumps(events).decode(),
+                    orjson.dumps(stays).decode(),
+                    orjson.dumps(marks).decode(),
+                ),
+            )
+
     def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
         with self._write_conn() as conn, conn.cursor() as cur:
             cur.executemany(
@@ -602,16 +663,17 @@ class PgLedgerStore:
     def put_members_logged(self, docs: list[dict[str, Any]]) -> list[int]:
         if not docs:
             return []
-        self.put_members(docs)
-        with self._write_conn() as conn, conn.cursor() as cur:
-            # One bump of the change counter for the whole group, then its versions in order.
-            row = conn.execute("UPDATE change_seq SET v = v + %s RETURNING v", (len(docs),)).fetchone()
-            assert row is not None
-            base = int(row[0]) - len(docs)
-            cur.executemany(
-                "INSERT INTO changes (version, kind, key, body) VALUES (%s, 'member', %s, %s)",
-                [(base + i, d["number"], Jsonb(d)) for i, d in enumerate(docs, 1)],
-            )
+        # One statement (each document encoded and sent once): the records, one bump of the
+        # change counter for the whole group, and its versions in the order given. On the API's
+        # hot path every statement costs the client more CPU than the server (psycopg's Python
+        # and a socket write that wakes the server): three became one.
+        with self._write_conn() as conn:
+            row = conn.execute(
+                _MEMBERS_LOGGED,
+                (Jsonb(docs), len(docs), len(docs)),
+            ).fetchone()
+        assert row is not None and row[0] is not None
+        base = int(row[0]) - 1
         return list(range(base + 1, base + 1 + len(docs)))
 
     def put_members(self, docs: list[dict[str, Any]]) -> None:

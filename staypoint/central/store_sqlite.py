@@ -154,6 +154,19 @@ class SqliteLedgerStore:
         value = self._one("SELECT hw FROM streams WHERE node = ? AND epoch = ?", (node, epoch))
         return 0 if value is None else int(value)
 
+    def put_applied(
+        self,
+        events: list[tuple[str, str, int, int, str, str | None, str, str]],
+        stays: list[tuple[str, str, int, int]],
+        marks: list[tuple[str, int, int]],
+    ) -> None:
+        if events:
+            self.insert_events(events)
+        if stays:
+            self.put_stays(stays)
+        for node, epoch, hw in marks:
+            self.set_high_water(node, epoch, hw)
+
     def set_high_water(self, node: str, epoch: int, hw: int) -> None:
         self.conn.execute(
             "INSERT INTO streams (node, epoch, hw) VALUES (?, ?, ?) "

@@ -72,6 +72,10 @@ class EventSources:
         self.ledger = ledger
         self.suffix = suffix
         self._locks: dict[str, threading.Lock] = {}
+        # Each stream's high-water after this process's last apply that took every event: only
+        # this process writes its streams, so the next turn need not read it back (one round trip
+        # fewer inside the turn). Anything else (a refusal, an error) drops it, and it is read.
+        self._high_water: dict[str, int] = {}
         self._waiting: dict[str, list[_Emit]] = {}  # ``together`` calls queued per stream
         self._leading: set[str] = set()  # streams whose turn a ``together`` call has or is handed
         self._guard = threading.Lock()
@@ -200,7 +204,8 @@ class EventSources:
 
     def _apply(self, node: str, calls: list[_Emit]) -> None:
         """Under the stream's lock: ``calls`` as consecutive batches of one ledger transaction."""
-        hw = self.ledger.store.high_water(node, EPOCH)
+        known = self._high_water.pop(node, None)
+        hw = self.ledger.store.high_water(node, EPOCH) if known is None else known
         staged: list[tuple[_Emit, list[Event]]] = []
         for call in calls:
             events = [
@@ -245,6 +250,9 @@ class EventSources:
             max(call.now for call, _ in staged),
             then=applied if any(call.then is not None for call, _ in staged) else None,
         )
+        pairs = list(zip(staged, results, strict=True))
+        if all(not r.quarantined and r.applied == len(events) for (_, events), r in pairs):
+            self._high_water[node] = hw
         for (call, events), result in zip(staged, results, strict=True):
             if result.quarantined:
                 call.error = OutOfBounds(
