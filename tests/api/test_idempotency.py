@@ -110,3 +110,27 @@ def test_kept_across_a_restart(api: Api, tmp_path: Path) -> None:
         again = client2.post("/v1/me/redemptions", json={"reward": "LATE-CO"}, headers=h)
     assert again.status_code == 201 and again.json() == first.json()
     assert api.ledger.member(m)["points"] == 8000
+
+
+def test_answers_kept_together_are_each_replayed_and_a_refused_one_frees_its_key(api: Api) -> None:
+    """What the answers' writer does with several answers at once (``finish_many``: one
+    statement on PostgreSQL): each key replays its own status and body; an answer that may
+    change on a retry (503) frees its key."""
+    from staypoint.central.api.idempotency import Claim, IdempotencyStore
+
+    store = IdempotencyStore(api.services.side)
+    for k in ("k1", "k2", "k3"):
+        assert store.claim("c1", "m1", k, f"fp-{k}", NOW).kind == "run"
+    store.finish_many(
+        [
+            ("c1", "m1", "k1", 201, b'{"n": 1, "note": "caf\\u00e9 \\"quoted\\""}'),
+            ("c1", "m1", "k2", 409, b'{"n": 2}'),
+            ("c1", "m1", "k3", 503, b'{"n": 3}'),
+        ]
+    )
+    replays: list[Claim] = [store.claim("c1", "m1", k, f"fp-{k}", NOW) for k in ("k1", "k2")]
+    assert [(c.kind, c.status, c.body) for c in replays] == [
+        ("replay", 201, b'{"n": 1, "note": "caf\\u00e9 \\"quoted\\""}'),
+        ("replay", 409, b'{"n": 2}'),
+    ]
+    assert store.claim("c1", "m1", "k3", "fp-k3", NOW).kind == "run"  # freed: runs again

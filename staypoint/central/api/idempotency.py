@@ -18,7 +18,8 @@ Answers kept: 2xx and the programme's refusals (404, 409, 410, 422); answers tha
 on a retry (401, 403, 423, 429, 5xx) free the key again. A process that dies between the
 ledger's commit and recording the answer leaves the key claimed: a retry gets ``409
 idempotency_in_progress`` until ``STALE`` (then ``409 idempotency_unknown``: look at the
-member's vouchers), never a second redemption.
+member's vouchers), never a second redemption. The answer is kept just after it is sent
+(``finish_later``): a retry that arrives in between waits for it like any running request.
 
 Installed by ``build_app`` with one call (:func:`install`): an ASGI middleware (it needs the
 whole answer) and the header in the OpenAPI document of each POST it covers.
@@ -29,13 +30,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,12 +60,14 @@ EXEMPT = frozenset({"/v1/members/login"})  # a sign-in token is never replayed
 # file never waits: synchronous=NORMAL), in one statement: set_config(..., true) lasts for the
 # statement's own transaction. Statements reference ``quiet`` so that it runs.
 QUIET = {True: "WITH quiet AS (SELECT set_config('synchronous_commit', 'off', true)) "}
-# The claim and the answer are one short statement each, twice per POST: on threads of their
-# own through asyncio's executor, at about a third of the CPU of a Starlette threadpool hop
-# (anyio's capacity limiter and cancel scope), and never queued behind the routes' threads.
+# The claim is one short statement per POST, on threads of its own through asyncio's executor,
+# at about a third of the CPU of a Starlette threadpool hop (anyio's capacity limiter and cancel
+# scope), and never queued behind the routes' threads. The answer, after the response has gone
+# out, is kept by the store's one writer thread, several answers to a statement under load.
 SIDE_THREADS = 8
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS idempotency (client TEXT NOT NULL, member TEXT NOT NULL,
@@ -97,6 +103,11 @@ class IdempotencyStore:
         self.side = side
         ensure_schema(side)
         self._last_purge = 0.0
+        # Answers waiting to be kept (finish_later), and whether the writer is on them.
+        self._due: list[tuple[str, str, str, int, bytes]] = []
+        self._due_lock = threading.Lock()
+        self._writing = False
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="idempotency-answers")
 
     def claim(self, client: str, member: str, key: str, fingerprint: str, now: datetime) -> Claim:
         self._purge(now)
@@ -146,6 +157,55 @@ class IdempotencyStore:
             )
         else:
             self.release(client, member, key)
+
+    def finish_later(self, client: str, member: str, key: str, status: int, body: bytes) -> None:
+        """``finish``, by the store's own writer, with every other answer waiting by then.
+
+        The answer has gone out already: nothing waits for it to be kept but a retry with the
+        same key, which waits for a running request anyway. Under load the answers that come
+        in while one statement runs share the next (one statement, not one per POST). A writer
+        that fails logs it and leaves those keys claimed, as a crash before ``finish`` would."""
+        with self._due_lock:
+            self._due.append((client, member, key, status, body))
+            if self._writing:
+                return  # taken with the writer's next batch
+            self._writing = True
+        self._writer.submit(self._write_due)
+
+    def _write_due(self) -> None:
+        while True:
+            with self._due_lock:
+                batch, self._due = self._due, []
+                if not batch:
+                    self._writing = False
+                    return
+            try:
+                self.finish_many(batch)
+            except Exception:  # the keys stay claimed: a retry gets 409, never a second run
+                log.exception("keeping %d idempotent answers failed", len(batch))
+
+    def finish_many(self, batch: list[tuple[str, str, str, int, bytes]]) -> None:
+        """``finish`` of several (client, member, key, status, body) answers: on PostgreSQL the
+        kept ones in one statement."""
+        kept = [b for b in batch if b[3] in KEPT_STATUSES]
+        for client, member, key, status, _ in batch:
+            if status not in KEPT_STATUSES:
+                self.release(client, member, key)
+        if not self.side.pg or len(kept) == 1:
+            for client, member, key, status, body in kept:
+                self.finish(client, member, key, status, body)
+            return
+        if kept:
+            rows = [
+                {"c": c, "m": m, "k": k, "s": status, "b": body.decode("utf-8", "replace")}
+                for c, m, k, status, body in kept
+            ]
+            self.side.execute(
+                QUIET[True] + "UPDATE idempotency AS i SET state = 'done', status = v.s, body = v.b "
+                "FROM quiet, json_to_recordset(?::json) AS v(c text, m text, k text, s integer, b text) "
+                "WHERE i.client = v.c AND i.member = v.m AND i.key = v.k",
+                (orjson.dumps(rows).decode(),),
+            )
 
     def release(self, client: str, member: str, key: str) -> None:
         self.side.execute(
@@ -282,7 +342,7 @@ class IdempotencyMiddleware:
         except BaseException:
             await self._off_loop(self.store.release, client, member, key)
             raise
-        await self._off_loop(self.store.finish, client, member, key, status, b"".join(out))
+        self.store.finish_later(client, member, key, status, b"".join(out))
 
 
 def add_header_to_openapi(schema: dict[str, Any]) -> None:
