@@ -22,7 +22,8 @@ production durability: ``fsync=on, synchronous_commit=on, full_page_writes=on``)
   side-table lock and old row, ``stay.posted`` through ``Ledger.ingest`` with the folio row in
   the same commit, posts at the same moment grouped on PostgreSQL, answer kept);
 - each at ``--connections`` concurrent connections (``throughput``: req/s, p50, p99) and
-  at one connection (``latency``: p50, p99 of one request at a time); the ratios of the
+  at one connection (``latency``: p50, p99 of one request at a time), each with the API
+  process's own CPU per request (``api_cpu_ms_per_request``, from ``/proc``); the ratios of the
   dashboard's and the stay post's req/s to ping's (goal ≥ 0.3), and the one-minute load
   average when each was taken (two shared cores: compare ratios within one run);
 - ``raw``: the store's own single-row read (``member``) and single-row insert
@@ -142,6 +143,12 @@ def prepare(url: str, side_url: str, members: int, samples: int) -> dict[str, An
         "raw_member_read": raw_read,
         "raw_event_insert": raw_insert,
     }
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -308,7 +315,13 @@ def bench_store(
                 run += 1
                 wrk(base, path, script(f"w{run}"), 1, conns, client_core, work)  # warm-up
                 run += 1
+                cpu_before = process_cpu_s(proc.pid)
                 block[name] = wrk(base, path, script(run), seconds, conns, client_core, work)
+                # The API's own CPU per request (its /proc counters): steadier than req/s on a
+                # shared machine, and what says whether a route is bound by its core.
+                block[name]["api_cpu_ms_per_request"] = round(
+                    (process_cpu_s(proc.pid) - cpu_before) / max(1, block[name]["requests"]) * 1000, 3
+                )
                 assert block[name]["errors"] == 0, (
                     name,
                     block[name],
