@@ -241,18 +241,22 @@ _MEMBERS_LOGGED = (
 
 # ``put_applied``: an ingest group's events (inserted in the order given: ``pos`` is the API's
 # position), its stays and its streams' high-waters, in one statement. Each row is a JSON array.
+# ``o`` takes the group's turn (ORDER_LOCK) when asked: the main query reads it first, and every
+# write is joined with its one row, so no write of the statement runs before the turn is held.
 _APPLIED = (
-    "WITH e AS (INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
+    "WITH o AS MATERIALIZED "
+    "(SELECT CASE WHEN %s::boolean THEN (SELECT 1 FROM pg_advisory_xact_lock(%s)) END), "
+    "e AS (INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
     "SELECT r->>0, r->>1, (r->>2)::bigint, (r->>3)::bigint, r->>4, r->>5, r->>6, r->>7 "
-    "FROM json_array_elements(%s::json) WITH ORDINALITY AS x(r, ord) ORDER BY ord), "
+    "FROM json_array_elements(%s::json) WITH ORDINALITY AS x(r, ord) CROSS JOIN o ORDER BY ord), "
     "s AS (INSERT INTO stays (event_id, member, points, nights) "
     "SELECT r->>0, r->>1, (r->>2)::bigint, (r->>3)::integer FROM json_array_elements(%s::json) AS x(r) "
-    "ON CONFLICT (event_id) DO UPDATE SET member = excluded.member, points = excluded.points, "
-    "nights = excluded.nights), "
+    "CROSS JOIN o ON CONFLICT (event_id) DO UPDATE SET member = excluded.member, "
+    "points = excluded.points, nights = excluded.nights), "
     "h AS (INSERT INTO streams (node, epoch, hw) "
     "SELECT r->>0, (r->>1)::bigint, (r->>2)::bigint FROM json_array_elements(%s::json) AS x(r) "
-    "ON CONFLICT (node, epoch) DO UPDATE SET hw = excluded.hw) "
-    "SELECT 1"
+    "CROSS JOIN o ON CONFLICT (node, epoch) DO UPDATE SET hw = excluded.hw) "
+    "SELECT count(*) FROM o"
 )
 
 # A hold only grows: a home hold (no end) stays one; otherwise the later end wins, with its reason.
@@ -605,16 +609,22 @@ class PgLedgerStore:
             return
         # One statement for the three (as ``put_members_logged``): each list goes as one JSON
         # array (orjson), taken apart by the server, instead of a statement per list and a
-        # message per row.
-        with self._write_conn() as conn:
+        # message per row. The group's turn to write (``_ordered``), when not taken yet, is
+        # taken by the same statement, before any of its writes.
+        with self._conn() as conn:
+            turn = bool(getattr(self._local, "unordered", False)) and self._local.conn is conn
             conn.execute(
                 _APPLIED,
                 (
+                    turn,
+                    ORDER_LOCK,
                     orjson.dumps(events).decode(),
                     orjson.dumps(stays).decode(),
                     orjson.dumps(marks).decode(),
                 ),
             )
+            if turn:
+                self._local.unordered = False
 
     def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
         with self._write_conn() as conn, conn.cursor() as cur:

@@ -140,20 +140,33 @@ def test_an_enrolment_waits_for_a_group_enrolling_the_same_number(
     assert same[1].is_set()
 
 
+Row = tuple[str, str, int, int, str, None, str, str]
+
+
+def _write_events(store: PgLedgerStore, how: str, row: Row) -> None:
+    """A group's first write: a plain one (its turn taken by ``_ordered`` first), or the ingest's
+    ``put_applied`` (the turn taken inside its own statement)."""
+    if how == "insert_events":
+        store.insert_events([row])
+    else:
+        store.put_applied([row], [(row[0], "9000017", 10, 1)], [(row[1], row[2], row[3])])
+
+
+@pytest.mark.parametrize("how", ["insert_events", "put_applied"])
 def test_overlapping_groups_write_one_at_a_time_in_the_order_of_their_positions(
-    two_stores: tuple[PgLedgerStore, PgLedgerStore],
+    two_stores: tuple[PgLedgerStore, PgLedgerStore], how: str
 ) -> None:
     a, b = two_stores
     row = ("id-a", "sha-lobby-01", 1, 1, "x.test", None, "{}", iso(NOW))
     # Wrote, then read: a pipelined write is only sent, and the read waits for the server to
     # have run it, so the group's turn (ORDER_LOCK) is held before the second group starts.
-    held = Held(lambda: (a.insert_events([row]), a.event_count()), a, ["sha-lobby-01"], [])
+    held = Held(lambda: (_write_events(a, how, row), a.event_count()), a, ["sha-lobby-01"], [])
     try:
         reads: list[int] = []
 
         def second() -> None:
             reads.append(b.event_count())  # a read does not wait
-            b.insert_events([("id-b", "sha-lobby-02", 1, 1, "x.test", None, "{}", iso(NOW))])
+            _write_events(b, how, ("id-b", "sha-lobby-02", 1, 1, "x.test", None, "{}", iso(NOW)))
 
         t, done = _blocked(lambda: _in_group(b, ["sha-lobby-02"], [], second))
         assert reads == [0] and not done.is_set()  # read at once, but its write waits
