@@ -3,6 +3,7 @@ alerts, and /metrics scraped over HTTP."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -140,18 +141,34 @@ def test_two_hundred_nodes(fresh_mosquitto: MosquittoBroker, monitor: FleetMonit
         assert one["devices"]["printer"] == "paper_out" and one["active_alerts"][0]["rule"] == "paper"
 
         # Paper refilled and the silent nodes back: their alerts clear, once.
+        back = {n.node: "offline" for n in shared[:10]} | {"sim-050": "paper"}
+        back_from = s_now()
         shared[50].paper = "ok"
         for n in shared[:10]:
             n.silent = False
 
-        def cleared(_: object) -> bool:
-            rules = [(a.rule, a.node) for a in monitor.alerts.active_for()]
-            return sorted(rules) == sorted(("offline", n.node) for n in own[:5])
+        def since_back(node: str) -> list[str]:
+            """What the node's alert did since it came back: fired / cleared, in order."""
+            return [
+                e.kind
+                for e in monitor.memory.recent(node)
+                if e.alert.rule == back[node] and e.at >= back_from
+            ]
 
-        assert monitor.wait_for(cleared, 10), monitor.alerts.active_for()
-        gone = [e.alert.node for e in monitor.memory.recent() if e.kind == "cleared"]
-        back = {n.node for n in shared[:10]} | {"sim-050"}
-        assert sorted(n for n in gone if n in back) == sorted(back), "each alert clears once"
+        def cleared(_: object) -> bool:
+            # As with firing: the active set is updated before the sinks hear of it, so the
+            # event log is waited for as well.
+            rules = [(a.rule, a.node) for a in monitor.alerts.active_for()]
+            return sorted(rules) == sorted(("offline", n.node) for n in own[:5]) and all(
+                since_back(node)[:1] == ["cleared"] for node in back
+            )
+
+        assert monitor.wait_for(cleared, 10), (monitor.alerts.active_for(), {n: since_back(n) for n in back})
+        # Each alert active when its node came back cleared once: after that, only a new firing
+        # clears again (a node that misses three 0.2 s beats on a loaded box fires for real).
+        for node in back:
+            kinds = since_back(node)
+            assert kinds[0] == "cleared" and all(a != b for a, b in itertools.pairwise(kinds)), (node, kinds)
     finally:
         for c in carriers + own_carriers[5:]:
             c.stop()
