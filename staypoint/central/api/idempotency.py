@@ -28,6 +28,7 @@ whole answer) and the header in the OpenAPI document of each POST it covers.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
 import logging
@@ -62,9 +63,11 @@ EXEMPT = frozenset({"/v1/members/login"})  # a sign-in token is never replayed
 QUIET = {True: "WITH quiet AS (SELECT set_config('synchronous_commit', 'off', true)) "}
 # The claim is one short statement per POST, on threads of its own through asyncio's executor,
 # at about a third of the CPU of a Starlette threadpool hop (anyio's capacity limiter and cancel
-# scope), and never queued behind the routes' threads. The answer, after the response has gone
-# out, is kept by the store's one writer thread, several answers to a statement under load.
+# scope), and never queued behind the routes' threads. The answers, after their responses have
+# gone out, are kept by the next claim on its thread (one statement for all that wait), or within
+# ``FLUSH_S`` by the store's poller when no claim comes first: no thread is woken per POST.
 SIDE_THREADS = 8
+FLUSH_S = 0.02  # an answer not taken by a claim by then is kept by the store's poller
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -103,13 +106,15 @@ class IdempotencyStore:
         self.side = side
         ensure_schema(side)
         self._last_purge = 0.0
-        # Answers waiting to be kept (finish_later), and whether the writer is on them.
+        # Answers sent but not kept yet (finish_later): written by the next claim's thread, or
+        # by the store's poller when no claim comes first (flush_due), and at exit.
         self._due: list[tuple[str, str, str, int, bytes]] = []
         self._due_lock = threading.Lock()
-        self._writing = False
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="idempotency-answers")
+        self._polling = False
+        atexit.register(self.flush_due)
 
     def claim(self, client: str, member: str, key: str, fingerprint: str, now: datetime) -> Claim:
+        self.flush_due()  # on this side thread anyway: the answers sent since the last claim
         self._purge(now)
         # One statement, atomic by itself (of two concurrent claims one inserts): no transaction,
         # no writers' lock. Nor a wait for the disk (QUIET): the request's own ledger commit
@@ -159,30 +164,46 @@ class IdempotencyStore:
             self.release(client, member, key)
 
     def finish_later(self, client: str, member: str, key: str, status: int, body: bytes) -> None:
-        """``finish``, by the store's own writer, with every other answer waiting by then.
+        """``finish``, soon: the answer waits with the others for the next claim's thread (or the
+        store's poller, within ``FLUSH_S``) to keep them all in one statement.
 
         The answer has gone out already: nothing waits for it to be kept but a retry with the
-        same key, which waits for a running request anyway. Under load the answers that come
-        in while one statement runs share the next (one statement, not one per POST). A writer
-        that fails logs it and leaves those keys claimed, as a crash before ``finish`` would."""
+        same key, which waits for a running request anyway. No thread is woken for it (a wake
+        per POST cost more of the API's core than the statement). Answers that fail to be kept
+        are logged and their keys stay claimed, as after a crash before ``finish``."""
         with self._due_lock:
             self._due.append((client, member, key, status, body))
-            if self._writing:
-                return  # taken with the writer's next batch
-            self._writing = True
-        self._writer.submit(self._write_due)
+            if self._polling:
+                return
+            self._polling = True
+        threading.Thread(target=self._poll, name="idempotency-answers", daemon=True).start()
 
-    def _write_due(self) -> None:
+    def _poll(self) -> None:
+        """Keep what waits every ``FLUSH_S`` (claims usually take it first); end after a second
+        with nothing to keep (the next ``finish_later`` starts it again)."""
+        idle = 0.0
         while True:
+            time.sleep(FLUSH_S)
             with self._due_lock:
-                batch, self._due = self._due, []
-                if not batch:
-                    self._writing = False
-                    return
-            try:
-                self.finish_many(batch)
-            except Exception:  # the keys stay claimed: a retry gets 409, never a second run
-                log.exception("keeping %d idempotent answers failed", len(batch))
+                if not self._due:
+                    idle += FLUSH_S
+                    if idle >= 1.0:
+                        self._polling = False
+                        return
+                    continue
+            idle = 0.0
+            self.flush_due()
+
+    def flush_due(self) -> None:
+        """Keep every answer waiting (blocking I/O: a side thread, never the event loop)."""
+        with self._due_lock:
+            batch, self._due = self._due, []
+        if not batch:
+            return
+        try:
+            self.finish_many(batch)
+        except Exception:  # the keys stay claimed: a retry gets 409, never a second run
+            log.exception("keeping %d idempotent answers failed", len(batch))
 
     def finish_many(self, batch: list[tuple[str, str, str, int, bytes]]) -> None:
         """``finish`` of several (client, member, key, status, body) answers: on PostgreSQL the
