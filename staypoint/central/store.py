@@ -84,6 +84,13 @@ class StoredEvent:
     body: str
 
 
+# An ingest group's rows, as the store writes them: (id, node, epoch, seq, type, member, body,
+# applied_at); (event_id, member, points, nights); a stream's (node, epoch, high-water).
+EventRow = tuple[str, str, int, int, str, str | None, str, str]
+StayRow = tuple[str, str, int, int]
+Mark = tuple[str, int, int]
+
+
 class LedgerStore(Protocol):
     """Head office's persistent state. All writes happen inside ``transaction()``."""
 
@@ -139,12 +146,7 @@ class LedgerStore(Protocol):
         """(event_id, member, points, nights) rows, as ``put_stay``."""
         ...
 
-    def put_applied(
-        self,
-        events: list[tuple[str, str, int, int, str, str | None, str, str]],
-        stays: list[tuple[str, str, int, int]],
-        marks: list[tuple[str, int, int]],
-    ) -> None:
+    def put_applied(self, events: list[EventRow], stays: list[StayRow], marks: list[Mark]) -> None:
         """An ingest group's writes of what it applied: ``insert_events(events)``,
         ``put_stays(stays)`` and ``set_high_water`` of each (node, epoch, hw) in ``marks``."""
         ...

@@ -57,8 +57,11 @@ from staypoint.central.store import (
     HOLD_COLUMNS,
     REVIEW_COLUMNS,
     Change,
+    EventRow,
     GroupReads,
     HoldRecord,
+    Mark,
+    StayRow,
     StoredEvent,
     StoreUnavailable,
     T,
@@ -599,12 +602,7 @@ class PgLedgerStore:
                 rows,
             )
 
-    def put_applied(
-        self,
-        events: list[tuple[str, str, int, int, str, str | None, str, str]],
-        stays: list[tuple[str, str, int, int]],
-        marks: list[tuple[str, int, int]],
-    ) -> None:
+    def put_applied(self, events: list[EventRow], stays: list[StayRow], marks: list[Mark]) -> None:
         if not (events or stays or marks):
             return
         # One statement for the three (as ``put_members_logged``): each list goes as one JSON

@@ -17,8 +17,11 @@ from staypoint.central.store import (
     HOLD_COLUMNS,
     REVIEW_COLUMNS,
     Change,
+    EventRow,
     GroupReads,
     HoldRecord,
+    Mark,
+    StayRow,
     StoredEvent,
     T,
 )
@@ -154,12 +157,7 @@ class SqliteLedgerStore:
         value = self._one("SELECT hw FROM streams WHERE node = ? AND epoch = ?", (node, epoch))
         return 0 if value is None else int(value)
 
-    def put_applied(
-        self,
-        events: list[tuple[str, str, int, int, str, str | None, str, str]],
-        stays: list[tuple[str, str, int, int]],
-        marks: list[tuple[str, int, int]],
-    ) -> None:
+    def put_applied(self, events: list[EventRow], stays: list[StayRow], marks: list[Mark]) -> None:
         if events:
             self.insert_events(events)
         if stays:
