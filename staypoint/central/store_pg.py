@@ -480,9 +480,13 @@ class PgLedgerStore:
         )
         self._local.shared = self._local.unordered = True
 
+    def _turn_due(self, conn: psycopg.Connection[Any]) -> bool:
+        """An ingest group on ``conn`` has not taken its turn to write (ORDER_LOCK) yet."""
+        return bool(getattr(self._local, "unordered", False)) and getattr(self._local, "conn", None) is conn
+
     def _ordered(self, conn: psycopg.Connection[Any]) -> None:
         """Before an ingest group's first write: its turn to write, held to its commit."""
-        if getattr(self._local, "unordered", False) and getattr(self._local, "conn", None) is conn:
+        if self._turn_due(conn):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (ORDER_LOCK,))
             self._local.unordered = False
 
@@ -610,7 +614,7 @@ class PgLedgerStore:
         # message per row. The group's turn to write (``_ordered``), when not taken yet, is
         # taken by the same statement, before any of its writes.
         with self._conn() as conn:
-            turn = bool(getattr(self._local, "unordered", False)) and self._local.conn is conn
+            turn = self._turn_due(conn)
             conn.execute(
                 _APPLIED,
                 (
@@ -681,8 +685,8 @@ class PgLedgerStore:
                 (Jsonb(docs), len(docs), len(docs)),
             ).fetchone()
         assert row is not None and row[0] is not None
-        base = int(row[0]) - 1
-        return list(range(base + 1, base + 1 + len(docs)))
+        first = int(row[0])
+        return list(range(first, first + len(docs)))
 
     def put_members(self, docs: list[dict[str, Any]]) -> None:
         with self._write_conn() as conn, conn.cursor() as cur:

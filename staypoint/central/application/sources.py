@@ -250,8 +250,8 @@ class EventSources:
             max(call.now for call, _ in staged),
             then=applied if any(call.then is not None for call, _ in staged) else None,
         )
-        pairs = list(zip(staged, results, strict=True))
-        if all(not r.quarantined and r.applied == len(events) for (_, events), r in pairs):
+        done = zip(staged, results, strict=True)
+        if all(not r.quarantined and r.applied == len(ev) for (_, ev), r in done):
             self._high_water[node] = hw
         for (call, events), result in zip(staged, results, strict=True):
             if result.quarantined:
