@@ -275,7 +275,10 @@ class Ledger:
                 [ev.id for ev in events_all],
                 sorted(numbers),
                 {(result.node, ev.epoch) for result, events, _ in parsed for ev in events},
+                with_program=True,  # in the same round trip: the latest programme, partial or not
             )
+            latest = None if reads.program_version is None else self.program(reads.program_version)
+            self._g.replicas_program = latest if latest is not None and replicas.is_partial(latest) else None
             taken = reads.taken
             self._g.prefetched = reads.members
             hws.update(reads.high_water)
@@ -367,8 +370,7 @@ class Ledger:
         self._g.stay_origin = {}
         self._g.replica_holds = []
         self._g.cards = []
-        latest = self.program()
-        self._g.replicas_program = latest if latest is not None and replicas.is_partial(latest) else None
+        self._g.replicas_program = None  # set from the group's reads (with_program)
         try:
             yield
         finally:

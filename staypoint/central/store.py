@@ -73,6 +73,7 @@ class GroupReads:
     taken: set[str]  # the group's event ids already in the ledger
     members: dict[str, dict[str, Any]]  # the records of the group's members that exist
     high_water: dict[tuple[str, int], int]  # each (node, epoch) stream's; 0 for a new one
+    program_version: int | None = None  # the latest programme's, when asked for (``with_program``)
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,16 @@ class LedgerStore(Protocol):
 
     # Bulk forms, for ``Ledger.ingest_many``: one statement per ingest group, not one per event.
     def group_reads(
-        self, ids: list[str], numbers: list[str], streams: Collection[tuple[str, int]]
+        self,
+        ids: list[str],
+        numbers: list[str],
+        streams: Collection[tuple[str, int]],
+        *,
+        with_program: bool = False,
     ) -> GroupReads:
         """An ingest group's reads, together: which of ``ids`` are already in the ledger, the
-        records of ``numbers`` (as ``members_many``, locked as it locks them) and the high-water
-        of each of ``streams``."""
+        records of ``numbers`` (as ``members_many``, locked as it locks them), the high-water
+        of each of ``streams`` and, ``with_program``, the latest programme's version."""
         ...
 
     def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:

@@ -573,11 +573,16 @@ class PgLedgerStore:
 
     # Bulk forms for ``Ledger.ingest_many`` (one statement per group, not one per event).
     def group_reads(
-        self, ids: list[str], numbers: list[str], streams: Collection[tuple[str, int]]
+        self,
+        ids: list[str],
+        numbers: list[str],
+        streams: Collection[tuple[str, int]],
+        *,
+        with_program: bool = False,
     ) -> GroupReads:
-        """The three reads sent before any answer is read: in the ingest transaction's pipeline
-        they go in one round trip (with BEGIN and the locks), where one after another took
-        three, each a wait for the reply and for the GIL inside the stream's one turn."""
+        """The reads sent before any answer is read: in the ingest transaction's pipeline they
+        go in one round trip (with BEGIN and the locks), where one after another took one
+        each, each a wait for the reply and for the GIL inside the stream's one turn."""
         pairs = sorted(set(streams))
         with self._conn() as conn:
             known = conn.execute("SELECT id FROM events WHERE id = ANY(%s)", (ids,)) if ids else None
@@ -592,10 +597,17 @@ class PgLedgerStore:
                 if pairs
                 else None
             )
+            latest = conn.execute("SELECT max(version) FROM programs") if with_program else None
             taken = {str(i) for (i,) in known.fetchall()} if known else set()
             members = {str(n): dict(d) for n, d in records.fetchall()} if records else {}
             found = {(str(n), int(e)): int(h) for n, e, h in marks.fetchall()} if marks else {}
-        return GroupReads(taken, members, {p: found.get(p, 0) for p in pairs})
+            version = latest.fetchone() if latest else None
+        return GroupReads(
+            taken,
+            members,
+            {p: found.get(p, 0) for p in pairs},
+            None if version is None or version[0] is None else int(version[0]),
+        )
 
     def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
         with self._write_conn() as conn, conn.cursor() as cur:

@@ -204,7 +204,12 @@ class SqliteLedgerStore:
 
     # Bulk forms for ``Ledger.ingest_many`` (one statement per group, not one per event).
     def group_reads(
-        self, ids: list[str], numbers: list[str], streams: Collection[tuple[str, int]]
+        self,
+        ids: list[str],
+        numbers: list[str],
+        streams: Collection[tuple[str, int]],
+        *,
+        with_program: bool = False,
     ) -> GroupReads:
         """An ingest group's reads: one statement each (a local file: no round trips to save)."""
         taken: set[str] = set()
@@ -215,7 +220,10 @@ class SqliteLedgerStore:
             )
             taken = set(json.loads(found)) if found else set()
         return GroupReads(
-            taken, self.members_many(numbers), {(n, e): self.high_water(n, e) for n, e in streams}
+            taken,
+            self.members_many(numbers),
+            {(n, e): self.high_water(n, e) for n, e in streams},
+            self.latest_program_version() if with_program else None,
         )
 
     def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:

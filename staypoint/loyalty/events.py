@@ -101,7 +101,9 @@ def iso(ts: datetime) -> str:
     """UTC timestamp as ``2026-11-23T10:00:00.123Z``."""
     if ts.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware UTC")
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    # isoformat stays in C (strftime builds a time tuple first): half the cost, on every event's
+    # and every answer's path; the milliseconds are cut, not rounded, as before.
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:

@@ -141,6 +141,12 @@ def test_keyed_units_overlap_for_other_keys_and_wait_for_their_own_and_for_write
             release.wait(30)
 
     def unit(name: str, rows: str | None) -> None:
+        if name == "same key, read first":  # BEGIN, the locks and the read sent together
+            assert rows is not None
+            with side.row_unit(rows, "SELECT count(*) FROM api_keys") as row:
+                assert row == (0,)
+                entered.append(name)
+            return
         with side.transaction(rows=rows):
             entered.append(name)
 
@@ -151,18 +157,19 @@ def test_keyed_units_overlap_for_other_keys_and_wait_for_their_own_and_for_write
         unit("other key", "folio:SHA:2")  # does not wait for the holder
         waiting = [
             threading.Thread(target=unit, args=("same key", "folio:SHA:1")),
+            threading.Thread(target=unit, args=("same key, read first", "folio:SHA:1")),
             threading.Thread(target=unit, args=("writer", None)),
         ]
         for t in waiting:
             t.start()
-        # Both seen blocked in the lock's acquire by the server itself, so a slow thread that has
+        # All seen blocked in the lock's acquire by the server itself, so a slow thread that has
         # not reached its BEGIN yet cannot pass for one that waits.
-        wait_until(lambda: _blocked_on_locks(watch) == 2, 30, "both units to wait on a lock")
-        assert entered == ["other key"]  # the same key and an unkeyed writer wait
+        wait_until(lambda: _blocked_on_locks(watch) == 3, 30, "the three units to wait on a lock")
+        assert entered == ["other key"]  # the same key (read first or not) and an unkeyed writer wait
         release.set()
         for t in [holder, *waiting]:
             t.join(30)
-        assert sorted(entered) == ["other key", "same key", "writer"]
+        assert sorted(entered) == ["other key", "same key", "same key, read first", "writer"]
     finally:
         release.set()
         watch.close()

@@ -130,49 +130,78 @@ class SideStore:
         lock, so units of different keys run at once, one key's one after another, and every
         other unit still waits for them all and they for it. On SQLite: the one writer, as ever.
         """
-        if getattr(self._local, "conn", None) is not None:
+        with self._unit(rows, None):
             yield
-            return
-        if self.pg:
-            # Serialise writers like the SQLite side does: the side tables are small and their
-            # invariants (daily caps, counters) are read-then-write. BEGIN and the lock go as one
-            # query (no parameters: the simple protocol takes several statements; the keys are
-            # integers of our own), one round trip; COMMIT or ROLLBACK at the end.
-            if rows is None:
-                begin = f"BEGIN; SELECT pg_advisory_xact_lock({SIDE_LOCK})"
-            else:  # the shared lock first, always (else two units and a writer could deadlock)
-                begin = (
-                    f"BEGIN; SELECT pg_advisory_xact_lock_shared({SIDE_LOCK}); "
-                    f"SELECT pg_advisory_xact_lock({ROW_LOCKS}, {_row_key(rows)})"
-                )
-            from psycopg.pq import TransactionStatus
 
-            with self.pool.connection() as conn:
-                try:
-                    conn.execute(begin)
-                    self._local.conn = conn
-                    try:
-                        yield
-                    finally:
-                        self._local.conn = None
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if not conn.broken and conn.pgconn.transaction_status != TransactionStatus.IDLE:
-                        with contextlib.suppress(Exception):
-                            conn.execute("ROLLBACK")
-                    raise
-        else:
+    @contextmanager
+    def row_unit(
+        self, rows: str, sql: str, args: tuple[Any, ...] | list[Any] = ()
+    ) -> Iterator[tuple[Any, ...] | None]:
+        """``transaction(rows=rows)`` that begins by reading that key's row (``sql``): it yields
+        the row. On PostgreSQL BEGIN, the locks and the read go as one query, one round trip,
+        where the unit and then its read took two (a folio post, on the API's hot path)."""
+        with self._unit(rows, (sql, args)) as row:
+            yield row
+
+    @contextmanager
+    def _unit(
+        self, rows: str | None, read: tuple[str, tuple[Any, ...] | list[Any]] | None
+    ) -> Iterator[tuple[Any, ...] | None]:
+        if getattr(self._local, "conn", None) is not None:
+            yield None if read is None else self.row(*read)
+            return
+        if not self.pg:
             with self._lock:
                 self.conn.execute("BEGIN IMMEDIATE")
                 self._local.conn = self.conn
                 try:
-                    yield
+                    yield None if read is None else self.row(*read)
                 except BaseException:
                     self.conn.execute("ROLLBACK")
                     raise
                 finally:
                     self._local.conn = None
                 self.conn.execute("COMMIT")
+            return
+        # Serialise writers like the SQLite side does: the side tables are small and their
+        # invariants (daily caps, counters) are read-then-write. BEGIN and the lock go as one
+        # query (no parameters: the simple protocol takes several statements), one round trip;
+        # COMMIT or ROLLBACK at the end. A unit of one key's rows takes the writers' lock shared
+        # first, always (else two units and a writer could deadlock), then the key's.
+        import psycopg
+        from psycopg.pq import TransactionStatus
+
+        with self.pool.connection() as conn:
+            try:
+                begin = f"BEGIN; SELECT pg_advisory_xact_lock({SIDE_LOCK})"
+                if rows is not None:
+                    begin = (
+                        f"BEGIN; SELECT pg_advisory_xact_lock_shared({SIDE_LOCK}); "
+                        f"SELECT pg_advisory_xact_lock({ROW_LOCKS}, {_row_key(rows)})"
+                    )
+                first: tuple[Any, ...] | None = None
+                if read is None:
+                    conn.execute(begin)
+                else:
+                    # The read joins the same query, its values quoted by psycopg on this side
+                    # (the simple protocol takes no parameters): its answer comes after the locks'.
+                    shown = psycopg.ClientCursor(conn).mogrify(self._sql(read[0]), read[1])
+                    cur = conn.execute(f"{begin}; {shown}")
+                    while cur.nextset():
+                        pass
+                    found = cur.fetchone()
+                    first = None if found is None else tuple(found)
+                self._local.conn = conn
+                try:
+                    yield first
+                finally:
+                    self._local.conn = None
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.broken and conn.pgconn.transaction_status != TransactionStatus.IDLE:
+                    with contextlib.suppress(Exception):
+                        conn.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def joined(self, ledger_store: LedgerStore) -> Iterator[None]:

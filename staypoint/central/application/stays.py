@@ -97,12 +97,12 @@ class Stays:
         digest = sha256(json.dumps(canon, sort_keys=True))[:32]
         # This folio's row only: posts of other folios run beside it (their events still go
         # one at a time, through the stream's lock and the ledger's); the same folio waits.
-        with core.side.transaction(rows=f"folio:{prop}:{folio}"):
-            prev = core.side.row(
-                "SELECT digest, member, event_id, bonus_event, points, bonus, nights FROM folios "
-                "WHERE property = ? AND folio = ?",
-                (prop, folio),
-            )
+        with core.side.row_unit(
+            f"folio:{prop}:{folio}",
+            "SELECT digest, member, event_id, bonus_event, points, bonus, nights FROM folios "
+            "WHERE property = ? AND folio = ?",
+            (prop, folio),
+        ) as prev:
             if prev is not None and prev[0] == digest:
                 return {
                     "folio": folio,
