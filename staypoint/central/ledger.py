@@ -223,7 +223,8 @@ class Ledger:
         and a member touched by several batches is written and sent downstream once, with
         every fold mark. Results are in the order given; publish them only after this returns.
         The transaction's changes (one contiguous run of versions) are all on the LAST result.
-        ``then(results)`` as for ``ingest``.
+        ``then(results)`` as for ``ingest`` (the members' changes join the results after it, at
+        the commit).
         """
         at = iso(now)
         parsed: list[tuple[IngestResult, list[Event], list[str]]] = []
@@ -347,10 +348,10 @@ class Ledger:
             for kind, name, body_ in extra:
                 if kind in ("voucher", "quarantine"):
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
-            # One write and one change per member per group, each record serialised once.
+            # One write and one change per member per group, each record serialised once; their
+            # versions read after the commit (below), where they cost no round trip of their own.
             docs = list(dirty.values())
-            for version, doc in zip(self.store.put_members_logged(docs), docs, strict=True):
-                changes.append(Change(version, "member", doc["number"], doc))
+            logged, logged_at = self.store.put_members_logged_later(docs), len(changes)
             for kind, name, body_ in extra:
                 if kind == "deny":
                     changes.append(Change(self.store.append_change(kind, name, body_), kind, name, body_))
@@ -361,6 +362,9 @@ class Ledger:
             results = [result for result, _, _ in parsed]
             if then is not None:
                 then(results)
+        changes[logged_at:logged_at] = [
+            Change(version, "member", doc["number"], doc) for version, doc in zip(logged(), docs, strict=True)
+        ]
         return results
 
     @contextmanager

@@ -166,6 +166,12 @@ class LedgerStore(Protocol):
         """``put_member`` + ``append_change("member", …)`` for each doc; the change versions, in order."""
         ...
 
+    def put_members_logged_later(self, docs: list[dict[str, Any]]) -> Callable[[], list[int]]:
+        """``put_members_logged``, whose versions are read when the returned function is called:
+        at its cheapest after the transaction's commit (on PostgreSQL its answer then comes in
+        the COMMIT's round trip, not one of its own)."""
+        ...
+
     # -- referrals: what the daily job's bonus pass reads -----------------------------------------
     def referred_members(self) -> list[tuple[str, str, str]]:
         """(member, referrer, referred_at) of every member the fold recorded as referred."""

@@ -36,6 +36,7 @@ Same tables and meaning as ``store_sqlite.py``; documents are JSONB. Choices, an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -685,20 +686,26 @@ class PgLedgerStore:
         return conn.execute("SELECT number, doc FROM members WHERE number = ANY(%s)" + lock, (numbers,))
 
     def put_members_logged(self, docs: list[dict[str, Any]]) -> list[int]:
+        return self.put_members_logged_later(docs)()
+
+    def put_members_logged_later(self, docs: list[dict[str, Any]]) -> Callable[[], list[int]]:
         if not docs:
-            return []
+            return list
         # One statement (each document encoded and sent once): the records, one bump of the
         # change counter for the whole group, and its versions in the order given. On the API's
         # hot path every statement costs the client more CPU than the server (psycopg's Python
-        # and a socket write that wakes the server): three became one.
+        # and a socket write that wakes the server): three became one. In the ingest pipeline
+        # its answer is read when asked for: after the commit, it came with the COMMIT's.
         with self._write_conn() as conn:
-            row = conn.execute(
-                _MEMBERS_LOGGED,
-                (Jsonb(docs), len(docs), len(docs)),
-            ).fetchone()
-        assert row is not None and row[0] is not None
-        first = int(row[0])
-        return list(range(first, first + len(docs)))
+            cur = conn.execute(_MEMBERS_LOGGED, (Jsonb(docs), len(docs), len(docs)))
+
+        @functools.cache
+        def versions() -> list[int]:
+            row = cur.fetchone()
+            assert row is not None and row[0] is not None
+            return list(range(int(row[0]), int(row[0]) + len(docs)))
+
+        return versions
 
     def put_members(self, docs: list[dict[str, Any]]) -> None:
         with self._write_conn() as conn, conn.cursor() as cur:

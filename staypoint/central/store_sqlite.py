@@ -290,6 +290,11 @@ class SqliteLedgerStore:
         )
         return list(range(base + 1, base + 1 + len(docs)))
 
+    def put_members_logged_later(self, docs: list[dict[str, Any]]) -> Callable[[], list[int]]:
+        """``put_members_logged`` (a local file: nothing to wait for)."""
+        versions = self.put_members_logged(docs)
+        return lambda: versions
+
     def referred_members(self) -> list[tuple[str, str, str]]:
         rows = self.conn.execute(
             "SELECT number, json_extract(doc, '$.referred_by'), json_extract(doc, '$.referred_at') "
