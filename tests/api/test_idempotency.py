@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from staypoint.central.api.app import make_api
@@ -134,3 +135,24 @@ def test_answers_kept_together_are_each_replayed_and_a_refused_one_frees_its_key
         ("replay", 409, b'{"n": 2}'),
     ]
     assert store.claim("c1", "m1", "k3", "fp-k3", NOW).kind == "run"  # freed: runs again
+
+
+def test_a_claim_keeps_the_answers_sent_before_it(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers sent (``finish_later``) wait for the next claim, which keeps them first (on
+    PostgreSQL in its own statement): the retry of a request whose answer still waited replays
+    it at once, and an answer that may change on a retry frees its key."""
+    from staypoint.central.api import idempotency
+
+    monkeypatch.setattr(idempotency, "FLUSH_S", 60.0)  # no poller gets there first: the claim must
+    store = idempotency.IdempotencyStore(api.services.side)
+    for k in ("k1", "k2", "k3"):
+        assert store.claim("c1", "m1", k, f"fp-{k}", NOW).kind == "run"
+    store.finish_later("c1", "m1", "k1", 201, b'{"n": 1}')
+    store.finish_later("c1", "m1", "k2", 503, b'{"n": 2}')
+    store.finish_later("c1", "m1", "k3", 422, b'{"n": 3}')
+    first = store.claim("c1", "m1", "k1", "fp-k1", NOW)  # the retry of k1 carries all three
+    assert (first.kind, first.status, first.body) == ("replay", 201, b'{"n": 1}')
+    assert store.claim("c1", "m1", "k2", "fp-k2", NOW).kind == "run"  # 503: freed, runs again
+    third = store.claim("c1", "m1", "k3", "fp-k3", NOW)
+    assert (third.kind, third.status) == ("replay", 422)
+    assert store.claim("c1", "m1", "k4", "fp-k4", NOW).kind == "run"  # nothing waits: the claim alone

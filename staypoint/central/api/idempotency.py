@@ -68,6 +68,16 @@ QUIET = {True: "WITH quiet AS (SELECT set_config('synchronous_commit', 'off', tr
 # ``FLUSH_S`` by the store's poller when no claim comes first: no thread is woken per POST.
 SIDE_THREADS = 8
 FLUSH_S = 0.02  # an answer not taken by a claim by then is kept by the store's poller
+# PostgreSQL: the kept answers of a batch, one JSON array of {c, m, k, s, b}, in one statement.
+_KEEP_MANY = (
+    "UPDATE idempotency AS i SET state = 'done', status = v.s, body = v.b "
+    "FROM quiet, json_to_recordset(?::json) AS v(c text, m text, k text, s integer, b text) "
+    "WHERE i.client = v.c AND i.member = v.m AND i.key = v.k"
+)
+_CLAIM_PG = (
+    "INSERT INTO idempotency (client, member, key, fingerprint, state, created) "
+    "SELECT ?, ?, ?, ?, 'running', ? FROM quiet ON CONFLICT (client, member, key) DO NOTHING"
+)
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -114,23 +124,24 @@ class IdempotencyStore:
         atexit.register(self.flush_due)
 
     def claim(self, client: str, member: str, key: str, fingerprint: str, now: datetime) -> Claim:
-        self.flush_due()  # on this side thread anyway: the answers sent since the last claim
         self._purge(now)
         # One statement, atomic by itself (of two concurrent claims one inserts): no transaction,
         # no writers' lock. Nor a wait for the disk (QUIET): the request's own ledger commit
         # comes after it in the WAL and flushes it too; one lost with a crash before that lost a
         # request that had done nothing yet.
-        won = self.side.execute(
-            QUIET.get(self.side.pg, "")
-            + "INSERT INTO idempotency (client, member, key, fingerprint, state, created) "
-            + (
-                "SELECT ?, ?, ?, ?, 'running', ? FROM quiet"
-                if self.side.pg
-                else "VALUES (?, ?, ?, ?, 'running', ?)"
+        args = (client, member, key, fingerprint, iso(now))
+        if self.side.pg:
+            won = self._claim_pg(args)
+        else:
+            self.flush_due()  # on this side thread anyway: the answers sent since the last claim
+            won = (
+                self.side.execute(
+                    "INSERT INTO idempotency (client, member, key, fingerprint, state, created) "
+                    "VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (client, member, key) DO NOTHING",
+                    args,
+                )
+                > 0
             )
-            + " ON CONFLICT (client, member, key) DO NOTHING",
-            (client, member, key, fingerprint, iso(now)),
-        )
         if won:
             return Claim("run")
         row = self.side.row(
@@ -147,6 +158,42 @@ class IdempotencyStore:
         if now - parse_iso(str(row[4])) > STALE:
             return Claim("unknown")
         return Claim("busy")
+
+    def _claim_pg(self, args: tuple[str, ...]) -> bool:
+        """The claim's INSERT, with the answers sent since the last claim kept by the same
+        statement (a round trip of the API's each POST, not two); when that fails, they are
+        logged as ``flush_due`` logs them and the claim goes alone."""
+        kept = self._kept_rows(self._take_due())
+        if kept is None:
+            return self.side.execute(QUIET[True] + _CLAIM_PG, args) > 0
+        try:
+            row = self.side.row(
+                QUIET[True] + f", kept AS ({_KEEP_MANY}), won AS ({_CLAIM_PG} RETURNING 1) "
+                "SELECT count(*) FROM won",
+                (kept, *args),
+            )
+        except Exception:  # the keys stay claimed: a retry gets 409, never a second run
+            log.exception("keeping idempotent answers with a claim failed")
+            return self.side.execute(QUIET[True] + _CLAIM_PG, args) > 0
+        return row is not None and int(row[0]) > 0
+
+    def _take_due(self) -> list[tuple[str, str, str, int, bytes]]:
+        with self._due_lock:
+            batch, self._due = self._due, []
+        return batch
+
+    def _kept_rows(self, batch: list[tuple[str, str, str, int, bytes]]) -> str | None:
+        """The answers of ``batch`` that are kept, as ``_KEEP_MANY``'s JSON (None: none); the
+        others' keys are released."""
+        for client, member, key, status, _ in batch:
+            if status not in KEPT_STATUSES:
+                self.release(client, member, key)
+        rows = [
+            {"c": c, "m": m, "k": k, "s": status, "b": body.decode("utf-8", "replace")}
+            for c, m, k, status, body in batch
+            if status in KEPT_STATUSES
+        ]
+        return orjson.dumps(rows).decode() if rows else None
 
     def finish(self, client: str, member: str, key: str, status: int, body: bytes) -> None:
         if status in KEPT_STATUSES:
@@ -196,8 +243,7 @@ class IdempotencyStore:
 
     def flush_due(self) -> None:
         """Keep every answer waiting (blocking I/O: a side thread, never the event loop)."""
-        with self._due_lock:
-            batch, self._due = self._due, []
+        batch = self._take_due()
         if not batch:
             return
         try:
@@ -208,25 +254,13 @@ class IdempotencyStore:
     def finish_many(self, batch: list[tuple[str, str, str, int, bytes]]) -> None:
         """``finish`` of several (client, member, key, status, body) answers: on PostgreSQL the
         kept ones in one statement."""
-        kept = [b for b in batch if b[3] in KEPT_STATUSES]
-        for client, member, key, status, _ in batch:
-            if status not in KEPT_STATUSES:
-                self.release(client, member, key)
-        if not self.side.pg or len(kept) == 1:
-            for client, member, key, status, body in kept:
+        if not self.side.pg:
+            for client, member, key, status, body in batch:
                 self.finish(client, member, key, status, body)
             return
-        if kept:
-            rows = [
-                {"c": c, "m": m, "k": k, "s": status, "b": body.decode("utf-8", "replace")}
-                for c, m, k, status, body in kept
-            ]
-            self.side.execute(
-                QUIET[True] + "UPDATE idempotency AS i SET state = 'done', status = v.s, body = v.b "
-                "FROM quiet, json_to_recordset(?::json) AS v(c text, m text, k text, s integer, b text) "
-                "WHERE i.client = v.c AND i.member = v.m AND i.key = v.k",
-                (orjson.dumps(rows).decode(),),
-            )
+        kept = self._kept_rows(batch)
+        if kept is not None:
+            self.side.execute(QUIET[True] + _KEEP_MANY, (kept,))
 
     def release(self, client: str, member: str, key: str) -> None:
         self.side.execute(
