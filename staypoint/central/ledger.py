@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from staypoint.central.store import Change, HoldRecord, LedgerStore
+from staypoint.central.store import Change, EventRow, HoldRecord, LedgerStore
 from staypoint.loyalty import bounds, fold, replicas, tiers
 from staypoint.loyalty.events import (
     Event,
@@ -256,7 +256,7 @@ class Ledger:
         hws: dict[tuple[str, int], int] = {}
         moved: set[tuple[str, int]] = set()
         # Every store takes a group's reads and writes in bulk: one statement each, not one per event.
-        rows: list[tuple[str, str, int, int, str, str | None, str, str]] = []
+        rows: list[EventRow] = []
         pending: dict[tuple[str, int, int], str] = {}  # bodies applied in this group, not yet written
         # What the group may touch that another group (another process) could touch too: its
         # nodes' streams and the numbers it enrols are locked by the store, and the members it

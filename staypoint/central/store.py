@@ -144,11 +144,11 @@ class LedgerStore(Protocol):
         of each of ``streams`` and, ``with_program``, the latest programme's version."""
         ...
 
-    def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
+    def insert_events(self, rows: list[EventRow]) -> None:
         """(id, node, epoch, seq, type, member, body, applied_at) rows, as ``insert_event``, in order."""
         ...
 
-    def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
+    def put_stays(self, rows: list[StayRow]) -> None:
         """(event_id, member, points, nights) rows, as ``put_stay``."""
         ...
 

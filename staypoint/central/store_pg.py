@@ -610,7 +610,7 @@ class PgLedgerStore:
             None if version is None or version[0] is None else int(version[0]),
         )
 
-    def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
+    def insert_events(self, rows: list[EventRow]) -> None:
         with self._write_conn() as conn, conn.cursor() as cur:
             # In applied order: ``pos`` (BIGSERIAL) is the API's position, as rowid is on SQLite.
             cur.executemany(
@@ -641,7 +641,7 @@ class PgLedgerStore:
             if turn:
                 self._local.unordered = False
 
-    def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
+    def put_stays(self, rows: list[StayRow]) -> None:
         with self._write_conn() as conn, conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO stays (event_id, member, points, nights) VALUES (%s, %s, %s, %s) "

@@ -226,7 +226,7 @@ class SqliteLedgerStore:
             self.latest_program_version() if with_program else None,
         )
 
-    def insert_events(self, rows: list[tuple[str, str, int, int, str, str | None, str, str]]) -> None:
+    def insert_events(self, rows: list[EventRow]) -> None:
         """(id, node, epoch, seq, type, member, body, applied_at) rows, as ``insert_event``."""
         self.conn.executemany(
             "INSERT INTO events (id, node, epoch, seq, type, member, body, applied_at) "
@@ -234,7 +234,7 @@ class SqliteLedgerStore:
             rows,
         )
 
-    def put_stays(self, rows: list[tuple[str, str, int, int]]) -> None:
+    def put_stays(self, rows: list[StayRow]) -> None:
         """(event_id, member, points, nights) rows, as ``put_stay``."""
         self.conn.executemany(
             "INSERT OR REPLACE INTO stays (event_id, member, points, nights) VALUES (?, ?, ?, ?)", rows

@@ -173,12 +173,12 @@ class SideStore:
 
         with self.pool.connection() as conn:
             try:
-                begin = f"BEGIN; SELECT pg_advisory_xact_lock({SIDE_LOCK})"
-                if rows is not None:
-                    begin = (
-                        f"BEGIN; SELECT pg_advisory_xact_lock_shared({SIDE_LOCK}); "
-                        f"SELECT pg_advisory_xact_lock({ROW_LOCKS}, {_row_key(rows)})"
-                    )
+                begin = (
+                    f"BEGIN; SELECT pg_advisory_xact_lock({SIDE_LOCK})"
+                    if rows is None
+                    else f"BEGIN; SELECT pg_advisory_xact_lock_shared({SIDE_LOCK}); "
+                    f"SELECT pg_advisory_xact_lock({ROW_LOCKS}, {_row_key(rows)})"
+                )
                 first: tuple[Any, ...] | None = None
                 if read is None:
                     conn.execute(begin)
