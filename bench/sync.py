@@ -623,14 +623,21 @@ def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: Mosqu
         "durability": pg_durability(url),
     }
     per_node = args.backlog // args.nodes
-    runs: dict[str, list[dict[str, Any]]] = {str(n): [] for n in args.ingest_processes}
+    # Each (processes, threads per process) in turn; named "2" (processes) when one thread count
+    # is asked for, else "2x1" (processes x threads).
+    configs = [
+        (n, t, str(n) if len(args.ingest_threads) == 1 else f"{n}x{t}")
+        for n in args.ingest_processes
+        for t in args.ingest_threads
+    ]
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for _, _, key in configs}
     rounds: list[dict[str, int]] = []
     rows_for_raw: list[tuple[Any, ...]] = []
     batch_size = event_size = window = 0
     try:
         for rnd in range(args.repeat):
             rounds.append({})
-            for n in args.ingest_processes:
+            for n, threads, key in configs:
                 db = _pg_database(url, f"bench_{rnd}_{n}_{os.urandom(4).hex()}")
                 ledger = Ledger(PgLedgerStore(db))
                 ledger.publish_program(default_program_text(), now())
@@ -642,8 +649,15 @@ def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: Mosqu
                 ledger.store.close()
                 argv = office_command(broker, tmp / "unused.db")
                 at = argv.index("--db")
-                argv[at : at + 2] = ["--store", db, "--shards", str(args.shards)]
-                logs = [tmp / f"office-{rnd}-{n}-{i}.log" for i in range(n)]
+                argv[at : at + 2] = [
+                    "--store",
+                    db,
+                    "--shards",
+                    str(args.shards),
+                    "--ingest-threads",
+                    str(threads),
+                ]
+                logs = [tmp / f"office-{rnd}-{n}x{threads}-{i}.log" for i in range(n)]
                 marks = [log.stat().st_size if log.exists() else 0 for log in logs]
                 offices = [OfficeProcess(broker, tmp / "unused.db", log, argv) for log in logs]
                 try:
@@ -651,10 +665,13 @@ def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: Mosqu
                     # split evenly between the processes' shards.
                     if args.shards:
                         node_ids, owned = _balanced_nodes(
-                            list(zip(logs, marks, strict=True)), args.nodes, f"sha-r{rnd}p{n}", args.shards
+                            list(zip(logs, marks, strict=True)),
+                            args.nodes,
+                            f"sha-r{rnd}p{n}t{threads}",
+                            args.shards,
                         )
                     else:
-                        node_ids, owned = [f"sha-r{rnd}p{n}-{i:03d}" for i in range(args.nodes)], []
+                        node_ids, owned = [f"sha-r{rnd}p{n}t{threads}-{i:03d}" for i in range(args.nodes)], []
                     nodes = []
                     for k, nid in enumerate(node_ids):
                         node = NodeService.init_node(
@@ -743,8 +760,8 @@ def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: Mosqu
                 run["office_batches"] = [st.get("events", 0) for st in stats]
                 run["office_parked"] = sum(st.get("events_parked", 0) for st in stats)
                 run["office_resend_requests"] = sum(st.get("resend_requests", 0) for st in stats)
-                runs[str(n)].append(run)
-                rounds[-1][str(n)] = run["e2e_events_per_s"]
+                runs[key].append(run)
+                rounds[-1][key] = run["e2e_events_per_s"]
         raw_db = _pg_database(url, f"bench_raw_{os.urandom(4).hex()}")
         raw = raw_pg_insert(raw_db, rows_for_raw)
         raw_batch = raw_transport(broker, batch_size, args.raw, window)
@@ -770,10 +787,13 @@ def pg_sharded(args: argparse.Namespace, tmp: Path, pki: FleetPKI, broker: Mosqu
             "copy": round(m / raw["copy"], 3),
             "event_msgs": round(m / raw_event["msgs_per_s"], 2),
         }
-    if "1" in runs and len(runs) > 1:
-        out["scaling_of_medians"] = {n: round(m / medians["1"], 2) for n, m in medians.items()}
+    first = configs[0][2]  # scaling against the first configuration (one process, one thread)
+    if len(runs) > 1:
+        out["scaling_of_medians"] = {n: round(m / medians[first], 2) for n, m in medians.items()}
         out["scaling_per_round"] = {
-            n: [round(r[n] / r["1"], 2) for r in rounds if n in r and "1" in r] for n in runs if n != "1"
+            n: [round(r[n] / r[first], 2) for r in rounds if n in r and first in r]
+            for n in runs
+            if n != first
         }
     return out
 
@@ -807,6 +827,13 @@ def main() -> None:
         nargs="+",
         default=[1, 2],
         help="with --store: serve processes per run",
+    )
+    ap.add_argument(
+        "--ingest-threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="with --store: central serve --ingest-threads, each in turn with each process count",
     )
     ap.add_argument("--nodes", type=int, default=8, help="with --store: nodes sending the backlog")
     ap.add_argument("--repeat", type=int, default=1, help="with --store: rounds of --ingest-processes")

@@ -26,7 +26,7 @@ from staypoint.central.leader import (
     SqliteServeLock,
 )
 from staypoint.central.ledger import Ledger
-from staypoint.central.server import HeadOffice, MqttSettings
+from staypoint.central.server import MAX_INGEST_THREADS, HeadOffice, MqttSettings
 from staypoint.central.store import (
     LedgerStore,
     StoreConfigError,
@@ -77,6 +77,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     leadership: Leadership
     if not 0 <= args.shards <= 4096:
         raise SystemExit(f"staypoint: --shards {args.shards}: between 0 and 4096")
+    # PostgreSQL: two by default (one waits on the server's round trips and fsync most of its
+    # time, docs/scale.md); SQLite has one writer, so one.
+    threads = args.ingest_threads if args.ingest_threads is not None else (2 if where.is_pg else 1)
+    if not 1 <= threads <= MAX_INGEST_THREADS:
+        raise SystemExit(f"staypoint: --ingest-threads {threads}: between 1 and {MAX_INGEST_THREADS}")
+    if threads > 1 and not where.is_pg:
+        raise SystemExit("staypoint: --ingest-threads: more than one needs PostgreSQL (SQLite: one writer)")
     if where.is_pg:
         # Any number of processes on one PostgreSQL ledger: shared subscriptions, one leader.
         share: str | None = args.share_group
@@ -118,6 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         shards=shards,
         jobs_at=jobs_at,
         first_pins=first_pins,
+        ingest_threads=threads,
     )
     done = threading.Event()
 
@@ -430,6 +438,12 @@ def register(sub: Any) -> None:
         help="PostgreSQL: the nodes' event batches are divided into this many shards by node id, "
         "shared out among the serving processes by advisory locks, so one process applies each node's "
         "batches, in order (the same number on every process); 0: shared round robin instead",
+    )
+    p.add_argument(
+        "--ingest-threads",
+        type=int,
+        help="PostgreSQL: threads applying event batches side by side in this process, each node's "
+        "always on the same one (default 2; SQLite: 1, its only choice)",
     )
     p.add_argument(
         "--leader-poll",

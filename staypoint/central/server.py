@@ -56,6 +56,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ MAX_PAYLOAD = 256 * 1024  # the broker's message_size_limit; anything larger is 
 CHUNK_BYTES = 96 * 1024  # resync / fan-out parts: well under any broker's packet limit
 SNAPSHOT_WINDOW = 16  # snapshot parts in flight before waiting for PUBACKs
 GROUP_BATCHES = 32  # node batches applied in one ledger transaction at most
+MAX_INGEST_THREADS = 16  # the PostgreSQL store's pool holds 16 connections
 PARK_SECONDS = 1.0  # shared ingest: a batch ahead of its stream waits this long for the gap to fill
 PARK_POLL = 0.01  # ... retried this often when nothing new arrives
 SCOPES_SECONDS = 5.0  # partial replicas: the fleet's scopes (registrations, the mode) re-read this often
@@ -198,7 +200,10 @@ class HeadOffice:
         shards: PgShards | None = None,
         jobs_at: dtime | None = None,
         first_pins: NodeFirstPins | None = None,
+        ingest_threads: int = 1,
     ) -> None:
+        if not 1 <= ingest_threads <= MAX_INGEST_THREADS:
+            raise ValueError(f"ingest threads: 1..{MAX_INGEST_THREADS}, not {ingest_threads}")
         self.ledger = ledger
         # Imported members' first PINs asked at a kiosk (None: refused, "not offered here").
         self.first_pins = first_pins
@@ -208,8 +213,11 @@ class HeadOffice:
         self.shards = shards if self.shared else None
         self.round_robin = self.shared and self.shards is None  # batches shared: park, sort
         self._route = threading.Lock()  # a batch's shard check and its queueing, vs a release
-        self._queued = 0  # batches queued for the ingest thread so far (under _route)
-        self._settled = 0  # ... and applied or given up by it (PUBACKed)
+        self._queued = 0  # batches queued for the ingest threads so far (under _route)
+        # Several ingest threads (PostgreSQL only: ``ingest_threads``), each with its own queue
+        # and its own connection's transactions; a node's batches always go to the same one.
+        self.ingest_threads = ingest_threads
+        self._settled = [0] * ingest_threads  # ... and applied or given up, per thread (PUBACKed)
         if self.shards is not None:
             self.shards.on_release = self._drain
         self.leader: Leadership = leader if leader is not None else AlwaysLeader()
@@ -218,8 +226,11 @@ class HeadOffice:
         # A follower's reading of the ledger's tip, one per tick: what the leader has surely
         # fanned out by now (its ticker catches up every tick), where to resume on a takeover.
         self._tips: deque[int] = deque(maxlen=3)
-        # Shared ingest: batches ahead of their stream, (node, events, mid, qos, parked at).
-        self._parked: list[tuple[str, list[Any], int, int, float | None]] = []
+        # Shared ingest: batches ahead of their stream, (node, events, mid, qos, parked at),
+        # one list per ingest thread.
+        self._parked: list[list[tuple[str, list[Any], int, int, float | None]]] = [
+            [] for _ in range(ingest_threads)
+        ]
         self.clock = clock
         self.tick_seconds = tick_seconds
         self.digest_seconds = digest_seconds
@@ -238,8 +249,10 @@ class HeadOffice:
         self._scopes_at = float("-inf")
         self._released_at = float("-inf")
         self._work: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
-        # (node, events, mid, qos) waiting for the ingest thread; PUBACK only after the commit.
-        self._batches: queue.Queue[tuple[str, list[Any], int, int] | None] = queue.Queue()
+        # (node, events, mid, qos) waiting for an ingest thread; PUBACK only after the commit.
+        self._batches: list[queue.Queue[tuple[str, list[Any], int, int] | None]] = [
+            queue.Queue() for _ in range(ingest_threads)
+        ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # Set once the broker has granted the subscriptions (SUBACK), not at CONNACK: a batch a
@@ -280,8 +293,16 @@ class HeadOffice:
             properties=props,
         )
         self.client.loop_start()
-        for target in (self._worker, self._ticker, self._ingester):
-            t = threading.Thread(target=target, name=f"head-office-{target.__name__}", daemon=True)
+        threads = [
+            threading.Thread(target=self._worker, name="head-office-_worker", daemon=True),
+            threading.Thread(target=self._ticker, name="head-office-_ticker", daemon=True),
+        ] + [
+            threading.Thread(
+                target=self._ingester, args=(lane,), name=f"head-office-_ingester-{lane}", daemon=True
+            )
+            for lane in range(self.ingest_threads)
+        ]
+        for t in threads:
             t.start()
             self._threads.append(t)
         if not self.connected.wait(timeout):
@@ -290,7 +311,8 @@ class HeadOffice:
     def stop(self) -> None:
         self._stop.set()
         self._work.put(None)
-        self._batches.put(None)
+        for batches in self._batches:
+            batches.put(None)
         for t in self._threads:
             t.join(5)
         self.client.disconnect()
@@ -371,7 +393,7 @@ class HeadOffice:
                     if self.shards is not None and not self.shards.owns(node):
                         self.handled["events_other_shard"] += 1
                         return
-                    self._batches.put((node, events, msg.mid, msg.qos))
+                    self._batches[self._lane(node)].put((node, events, msg.mid, msg.qos))
                     self._queued += 1
                 queued = True
                 return
@@ -391,15 +413,20 @@ class HeadOffice:
             if not queued:
                 client.ack(msg.mid, msg.qos)
 
-    def _ingester(self) -> None:
+    def _lane(self, node: str) -> int:
+        """The ingest thread of ``node``'s batches: always the same one, so they apply in order."""
+        return 0 if self.ingest_threads == 1 else zlib.crc32(node.encode()) % self.ingest_threads
+
+    def _ingester(self, lane: int = 0) -> None:
         """Apply queued batches a group at a time: one commit, then acks, fan-out and PUBACKs."""
+        batches = self._batches[lane]
         while True:
             # Parked batches (shared ingest: ahead of their stream) go first, with what is new.
-            group: list[tuple[str, list[Any], int, int, float | None]] = list(self._parked)
-            self._parked = []
+            group: list[tuple[str, list[Any], int, int, float | None]] = list(self._parked[lane])
+            self._parked[lane] = []
             item: tuple[str, list[Any], int, int] | None
             try:
-                item = self._batches.get(timeout=PARK_POLL) if group else self._batches.get()
+                item = batches.get(timeout=PARK_POLL) if group else batches.get()
             except queue.Empty:
                 item = ("", [], -1, -1)  # nothing new: retry the parked batches alone
             if item is None or self._stop.is_set():
@@ -409,11 +436,11 @@ class HeadOffice:
             limit = len(group) + GROUP_BATCHES - 1
             while len(group) < limit:
                 try:
-                    more = self._batches.get_nowait()
+                    more = batches.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._batches.put(None)
+                    batches.put(None)
                     break
                 group.append((*more, None))
             if self.round_robin:
@@ -424,7 +451,7 @@ class HeadOffice:
             try:
                 results = self._apply([(node, events) for node, events, *_ in group])
                 self.handled["groups"] += 1
-                done = self._settle(group, results)
+                done = self._settle(group, results, lane)
             except StoreUnavailable:  # logged by the store; the nodes send again after their ack timeout
                 self.dropped["store_unavailable"] += len(group)
                 done = list(group)
@@ -434,19 +461,20 @@ class HeadOffice:
                     node, events = entry[0], entry[1]
                     try:
                         results = self._apply([(node, events)])
-                        done.extend(self._settle([entry], results, park=False))
+                        done.extend(self._settle([entry], results, lane, park=False))
                     except Exception:  # the node sends it again after its ack timeout
                         log.exception("ingest of a batch from %s failed", node)
                         self.dropped["error"] += 1
                         done.append(entry)
             for _, _, mid, qos, _ in done:
                 self.client.ack(mid, qos)
-            self._settled += len(done)
+            self._settled[lane] += len(done)  # this thread's alone: no lock
 
     def _settle(
         self,
         group: list[tuple[str, list[Any], int, int, float | None]],
         results: list[Any],
+        lane: int,
         *,
         park: bool = True,
     ) -> list[tuple[str, list[Any], int, int, float | None]]:
@@ -480,7 +508,7 @@ class HeadOffice:
             if entry[0] in resend:
                 done.append(entry)
             else:
-                self._parked.append(entry)
+                self._parked[lane].append(entry)
         return done
 
     def _drain(self, shards: frozenset[int]) -> None:
@@ -491,7 +519,7 @@ class HeadOffice:
         with self._route:  # a batch being queued under the old shards is in the count
             mark = self._queued
         deadline = time.monotonic() + DRAIN_SECONDS
-        while self._settled < mark and time.monotonic() < deadline and not self._stop.is_set():
+        while sum(self._settled) < mark and time.monotonic() < deadline and not self._stop.is_set():
             time.sleep(0.005)
         self.handled["shards_released"] += len(shards)
 
@@ -500,17 +528,27 @@ class HeadOffice:
         connection, the primary promoting: ``LedgerStore.retrying``). Nothing is published
         before a commit, and a commit whose outcome was unknown is applied again with its
         events skipped as duplicates, so a retry loses and doubles nothing. The lock is let go
-        between tries: the network thread keeps answering (and the broker keeps us) meanwhile."""
+        between tries: the network thread keeps answering (and the broker keeps us) meanwhile.
+
+        Several ingest threads (PostgreSQL): the transaction runs outside the lock, on this
+        thread's own connection, beside the others' (the store lets groups of different nodes
+        overlap and hands out their versions in commit order: ``ingest_transaction``); one
+        thread alone waits on PostgreSQL's round trips and fsync most of the time. Only the
+        acks and the fan-out after the commit take the lock."""
 
         def once() -> list[Any]:
+            if self.ingest_threads == 1:
+                with self._lock:
+                    return self._published(self.ledger.ingest_many(batches, self.clock()))
+            results = self.ledger.ingest_many(batches, self.clock())
             with self._lock:
-                return self._events(batches)
+                return self._published(results)
 
         return self.ledger.store.retrying(once, "ingest")
 
-    def _events(self, batches: list[tuple[str, list[Any]]]) -> list[Any]:
-        """Apply in one transaction, publish acks and (the leader) fan-out; resends are the caller's."""
-        results = self.ledger.ingest_many(batches, self.clock())
+    def _published(self, results: list[Any]) -> list[Any]:
+        """Under ``_lock``, after a group's commit: its acks and (the leader) its fan-out;
+        resends are the caller's. Returns ``results``."""
         acks: dict[str, tuple[int, int]] = {}
         for result in results:
             if result.rejected:
@@ -529,6 +567,10 @@ class HeadOffice:
         """Under ``_lock``: changes just committed, fanned out now by the leader (in version order)."""
         if not fan or not self.leader.is_leader():
             return  # the leader's ticker fans these changes out: one publisher, in order
+        # Another ingest thread committed after us and published first: its catch-up sent ours.
+        fan = [c for c in fan if c.version > self._published_version]
+        if not fan:
+            return
         if fan[0].version - 1 > self._published_version:
             # Another process (jobs, the console, a programme published) wrote since the last
             # fan-out: one step from what the nodes have covers both, and nothing waits a tick.
@@ -799,10 +841,11 @@ class HeadOffice:
             or now - self._digest_at < self.digest_seconds
         ):
             return
-        if not self.shared:
+        if not self.shared and self.ingest_threads == 1:
             self._digest_once(now)
             return
-        # Other processes ack what they commit: inside the writer's lock no one commits until
+        # Other processes (other ingest threads) ack what they commit, outside our lock: inside
+        # the writer's lock no one commits until
         # the broker has the digest, so no ack of an event after V reaches a node before it.
         with self.ledger.store.transaction():
             info = self._digest_once(now)

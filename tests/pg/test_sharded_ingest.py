@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -307,3 +308,99 @@ def test_a_second_serve_on_one_sqlite_ledger_is_refused(
         assert first.proc.poll() is None  # the first one serves on
     finally:
         first.stop()
+    assert "Traceback" not in second.stderr
+    threads = subprocess.run(
+        [*office_command(fresh_mosquitto, db), "--ingest-threads", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert threads.returncode != 0 and "Traceback" not in threads.stderr
+    assert threads.stderr.strip().splitlines()[-1] == (
+        "staypoint: --ingest-threads: more than one needs PostgreSQL (SQLite: one writer)"
+    )
+
+
+def _recording_threads(ledger: Ledger, log: list[tuple[str, str, int]]) -> None:
+    """Note (thread, node, first seq) of every batch ``ledger`` is given to apply, in order."""
+    original = ledger.ingest_many
+
+    def record(batches: Any, at: Any, **kw: Any) -> Any:
+        name = threading.current_thread().name
+        for node, events in batches:
+            log.append((name, node, int(events[0]["seq"])))
+        return original(batches, at, **kw)
+
+    ledger.ingest_many = record  # type: ignore[method-assign]
+
+
+def test_two_ingest_threads_in_one_process_apply_each_node_in_order_and_fan_out_in_order(
+    pg_fleet: Fleet, pg_url: str
+) -> None:
+    """One head office, two ingest threads (``--ingest-threads 2``, PostgreSQL's default), six
+    nodes: each node's batches are applied by one thread, in the order sent, and both threads
+    apply; every event once, every row acked, and the fan-out of
+    both threads' changes reaches every node in version order (no gap, so no resync)."""
+    fleet = pg_fleet
+    store = fleet.ledger.store
+    names = [f"sha-duo-{i:02d}" for i in range(6)]
+    nodes = [
+        fleet.add_node(n, start=False, batch_events=25, window_batches=4, ack_timeout=20.0) for n in names
+    ]
+    stays = 120
+    guests = [_backlog(node, stays)[0] for node in nodes]
+    before = store.event_count()
+    tls = fleet.broker.client_tls("head-office")
+    applied: list[tuple[str, str, int]] = []
+    ledger = Ledger(PgLedgerStore(pg_url))
+    settings = MqttSettings(
+        fleet.broker.host,
+        fleet.broker.office_port,
+        tls.ca,
+        tls.cert,
+        tls.key,
+        client_id=f"head-office-duo-{uuid.uuid4().hex[:6]}",
+    )
+    office = HeadOffice(ledger, settings, tick_seconds=0.5, ingest_threads=2)
+    _recording_threads(ledger, applied)
+    resyncs: list[int] = []
+    try:
+        office.start()
+        for node in nodes:
+            fleet.start_agent(node)
+        # The nodes' first resync (on connecting) is over before their backlogs drain.
+        wait_until(lambda: store.event_count() - before == len(nodes) * (3 + stays), 90, "every event")
+        fleet.settle(30)
+        resyncs = [n.agent.stats["resyncs"] for n in nodes if n.agent is not None]
+        # Two threads' worth of changes more, then each node at the tip by fan-out alone.
+        for node, guest in zip(nodes[:2], guests, strict=False):
+            node.service.post_stay(guest, "F-last", now(), nights=0, revenue={Outlet.FNB: Decimal("2")})
+        latest_before = store.latest_version()
+        wait_until(lambda: store.latest_version() >= latest_before + 2, 30, "the last two stays booked")
+        latest = store.latest_version()
+        wait_until(
+            lambda: all(n.agent is not None and n.agent.applied_version() >= latest for n in nodes),
+            20,
+            "the fan-out at every node",
+        )
+        assert [n.agent.stats["resyncs"] for n in nodes if n.agent is not None] == resyncs
+        handled, dropped = dict(office.handled), dict(office.dropped)
+    finally:
+        office.stop()
+        ledger.store.close()
+
+    lanes: dict[str, set[str]] = {}
+    for thread, node, _ in applied:
+        lanes.setdefault(node, set()).add(thread)
+    assert all(len(t) == 1 for t in lanes.values()), lanes  # one thread per node
+    assert len({t for ts in lanes.values() for t in ts}) == 2  # both threads applied
+    for name in names:
+        seqs = [seq for _, node, seq in applied if node == name]
+        assert seqs == sorted(set(seqs)), f"{name}'s batches out of order or twice: {seqs}"
+    assert handled.get("resend_requests", 0) == 0 and not dropped
+    assert store.event_count() - before == len(nodes) * (3 + stays) + 2  # nothing doubled
+    for node in nodes:
+        assert node.agent is not None and node.agent.stats["ack_timeouts"] == 0
+        rows = node.service.replica.conn.execute("SELECT acked_at FROM outbox").fetchall()
+        assert all(r[0] is not None for r in rows), "an outbox row never acked"
