@@ -238,6 +238,7 @@ class HeadOffice:
         self._digest_at = float("-inf")
         self.dropped: Counter[str] = Counter()
         self.handled: Counter[str] = Counter()
+        self._tally = threading.Lock()  # the ingest threads' counts (one key, several threads)
         # One behind the ledger's tip: the first tick fans out the newest change again, so a
         # node that stayed connected while head office was down (a programme given to
         # ``central serve --program``, changes written by ``central jobs`` meanwhile) learns
@@ -450,10 +451,10 @@ class HeadOffice:
             done: list[tuple[str, list[Any], int, int, float | None]] = []
             try:
                 results = self._apply([(node, events) for node, events, *_ in group])
-                self.handled["groups"] += 1
                 done = self._settle(group, results, lane)
             except StoreUnavailable:  # logged by the store; the nodes send again after their ack timeout
-                self.dropped["store_unavailable"] += len(group)
+                with self._tally:
+                    self.dropped["store_unavailable"] += len(group)
                 done = list(group)
             except Exception:
                 log.exception("ingest of %d batches failed: trying them one by one", len(group))
@@ -464,7 +465,8 @@ class HeadOffice:
                         done.extend(self._settle([entry], results, lane, park=False))
                     except Exception:  # the node sends it again after its ack timeout
                         log.exception("ingest of a batch from %s failed", node)
-                        self.dropped["error"] += 1
+                        with self._tally:
+                            self.dropped["error"] += 1
                         done.append(entry)
             for _, _, mid, qos, _ in done:
                 self.client.ack(mid, qos)
@@ -491,18 +493,17 @@ class HeadOffice:
         for entry, result in zip(group, results, strict=True):
             node, events, mid, qos, since = entry
             if result.resend_from is None:
-                self.handled["events"] += 1
                 done.append(entry)
             elif park and self.round_robin and (since is None or now - since < PARK_SECONDS):
                 parked.append((node, events, mid, qos, now if since is None else since))
-                self.handled["events_parked"] += 1
             else:
                 resend.setdefault(node, result.resend_from)
-                self.handled["events"] += 1
                 done.append(entry)
         for node, (epoch, seq) in resend.items():
             self.client.publish(f"sp/v1/node/{node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1)
-            self.handled["resend_requests"] += 1
+        with self._tally:  # several ingest threads count into the same keys
+            counts = {"events": len(done), "events_parked": len(parked), "resend_requests": len(resend)}
+            self.handled.update({k: n for k, n in counts.items() if n} | ({"groups": 1} if park else {}))
         # A node asked to resend sends everything from there again: its parked batches go.
         for entry in parked:
             if entry[0] in resend:
