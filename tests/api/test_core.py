@@ -6,6 +6,7 @@ import json
 
 from staypoint.central.api.app import MAX_ARRIVALS, MAX_BODY
 from staypoint.central.partners.book import PartnerDesk
+from staypoint.loyalty.member_numbers import make_number
 from tests.api.conftest import NOW, PIN, Api, program_text
 
 pytest_plugins = ["tests.pg_fixtures"]
@@ -67,6 +68,20 @@ def test_pin_brute_force_locks_like_the_kiosk(api: Api) -> None:
     assert r.status_code == 423 and "too many wrong PINs" in r.json()["error"]
     api.clock.advance(minutes=31)
     assert api.login("ada@example.com")
+
+
+def test_a_stay_for_an_unknown_member_is_refused_and_leaves_no_folio(api: Api) -> None:
+    """A folio naming a member head office does not hold is refused in one line (404, on both
+    stores), and nothing of it is kept: the folio is free for the right member's post."""
+    known = api.enrol()
+    stranger = make_number(77, 12345)
+    assert api.ledger.member(stranger) is None
+    r = api.stay(stranger, "F-404")
+    assert r.status_code == 404 and r.json()["code"] == "unknown_member"
+    assert stranger in r.json()["error"]
+    # Nothing was kept of it: the same folio for a member who exists is a first post.
+    r = api.stay(known, "F-404")
+    assert r.status_code == 200 and r.json()["result"] == "posted"
 
 
 def test_same_folio_twice_earns_once_and_a_correction_moves_the_difference(api: Api) -> None:
