@@ -168,8 +168,8 @@ def test_head_office_handler_counts_every_bad_message_and_never_raises(
     msg, is_noise = data.draw(office_messages(ends))
     before = _total(office.dropped) + _total(office.handled)
     office._on_message(office.client, None, msg)  # type: ignore[arg-type]
-    if office._batches.qsize():
-        office._batches.put(None)  # the ingester's own loop: one group, then it stops
+    if office._batches[0].qsize():
+        office._batches[0].put(None)  # the ingester's own loop: one group, then it stops
         office._ingester()
         office._stop.clear()
     assert office.dropped["error"] == 0, "a message took the catch-all path: see the log"
