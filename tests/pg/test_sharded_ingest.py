@@ -128,15 +128,9 @@ def test_two_ingest_processes_sigkill_the_leader_loses_and_doubles_nothing(
         fleet.settle(30)  # every row acked, every node at the ledger's tip: fan-out from the new leader
 
         # Fan-out after the takeover reaches the nodes as fan-out, not by a resync.
-        resyncs = [n.agent.stats["resyncs"] for n in nodes if n.agent is not None]
+        resyncs = _resyncs(nodes)
         fleet.ledger.register_node("sha-probe-01", nodes[0].service.keys.public_hex())  # a change
-        latest = store.latest_version()
-        wait_until(
-            lambda: all(n.agent is not None and n.agent.applied_version() >= latest for n in nodes),
-            15,
-            "the new leader's fan-out at every node",
-        )
-        assert [n.agent.stats["resyncs"] for n in nodes if n.agent is not None] == resyncs
+        _fanned_out(nodes, store.latest_version(), resyncs, 15, "the new leader's fan-out at every node")
         assert follower.proc.poll() is None
     finally:
         for office in offices:
@@ -157,6 +151,33 @@ def test_two_ingest_processes_sigkill_the_leader_loses_and_doubles_nothing(
         assert node.agent is not None and node.agent.stats["events_acked"] == len(rows)
     assert ledger_ids == outbox_ids  # each event once, none missing
     assert not [a for a in store.alarms() if a["kind"] in ("conflicting_body", "duplicate_id")]
+
+
+def _office_settings(fleet: Fleet, name: str, share_group: str | None = None) -> MqttSettings:
+    """An in-process head office's broker settings, with head office's certificate and a client
+    id of its own (``name`` and a random suffix)."""
+    tls = fleet.broker.client_tls("head-office")
+    return MqttSettings(
+        fleet.broker.host,
+        fleet.broker.office_port,
+        tls.ca,
+        tls.cert,
+        tls.key,
+        client_id=f"{name}-{uuid.uuid4().hex[:6]}",
+        share_group=share_group,
+    )
+
+
+def _resyncs(nodes: list[Node]) -> list[int]:
+    return [n.agent.stats["resyncs"] for n in nodes if n.agent is not None]
+
+
+def _fanned_out(nodes: list[Node], latest: int, resyncs: list[int], timeout: float, what: str) -> None:
+    """Every node at ``latest`` or past it, by fan-out alone: no resync since ``resyncs``."""
+    wait_until(
+        lambda: all(n.agent is not None and n.agent.applied_version() >= latest for n in nodes), timeout, what
+    )
+    assert _resyncs(nodes) == resyncs
 
 
 def _subscribed(fleet: Fleet, topic: str) -> set[str]:
@@ -210,7 +231,6 @@ def test_each_nodes_batches_are_applied_by_one_process_in_order(
     for node in nodes:
         _backlog(node, stays)
     before = store.event_count()
-    tls = fleet.broker.client_tls("head-office")
     applied: list[list[tuple[str, int]]] = [[], []]
     parts: list[tuple[HeadOffice, PgShards, PgLeadership, Ledger]] = []
     try:
@@ -220,15 +240,7 @@ def test_each_nodes_batches_are_applied_by_one_process_in_order(
             if i == 0:
                 assert shards.wait_owned(64, 10)  # alone: every shard
             leadership = PgLeadership(pg_url, poll=0.2).start()
-            settings = MqttSettings(
-                fleet.broker.host,
-                fleet.broker.office_port,
-                tls.ca,
-                tls.cert,
-                tls.key,
-                client_id=f"head-office-test-{i}-{uuid.uuid4().hex[:6]}",
-                share_group="ingest",
-            )
+            settings = _office_settings(fleet, f"head-office-test-{i}", share_group="ingest")
             office = HeadOffice(ledger, settings, tick_seconds=0.5, leader=leadership, shards=shards)
             _recording(ledger, applied[i])
             office.start()
@@ -351,17 +363,9 @@ def test_two_ingest_threads_in_one_process_apply_each_node_in_order_and_fan_out_
     stays = 120
     guests = [_backlog(node, stays)[0] for node in nodes]
     before = store.event_count()
-    tls = fleet.broker.client_tls("head-office")
     applied: list[tuple[str, str, int]] = []
     ledger = Ledger(PgLedgerStore(pg_url))
-    settings = MqttSettings(
-        fleet.broker.host,
-        fleet.broker.office_port,
-        tls.ca,
-        tls.cert,
-        tls.key,
-        client_id=f"head-office-duo-{uuid.uuid4().hex[:6]}",
-    )
+    settings = _office_settings(fleet, "head-office-duo")
     office = HeadOffice(ledger, settings, tick_seconds=0.5, ingest_threads=2)
     _recording_threads(ledger, applied)
     resyncs: list[int] = []
@@ -372,19 +376,13 @@ def test_two_ingest_threads_in_one_process_apply_each_node_in_order_and_fan_out_
         # The nodes' first resync (on connecting) is over before their backlogs drain.
         wait_until(lambda: store.event_count() - before == len(nodes) * (3 + stays), 90, "every event")
         fleet.settle(30)
-        resyncs = [n.agent.stats["resyncs"] for n in nodes if n.agent is not None]
+        resyncs = _resyncs(nodes)
         # Two threads' worth of changes more, then each node at the tip by fan-out alone.
+        latest_before = store.latest_version()
         for node, guest in zip(nodes[:2], guests, strict=False):
             node.service.post_stay(guest, "F-last", now(), nights=0, revenue={Outlet.FNB: Decimal("2")})
-        latest_before = store.latest_version()
         wait_until(lambda: store.latest_version() >= latest_before + 2, 30, "the last two stays booked")
-        latest = store.latest_version()
-        wait_until(
-            lambda: all(n.agent is not None and n.agent.applied_version() >= latest for n in nodes),
-            20,
-            "the fan-out at every node",
-        )
-        assert [n.agent.stats["resyncs"] for n in nodes if n.agent is not None] == resyncs
+        _fanned_out(nodes, store.latest_version(), resyncs, 20, "the fan-out at every node")
         handled, dropped = dict(office.handled), dict(office.dropped)
     finally:
         office.stop()
