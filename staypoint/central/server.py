@@ -416,7 +416,7 @@ class HeadOffice:
 
     def _lane(self, node: str) -> int:
         """The ingest thread of ``node``'s batches: always the same one, so they apply in order."""
-        return 0 if self.ingest_threads == 1 else zlib.crc32(node.encode()) % self.ingest_threads
+        return zlib.crc32(node.encode()) % self.ingest_threads
 
     def _ingester(self, lane: int = 0) -> None:
         """Apply queued batches a group at a time: one commit, then acks, fan-out and PUBACKs."""
@@ -501,9 +501,11 @@ class HeadOffice:
                 done.append(entry)
         for node, (epoch, seq) in resend.items():
             self.client.publish(f"sp/v1/node/{node}/resend", dumps({"epoch": epoch, "from": seq}), qos=1)
+        counts = Counter(
+            events=len(done), events_parked=len(parked), resend_requests=len(resend), groups=int(park)
+        )
         with self._tally:  # several ingest threads count into the same keys
-            counts = {"events": len(done), "events_parked": len(parked), "resend_requests": len(resend)}
-            self.handled.update({k: n for k, n in counts.items() if n} | ({"groups": 1} if park else {}))
+            self.handled.update(+counts)  # the counts above zero only, as ``+= 1`` made them
         # A node asked to resend sends everything from there again: its parked batches go.
         for entry in parked:
             if entry[0] in resend:
@@ -846,8 +848,8 @@ class HeadOffice:
             self._digest_once(now)
             return
         # Other processes (other ingest threads) ack what they commit, outside our lock: inside
-        # the writer's lock no one commits until
-        # the broker has the digest, so no ack of an event after V reaches a node before it.
+        # the writer's lock no one commits until the broker has the digest, so no ack of an event
+        # after V reaches a node before it.
         with self.ledger.store.transaction():
             info = self._digest_once(now)
             if info is not None:

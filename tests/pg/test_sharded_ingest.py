@@ -186,13 +186,14 @@ def _subscribed(fleet: Fleet, topic: str) -> set[str]:
     return set(re.findall(pattern, fleet.broker.log_text(), re.MULTILINE))
 
 
-def _recording(ledger: Ledger, log: list[tuple[str, int]]) -> None:
-    """Note (node, first seq) of every batch ``ledger`` is given to apply, in order."""
+def _recording(ledger: Ledger, log: list[tuple[str, str, int]]) -> None:
+    """Note (thread, node, first seq) of every batch ``ledger`` is given to apply, in order."""
     original = ledger.ingest_many
 
     def record(batches: Any, at: Any, **kw: Any) -> Any:
+        name = threading.current_thread().name
         for node, events in batches:
-            log.append((node, int(events[0]["seq"])))
+            log.append((name, node, int(events[0]["seq"])))
         return original(batches, at, **kw)
 
     ledger.ingest_many = record  # type: ignore[method-assign]
@@ -231,7 +232,7 @@ def test_each_nodes_batches_are_applied_by_one_process_in_order(
     for node in nodes:
         _backlog(node, stays)
     before = store.event_count()
-    applied: list[list[tuple[str, int]]] = [[], []]
+    applied: list[list[tuple[str, str, int]]] = [[], []]
     parts: list[tuple[HeadOffice, PgShards, PgLeadership, Ledger]] = []
     try:
         for i in range(2):
@@ -261,7 +262,7 @@ def test_each_nodes_batches_are_applied_by_one_process_in_order(
 
     by_node: dict[str, set[int]] = {}
     for i, log in enumerate(applied):
-        for node, _ in log:
+        for _, node, _ in log:
             by_node.setdefault(node, set()).add(i)
     assert by_node == {n: {0} for n in names[:3]} | {n: {1} for n in names[3:]}
     # A batch given twice is a node's resend (its ack timeout), a resend asked for, or the
@@ -272,7 +273,7 @@ def test_each_nodes_batches_are_applied_by_one_process_in_order(
     )
     for log in applied:
         for name in names:
-            seqs = [seq for node, seq in log if node == name]
+            seqs = [seq for _, node, seq in log if node == name]
             assert seqs == sorted(set(seqs)), f"{name}'s batches out of order or twice: {seqs} ({why})"
     for office, *_ in parts:
         assert office.handled["events_parked"] == 0
@@ -334,26 +335,13 @@ def test_a_second_serve_on_one_sqlite_ledger_is_refused(
     )
 
 
-def _recording_threads(ledger: Ledger, log: list[tuple[str, str, int]]) -> None:
-    """Note (thread, node, first seq) of every batch ``ledger`` is given to apply, in order."""
-    original = ledger.ingest_many
-
-    def record(batches: Any, at: Any, **kw: Any) -> Any:
-        name = threading.current_thread().name
-        for node, events in batches:
-            log.append((name, node, int(events[0]["seq"])))
-        return original(batches, at, **kw)
-
-    ledger.ingest_many = record  # type: ignore[method-assign]
-
-
 def test_two_ingest_threads_in_one_process_apply_each_node_in_order_and_fan_out_in_order(
     pg_fleet: Fleet, pg_url: str
 ) -> None:
     """One head office, two ingest threads (``--ingest-threads 2``, PostgreSQL's default), six
     nodes: each node's batches are applied by one thread, in the order sent, and both threads
-    apply; every event once, every row acked, and the fan-out of
-    both threads' changes reaches every node in version order (no gap, so no resync)."""
+    apply; every event once, every row acked, and the fan-out of both threads' changes reaches
+    every node in version order (no gap, so no resync)."""
     fleet = pg_fleet
     store = fleet.ledger.store
     names = [f"sha-duo-{i:02d}" for i in range(6)]
@@ -367,7 +355,7 @@ def test_two_ingest_threads_in_one_process_apply_each_node_in_order_and_fan_out_
     ledger = Ledger(PgLedgerStore(pg_url))
     settings = _office_settings(fleet, "head-office-duo")
     office = HeadOffice(ledger, settings, tick_seconds=0.5, ingest_threads=2)
-    _recording_threads(ledger, applied)
+    _recording(ledger, applied)
     resyncs: list[int] = []
     try:
         office.start()
